@@ -1,0 +1,1 @@
+//! Analysis (filled by issue 7).

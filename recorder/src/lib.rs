@@ -1,0 +1,1 @@
+//! The preload recorder (filled by issue 3).

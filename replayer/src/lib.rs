@@ -1,0 +1,1 @@
+//! The replayer (filled by issue 5).

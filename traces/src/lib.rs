@@ -1,0 +1,1 @@
+//! The alloclab trace format.
