@@ -1,1 +1,67 @@
-//! The alloclab trace format.
+//! The alloclab trace format, version 1: the one definition of how allocation events are
+//! stored. The recorder and the synthetic generators write it with [`TraceWriter`]; the
+//! replayer and `inspect` read it with [`TraceReader`] (file order) or [`MergedReader`]
+//! (global order).
+//!
+//! A trace is a header, then independently decodable zstd frames, each holding a batch of one
+//! thread's events, then a trailer with per-thread counts. A file cut short (a killed program)
+//! loses at most its last frame. `FORMAT.md` in this crate describes every byte.
+//!
+//! ```no_run
+//! use traces::{Event, Header, MergedReader, TraceWriter};
+//! let mut w = TraceWriter::create("t.zst", &Header::for_this_process("example 1.0"))?;
+//! w.append(0, 100, Event::Malloc { size: 24, ptr: 0x5000 })?;
+//! w.append(1, 250, Event::Free { ptr: 0x5000 })?;
+//! w.finish(0)?;
+//! for rec in MergedReader::open("t.zst")? {
+//!     println!("{:?}", rec?);
+//! }
+//! # Ok::<(), traces::TraceError>(())
+//! ```
+
+mod codec;
+mod error;
+mod event;
+mod frame;
+mod header;
+pub mod inspect;
+mod reader;
+pub mod synth;
+mod sys;
+mod writer;
+
+pub use error::{ErrorKind, Result, TraceError, Warning};
+pub use event::{AlignedFn, Event, Kind, Record, ThreadId, Timed};
+pub use frame::{
+    DEFAULT_FRAME_EVENTS, DEFAULT_ZSTD_LEVEL, EncodedFrame, FrameEncoder, MAX_FRAME_EVENTS,
+    MAX_FRAME_RAW,
+};
+pub use header::{
+    Clock, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, ThreadSummary, Trailer,
+};
+pub use reader::{Frame, FrameInfo, MergedReader, Records, TraceReader};
+pub use writer::TraceWriter;
+
+/// CLOCK_MONOTONIC now, in ns: the clock recorded traces use (see [`Clock::Monotonic`]).
+pub fn monotonic_now_ns() -> u64 {
+    sys::monotonic_now_ns()
+}
+
+#[doc(hidden)]
+pub mod __fuzz {
+    //! Entry points for the fuzz targets (not a stable API).
+    use crate::codec::PayloadDecoder;
+    use crate::event::Timed;
+
+    /// Decodes a raw (uncompressed) frame payload.
+    pub fn decode_payload(payload: &[u8], count: u32, first_ts: u64) -> Result<Vec<Timed>, String> {
+        let mut out = Vec::new();
+        PayloadDecoder::new().decode(
+            payload,
+            count.min(crate::MAX_FRAME_EVENTS),
+            first_ts,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,1 @@
+//! Synthetic workload generators (`synth`), filled by issue 4.
