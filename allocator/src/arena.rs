@@ -1,0 +1,272 @@
+//! Arenas: 4 MiB, 4 MiB-aligned mmap'd regions, each owned by one heap for its whole life.
+//!
+//! ```text
+//!  arena (4 MiB, aligned)           kind = Small                    kind = Medium
+//!  ┌──────────────┬──────────────────────────────────────┐   ┌──────────────┬────────────────────┐
+//!  │ header 4 KiB │ 64 KiB slab pages × 64 (page 0 is    │   │ header 4 KiB │ boundary-tag chunks │
+//!  │ (Arena)      │ 60 KiB), one size class per page      │   │ (Arena)      │ … │ end sentinel   │
+//!  └──────────────┴──────────────────────────────────────┘   └──────────────┴────────────────────┘
+//!  kind = Huge: one block, header page at the arena-aligned base, the block at base + offset.
+//! ```
+//!
+//! Any block's arena is `(p - 1) & !(ARENA_SIZE - 1)`: blocks never start at an arena's base (its
+//! header is there), and a huge block's offset is at most `ARENA_SIZE`. A global bitmap
+//! (`ARENA_MAP`, one bit per 4 MiB of address space, 4 MiB of .bss of which only touched words
+//! cost memory) says which arena addresses are ours, so `free` can refuse a foreign pointer
+//! instead of reading unmapped memory.
+//!
+//! Arenas never change heap while they hold a block: a fully free arena goes back to the global
+//! cache (`CACHE`), from which any heap may take it again.
+
+use crate::heap::Heap;
+use crate::os;
+use crate::small::{PAGES_PER_ARENA, Page};
+use crate::sync::SpinLock;
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub const ARENA_SHIFT: usize = 22;
+pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
+/// The header occupies the first OS page of every arena.
+pub const ARENA_HEADER: usize = 4096;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// In the global cache, owned by nobody.
+    Free = 0,
+    Small = 1,
+    Medium = 2,
+    Huge = 3,
+}
+
+/// The header at the base of every arena.
+#[repr(C)]
+pub struct Arena {
+    /// The owning heap if this is a Small arena, else null. Read by every `free` (fast-path
+    /// test: `small_owner == my heap`); written only while the arena holds no block.
+    pub small_owner: *mut Heap,
+    /// The owning heap (Small and Medium), null for Huge and Free. Same rules as `small_owner`.
+    pub heap: *mut Heap,
+    pub kind: Kind,
+    /// Huge: the block was mapped with `MAP_HUGETLB`-free THP hint (informational).
+    pub flags: u8,
+    /// Pages of a Small arena assigned to a size class (owner only).
+    pub used_pages: u32,
+    /// Bytes mapped at the base: `ARENA_SIZE`, or the whole mapping of a huge block.
+    pub map_size: usize,
+    /// Huge: offset of the block from the base (4096 ..= ARENA_SIZE).
+    pub offset: usize,
+    /// Huge: usable bytes of the block. Medium: bytes of free chunks (owner only).
+    pub size: usize,
+    /// Links in the owner's arena list (Small/Medium), the huge list, or the cache (owner or the
+    /// lock of that list only).
+    pub next: *mut Arena,
+    pub prev: *mut Arena,
+    /// Reclaimer tick when the arena entered the cache.
+    pub cached_at: u64,
+    /// Small: one descriptor per 64 KiB page.
+    pub pages: [Page; PAGES_PER_ARENA],
+}
+
+const _: () = assert!(core::mem::size_of::<Arena>() <= ARENA_HEADER);
+
+/// The arena of any pointer the allocator handed out.
+#[inline(always)]
+pub fn arena_of(p: *const u8) -> *mut Arena {
+    ((p as usize).wrapping_sub(1) & !(ARENA_SIZE - 1)) as *mut Arena
+}
+
+// ---------------------------------------------------------------------------------------------
+// The arena map: one bit per possible arena address in the 47-bit user address space.
+
+const MAP_WORDS: usize = 1 << (47 - ARENA_SHIFT - 6);
+static ARENA_MAP: [AtomicU64; MAP_WORDS] = [const { AtomicU64::new(0) }; MAP_WORDS];
+
+/// True if `a` is the base of a live arena of ours (any kind).
+#[inline(always)]
+pub fn is_arena(a: *const Arena) -> bool {
+    let i = (a as usize) >> ARENA_SHIFT;
+    let w = i >> 6;
+    if w >= MAP_WORDS {
+        return false;
+    }
+    // SAFETY: `w < MAP_WORDS` was checked just above.
+    let word = unsafe { ARENA_MAP.get_unchecked(w) }.load(Ordering::Relaxed);
+    (word >> (i & 63)) & 1 != 0
+}
+
+fn map_set(a: *const Arena, on: bool) {
+    let i = (a as usize) >> ARENA_SHIFT;
+    let w = i >> 6;
+    if w >= MAP_WORDS {
+        crate::fatal::fatal("mmap returned an address above 2^47");
+    }
+    let bit = 1u64 << (i & 63);
+    if on {
+        ARENA_MAP[w].fetch_or(bit, Ordering::Release);
+    } else {
+        ARENA_MAP[w].fetch_and(!bit, Ordering::Release);
+    }
+}
+
+/// Maps a new arena region of `size` bytes such that `base + offset` is aligned to `align` (the
+/// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
+pub(crate) fn map_region(size: usize, align: usize, offset: usize) -> *mut Arena {
+    let a = os::map_aligned(size, align, offset) as *mut Arena;
+    if !a.is_null() && (a as usize) % ARENA_SIZE != 0 {
+        crate::fatal::fatal("map_region: base not arena-aligned");
+    }
+    if !a.is_null() {
+        if crate::config::HUGE_PAGES.load(Ordering::Relaxed) {
+            // SAFETY: the range is the mapping we just made.
+            unsafe { os::hint_huge_pages(a.cast(), size) };
+        }
+        map_set(a, true);
+    }
+    a
+}
+
+/// Unregisters and unmaps an arena region.
+///
+/// # Safety
+/// `a` must be a region from `map_region` of `size` bytes with no live block.
+pub(crate) unsafe fn unmap_region(a: *mut Arena, size: usize) {
+    map_set(a, false);
+    // SAFETY: by the caller's contract the region is ours and dead.
+    unsafe { os::unmap(a.cast(), size) };
+}
+
+/// Registers the new base of a huge region that moved (mremap).
+pub(crate) fn remapped(old: *mut Arena, new: *mut Arena) {
+    map_set(old, false);
+    map_set(new, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The global cache of fully free arenas.
+
+struct Cache {
+    head: *mut Arena,
+    count: usize,
+}
+// SAFETY: the raw pointers are only followed under the lock.
+unsafe impl Send for Cache {}
+
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    head: ptr::null_mut(),
+    count: 0,
+});
+pub(crate) static CACHED_ARENAS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static LIVE_ARENAS: AtomicU64 = AtomicU64::new(0);
+
+/// Gives a heap an arena: from the cache if one is there, else freshly mapped. The header is
+/// zeroed; the caller sets it up. Null if the OS refuses memory.
+pub(crate) fn acquire() -> *mut Arena {
+    let a = {
+        let mut c = CACHE.lock();
+        let a = c.head;
+        if !a.is_null() {
+            // SAFETY: `a` is a cached arena; its header is ours under the lock.
+            c.head = unsafe { (*a).next };
+            c.count -= 1;
+        }
+        a
+    };
+    let a = if a.is_null() {
+        crate::reclaim::maybe_start();
+        map_region(ARENA_SIZE, ARENA_SIZE, 0)
+    } else {
+        CACHED_ARENAS.fetch_sub(1, Ordering::Relaxed);
+        a
+    };
+    if !a.is_null() {
+        // SAFETY: the arena is ours alone now; the header is plain data inside our mapping.
+        unsafe { ptr::write_bytes(a.cast::<u8>(), 0, core::mem::size_of::<Arena>()) };
+        LIVE_ARENAS.fetch_add(1, Ordering::Relaxed);
+    }
+    a
+}
+
+/// Takes back a fully free arena: cached for reuse, or unmapped when the cache is full.
+///
+/// # Safety
+/// `a` must be an arena from `acquire` that holds no live block and is in no list.
+pub(crate) unsafe fn release(a: *mut Arena) {
+    LIVE_ARENAS.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: the arena is dead and ours (caller's contract).
+    unsafe {
+        (*a).kind = Kind::Free;
+        (*a).small_owner = ptr::null_mut();
+        (*a).heap = ptr::null_mut();
+        (*a).cached_at = crate::reclaim::tick();
+    }
+    let limit = if crate::config::RECLAIM.load(Ordering::Relaxed) {
+        usize::MAX // the reclaimer ages them out
+    } else {
+        crate::config::ARENA_CACHE.load(Ordering::Relaxed)
+    };
+    {
+        let mut c = CACHE.lock();
+        if c.count < limit {
+            // SAFETY: header writes under the cache lock; nobody else knows the arena.
+            unsafe { (*a).next = c.head };
+            c.head = a;
+            c.count += 1;
+            CACHED_ARENAS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    // SAFETY: dead arena of ARENA_SIZE bytes.
+    unsafe { unmap_region(a, ARENA_SIZE) };
+}
+
+/// Unmaps cached arenas that entered the cache before tick `before` (reclaimer), or all.
+pub(crate) fn purge_cache(before: u64) -> usize {
+    let mut victims: *mut Arena = ptr::null_mut();
+    let mut n = 0;
+    {
+        let mut c = CACHE.lock();
+        let mut link: *mut *mut Arena = &mut c.head;
+        // SAFETY: we walk and unlink the cache list under its lock.
+        unsafe {
+            while !(*link).is_null() {
+                let a = *link;
+                if (*a).cached_at < before {
+                    *link = (*a).next;
+                    (*a).next = victims;
+                    victims = a;
+                    n += 1;
+                } else {
+                    link = &mut (*a).next;
+                }
+            }
+        }
+        c.count -= n;
+    }
+    CACHED_ARENAS.fetch_sub(n as u64, Ordering::Relaxed);
+    while !victims.is_null() {
+        // SAFETY: unlinked from the cache above; no one else can reach these arenas.
+        unsafe {
+            let next = (*victims).next;
+            unmap_region(victims, ARENA_SIZE);
+            victims = next;
+        }
+    }
+    n
+}
+
+pub(crate) fn cache_lock() -> &'static SpinLock<impl Sized> {
+    &CACHE
+}
+
+/// Cached arena count (for validation).
+pub(crate) fn cache_walk(mut f: impl FnMut(*mut Arena)) {
+    let c = CACHE.lock();
+    let mut a = c.head;
+    while !a.is_null() {
+        f(a);
+        // SAFETY: cache list under its lock.
+        a = unsafe { (*a).next };
+    }
+}

@@ -1,0 +1,520 @@
+//! Medium blocks (513 B ..= 1 MiB): boundary-tag chunks in 4 MiB arenas, segregated free lists,
+//! immediate coalescing on free, in-place realloc into a free neighbour.
+//!
+//! ```text
+//!  chunk:  ┌───────────┬──────────────────┬─────────────────────────────┐
+//!          │ prev_size │ size | PREV_FREE │ payload (user) …            │
+//!          │ (valid iff│      | FREE      │ free: next, prev links      │
+//!          │ PREV_FREE)│                  │                             │
+//!          └───────────┴──────────────────┴─────────────────────────────┘
+//!  arena:  [header 4 KiB][chunk][chunk]…[chunk][end sentinel: 16 B, never free]
+//! ```
+//! Invariants (checked by `validate`): chunks tile the arena; no two free chunks are adjacent;
+//! a free chunk's size is also in the next chunk's `prev_size` and the next chunk has
+//! PREV_FREE; every free chunk is in exactly the bin of its size, and a bin's bit is set iff the
+//! bin is non-empty.
+//!
+//! Bins: sizes < 256 B one bin per 16 B; above, 8 bins per power of two (TLSF-like), 128 bins.
+//! Allocation looks at up to 8 chunks of the request's own bin (first fit), then takes the head
+//! of the first non-empty larger bin (every chunk there fits): O(1) with a bitmap.
+
+use crate::arena::{self, ARENA_HEADER, ARENA_SIZE, Arena, Kind};
+use crate::heap::{self, Heap};
+use crate::small::{arena_list_push, arena_list_remove};
+use crate::sync::{bump, drop_by};
+use core::ptr;
+
+pub const HDR: usize = 16;
+pub const MIN_CHUNK: usize = 32;
+/// Largest request served from medium arenas; above it blocks are huge (own mapping).
+pub const MEDIUM_MAX: usize = 1 << 20;
+/// Largest alignment served from medium arenas.
+pub const MEDIUM_MAX_ALIGN: usize = 64 * 1024;
+const FREE: usize = 1;
+const PREV_FREE: usize = 2;
+const FLAGS: usize = 15;
+pub const NBINS: usize = 128;
+/// First chunk of a medium arena.
+const AREA_START: usize = ARENA_HEADER;
+/// End sentinel offset.
+const AREA_END: usize = ARENA_SIZE - HDR;
+const AREA_LEN: usize = AREA_END - AREA_START;
+
+#[repr(C)]
+pub struct Chunk {
+    pub prev_size: usize,
+    pub head: usize,
+    pub next: *mut Chunk,
+    pub prev: *mut Chunk,
+}
+
+/// The heap's bins (owner only).
+#[repr(C)]
+pub struct Bins {
+    pub bitmap: [u64; 2],
+    pub heads: [*mut Chunk; NBINS],
+}
+
+impl Bins {
+    pub const EMPTY: Bins = Bins {
+        bitmap: [0; 2],
+        heads: [ptr::null_mut(); NBINS],
+    };
+}
+
+#[inline(always)]
+pub fn size_of_chunk(c: *const Chunk) -> usize {
+    // SAFETY: callers pass chunk headers inside our arenas.
+    unsafe { (*c).head & !FLAGS }
+}
+
+#[inline(always)]
+fn is_free(c: *const Chunk) -> bool {
+    // SAFETY: as above.
+    unsafe { (*c).head & FREE != 0 }
+}
+
+#[inline(always)]
+unsafe fn at(c: *mut Chunk, off: usize) -> *mut Chunk {
+    // SAFETY: callers stay inside the arena (chunk sizes tile it).
+    unsafe { c.cast::<u8>().add(off).cast() }
+}
+
+/// Bin of a chunk size (a multiple of 16, ≥ 32, < 4 MiB).
+#[inline]
+pub fn bin_of(size: usize) -> usize {
+    if size < 256 {
+        size >> 4
+    } else {
+        let fl = (usize::BITS - 1 - size.leading_zeros()) as usize;
+        16 + (fl - 8) * 8 + ((size >> (fl - 3)) & 7)
+    }
+}
+
+/// Chunk size for a request of `n` bytes.
+#[inline]
+pub fn chunk_size(n: usize) -> usize {
+    (n + HDR + 15).max(MIN_CHUNK) & !15
+}
+
+unsafe fn bin_insert(heap: *mut Heap, c: *mut Chunk) {
+    // SAFETY: owner-only bins; `c` is a free chunk in no bin.
+    unsafe {
+        let b = bin_of(size_of_chunk(c));
+        let bins = &mut (*heap).local.bins;
+        let head = bins.heads[b];
+        (*c).prev = ptr::null_mut();
+        (*c).next = head;
+        if !head.is_null() {
+            (*head).prev = c;
+        }
+        bins.heads[b] = c;
+        bins.bitmap[b >> 6] |= 1 << (b & 63);
+    }
+}
+
+unsafe fn bin_remove(heap: *mut Heap, c: *mut Chunk) {
+    // SAFETY: `c` is in its bin (owner-only).
+    unsafe {
+        let b = bin_of(size_of_chunk(c));
+        let bins = &mut (*heap).local.bins;
+        if (*c).prev.is_null() {
+            bins.heads[b] = (*c).next;
+            if (*c).next.is_null() {
+                bins.bitmap[b >> 6] &= !(1 << (b & 63));
+            }
+        } else {
+            (*(*c).prev).next = (*c).next;
+        }
+        if !(*c).next.is_null() {
+            (*(*c).next).prev = (*c).prev;
+        }
+    }
+}
+
+/// First non-empty bin ≥ `from`, if any.
+fn first_bin_from(bins: &Bins, from: usize) -> Option<usize> {
+    let mut w = from >> 6;
+    if w >= 2 {
+        return None;
+    }
+    let mut bits = bins.bitmap[w] & (!0u64 << (from & 63));
+    loop {
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        w += 1;
+        if w >= 2 {
+            return None;
+        }
+        bits = bins.bitmap[w];
+    }
+}
+
+/// Finds and unlinks a free chunk of at least `cs` bytes.
+unsafe fn find(heap: *mut Heap, cs: usize) -> *mut Chunk {
+    // SAFETY: owner-only bins.
+    unsafe {
+        let b = bin_of(cs);
+        let mut c = (*heap).local.bins.heads[b];
+        let mut k = 0;
+        while !c.is_null() && k < 8 {
+            if size_of_chunk(c) >= cs {
+                bin_remove(heap, c);
+                return c;
+            }
+            c = (*c).next;
+            k += 1;
+        }
+        if let Some(nb) = first_bin_from(&(*heap).local.bins, b + 1) {
+            let c = (*heap).local.bins.heads[nb];
+            bin_remove(heap, c);
+            return c;
+        }
+        ptr::null_mut()
+    }
+}
+
+/// Marks the free (unlinked) chunk `c` in use with exactly `cs` bytes when the rest can form a
+/// chunk, which is then freed (coalescing forward). Returns the chunk's final size.
+unsafe fn carve(heap: *mut Heap, c: *mut Chunk, cs: usize) -> usize {
+    // SAFETY: `c` is a free chunk removed from its bin, owner-only; its neighbours are in use.
+    unsafe {
+        let size = size_of_chunk(c);
+        let keep_flags = (*c).head & PREV_FREE;
+        if size - cs >= MIN_CHUNK {
+            (*c).head = cs | keep_flags;
+            let rest = at(c, cs);
+            (*rest).head = (size - cs) | FREE;
+            let after = at(rest, size - cs);
+            (*after).prev_size = size - cs;
+            (*after).head |= PREV_FREE;
+            bin_insert(heap, rest);
+            cs
+        } else {
+            (*c).head = size | keep_flags;
+            (*at(c, size)).head &= !PREV_FREE;
+            size
+        }
+    }
+}
+
+/// Allocates `n` bytes (≤ MEDIUM_MAX) aligned to `align` (16 ..= MEDIUM_MAX_ALIGN).
+///
+/// # Safety
+/// `heap` must be a real heap owned by the calling thread.
+pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
+    // SAFETY: owner of `heap` (caller); chunks are inside our arenas.
+    unsafe {
+        let cs = chunk_size(n);
+        let need = if align <= 16 {
+            cs
+        } else {
+            cs + align + MIN_CHUNK
+        };
+        let mut c = find(heap, need);
+        if c.is_null() {
+            heap::maintenance(heap);
+            c = find(heap, need);
+            if c.is_null() {
+                if !add_arena(heap) {
+                    return ptr::null_mut();
+                }
+                c = find(heap, need);
+                if c.is_null() {
+                    return ptr::null_mut();
+                }
+            }
+        }
+        if align > 16 {
+            let p0 = c as usize + HDR;
+            let mut p = (p0 + align - 1) & !(align - 1);
+            if p != p0 && p - p0 < MIN_CHUNK {
+                p = (p0 + MIN_CHUNK + align - 1) & !(align - 1);
+            }
+            let front = p - p0;
+            if front > 0 {
+                // Split off the front as a free chunk; its predecessor is in use.
+                let size = size_of_chunk(c);
+                let flags = (*c).head & PREV_FREE;
+                (*c).head = front | FREE | flags;
+                let d = at(c, front);
+                (*d).prev_size = front;
+                (*d).head = (size - front) | PREV_FREE;
+                bin_insert(heap, c);
+                c = d;
+            }
+        }
+        let got = carve(heap, c, cs);
+        drop_by(&(*heap).shared.medium_free, got as u64);
+        bump(&(*heap).shared.medium_in_use, (got - HDR) as u64);
+        bump(&(*heap).shared.medium_blocks, 1);
+        c.cast::<u8>().add(HDR)
+    }
+}
+
+unsafe fn add_arena(heap: *mut Heap) -> bool {
+    heap::help_abandoned();
+    let a = arena::acquire();
+    if a.is_null() {
+        return false;
+    }
+    // SAFETY: fresh arena, ours alone.
+    unsafe {
+        (*a).kind = Kind::Medium;
+        (*a).heap = heap;
+        (*a).map_size = ARENA_SIZE;
+        let c = at(a.cast(), AREA_START);
+        (*c).prev_size = 0;
+        (*c).head = AREA_LEN | FREE;
+        let end = at(a.cast(), AREA_END);
+        (*end).prev_size = AREA_LEN;
+        (*end).head = HDR | PREV_FREE;
+        bin_insert(heap, c);
+        arena_list_push(&mut (*heap).local.medium_arenas, a);
+        (*heap).local.medium_arena_count += 1;
+        bump(&(*heap).shared.medium_arenas, 1);
+        bump(&(*heap).shared.medium_free, AREA_LEN as u64);
+    }
+    true
+}
+
+/// Frees a medium block on its owner's thread, coalescing with free neighbours.
+///
+/// # Safety
+/// `p` must be a live medium block of arena `a` owned by `heap`, held by the caller.
+pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
+    // SAFETY: caller's contract; neighbours found through the boundary tags stay in the arena
+    // (first chunk never has PREV_FREE, the end sentinel is never free).
+    unsafe {
+        let mut c = p.sub(HDR) as *mut Chunk;
+        if is_free(c) {
+            crate::fatal::fatal("double free of a medium block");
+        }
+        let mut size = size_of_chunk(c);
+        drop_by(&(*heap).shared.medium_in_use, (size - HDR) as u64);
+        drop_by(&(*heap).shared.medium_blocks, 1);
+        bump(&(*heap).shared.medium_free, size as u64);
+        let next = at(c, size);
+        if is_free(next) {
+            bin_remove(heap, next);
+            size += size_of_chunk(next);
+        }
+        if (*c).head & PREV_FREE != 0 {
+            let prev = c.cast::<u8>().sub((*c).prev_size).cast::<Chunk>();
+            bin_remove(heap, prev);
+            size += size_of_chunk(prev);
+            c = prev;
+        }
+        (*c).head = size | FREE;
+        let after = at(c, size);
+        (*after).prev_size = size;
+        (*after).head |= PREV_FREE;
+        if size == AREA_LEN && (*heap).local.medium_arena_count > 1 {
+            release_arena(heap, a);
+        } else {
+            bin_insert(heap, c);
+        }
+    }
+}
+
+unsafe fn release_arena(heap: *mut Heap, a: *mut Arena) {
+    // SAFETY: the arena's only chunk is free and unlinked from the bins; owner-only lists.
+    unsafe {
+        arena_list_remove(&mut (*heap).local.medium_arenas, a);
+        (*heap).local.medium_arena_count -= 1;
+        drop_by(&(*heap).shared.medium_arenas, 1);
+        drop_by(&(*heap).shared.medium_free, AREA_LEN as u64);
+        arena::release(a);
+    }
+}
+
+/// Releases the heap's fully free medium arenas, including the last one (trim/abandon).
+pub(crate) unsafe fn release_free_arenas(heap: *mut Heap) {
+    // SAFETY: owner-only lists.
+    unsafe {
+        let mut a = (*heap).local.medium_arenas;
+        while !a.is_null() {
+            let next = (*a).next;
+            let c = at(a.cast(), AREA_START);
+            if is_free(c) && size_of_chunk(c) == AREA_LEN {
+                bin_remove(heap, c);
+                release_arena(heap, a);
+            }
+            a = next;
+        }
+    }
+}
+
+/// Gives back to the OS the interior pages of free chunks of at least 64 KiB. Returns bytes.
+pub(crate) unsafe fn decommit_free_chunks(heap: *mut Heap) -> usize {
+    let mut n = 0;
+    // SAFETY: owner-only; free chunks hold no live data beyond their header and links, which
+    // lie below `lo`.
+    unsafe {
+        let from = bin_of(64 * 1024);
+        for b in from..NBINS {
+            let mut c = (*heap).local.bins.heads[b];
+            while !c.is_null() {
+                let lo = crate::os::align_up(c as usize + core::mem::size_of::<Chunk>(), 4096);
+                let hi = (c as usize + size_of_chunk(c) - HDR) & !4095;
+                if hi > lo {
+                    crate::os::decommit(lo as *mut u8, hi - lo);
+                    n += hi - lo;
+                }
+                c = (*c).next;
+            }
+        }
+    }
+    n
+}
+
+/// Usable bytes of a medium block.
+///
+/// # Safety
+/// `p` must be a live medium block.
+#[inline]
+pub unsafe fn usable(p: *const u8) -> usize {
+    // SAFETY: caller's contract.
+    unsafe { size_of_chunk(p.sub(HDR).cast()) - HDR }
+}
+
+/// Resizes a medium block in place (shrinking, or growing into a free next chunk). False if it
+/// cannot; the block is then unchanged.
+///
+/// # Safety
+/// `p` must be a live medium block owned by `heap`, held by the caller; `n` ≤ MEDIUM_MAX.
+pub unsafe fn realloc_in_place(heap: *mut Heap, p: *mut u8, n: usize) -> bool {
+    // SAFETY: caller's contract; same neighbour reasoning as free_local.
+    unsafe {
+        let c = p.sub(HDR) as *mut Chunk;
+        let size = size_of_chunk(c);
+        let cs = chunk_size(n);
+        if cs <= size {
+            if size - cs >= 4096.max(size / 4) {
+                shrink(heap, c, size, cs);
+            }
+            return true;
+        }
+        let next = at(c, size);
+        if !is_free(next) || size + size_of_chunk(next) < cs {
+            return false;
+        }
+        let nsize = size_of_chunk(next);
+        bin_remove(heap, next);
+        drop_by(&(*heap).shared.medium_free, nsize as u64);
+        let total = size + nsize;
+        let flags = (*c).head & PREV_FREE;
+        let final_size = if total - cs >= MIN_CHUNK {
+            let rest = at(c, cs);
+            (*rest).head = (total - cs) | FREE;
+            let after = at(c, total);
+            (*after).prev_size = total - cs;
+            bin_insert(heap, rest);
+            bump(&(*heap).shared.medium_free, (total - cs) as u64);
+            cs
+        } else {
+            (*at(c, total)).head &= !PREV_FREE;
+            total
+        };
+        (*c).head = final_size | flags;
+        bump(&(*heap).shared.medium_in_use, (final_size - size) as u64);
+        true
+    }
+}
+
+unsafe fn shrink(heap: *mut Heap, c: *mut Chunk, size: usize, cs: usize) {
+    // SAFETY: `c` is a live chunk of `size` bytes (owner-only); the tail becomes a free chunk.
+    unsafe {
+        let flags = (*c).head & PREV_FREE;
+        (*c).head = cs | flags;
+        let mut rest = at(c, cs);
+        let mut rsize = size - cs;
+        drop_by(&(*heap).shared.medium_in_use, rsize as u64);
+        bump(&(*heap).shared.medium_free, rsize as u64);
+        let next = at(c, size);
+        if is_free(next) {
+            bin_remove(heap, next);
+            rsize += size_of_chunk(next);
+        }
+        (*rest).head = rsize | FREE;
+        let after = at(rest, rsize);
+        (*after).prev_size = rsize;
+        (*after).head |= PREV_FREE;
+        bin_insert(heap, rest);
+        rest = ptr::null_mut();
+        let _ = rest;
+    }
+}
+
+/// Walks the chunks of a medium arena: `f(chunk, size, free)`. Returns an error text if the
+/// tiling is broken.
+pub(crate) unsafe fn walk(
+    a: *mut Arena,
+    mut f: impl FnMut(*mut Chunk, usize, bool) -> Result<(), &'static str>,
+) -> Result<(), &'static str> {
+    // SAFETY: reads chunk headers of an arena owned by the caller; every step is bounds-checked
+    // against the arena end before it is followed.
+    unsafe {
+        let mut off = AREA_START;
+        let mut prev_free = false;
+        let mut prev_size = 0;
+        while off < AREA_END {
+            let c = at(a.cast(), off);
+            let size = size_of_chunk(c);
+            if size < MIN_CHUNK || size % 16 != 0 || off + size > AREA_END {
+                return Err("medium chunk size out of range");
+            }
+            let pf = (*c).head & PREV_FREE != 0;
+            if pf != prev_free {
+                return Err("PREV_FREE flag disagrees with the previous chunk");
+            }
+            if pf && (*c).prev_size != prev_size {
+                return Err("prev_size disagrees with the previous free chunk");
+            }
+            let fr = is_free(c);
+            if fr && prev_free {
+                return Err("two adjacent free chunks (missed coalescing)");
+            }
+            f(c, size, fr)?;
+            prev_free = fr;
+            prev_size = size;
+            off += size;
+        }
+        let end = at(a.cast(), AREA_END);
+        if off != AREA_END || size_of_chunk(end) != HDR || is_free(end) {
+            return Err("medium arena end sentinel broken");
+        }
+        if ((*end).head & PREV_FREE != 0) != prev_free
+            || (prev_free && (*end).prev_size != prev_size)
+        {
+            return Err("end sentinel boundary tag broken");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_monotonic_and_in_range() {
+        let mut last = 0;
+        let mut s = 32;
+        while s < AREA_LEN + 16 {
+            let b = bin_of(s);
+            assert!(b >= last && b < NBINS, "size {s} bin {b}");
+            last = b;
+            s += 16;
+        }
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(513), 544);
+        assert_eq!(chunk_size(0), 32);
+        assert_eq!(chunk_size(16), 32);
+        assert_eq!(chunk_size(17), 48);
+    }
+}

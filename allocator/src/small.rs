@@ -1,0 +1,490 @@
+//! Small blocks (≤ 512 B): 16 size classes, served from 64 KiB slab pages.
+//!
+//! Each heap keeps, per class, a *current* page (the thread-local cache: allocation is a pop from
+//! its free list) and a list of other pages with free blocks (`avail`). A page's free list is
+//! carved lazily, 4 KiB at a time, so memory is touched only when it is handed out. Pages are
+//! owned by one heap; a block freed by another thread goes to the owner's remote list
+//! (`heap.rs`) and is freed here by the owner later. A page whose last block is freed returns to
+//! the heap's free pages, and an arena whose pages are all free returns to the arena cache.
+//!
+//! Size → class is one table lookup on `(size + 15) / 16`.
+
+use crate::arena::{self, ARENA_HEADER, Arena, Kind};
+use crate::heap::{self, Heap};
+use crate::sync::{bump, drop_by};
+use core::ptr;
+
+/// Number of small size classes.
+pub const NUM_CLASSES: usize = 16;
+/// Largest small request, bytes.
+pub const SMALL_MAX: usize = 512;
+pub const PAGE_SHIFT: usize = 16;
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+pub const PAGES_PER_ARENA: usize = arena::ARENA_SIZE / PAGE_SIZE;
+
+/// The block sizes of the 16 classes, in bytes.
+pub const CLASS_SIZES: [u32; NUM_CLASSES] = [
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512,
+];
+
+/// Class of a request of `s` bytes, indexed by `(s + 15) / 16` (0 ..= 32).
+static CLASS_OF: [u8; 33] = {
+    let mut t = [0u8; 33];
+    let mut i = 0;
+    while i < 33 {
+        let size = if i == 0 { 1 } else { i * 16 };
+        let mut c = 0;
+        while (CLASS_SIZES[c] as usize) < size {
+            c += 1;
+        }
+        t[i] = c as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The class of a request of `size` ≤ 512 bytes.
+#[inline(always)]
+pub fn class_of(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    // SAFETY: size ≤ 512 ⇒ (size + 15) >> 4 ≤ 32 < 33.
+    unsafe { *CLASS_OF.get_unchecked((size + 15) >> 4) as usize }
+}
+
+/// Smallest class whose block size is ≥ `size` and a multiple of `align` (≤ 512): its blocks are
+/// then `align`-aligned, since pages start 4 KiB-aligned.
+pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
+    let mut c = class_of(size.max(align).min(SMALL_MAX));
+    while c < NUM_CLASSES {
+        if (CLASS_SIZES[c] as usize) % align == 0 && CLASS_SIZES[c] as usize >= size {
+            return Some(c);
+        }
+        c += 1;
+    }
+    None
+}
+
+/// A free block: its first word links to the next.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+pub const STATE_FREE: u8 = 0;
+/// In the heap's `avail` list of its class.
+pub const STATE_AVAIL: u8 = 1;
+/// The heap's current page of its class.
+pub const STATE_CURRENT: u8 = 2;
+/// No free block and nothing left to carve; in no list.
+pub const STATE_FULL: u8 = 3;
+
+/// A page descriptor, in the arena header. Owner-only: other threads never touch it.
+#[repr(C)]
+pub struct Page {
+    /// Local free list.
+    pub free: *mut Block,
+    /// Blocks handed out and not yet freed by the owner (blocks waiting in the remote list count).
+    pub used: u32,
+    /// Blocks carved so far (free list + used).
+    pub capacity: u32,
+    /// Blocks the page can hold.
+    pub reserved: u32,
+    pub block_size: u32,
+    pub class: u8,
+    pub state: u8,
+    /// Free page whose memory was given back (MADV_DONTNEED) since it was last used.
+    pub decommitted: bool,
+    _pad: [u8; 5],
+    /// Links in `avail` (class) or the heap's free pages.
+    pub next: *mut Page,
+    pub prev: *mut Page,
+    /// First block.
+    pub area: *mut u8,
+}
+
+impl Page {
+    pub const EMPTY: Page = Page {
+        free: ptr::null_mut(),
+        used: 0,
+        capacity: 0,
+        reserved: 0,
+        block_size: 0,
+        class: 0,
+        state: STATE_FULL,
+        decommitted: false,
+        _pad: [0; 5],
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        area: ptr::null_mut(),
+    };
+}
+
+/// The page every class of an unbound heap points at: never has a free block, never written.
+pub struct SyncPage(pub core::cell::UnsafeCell<Page>);
+// SAFETY: EMPTY_PAGE is never written (its free list is empty, so every path that would write
+// a page leaves through the slow path, which checks for it first).
+unsafe impl Sync for SyncPage {}
+pub static EMPTY_PAGE: SyncPage = SyncPage(core::cell::UnsafeCell::new(Page::EMPTY));
+
+#[inline(always)]
+pub fn empty_page() -> *mut Page {
+    EMPTY_PAGE.0.get()
+}
+
+/// The fast path: pop from the current page of the class. Null means "take the slow path".
+///
+/// # Safety
+/// `heap` must be the calling thread's heap or one of the sentinels.
+#[inline(always)]
+pub unsafe fn alloc_fast(heap: *mut Heap, c: usize) -> *mut u8 {
+    // SAFETY: heap is the thread's own (or a sentinel whose pages have no free block); c < 16.
+    unsafe {
+        let page = *(*heap).local.current.get_unchecked(c);
+        let b = (*page).free;
+        if !b.is_null() {
+            (*page).free = (*b).next;
+            (*page).used += 1;
+            bump((*heap).shared.class_live.get_unchecked(c), 1);
+        }
+        b.cast()
+    }
+}
+
+/// Slow path of a small allocation: collect remote frees, carve more of the current page, move
+/// to another page with free blocks, or take a fresh page.
+///
+/// # Safety
+/// `heap` must be a real heap owned by the calling thread.
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_slow(heap: *mut Heap, c: usize) -> *mut u8 {
+    // SAFETY: exclusive owner of `heap` (caller), pages and arenas of the heap are ours.
+    unsafe {
+        heap::maintenance(heap);
+        let mut page = (*heap).local.current[c];
+        if page != empty_page() {
+            if (*page).free.is_null() && (*page).capacity < (*page).reserved {
+                extend(page);
+            }
+            if (*page).free.is_null() {
+                (*page).state = STATE_FULL;
+                page = avail_pop(heap, c);
+                if page.is_null() {
+                    page = new_page(heap, c);
+                }
+            }
+        } else {
+            page = avail_pop(heap, c);
+            if page.is_null() {
+                page = new_page(heap, c);
+            }
+        }
+        if page.is_null() {
+            (*heap).local.current[c] = empty_page();
+            return ptr::null_mut();
+        }
+        (*page).state = STATE_CURRENT;
+        (*heap).local.current[c] = page;
+        if (*page).free.is_null() {
+            extend(page);
+        }
+        alloc_fast(heap, c)
+    }
+}
+
+/// Carves up to 4 KiB (at least 4 blocks) more of the page into its free list.
+unsafe fn extend(page: *mut Page) {
+    // SAFETY: owner-only page; the carved range lies inside the page.
+    unsafe {
+        let bs = (*page).block_size as usize;
+        let left = ((*page).reserved - (*page).capacity) as usize;
+        let n = (4096 / bs).max(4).min(left);
+        let start = (*page).area.add((*page).capacity as usize * bs);
+        let mut p = start;
+        for _ in 1..n {
+            let next = p.add(bs);
+            (*(p as *mut Block)).next = next.cast();
+            p = next;
+        }
+        (*(p as *mut Block)).next = (*page).free;
+        (*page).free = start.cast();
+        (*page).capacity += n as u32;
+    }
+}
+
+unsafe fn avail_pop(heap: *mut Heap, c: usize) -> *mut Page {
+    // SAFETY: owner-only list.
+    unsafe {
+        let p = (*heap).local.avail[c];
+        if !p.is_null() {
+            list_remove(&mut (*heap).local.avail[c], p);
+        }
+        p
+    }
+}
+
+/// Unlinks `p` from the doubly linked page list whose head is `*head`.
+pub(crate) unsafe fn list_remove(head: *mut *mut Page, p: *mut Page) {
+    // SAFETY: `p` is in the list at `head` (caller), all owner-only.
+    unsafe {
+        if (*p).prev.is_null() {
+            *head = (*p).next;
+        } else {
+            (*(*p).prev).next = (*p).next;
+        }
+        if !(*p).next.is_null() {
+            (*(*p).next).prev = (*p).prev;
+        }
+        (*p).next = ptr::null_mut();
+        (*p).prev = ptr::null_mut();
+    }
+}
+
+pub(crate) unsafe fn list_push(head: *mut *mut Page, p: *mut Page) {
+    // SAFETY: `p` is in no list (caller), all owner-only.
+    unsafe {
+        (*p).prev = ptr::null_mut();
+        (*p).next = *head;
+        if !(*head).is_null() {
+            (**head).prev = p;
+        }
+        *head = p;
+    }
+}
+
+/// A free page of the heap set up for class `c`, or null when the OS gives no memory.
+unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
+    // SAFETY: owner-only heap lists; a fresh arena is ours alone.
+    unsafe {
+        if (*heap).local.free_pages.is_null() && !add_arena(heap) {
+            return ptr::null_mut();
+        }
+        let page = (*heap).local.free_pages;
+        list_remove(&mut (*heap).local.free_pages, page);
+        let a = arena::arena_of((*page).area.add(1));
+        (*a).used_pages += 1;
+        let bs = CLASS_SIZES[c];
+        let idx = page.offset_from((*a).pages.as_ptr()) as usize;
+        let len = if idx == 0 {
+            PAGE_SIZE - ARENA_HEADER
+        } else {
+            PAGE_SIZE
+        };
+        (*page).class = c as u8;
+        (*page).block_size = bs;
+        (*page).reserved = (len / bs as usize) as u32;
+        (*page).capacity = 0;
+        (*page).used = 0;
+        (*page).free = ptr::null_mut();
+        (*page).state = STATE_AVAIL;
+        (*page).decommitted = false;
+        bump(&(*heap).shared.class_pages[c], 1);
+        page
+    }
+}
+
+/// Takes an arena for small pages and puts its 64 pages on the heap's free page list.
+unsafe fn add_arena(heap: *mut Heap) -> bool {
+    heap::help_abandoned();
+    let a = arena::acquire();
+    if a.is_null() {
+        return false;
+    }
+    // SAFETY: the arena is ours alone (fresh from acquire, header zeroed).
+    unsafe {
+        (*a).kind = Kind::Small;
+        (*a).heap = heap;
+        (*a).map_size = arena::ARENA_SIZE;
+        for i in (0..PAGES_PER_ARENA).rev() {
+            let page = (*a).pages.as_mut_ptr().add(i);
+            ptr::write(page, Page::EMPTY);
+            (*page).state = STATE_FREE;
+            (*page).area = if i == 0 {
+                a.cast::<u8>().add(ARENA_HEADER)
+            } else {
+                a.cast::<u8>().add(i * PAGE_SIZE)
+            };
+            list_push(&mut (*heap).local.free_pages, page);
+        }
+        // Publish the owner last: from here on frees of this heap's blocks may test it.
+        (*a).small_owner = heap;
+        arena_list_push(&mut (*heap).local.small_arenas, a);
+        bump(&(*heap).shared.small_arenas, 1);
+    }
+    true
+}
+
+pub(crate) unsafe fn arena_list_push(head: *mut *mut Arena, a: *mut Arena) {
+    // SAFETY: owner-only list; `a` in no list.
+    unsafe {
+        (*a).prev = ptr::null_mut();
+        (*a).next = *head;
+        if !(*head).is_null() {
+            (**head).prev = a;
+        }
+        *head = a;
+    }
+}
+
+pub(crate) unsafe fn arena_list_remove(head: *mut *mut Arena, a: *mut Arena) {
+    // SAFETY: `a` is in the list at `head`.
+    unsafe {
+        if (*a).prev.is_null() {
+            *head = (*a).next;
+        } else {
+            (*(*a).prev).next = (*a).next;
+        }
+        if !(*a).next.is_null() {
+            (*(*a).next).prev = (*a).prev;
+        }
+        (*a).next = ptr::null_mut();
+        (*a).prev = ptr::null_mut();
+    }
+}
+
+/// Frees a small block of a page owned by `heap`, on the owner thread.
+///
+/// # Safety
+/// `p` must be a live small block of arena `a`, and `heap` its owner, held by the caller.
+#[inline(always)]
+pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
+    // SAFETY: caller's contract; the page index is < 64 since p is inside the arena.
+    unsafe {
+        let idx = (p as usize - a as usize) >> PAGE_SHIFT;
+        let page = (*a).pages.as_mut_ptr().add(idx);
+        let b = p as *mut Block;
+        (*b).next = (*page).free;
+        (*page).free = b;
+        (*page).used -= 1;
+        drop_by(
+            (*heap)
+                .shared
+                .class_live
+                .get_unchecked((*page).class as usize),
+            1,
+        );
+        if (*page).used == 0 || (*page).state == STATE_FULL {
+            free_slow(heap, page);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: owner-only page and heap lists.
+    unsafe {
+        let c = (*page).class as usize;
+        if (*page).state == STATE_FULL {
+            (*page).state = STATE_AVAIL;
+            list_push(&mut (*heap).local.avail[c], page);
+        }
+        if (*page).used == 0 && (*page).state == STATE_AVAIL {
+            list_remove(&mut (*heap).local.avail[c], page);
+            release_page(heap, page);
+        }
+    }
+}
+
+/// Returns an empty page (in no list) to the heap's free pages; releases its arena if that was
+/// the arena's last page in use.
+pub(crate) unsafe fn release_page(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: owner-only; `page` is empty and in no list.
+    unsafe {
+        let c = (*page).class as usize;
+        drop_by(&(*heap).shared.class_pages[c], 1);
+        (*page).state = STATE_FREE;
+        (*page).free = ptr::null_mut();
+        (*page).used = 0;
+        (*page).capacity = 0;
+        list_push(&mut (*heap).local.free_pages, page);
+        let a = arena::arena_of((*page).area.add(1));
+        (*a).used_pages -= 1;
+        if (*a).used_pages == 0 {
+            for i in 0..PAGES_PER_ARENA {
+                list_remove(
+                    &mut (*heap).local.free_pages,
+                    (*a).pages.as_mut_ptr().add(i),
+                );
+            }
+            arena_list_remove(&mut (*heap).local.small_arenas, a);
+            drop_by(&(*heap).shared.small_arenas, 1);
+            arena::release(a);
+        }
+    }
+}
+
+/// Gives back to the OS the memory of the heap's free pages that still hold some (reclaimer-
+/// requested trim). Returns bytes decommitted.
+pub(crate) unsafe fn decommit_free_pages(heap: *mut Heap) -> usize {
+    let mut n = 0;
+    // SAFETY: owner-only free page list; free pages hold no live block.
+    unsafe {
+        let mut p = (*heap).local.free_pages;
+        while !p.is_null() {
+            if !(*p).decommitted {
+                let a = arena::arena_of((*p).area.add(1));
+                let idx = p.offset_from((*a).pages.as_ptr()) as usize;
+                let len = if idx == 0 {
+                    PAGE_SIZE - ARENA_HEADER
+                } else {
+                    PAGE_SIZE
+                };
+                crate::os::decommit((*p).area, len);
+                (*p).decommitted = true;
+                n += len;
+            }
+            p = (*p).next;
+        }
+    }
+    n
+}
+
+/// Usable size of a small block: its class size.
+///
+/// # Safety
+/// `p` must be a live small block of arena `a`.
+#[inline]
+pub unsafe fn usable(a: *mut Arena, p: *const u8) -> usize {
+    // SAFETY: caller's contract; page descriptors are immutable while the block lives.
+    unsafe {
+        let idx = (p as usize - a as usize) >> PAGE_SHIFT;
+        (*a).pages[idx].block_size as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_table_is_smallest_fit() {
+        for size in 0..=SMALL_MAX {
+            let c = class_of(size);
+            assert!(
+                CLASS_SIZES[c] as usize >= size.max(1),
+                "size {size} class {c}"
+            );
+            if c > 0 {
+                assert!(
+                    (CLASS_SIZES[c - 1] as usize) < size,
+                    "size {size} class {c}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_classes_divide() {
+        for align in [16, 32, 64, 128, 256, 512] {
+            for size in 1..=512 {
+                if let Some(c) = class_for_aligned(size, align) {
+                    let bs = CLASS_SIZES[c] as usize;
+                    assert!(bs >= size && bs % align == 0);
+                } else {
+                    assert!(size > 512 - 0 || align > 512);
+                }
+            }
+        }
+    }
+}

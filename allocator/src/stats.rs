@@ -1,0 +1,170 @@
+//! Statistics: a plain `Copy` snapshot summed from per-heap counters (each written by one owner,
+//! read here with relaxed loads: exact when threads are quiet, approximate while they run).
+
+use crate::arena;
+use crate::fatal::StackWriter;
+use crate::heap;
+use crate::huge;
+use crate::os;
+use crate::small::{CLASS_SIZES, NUM_CLASSES};
+use core::fmt::Write;
+use core::sync::atomic::Ordering::Relaxed;
+
+/// A snapshot of the allocator's state. Bytes are bytes, counts are counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Usable bytes of live blocks (small: class size; medium: chunk payload; huge: mapping
+    /// after the block's start), bytes. Always ≥ the bytes the program asked for.
+    pub bytes_in_use: u64,
+    /// Part of `bytes_in_use` in small blocks (≤ 512 B), bytes.
+    pub small_bytes_in_use: u64,
+    /// Part of `bytes_in_use` in medium blocks (513 B ..= 1 MiB), bytes.
+    pub medium_bytes_in_use: u64,
+    /// Part of `bytes_in_use` in huge blocks (own mappings), bytes.
+    pub huge_bytes_in_use: u64,
+    /// Bytes currently mapped from the OS: arenas (in use and cached), huge blocks (live and
+    /// cached), heap metadata. An upper bound of the allocator's RSS, bytes.
+    pub bytes_mapped: u64,
+    /// Mapped bytes held for reuse, not in use: cached arenas and cached huge mappings, bytes.
+    pub bytes_cached: u64,
+    /// Bytes given back to the OS so far (munmap and MADV_DONTNEED), cumulative, bytes.
+    pub bytes_returned: u64,
+    /// Bytes of free medium chunks inside live arenas, bytes.
+    pub medium_bytes_free: u64,
+    /// Arenas (4 MiB regions) owned by heaps, small + medium, count.
+    pub arenas: u64,
+    /// Small-block arenas, count.
+    pub arenas_small: u64,
+    /// Medium-block arenas, count.
+    pub arenas_medium: u64,
+    /// Fully free arenas in the global cache, count.
+    pub arenas_cached: u64,
+    /// Live huge blocks, count.
+    pub huge_blocks: u64,
+    /// Heaps ever created (one per concurrently running thread, reused), count.
+    pub heaps: u64,
+    /// Heaps whose thread exited, waiting in the pool for adoption, count.
+    pub heaps_abandoned: u64,
+    /// Block size of each small class, bytes.
+    pub class_size: [u32; NUM_CLASSES],
+    /// Live blocks per small class, count.
+    pub class_live_blocks: [u64; NUM_CLASSES],
+    /// 64 KiB pages assigned per small class, count.
+    pub class_pages: [u64; NUM_CLASSES],
+    /// Live medium blocks, count.
+    pub medium_live_blocks: u64,
+    /// Blocks freed by a thread other than their owner and not yet taken back by the owner,
+    /// count.
+    pub cross_thread_frees_pending: u64,
+    /// Blocks freed by a thread other than their owner, cumulative, count.
+    pub cross_thread_frees_total: u64,
+    /// mmap calls, cumulative, count.
+    pub mmap_calls: u64,
+    /// munmap calls, cumulative, count.
+    pub munmap_calls: u64,
+    /// Passes of the background reclaimer, cumulative, count.
+    pub reclaim_passes: u64,
+    /// Whether background reclamation is on.
+    pub reclaim: bool,
+}
+
+impl Stats {
+    /// Live blocks of every kind, count.
+    pub fn live_blocks(&self) -> u64 {
+        self.class_live_blocks.iter().sum::<u64>() + self.medium_live_blocks + self.huge_blocks
+    }
+}
+
+/// Takes a snapshot of the allocator's counters.
+pub fn stats() -> Stats {
+    let mut s = Stats {
+        class_size: CLASS_SIZES,
+        ..Default::default()
+    };
+    let mut issued = heap::REMOTE_ISSUED_UNBOUND.load(Relaxed);
+    let mut collected = 0u64;
+    heap::for_each_heap(|h| {
+        // SAFETY: heaps are never freed; every field read here is an atomic.
+        let sh = unsafe { &(*h).shared };
+        for c in 0..NUM_CLASSES {
+            let live = sh.class_live[c].load(Relaxed);
+            s.class_live_blocks[c] += live;
+            s.class_pages[c] += sh.class_pages[c].load(Relaxed);
+            s.small_bytes_in_use += live * CLASS_SIZES[c] as u64;
+        }
+        s.medium_bytes_in_use += sh.medium_in_use.load(Relaxed);
+        s.medium_live_blocks += sh.medium_blocks.load(Relaxed);
+        s.medium_bytes_free += sh.medium_free.load(Relaxed);
+        s.arenas_small += sh.small_arenas.load(Relaxed);
+        s.arenas_medium += sh.medium_arenas.load(Relaxed);
+        issued += sh.remote_issued.load(Relaxed);
+        collected += sh.remote_collected.load(Relaxed);
+        s.heaps += 1;
+    });
+    s.huge_blocks = huge::HUGE_BLOCKS.load(Relaxed);
+    s.huge_bytes_in_use = huge::HUGE_BYTES.load(Relaxed);
+    s.bytes_in_use = s.small_bytes_in_use + s.medium_bytes_in_use + s.huge_bytes_in_use;
+    s.arenas = s.arenas_small + s.arenas_medium;
+    s.arenas_cached = arena::CACHED_ARENAS.load(Relaxed);
+    s.bytes_mapped = os::MAPPED.load(Relaxed);
+    s.bytes_cached =
+        s.arenas_cached * arena::ARENA_SIZE as u64 + huge::HUGE_CACHED_BYTES.load(Relaxed);
+    s.bytes_returned = os::RETURNED.load(Relaxed);
+    s.heaps_abandoned = heap::ABANDONED_COUNT.load(Relaxed);
+    s.cross_thread_frees_total = issued;
+    s.cross_thread_frees_pending = issued.saturating_sub(collected);
+    s.mmap_calls = os::MMAP_CALLS.load(Relaxed);
+    s.munmap_calls = os::MUNMAP_CALLS.load(Relaxed);
+    s.reclaim_passes = crate::reclaim::PASSES.load(Relaxed);
+    s.reclaim = crate::config::RECLAIM.load(Relaxed);
+    s
+}
+
+/// Writes the stats as text to `fd`, without allocating.
+pub fn print_stats_fd(fd: i32) {
+    let s = stats();
+    let mut w = StackWriter::<4096>::new();
+    let _ = writeln!(w, "fancy stats (bytes unless noted)");
+    let _ = writeln!(
+        w,
+        "  in use {} (small {}, medium {}, huge {})  mapped {}  cached {}  returned {}",
+        s.bytes_in_use,
+        s.small_bytes_in_use,
+        s.medium_bytes_in_use,
+        s.huge_bytes_in_use,
+        s.bytes_mapped,
+        s.bytes_cached,
+        s.bytes_returned
+    );
+    let _ = writeln!(
+        w,
+        "  arenas {} (small {}, medium {}, cached {})  huge blocks {}  heaps {} (abandoned {})",
+        s.arenas,
+        s.arenas_small,
+        s.arenas_medium,
+        s.arenas_cached,
+        s.huge_blocks,
+        s.heaps,
+        s.heaps_abandoned
+    );
+    let _ = writeln!(
+        w,
+        "  cross-thread frees {} (pending {})  mmap {}  munmap {}  reclaim {} ({} passes)",
+        s.cross_thread_frees_total,
+        s.cross_thread_frees_pending,
+        s.mmap_calls,
+        s.munmap_calls,
+        if s.reclaim { "on" } else { "off" },
+        s.reclaim_passes
+    );
+    let _ = write!(w, "  class live blocks:");
+    for c in 0..NUM_CLASSES {
+        let _ = write!(w, " {}:{}", s.class_size[c], s.class_live_blocks[c]);
+    }
+    let _ = writeln!(
+        w,
+        "\n  medium live blocks {}  medium free bytes {}",
+        s.medium_live_blocks, s.medium_bytes_free
+    );
+    w.flush_to(fd);
+}

@@ -1,0 +1,137 @@
+//! The calling thread's heap, and its hand-over when the thread exits.
+//!
+//! The heap pointer lives in a `const`-initialised `thread_local!` `Cell` without `Drop`: it
+//! never allocates and never registers a TLS destructor (which would go through
+//! `__cxa_thread_atexit_impl` → calloc → us). Thread exit is caught by a pthread key whose
+//! destructor abandons the heap to the pool (pthread keys below 32 live inside the thread
+//! descriptor, so `pthread_setspecific` does not allocate either; if it ever does, the heap is
+//! already bound, so the nested calloc is served normally).
+
+use crate::heap::{self, Heap};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+thread_local! {
+    static HEAP: Cell<*mut Heap> = const { Cell::new(heap::UNBOUND.0.get()) };
+}
+
+/// The calling thread's heap, or one of the sentinels `UNBOUND` / `EXITED`.
+#[inline(always)]
+pub fn get() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+#[inline(always)]
+fn set(h: *mut Heap) {
+    HEAP.with(|c| c.set(h));
+}
+
+/// 0 = no key, 1 = being created, 2 = ready, 3 = failed.
+static KEY_STATE: AtomicU8 = AtomicU8::new(0);
+static mut KEY: libc::pthread_key_t = 0;
+
+unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
+    let h = value as *mut Heap;
+    if get() == h && heap::is_real(h) {
+        set(heap::exited());
+        // SAFETY: `h` was this thread's heap; the thread is ending and will not use it again
+        // (TLS now names the EXITED sentinel, so later mallocs borrow a pooled heap).
+        unsafe { heap::abandon(h) };
+    }
+}
+
+fn key() -> Option<libc::pthread_key_t> {
+    loop {
+        match KEY_STATE.load(Ordering::Acquire) {
+            2 => {
+                // SAFETY: KEY is written once, before KEY_STATE becomes 2 (Release/Acquire).
+                return Some(unsafe { KEY });
+            }
+            3 => return None,
+            0 => {
+                if KEY_STATE
+                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let mut k: libc::pthread_key_t = 0;
+                    // SAFETY: plain key creation with a destructor of the right signature.
+                    let r = unsafe { libc::pthread_key_create(&mut k, Some(thread_exit)) };
+                    if r == 0 {
+                        // SAFETY: only the thread that won the CAS writes KEY, once.
+                        unsafe { KEY = k };
+                        crate::fork::register();
+                        KEY_STATE.store(2, Ordering::Release);
+                        return Some(k);
+                    }
+                    KEY_STATE.store(3, Ordering::Release);
+                    return None;
+                }
+            }
+            _ => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// Binds a heap to the calling thread (which has none). Returns it, or null if the OS gives no
+/// memory. `EXITED` threads are not bound again (their mallocs borrow).
+#[cold]
+pub(crate) fn bind() -> *mut Heap {
+    crate::config::ensure_env();
+    let h = heap::acquire();
+    if h.is_null() {
+        return h;
+    }
+    set(h);
+    if let Some(k) = key() {
+        // SAFETY: a valid key; the value is our heap pointer, read back by thread_exit.
+        unsafe { libc::pthread_setspecific(k, h.cast()) };
+    }
+    h
+}
+
+/// Ends the calling thread's use of its heap (as at thread exit) without ending the thread; its
+/// next allocation binds a heap again.
+pub fn thread_detach() {
+    let h = get();
+    if heap::is_real(h) {
+        set(heap::unbound());
+        if let Some(k) = key() {
+            // SAFETY: valid key; clearing the value so thread_exit does not see a stale heap.
+            unsafe { libc::pthread_setspecific(k, core::ptr::null()) };
+        }
+        // SAFETY: it was this thread's heap and TLS no longer names it.
+        unsafe { heap::abandon(h) };
+    }
+}
+
+/// Binds a heap to the calling thread now (optional: the first allocation does it anyway).
+pub fn thread_attach() {
+    let h = get();
+    if h == heap::unbound() || h == heap::exited() {
+        bind();
+    }
+}
+
+/// Runs `f` with a heap the calling thread owns: its own (bound on first use) or, after its
+/// exit destructor ran, one borrowed from the pool for the duration of `f`.
+#[cold]
+pub(crate) fn with_heap<R>(f: impl FnOnce(*mut Heap) -> R) -> R {
+    let h = get();
+    if heap::is_real(h) {
+        return f(h);
+    }
+    if h == heap::unbound() {
+        let b = bind();
+        if !b.is_null() {
+            return f(b);
+        }
+    }
+    let b = heap::acquire();
+    if b.is_null() {
+        return f(core::ptr::null_mut());
+    }
+    let r = f(b);
+    // SAFETY: borrowed for the call only; TLS never named it.
+    unsafe { heap::abandon(b) };
+    r
+}
