@@ -1,1 +1,36 @@
-//! The preload recorder (filled by issue 3).
+//! alloclab's preload recorder: an `LD_PRELOAD` library that records every malloc-family call
+//! of a program into an alloclab trace (format owned by the `traces` crate).
+//!
+//! How it works, in one paragraph (README.md has the long version):
+//! * [`hooks`] exports `malloc`, `free`, `calloc`, `realloc`, `reallocarray`, `memalign`,
+//!   `posix_memalign`, `aligned_alloc`, `valloc`, `pvalloc` (plus `fork`, the exec family and
+//!   `_exit`); each forwards to glibc's `__libc_*` function and records one event.
+//! * Recording is a store of 32 bytes into the calling thread's [`ring`] (a single-producer
+//!   single-consumer ring in `mmap`ed memory, found through a `const`-initialised thread-local
+//!   pointer): no lock, no syscall, no allocation.
+//! * One background thread ([`session`]) drains the rings, encodes and compresses frames with
+//!   `traces`, and writes them; every `ALLOCLAB_FLUSH_MS` (100 ms) everything drained so far
+//!   reaches the file. When a ring is full its thread waits: nothing is ever dropped.
+//! * A per-thread guard ([`local`]) keeps the recorder's own allocations (the writer thread,
+//!   zstd, thread start-up) out of the trace; Rust allocations inside the library go straight
+//!   to `__libc_malloc` through [`real::LibcAllocator`].
+
+mod calls;
+mod clock;
+mod diag;
+// One line per export (bytehound's layout): rustfmt would spread each over five.
+#[rustfmt::skip]
+mod hooks;
+mod local;
+pub mod naming;
+mod options;
+mod real;
+mod ring;
+mod session;
+mod sys;
+
+/// Every Rust allocation of the library goes straight to glibc, never through the exported
+/// hooks: the recorder cannot record (or recurse into) itself.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: real::LibcAllocator = real::LibcAllocator;

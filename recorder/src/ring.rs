@@ -1,0 +1,319 @@
+//! One thread's event ring: single producer (the thread), single consumer (whoever holds the
+//! session's sink lock: the writer thread, or a thread flushing at exit).
+//!
+//! A ring is one anonymous mapping: this header, then `cap` slots of 32 bytes. A slot is
+//! `[stamp | kind << 60, a, b, c]` — the raw arguments of the call; the consumer turns it into
+//! a [`traces::Event`]. The producer writes a slot, then publishes `head` (release); the
+//! consumer reads up to `head` (acquire), then publishes `tail`. The producer keeps a private
+//! copy of `tail` and re-reads the shared one only when the ring looks full, so a recorded
+//! event costs no shared-cache-line traffic. When the ring is really full the producer sleeps
+//! on `progress` (a futex the consumer bumps) — events are never dropped.
+//!
+//! A ring outlives its thread: after the thread's `ThreadExit` it is `CLOSED`, the consumer
+//! drains it and marks it `FREE`, and a new thread may claim it.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use traces::{AlignedFn, Event};
+
+/// Raw event kinds (4 bits, stored at the top of a slot's first word).
+pub mod kind {
+    pub const MALLOC: u64 = 0;
+    pub const CALLOC: u64 = 1;
+    pub const REALLOC: u64 = 2;
+    pub const FREE: u64 = 3;
+    pub const POSIX_MEMALIGN: u64 = 4;
+    pub const ALIGNED_ALLOC: u64 = 5;
+    pub const MEMALIGN: u64 = 6;
+    pub const VALLOC: u64 = 7;
+    pub const PVALLOC: u64 = 8;
+    pub const THREAD_EXIT: u64 = 10;
+    pub const FORK: u64 = 11;
+}
+
+const KIND_SHIFT: u32 = 60;
+const STAMP_MASK: u64 = (1 << KIND_SHIFT) - 1;
+
+/// Ring states.
+pub const ACTIVE: u8 = 1;
+pub const CLOSED: u8 = 2;
+pub const FREE: u8 = 3;
+pub const CLAIMED: u8 = 4;
+
+/// A slot: `[stamp | kind << 60, a, b, c]`.
+pub type Slot = [u64; 4];
+
+/// Turns a slot into its stamp (absolute CLOCK_MONOTONIC ns) and event.
+pub fn decode(s: &Slot) -> (u64, Event) {
+    let stamp = s[0] & STAMP_MASK;
+    let (a, b, c) = (s[1], s[2], s[3]);
+    let aligned = |func| Event::Aligned {
+        func,
+        align: a,
+        size: b,
+        ptr: c,
+    };
+    let ev = match s[0] >> KIND_SHIFT {
+        kind::MALLOC => Event::Malloc { size: a, ptr: b },
+        kind::CALLOC => Event::Calloc {
+            nmemb: a,
+            size: b,
+            ptr: c,
+        },
+        kind::REALLOC => Event::Realloc {
+            old_ptr: a,
+            size: b,
+            ptr: c,
+        },
+        kind::FREE => Event::Free { ptr: a },
+        kind::POSIX_MEMALIGN => aligned(AlignedFn::PosixMemalign),
+        kind::ALIGNED_ALLOC => aligned(AlignedFn::AlignedAlloc),
+        kind::MEMALIGN => aligned(AlignedFn::Memalign),
+        kind::VALLOC => aligned(AlignedFn::Valloc),
+        kind::PVALLOC => aligned(AlignedFn::Pvalloc),
+        kind::FORK => Event::Fork {
+            child_pid: a as u32,
+        },
+        _ => Event::ThreadExit,
+    };
+    (stamp, ev)
+}
+
+#[repr(C, align(64))]
+struct Padded<T>(T);
+
+/// The ring header, at the start of its mapping.
+#[repr(C)]
+pub struct Ring {
+    // --- Set once at creation, read by anyone. ---
+    /// Next ring in the session's registry (push-only list).
+    pub next: AtomicPtr<Ring>,
+    /// Creation order in the session (the consumer visits rings in this order).
+    pub seq: u64,
+    /// Slots in the ring (a power of two) and `cap - 1`.
+    pub cap: u64,
+    mask: u64,
+    slots: *mut Slot,
+    /// Bytes of the whole mapping.
+    pub map_len: usize,
+
+    // --- Set by the claiming thread before it publishes `state = ACTIVE`. ---
+    /// ACTIVE, CLOSED, FREE or CLAIMED.
+    pub state: AtomicU8,
+    /// The registration number of the thread now using the ring (changes when reused).
+    pub generation: AtomicU64,
+    /// The OS tid of that thread.
+    pub os_tid: AtomicU32,
+    /// When it registered (absolute CLOCK_MONOTONIC ns): its `ThreadStart` stamp.
+    pub start_ns: AtomicU64,
+
+    // --- Producer's line. ---
+    head: Padded<AtomicU64>,
+    /// The producer's last view of `tail` (only the producer touches it).
+    cached_tail: UnsafeCell<u64>,
+    /// The producer sleeps on `progress`; the consumer wakes it if set.
+    pub waiting: AtomicBool,
+
+    // --- Consumer's line. ---
+    tail: Padded<AtomicU64>,
+    /// Bumped by the consumer after each drain: the futex word the producer sleeps on.
+    pub progress: AtomicU32,
+}
+
+/// Bytes of the header, rounded to a cache line.
+const HEADER: usize = std::mem::size_of::<Ring>().next_multiple_of(64);
+
+impl Ring {
+    /// Maps a new ring of `cap` slots (a power of two), or returns null.
+    pub fn create(cap: u64, seq: u64) -> *mut Ring {
+        let map_len = HEADER + cap as usize * std::mem::size_of::<Slot>();
+        let base = crate::sys::map_anon(map_len);
+        if base.is_null() {
+            return base.cast();
+        }
+        let ring = base.cast::<Ring>();
+        // SAFETY: base is a fresh, writable, page-aligned mapping of map_len > HEADER bytes,
+        // so the header fits and is aligned; the slots start HEADER bytes in.
+        unsafe {
+            ring.write(Ring {
+                next: AtomicPtr::new(std::ptr::null_mut()),
+                seq,
+                cap,
+                mask: cap - 1,
+                slots: base.add(HEADER).cast(),
+                map_len,
+                state: AtomicU8::new(CLAIMED),
+                generation: AtomicU64::new(0),
+                os_tid: AtomicU32::new(0),
+                start_ns: AtomicU64::new(0),
+                head: Padded(AtomicU64::new(0)),
+                cached_tail: UnsafeCell::new(0),
+                waiting: AtomicBool::new(false),
+                tail: Padded(AtomicU64::new(0)),
+                progress: AtomicU32::new(0),
+            });
+        }
+        ring
+    }
+
+    /// Makes a CLAIMED ring ready for a new thread and publishes it as ACTIVE.
+    ///
+    /// # Safety
+    /// The caller claimed the ring (state CLAIMED) and becomes its only producer.
+    pub unsafe fn activate(&self, generation: u64, os_tid: u32, start_ns: u64) {
+        self.head.0.store(0, Ordering::Relaxed);
+        self.tail.0.store(0, Ordering::Relaxed);
+        // SAFETY: only the claiming thread touches cached_tail (caller's contract).
+        unsafe { *self.cached_tail.get() = 0 };
+        self.generation.store(generation, Ordering::Relaxed);
+        self.os_tid.store(os_tid, Ordering::Relaxed);
+        self.start_ns.store(start_ns, Ordering::Relaxed);
+        self.state.store(ACTIVE, Ordering::Release);
+    }
+
+    /// Stores one event. Returns after it is stored, or without storing if recording stopped
+    /// while the ring was full.
+    ///
+    /// # Safety
+    /// Only the ring's producer thread may call this.
+    #[inline(always)]
+    pub unsafe fn push(&self, w0: u64, a: u64, b: u64, c: u64) {
+        let h = self.head.0.load(Ordering::Relaxed);
+        // SAFETY: producer-only field (caller's contract).
+        let cached = unsafe { *self.cached_tail.get() };
+        if h.wrapping_sub(cached) >= self.cap && !self.make_room(h) {
+            return;
+        }
+        // SAFETY: the slot index is masked into the ring; the consumer does not read slot h
+        // until head > h is published below.
+        unsafe {
+            self.slots
+                .add((h & self.mask) as usize)
+                .write([w0, a, b, c])
+        };
+        self.head.0.store(h + 1, Ordering::Release);
+        if (h + 1) & (self.mask >> 2) == 0 {
+            crate::session::ring_quarter(self);
+        }
+    }
+
+    /// Waits until the consumer freed a slot. `false` if recording stopped meanwhile.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&self, h: u64) -> bool {
+        let t = self.tail.0.load(Ordering::Acquire);
+        if h.wrapping_sub(t) < self.cap {
+            // SAFETY: producer-only field; we are the producer (push's contract).
+            unsafe { *self.cached_tail.get() = t };
+            return true;
+        }
+        let ok = crate::session::wait_for_room(self, h);
+        // SAFETY: as above.
+        unsafe { *self.cached_tail.get() = self.tail.0.load(Ordering::Acquire) };
+        ok
+    }
+
+    /// Whether the ring has a free slot for position `h`.
+    pub fn has_room(&self, h: u64) -> bool {
+        h.wrapping_sub(self.tail.0.load(Ordering::Acquire)) < self.cap
+    }
+
+    /// Events published and not yet consumed.
+    pub fn pending(&self) -> u64 {
+        self.head
+            .0
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.tail.0.load(Ordering::Acquire))
+    }
+
+    /// Hands the published events to `f` (in order, in at most two slices), then frees their
+    /// slots and wakes a waiting producer. Returns how many there were.
+    ///
+    /// # Safety
+    /// Only the consumer (the holder of the session's sink lock) may call this.
+    pub unsafe fn drain(&self, mut f: impl FnMut(&[Slot])) -> u64 {
+        let t = self.tail.0.load(Ordering::Relaxed);
+        let h = self.head.0.load(Ordering::Acquire);
+        let n = h.wrapping_sub(t);
+        if n == 0 {
+            return 0;
+        }
+        let start = (t & self.mask) as usize;
+        let first = (n as usize).min(self.cap as usize - start);
+        // SAFETY: slots [t, h) were written before head was published (acquire above) and the
+        // producer does not overwrite them until tail moves past them (below).
+        unsafe {
+            f(std::slice::from_raw_parts(self.slots.add(start), first));
+            if first < n as usize {
+                f(std::slice::from_raw_parts(self.slots, n as usize - first));
+            }
+        }
+        self.tail.0.store(h, Ordering::Release);
+        self.progress.fetch_add(1, Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) {
+            crate::sys::futex_wake_all(&self.progress);
+        }
+        n
+    }
+}
+
+/// Packs a stamp and a kind into a slot's first word.
+#[inline(always)]
+pub fn word0(stamp: u64, kind: u64) -> u64 {
+    (stamp & STAMP_MASK) | (kind << KIND_SHIFT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_decode_to_events() {
+        let s = [word0(123, kind::REALLOC), 0x10, 64, 0x20];
+        assert_eq!(
+            decode(&s),
+            (
+                123,
+                Event::Realloc {
+                    old_ptr: 0x10,
+                    size: 64,
+                    ptr: 0x20
+                }
+            )
+        );
+        let s = [word0(5, kind::PVALLOC), 4096, 1, 0];
+        assert_eq!(
+            decode(&s).1,
+            Event::Aligned {
+                func: AlignedFn::Pvalloc,
+                align: 4096,
+                size: 1,
+                ptr: 0
+            }
+        );
+    }
+
+    #[test]
+    fn ring_wraps_and_drains_in_order() {
+        let r = Ring::create(8, 0);
+        assert!(!r.is_null());
+        // SAFETY: a fresh ring, used by this thread alone as producer and consumer.
+        unsafe {
+            let r = &*r;
+            r.activate(1, 1, 0);
+            let mut seen = Vec::new();
+            for round in 0..5u64 {
+                for i in 0..6u64 {
+                    r.push(word0(round * 10 + i, kind::FREE), i, 0, 0);
+                }
+                r.drain(|s| seen.extend(s.iter().map(|x| x[0] & STAMP_MASK)));
+            }
+            let want: Vec<u64> = (0..5u64)
+                .flat_map(|r| (0..6).map(move |i| r * 10 + i))
+                .collect();
+            assert_eq!(seen, want);
+        }
+    }
+}

@@ -1,0 +1,961 @@
+//! A recording session: the rings of one process, the writer thread that drains them, and the
+//! trace file they go to. Also what happens at load, thread exit, fork, exec and exit.
+//!
+//! * **Rings.** A thread's first event claims a ring (a free one left by an exited thread, or a
+//!   new mapping) and pushes it on the session's registry, a push-only list. The thread's
+//!   `ThreadStart` is not stored in the ring: the consumer writes it (from the ring's `os_tid`
+//!   and `start_ns`) before the thread's first events in each file.
+//! * **Sink.** Whoever holds the sink lock consumes: normally the writer thread, at exit or exec
+//!   the thread that is leaving. Per ring it keeps a staging batch; a batch of
+//!   `ALLOCLAB_FRAME_EVENTS` becomes a frame at once, and every `ALLOCLAB_FLUSH_MS` every
+//!   partial batch becomes a (short) frame and the file is flushed: a killed program loses at
+//!   most that much.
+//! * **Writer thread.** Spawned at load (or, in a forked child, at the child's first event),
+//!   with all signals blocked and its guard set for good: zstd's allocations are forwarded
+//!   unrecorded. It sleeps on a futex when the rings are quiet; a producer wakes it when its
+//!   ring passes a quarter, and sleeps itself (never drops) when its ring is full.
+//! * **Fork.** The child gets a new session (new registry, new sink, new file named after its
+//!   pid, header `parent_pid` and `fork.parent_trace`); the parent's rings and a sink lock the
+//!   parent's writer may have held are abandoned, never touched.
+//! * **Exec.** The trace is finished before the exec; if it fails, a continuation file starts.
+//! * **Exit.** The library's destructor (after the program's atexit handlers) and `_exit`
+//!   drain everything, write the trailer, and stop recording; later calls are only forwarded.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::fs::File;
+use std::io::BufWriter;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use traces::{Clock, Event, Header, ThreadId, Timed, TraceWriter};
+
+use crate::clock::now_ns;
+use crate::diag::say;
+use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local};
+use crate::options;
+use crate::ring::{self, Ring, kind, word0};
+use crate::sys;
+
+/// Whether hooks record at all: false when disabled, after a failure, and after teardown.
+pub static RECORDING: AtomicBool = AtomicBool::new(true);
+/// The library's constructor ran (the root session may start its writer).
+static LOADED: AtomicBool = AtomicBool::new(false);
+/// Timestamp 0 of this process's traces (absolute CLOCK_MONOTONIC ns), set at the first event.
+static START_NS: AtomicU64 = AtomicU64::new(0);
+/// The process the current session belongs to (a vfork child shares our memory: it must not
+/// finish its parent's trace).
+static PID: AtomicU32 = AtomicU32::new(0);
+/// The pthread key whose destructor tells us a thread exits.
+static KEY: AtomicU32 = AtomicU32::new(0);
+static KEY_ONCE: Once = Once::new();
+/// argc/argv as given to the constructor (for the header's command line).
+static ARGC: AtomicU32 = AtomicU32::new(0);
+static ARGV: AtomicPtr<*const c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Counters reported in the trailer (`recorder.*` facts).
+static REENTRIES: AtomicU64 = AtomicU64::new(0);
+static INTERNAL_CALLS: AtomicU64 = AtomicU64::new(0);
+static WAITS: AtomicU64 = AtomicU64::new(0);
+static WAIT_NS: AtomicU64 = AtomicU64::new(0);
+static WRITER_CPU_NS: AtomicU64 = AtomicU64::new(0);
+
+/// glibc runs pthread-key destructors in at most this many rounds.
+const PTHREAD_DESTRUCTOR_ITERATIONS: u8 = 4;
+
+const IDLE: u8 = 0;
+const STARTING: u8 = 1;
+const RUNNING: u8 = 2;
+const FAILED: u8 = 3;
+const FINISHED: u8 = 4;
+
+/// One process's recording.
+pub struct Session {
+    /// Registry of rings, newest first.
+    rings: AtomicPtr<Ring>,
+    next_seq: AtomicU64,
+    next_gen: AtomicU64,
+    /// IDLE, STARTING, RUNNING, FAILED or FINISHED.
+    phase: AtomicU8,
+    /// A forked child's session (starts its writer at the first event).
+    child: bool,
+    /// The writer sleeps on `wake` while `sleeping`.
+    wake: AtomicU32,
+    sleeping: AtomicBool,
+    /// The current output path (a leaked `String`), for forked children's headers.
+    path: AtomicPtr<String>,
+    sink: Mutex<Sink>,
+}
+
+struct RingRef(*mut Ring);
+// SAFETY: rings are never unmapped; the consumer side of a ring is only used under the sink
+// lock, which is what moves between threads.
+unsafe impl Send for RingRef {}
+
+/// What the consumer keeps per ring.
+struct Known {
+    ring: RingRef,
+    /// The ring's `generation` when its current thread was announced (0: not yet in this file).
+    generation: u64,
+    thread: ThreadId,
+    staging: Vec<Timed>,
+}
+
+struct Output {
+    w: TraceWriter<BufWriter<File>>,
+    path: String,
+}
+
+/// The consumer's state, under the session's lock.
+struct Sink {
+    out: Option<Output>,
+    known: Vec<Known>,
+    next_thread: ThreadId,
+    /// For a forked child: the parent's pid and trace path.
+    parent: Option<(u32, String)>,
+    /// The path of the trace finished before an exec (set until the exec failed or we died).
+    exec_pending: Option<String>,
+    /// For a continuation after a failed exec: the previous file.
+    continues: Option<String>,
+    /// Files this session opened.
+    files: u32,
+}
+
+static ROOT: Session = Session::new(false);
+static CURRENT: AtomicPtr<Session> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The current session (the root one, or the one a fork made).
+#[inline]
+pub fn session() -> &'static Session {
+    let p = CURRENT.load(Ordering::Acquire);
+    if p.is_null() {
+        &ROOT
+    } else {
+        // SAFETY: sessions are leaked, never freed.
+        unsafe { &*p }
+    }
+}
+
+impl Session {
+    const fn new(child: bool) -> Session {
+        Session {
+            rings: AtomicPtr::new(std::ptr::null_mut()),
+            next_seq: AtomicU64::new(0),
+            next_gen: AtomicU64::new(0),
+            phase: AtomicU8::new(IDLE),
+            child,
+            wake: AtomicU32::new(0),
+            sleeping: AtomicBool::new(false),
+            path: AtomicPtr::new(std::ptr::null_mut()),
+            sink: Mutex::new(Sink {
+                out: None,
+                known: Vec::new(),
+                next_thread: 0,
+                parent: None,
+                exec_pending: None,
+                continues: None,
+                files: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_writer(&self) {
+        self.wake.fetch_add(1, Ordering::Release);
+        sys::futex_wake_all(&self.wake);
+    }
+
+    /// Whether some ring needs the writer now (checked before it sleeps).
+    fn busy(&self) -> bool {
+        let mut p = self.rings.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: rings in the registry are never unmapped.
+            let r = unsafe { &*p };
+            if r.waiting.load(Ordering::Relaxed) || r.pending() >= r.cap / 4 {
+                return true;
+            }
+            p = r.next.load(Ordering::Acquire);
+        }
+        false
+    }
+
+    /// Sleeps until woken or `ns` passed, unless a ring is busy.
+    fn sleep(&self, ns: u64) {
+        let seq = self.wake.load(Ordering::Acquire);
+        self.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.busy() {
+            sys::futex_wait(&self.wake, seq, ns);
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    fn set_path(&self, path: &str) {
+        let p = Box::into_raw(Box::new(path.to_string()));
+        // The previous string is leaked on purpose: a forked child may be reading it.
+        self.path.store(p, Ordering::Release);
+    }
+
+    fn current_path(&self) -> String {
+        let p = self.path.load(Ordering::Acquire);
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: set_path leaks the strings it stores: they live forever.
+            unsafe { (*p).clone() }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hot-path helpers (called from hooks and ring pushes).
+
+/// A hook ran while the thread's guard was set: count it (it is forwarded, not recorded).
+#[cold]
+#[inline(never)]
+pub fn guarded(g: u8) {
+    if g == HOT {
+        REENTRIES.fetch_add(1, Ordering::Relaxed);
+    } else {
+        INTERNAL_CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The thread's first event: claim a ring, then record.
+#[cold]
+#[inline(never)]
+pub fn first_event(l: &Local, k: u64, a: u64, b: u64, c: u64) {
+    if l.broken.get() {
+        return;
+    }
+    let prev = l.guard.replace(INTERNAL);
+    let s = session();
+    let ring = register(s, l);
+    if ring.is_null() {
+        l.broken.set(true);
+        l.guard.set(prev);
+        say("cannot map memory for a thread's event ring; this thread is not recorded");
+        return;
+    }
+    l.ring.set(ring);
+    if s.child && s.phase.load(Ordering::Acquire) == IDLE {
+        start_writer(s);
+    }
+    l.guard.set(HOT);
+    let stamp = now_ns();
+    // SAFETY: the ring was just claimed by this thread.
+    unsafe { (*ring).push(word0(stamp, k), a, b, c) };
+    l.guard.set(prev);
+}
+
+fn ensure_key() -> libc::pthread_key_t {
+    KEY_ONCE.call_once(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: key is a live out-parameter; the destructor is an extern "C" fn that lives
+        // as long as the library (which is never unloaded: LD_PRELOAD).
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+            KEY.store(key + 1, Ordering::Release);
+        }
+    });
+    KEY.load(Ordering::Acquire)
+}
+
+/// Claims a ring for the calling thread and publishes it; null if no memory.
+fn register(s: &'static Session, l: &Local) -> *mut Ring {
+    if START_NS.load(Ordering::Relaxed) == 0 {
+        let _ = START_NS.compare_exchange(0, now_ns(), Ordering::AcqRel, Ordering::Relaxed);
+    }
+    let key = ensure_key();
+    let cap = options::get().ring_events;
+    let mut ring = std::ptr::null_mut();
+    let mut p = s.rings.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: rings in the registry are never unmapped.
+        let r = unsafe { &*p };
+        if r.cap == cap
+            && r.state
+                .compare_exchange(
+                    ring::FREE,
+                    ring::CLAIMED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            ring = p;
+            break;
+        }
+        p = r.next.load(Ordering::Acquire);
+    }
+    if ring.is_null() {
+        ring = Ring::create(cap, s.next_seq.fetch_add(1, Ordering::Relaxed));
+        if ring.is_null() {
+            return ring;
+        }
+        // SAFETY: a fresh ring, not yet shared.
+        let r = unsafe { &*ring };
+        let mut head = s.rings.load(Ordering::Acquire);
+        loop {
+            r.next.store(head, Ordering::Relaxed);
+            match s
+                .rings
+                .compare_exchange(head, ring, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+    }
+    let generation = s.next_gen.fetch_add(1, Ordering::Relaxed) + 1;
+    // SAFETY: we claimed the ring (CLAIMED, by create or by the CAS above).
+    unsafe { (*ring).activate(generation, sys::gettid(), now_ns()) };
+    if key != 0 && !l.exited.get() {
+        // SAFETY: key was created by pthread_key_create; keys below 32 need no allocation.
+        unsafe { libc::pthread_setspecific(key - 1, ring as *const c_void) };
+    }
+    ring
+}
+
+/// A ring passed a quarter of its capacity: wake the writer if it sleeps (or start it, if the
+/// library's constructor has not run yet and the ring is filling up).
+#[cold]
+#[inline(never)]
+pub fn ring_quarter(_ring: &Ring) {
+    let s = session();
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if s.sleeping.load(Ordering::Relaxed) {
+        let _g = InternalScope::enter();
+        s.wake_writer();
+    }
+}
+
+/// The calling thread's ring is full: wait for the writer (never drop). `false` if recording
+/// stopped meanwhile (the event is then not recorded).
+#[cold]
+#[inline(never)]
+pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
+    let _g = InternalScope::enter();
+    let s = session();
+    let t0 = now_ns();
+    WAITS.fetch_add(1, Ordering::Relaxed);
+    let ok = loop {
+        if !RECORDING.load(Ordering::Acquire) {
+            break false;
+        }
+        if ring.has_room(h) {
+            break true;
+        }
+        match s.phase.load(Ordering::Acquire) {
+            IDLE if !start_writer(s) => break false,
+            FAILED | FINISHED => break false,
+            _ => {}
+        }
+        ring.waiting.store(true, Ordering::SeqCst);
+        let seen = ring.progress.load(Ordering::Acquire);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if ring.has_room(h) {
+            ring.waiting.store(false, Ordering::Relaxed);
+            break true;
+        }
+        s.wake_writer();
+        sys::futex_wait(&ring.progress, seen, 1_000_000);
+        ring.waiting.store(false, Ordering::Relaxed);
+    };
+    WAIT_NS.fetch_add(now_ns() - t0, Ordering::Relaxed);
+    ok
+}
+
+/// The pthread-key destructor: the thread is exiting. glibc runs key destructors in up to four
+/// rounds; we re-arm until the last so that other keys' destructors (which may free) run
+/// before our `ThreadExit`.
+unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
+    LOCAL.with(|l| {
+        let round = l.exit_round.get() + 1;
+        l.exit_round.set(round);
+        let key = KEY.load(Ordering::Acquire);
+        if round < PTHREAD_DESTRUCTOR_ITERATIONS && key != 0 && !value.is_null() {
+            // SAFETY: re-setting our own key from its destructor is allowed (glibc then runs
+            // another round).
+            unsafe { libc::pthread_setspecific(key - 1, value) };
+            return;
+        }
+        let ring = l.ring.get();
+        if ring.is_null() {
+            return;
+        }
+        l.exited.set(true);
+        l.ring.set(std::ptr::null_mut());
+        // SAFETY: this thread is the ring's producer.
+        let r = unsafe { &*ring };
+        if RECORDING.load(Ordering::Relaxed) {
+            let prev = l.guard.replace(HOT);
+            // SAFETY: as above.
+            unsafe { r.push(word0(now_ns(), kind::THREAD_EXIT), 0, 0, 0) };
+            l.guard.set(prev);
+        }
+        r.state.store(ring::CLOSED, Ordering::Release);
+        let s = session();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if s.sleeping.load(Ordering::Relaxed) {
+            let prev = l.guard.replace(INTERNAL);
+            s.wake_writer();
+            l.guard.set(prev);
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The consumer.
+
+impl Sink {
+    /// Picks up rings registered since the last call, in creation order.
+    fn refresh(&mut self, s: &Session) {
+        let have = self.known.len() as u64;
+        if s.next_seq.load(Ordering::Acquire) == have {
+            return;
+        }
+        let mut new = Vec::new();
+        let mut p = s.rings.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: rings in the registry are never unmapped.
+            let r = unsafe { &*p };
+            if r.seq >= have {
+                new.push((r.seq, p));
+            }
+            p = r.next.load(Ordering::Acquire);
+        }
+        new.sort_unstable_by_key(|x| x.0);
+        // Only a gap-free run: a ring whose creator has not pushed it yet comes next time.
+        for (seq, p) in new {
+            if seq != self.known.len() as u64 {
+                break;
+            }
+            self.known.push(Known {
+                ring: RingRef(p),
+                generation: 0,
+                thread: 0,
+                staging: Vec::new(),
+            });
+        }
+    }
+
+    /// Moves every published event into staging batches, writing full batches as frames.
+    /// `partial`: also write every non-empty batch (a flush). Returns the events moved.
+    fn drain(&mut self, s: &Session, partial: bool) -> Result<u64, String> {
+        self.refresh(s);
+        let frame_events = options::get().frame_events;
+        let start = START_NS.load(Ordering::Acquire);
+        let Sink {
+            out,
+            known,
+            next_thread,
+            ..
+        } = self;
+        let Some(out) = out.as_mut() else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        let mut err: Option<String> = None;
+        for k in known.iter_mut() {
+            // SAFETY: rings in the registry are never unmapped.
+            let r = unsafe { &*k.ring.0 };
+            let state = r.state.load(Ordering::Acquire);
+            if state != ring::ACTIVE && state != ring::CLOSED {
+                continue;
+            }
+            let generation = r.generation.load(Ordering::Relaxed);
+            if k.generation != generation {
+                // A thread new to this file: announce it.
+                if !k.staging.is_empty() {
+                    write(out, k.thread, &mut k.staging)?;
+                }
+                k.generation = generation;
+                k.thread = *next_thread;
+                *next_thread += 1;
+                k.staging.push(Timed {
+                    ts: r.start_ns.load(Ordering::Relaxed).saturating_sub(start),
+                    event: Event::ThreadStart {
+                        os_tid: r.os_tid.load(Ordering::Relaxed),
+                    },
+                });
+            }
+            // SAFETY: we hold the sink lock: we are the ring's only consumer.
+            moved += unsafe {
+                r.drain(|slots| {
+                    for sl in slots {
+                        let (stamp, event) = ring::decode(sl);
+                        k.staging.push(Timed {
+                            ts: stamp.saturating_sub(start),
+                            event,
+                        });
+                        if k.staging.len() >= frame_events
+                            && err.is_none()
+                            && let Err(e) = write(out, k.thread, &mut k.staging)
+                        {
+                            err = Some(e);
+                        }
+                    }
+                })
+            };
+            if let Some(e) = err.take() {
+                return Err(e);
+            }
+            let closed = state == ring::CLOSED && r.pending() == 0;
+            if (partial || closed) && !k.staging.is_empty() {
+                write(out, k.thread, &mut k.staging)?;
+            }
+            if closed {
+                // Its thread is gone and every event is written: the ring may be reused.
+                k.staging = Vec::new();
+                r.state.store(ring::FREE, Ordering::Release);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Drains everything and flushes the file.
+    fn flush(&mut self, s: &Session) -> Result<(), String> {
+        self.drain(s, true)?;
+        if let Some(out) = self.out.as_mut() {
+            out.w.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Drains everything and writes the trailer; the file is closed.
+    fn finish(&mut self, s: &Session, end: &str) -> Result<Option<String>, String> {
+        if self.out.is_none() {
+            return Ok(None);
+        }
+        self.drain(s, true)?;
+        let out = self.out.take().expect("checked above");
+        let events = out.w.events_written();
+        let bytes = out.w.bytes_written();
+        let extra = vec![
+            ("recorder.end".to_string(), end.to_string()),
+            ("recorder.reentries".into(), stat(&REENTRIES)),
+            ("recorder.internal_calls".into(), stat(&INTERNAL_CALLS)),
+            ("recorder.app_waits".into(), stat(&WAITS)),
+            ("recorder.app_wait_ns".into(), stat(&WAIT_NS)),
+            ("recorder.writer_cpu_ns".into(), stat(&WRITER_CPU_NS)),
+        ];
+        out.w
+            .finish_with(0, extra)
+            .map_err(|e| format!("cannot finish the trace: {e}"))?;
+        if options::get().verbose {
+            say(&format!(
+                "{events} events, {} threads, {bytes} bytes ({:.2} bytes/event) in {}",
+                self.next_thread,
+                bytes as f64 / events.max(1) as f64,
+                out.path
+            ));
+        }
+        Ok(Some(out.path))
+    }
+}
+
+fn stat(a: &AtomicU64) -> String {
+    a.load(Ordering::Relaxed).to_string()
+}
+
+fn write(out: &mut Output, thread: ThreadId, batch: &mut Vec<Timed>) -> Result<(), String> {
+    let r = out.w.write_batch(thread, batch);
+    batch.clear();
+    r.map_err(|e| e.to_string())
+}
+
+/// Recording cannot go on: say why once, stop recording, let the program run.
+fn fail(s: &Session, sink: &mut Sink, msg: &str) {
+    RECORDING.store(false, Ordering::Release);
+    s.phase.store(FAILED, Ordering::Release);
+    sink.out = None;
+    say(msg);
+}
+
+/// The command line the constructor was given (argv), or std's view of it.
+fn command_line() -> Vec<String> {
+    let argv = ARGV.load(Ordering::Acquire);
+    let argc = ARGC.load(Ordering::Acquire) as usize;
+    if argv.is_null() {
+        return std::env::args().collect();
+    }
+    (0..argc)
+        .map_while(|i| {
+            // SAFETY: argv holds argc pointers to NUL-terminated strings (the process's own
+            // argv, which lives as long as the process).
+            unsafe {
+                let p = *argv.add(i);
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            }
+        })
+        .collect()
+}
+
+/// Creates the next trace file of session `s` and writes its header.
+fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, String> {
+    let opts = options::get();
+    let template = crate::naming::parse(&opts.output);
+    let pid = sys::getpid();
+    // Only the first file of the first process may take the template's own name.
+    let root = !s.child && sink.files == 0 && sink.continues.is_none();
+    let mut last_err = None;
+    let mut opened = None;
+    for path in template.candidates(pid, root) {
+        let c = std::ffi::CString::new(path.clone())
+            .map_err(|_| format!("the trace path {path:?} contains a NUL byte"))?;
+        // SAFETY: c is a NUL-terminated path; O_EXCL never truncates another trace.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd >= 0 {
+            opened = Some((fd, path));
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            last_err = Some((path, e));
+            break;
+        }
+    }
+    let (fd, path) = opened.ok_or_else(|| match last_err {
+        Some((path, e)) => format!(
+            "cannot create the trace file {path}: {e}. The program runs on unrecorded; point \
+             ALLOCLAB_OUTPUT (or record -o) at a writable directory"
+        ),
+        None => format!(
+            "cannot create a trace file from {:?}: every candidate name exists; remove old \
+             traces or choose another ALLOCLAB_OUTPUT. The program runs on unrecorded",
+            opts.output
+        ),
+    })?;
+    // Keep the trace on a high descriptor: programs that reuse low numbers never meet it.
+    let high = sys::dup_high(fd);
+    let fd = if high >= 0 {
+        // SAFETY: fd is ours, just opened.
+        unsafe { libc::close(fd) };
+        high
+    } else {
+        fd
+    };
+    // SAFETY: fd is an open descriptor we own from here on.
+    let file = unsafe { File::from_raw_fd(fd) };
+
+    let now = now_ns();
+    let _ = START_NS.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+    let start = START_NS.load(Ordering::Acquire);
+    let mut h = Header::for_this_process(concat!("alloclab-recorder ", env!("CARGO_PKG_VERSION")));
+    h.command_line = command_line();
+    if let Clock::Monotonic {
+        resolution_ns,
+        start_monotonic_ns,
+    } = h.clock
+    {
+        h.start_unix_ns = h
+            .start_unix_ns
+            .saturating_sub(start_monotonic_ns.saturating_sub(start));
+        h.clock = Clock::Monotonic {
+            start_monotonic_ns: start,
+            resolution_ns,
+        };
+    }
+    let origin = if let Some((ppid, ppath)) = &sink.parent {
+        h.extra.push(("fork.parent_pid".into(), ppid.to_string()));
+        h.extra.push(("fork.parent_trace".into(), ppath.clone()));
+        "fork"
+    } else if let Some(prev) = &sink.continues {
+        h.extra.push(("exec.failed_after".into(), prev.clone()));
+        "continuation after a failed exec"
+    } else {
+        "start"
+    };
+    h.extra.push(("recorder.origin".into(), origin.into()));
+    h.extra.push(("recorder.options".into(), opts.describe()));
+    let w = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &path, &h)
+        .and_then(|w| w.with_zstd_level(opts.zstd_level))
+        .map_err(|e| {
+            format!("cannot write the trace file header: {e}. The program runs on unrecorded")
+        })?;
+    sink.files += 1;
+    sink.next_thread = 0;
+    for k in &mut sink.known {
+        k.generation = 0;
+    }
+    s.set_path(&path);
+    Ok(Output { w, path })
+}
+
+/// Opens the session's file and starts its writer thread (once). `false` if recording failed.
+fn start_writer(s: &'static Session) -> bool {
+    if s.phase
+        .compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Someone else started (or failed): wait for the outcome.
+        loop {
+            match s.phase.load(Ordering::Acquire) {
+                // SAFETY: sched_yield has no preconditions.
+                STARTING => unsafe {
+                    libc::sched_yield();
+                },
+                RUNNING => return true,
+                _ => return false,
+            }
+        }
+    }
+    let _g = InternalScope::enter();
+    let mut sink = s.lock();
+    match open_output(s, &mut sink) {
+        Ok(out) => sink.out = Some(out),
+        Err(m) => {
+            fail(s, &mut sink, &m);
+            return false;
+        }
+    }
+    drop(sink);
+    // The writer inherits a mask blocking every signal: the program's handlers never run on it.
+    let old = sys::block_all_signals();
+    let spawned = spawn_writer(s);
+    sys::restore_signals(&old);
+    if let Err(e) = spawned {
+        let mut sink = s.lock();
+        fail(
+            s,
+            &mut sink,
+            &format!("cannot start the writer thread: {e}. The program runs on unrecorded"),
+        );
+        return false;
+    }
+    s.phase.store(RUNNING, Ordering::Release);
+    true
+}
+
+/// Starts the writer thread with `pthread_create` (not `std::thread`: std registers TLS
+/// destructors on the spawning thread through `__cxa_thread_atexit_impl`, whose calloc'd entry
+/// the program's exit would then free — a free of a block the trace never saw).
+fn spawn_writer(s: &'static Session) -> std::io::Result<()> {
+    extern "C" fn start(arg: *mut c_void) -> *mut c_void {
+        // The guard first: nothing this thread does is ever recorded.
+        LOCAL.with(|l| l.guard.set(INTERNAL));
+        // SAFETY: arg is the &'static Session passed below.
+        let s = unsafe { &*(arg as *const Session) };
+        // A panic must not unwind out of an extern "C" fn; stop recording instead.
+        if std::panic::catch_unwind(|| writer_main(s)).is_err() {
+            let mut sink = s.lock();
+            fail(
+                s,
+                &mut sink,
+                "the writer thread failed; recording stopped, the program runs on",
+            );
+        }
+        std::ptr::null_mut()
+    }
+    // SAFETY: plain-data out-parameters; `start` has the signature pthread_create expects and
+    // `s` lives forever.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 1 << 20);
+        let mut t: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut t, &attr, start, s as *const Session as *mut c_void);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // Named for `top -H` and debuggers; failure is harmless.
+        libc::pthread_setname_np(t, c"alloclab-writer".as_ptr());
+    }
+    Ok(())
+}
+
+fn writer_main(s: &'static Session) {
+    let interval = options::get().flush_ms * 1_000_000;
+    let mut next_flush = now_ns() + interval;
+    loop {
+        match s.phase.load(Ordering::Acquire) {
+            FAILED | FINISHED => return,
+            _ => {}
+        }
+        let mut sink = s.lock();
+        let now = now_ns();
+        let r = if now >= next_flush {
+            next_flush = now + interval;
+            sink.flush(s).map(|_| 0)
+        } else {
+            sink.drain(s, false)
+        };
+        let moved = match r {
+            Ok(n) => n,
+            Err(e) => {
+                let path = sink
+                    .out
+                    .as_ref()
+                    .map(|o| o.path.clone())
+                    .unwrap_or_default();
+                fail(
+                    s,
+                    &mut sink,
+                    &format!(
+                        "cannot write the trace file {path}: {e}. Recording stopped (is the disk \
+                         full?); the program runs on, and the file keeps every complete frame"
+                    ),
+                );
+                return;
+            }
+        };
+        drop(sink);
+        WRITER_CPU_NS.store(sys::thread_cpu_ns(), Ordering::Relaxed);
+        if moved == 0 {
+            let left = next_flush.saturating_sub(now_ns());
+            s.sleep(left.clamp(100_000, 10_000_000));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process events: load, fork, exec, exit.
+
+/// The library's constructor: read options, resolve symbols, start the writer.
+#[cfg(not(test))]
+extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    ARGC.store(argc.max(0) as u32, Ordering::Release);
+    ARGV.store(argv as *mut *const c_char, Ordering::Release);
+    let _g = InternalScope::enter();
+    PID.store(sys::getpid(), Ordering::Release);
+    crate::diag::init();
+    let o = options::get();
+    if o.disable {
+        RECORDING.store(false, Ordering::Release);
+        return;
+    }
+    if o.verbose {
+        say(&format!("recording with {}", o.describe()));
+    }
+    crate::real::resolve_all();
+    ensure_key();
+    // SAFETY: registering an extern "C" fn with no arguments, valid for the process's life.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    LOADED.store(true, Ordering::Release);
+    start_writer(&ROOT);
+}
+
+#[cfg(not(test))]
+extern "C" fn on_unload() {
+    finish("exit");
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = on_load;
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = on_unload;
+
+/// `pthread_atfork` child handler: the child starts a session of its own.
+extern "C" fn after_fork_child() {
+    let _g = InternalScope::enter();
+    let parent = session();
+    let parent_pid = PID.load(Ordering::Relaxed);
+    PID.store(sys::getpid(), Ordering::Release);
+    for c in [
+        &REENTRIES,
+        &INTERNAL_CALLS,
+        &WAITS,
+        &WAIT_NS,
+        &WRITER_CPU_NS,
+    ] {
+        c.store(0, Ordering::Relaxed);
+    }
+    LOCAL.with(|l| {
+        l.ring.set(std::ptr::null_mut());
+        l.exited.set(false);
+        l.exit_round.set(0);
+        l.broken.set(false);
+    });
+    if !options::get().follow_fork || !RECORDING.load(Ordering::Acquire) {
+        RECORDING.store(false, Ordering::Release);
+        return;
+    }
+    let child = Box::leak(Box::new(Session::new(true)));
+    child
+        .sink
+        .get_mut()
+        .unwrap_or_else(|e| e.into_inner())
+        .parent = Some((parent_pid, parent.current_path()));
+    CURRENT.store(child, Ordering::Release);
+}
+
+fn is_our_process() -> bool {
+    let pid = PID.load(Ordering::Acquire);
+    pid == 0 || pid == sys::getpid()
+}
+
+/// Drains everything, writes the trailer and stops recording (exit, `_exit`).
+pub fn finish(end: &str) {
+    if !is_our_process() {
+        return; // a vfork child: the trace is its parent's
+    }
+    let _g = InternalScope::enter();
+    RECORDING.store(false, Ordering::Release);
+    let s = session();
+    let mut sink = s.lock();
+    if let Err(e) = sink.finish(s, end) {
+        let path = s.current_path();
+        fail(
+            s,
+            &mut sink,
+            &format!("cannot finish the trace file {path}: {e}"),
+        );
+    }
+    s.phase.store(FINISHED, Ordering::Release);
+    drop(sink);
+    s.wake_writer();
+}
+
+/// Before an exec: finish the trace (the exec'd program writes its own).
+pub fn before_exec() {
+    if !is_our_process() || !RECORDING.load(Ordering::Acquire) {
+        return;
+    }
+    let _g = InternalScope::enter();
+    let s = session();
+    let mut sink = s.lock();
+    match sink.finish(s, "exec") {
+        Ok(p) => sink.exec_pending = p,
+        Err(e) => {
+            let path = s.current_path();
+            fail(
+                s,
+                &mut sink,
+                &format!("cannot finish the trace file {path}: {e}"),
+            );
+        }
+    }
+}
+
+/// The exec failed (the process goes on): continue in a new file.
+pub fn exec_failed() {
+    if !is_our_process() {
+        return;
+    }
+    let _g = InternalScope::enter();
+    let s = session();
+    let mut sink = s.lock();
+    if let Some(prev) = sink.exec_pending.take() {
+        sink.continues = Some(prev);
+        match open_output(s, &mut sink) {
+            Ok(out) => sink.out = Some(out),
+            Err(m) => fail(s, &mut sink, &m),
+        }
+    }
+}

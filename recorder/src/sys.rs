@@ -1,0 +1,127 @@
+//! The few system calls the recorder makes: futexes, anonymous memory, descriptors, thread ids.
+
+use std::ffi::c_int;
+use std::sync::atomic::AtomicU32;
+
+/// The kernel id of the calling thread.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// The calling process's pid (a real syscall: glibc 2.25+ does not cache it).
+pub fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout_ns`.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: word is a live, aligned u32 for the duration of the call; ts is a valid
+    // relative timeout. EAGAIN/ETIMEDOUT/EINTR are all fine: callers re-check their condition.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes every thread sleeping on `word`.
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: word is a live, aligned u32; FUTEX_WAKE reads nothing else.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// `len` bytes of zeroed anonymous memory, or null.
+pub fn map_anon(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping has no preconditions; failure returns MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+/// A close-on-exec duplicate of `fd` numbered 900 or above when possible (programs that reuse
+/// low descriptors never meet it), or -1.
+pub fn dup_high(fd: c_int) -> c_int {
+    // SAFETY: fcntl on any descriptor number is safe; failures return -1.
+    unsafe {
+        let d = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 900);
+        if d >= 0 {
+            return d;
+        }
+        libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3)
+    }
+}
+
+/// Writes all of `buf` to `fd`, giving up on the first error.
+pub fn write_all(fd: c_int, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: buf is a live slice of buf.len() bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+/// Blocks every signal in the calling thread; returns the previous mask.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the pointers are to live locals.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a mask returned by [`block_all_signals`].
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: old is a valid mask from pthread_sigmask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// CPU time the calling thread has used, in ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: t is a live, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
+}
