@@ -58,6 +58,8 @@ pub struct HeapShared {
     pub medium_blocks: AtomicU64,
     /// Bytes of free medium chunks.
     pub medium_free: AtomicU64,
+    /// Bytes of medium chunks parked in the front cache.
+    pub medium_cached: AtomicU64,
     pub small_arenas: AtomicU64,
     pub medium_arenas: AtomicU64,
     /// Frees this heap's thread pushed to other heaps.
@@ -99,6 +101,7 @@ impl Heap {
                 medium_in_use: AtomicU64::new(0),
                 medium_blocks: AtomicU64::new(0),
                 medium_free: AtomicU64::new(0),
+                medium_cached: AtomicU64::new(0),
                 small_arenas: AtomicU64::new(0),
                 medium_arenas: AtomicU64::new(0),
                 remote_issued: AtomicU64::new(0),
@@ -393,6 +396,7 @@ pub(crate) unsafe fn trim(h: *mut Heap) {
                 small::release_page(h, page);
             }
         }
+        medium::tc_flush(h);
         medium::release_free_arenas(h);
         if crate::config::RECLAIM.load(Ordering::Relaxed) {
             small::decommit_free_pages(h);

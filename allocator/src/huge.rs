@@ -156,8 +156,15 @@ fn from_cache(n: usize, total: usize, off: usize, zero: bool) -> Option<*mut u8>
         // Bytes of the old block that may hold stale data (the new block must read as zero).
         let dirty_end = old;
         let mut a = a;
+        let mut total = total;
         if old > total {
-            os::unmap(a.cast::<u8>().add(total), old - total);
+            // Keep a moderately larger mapping whole (its pages are already faulted in: reusing
+            // them is what makes glibc fast on large blocks); trim only a big excess.
+            if old - total <= total / 2 {
+                total = old;
+            } else {
+                os::unmap(a.cast::<u8>().add(total), old - total);
+            }
         } else if old < total && !os::remap_in_place(a.cast(), old, total) {
             let moved = os::remap_move_aligned(a.cast(), old, total, ARENA_SIZE) as *mut Arena;
             if moved.is_null() {

@@ -48,18 +48,86 @@ pub struct Chunk {
     pub prev: *mut Chunk,
 }
 
+/// Chunk sizes up to this go through the per-heap front cache (see `Bins::tc`).
+pub const TC_MAX_CHUNK: usize = 4096 + HDR;
+const TC_MIN_CHUNK: usize = 512 + 16 + HDR - 16; // chunk_size(513) = 544; 528 keeps the index simple
+/// Exact-size lists, one per 16 B of chunk size in TC_MIN_CHUNK..=TC_MAX_CHUNK.
+pub const TC_SIZES: usize = (TC_MAX_CHUNK - TC_MIN_CHUNK) / 16 + 1;
+/// Chunks parked per exact size.
+pub const TC_COUNT: u8 = 8;
+
+#[inline(always)]
+fn tc_index(cs: usize) -> usize {
+    (cs - TC_MIN_CHUNK) >> 4
+}
+
 /// The heap's bins (owner only).
 #[repr(C)]
 pub struct Bins {
     pub bitmap: [u64; 2],
     pub heads: [*mut Chunk; NBINS],
+    /// The front cache, as glibc's tcache: up to `TC_COUNT` recently freed chunks per exact size
+    /// (≤ 4 KiB), parked *in use* (not coalesced) and handed out again first. Bounded (≤ ~2 MiB
+    /// per heap), flushed into the coalescing heap before a new arena is mapped and on every
+    /// trim. It saves the 4–7 cache misses of coalescing on the hottest medium sizes.
+    pub tc: [*mut Chunk; TC_SIZES],
+    pub tc_count: [u8; TC_SIZES],
 }
 
 impl Bins {
     pub const EMPTY: Bins = Bins {
         bitmap: [0; 2],
         heads: [ptr::null_mut(); NBINS],
+        tc: [ptr::null_mut(); TC_SIZES],
+        tc_count: [0; TC_SIZES],
     };
+}
+
+/// If `c` (an in-use chunk) is parked in the front cache, takes it out and frees it into the
+/// coalescing heap (so realloc can grow into it). At most `TC_COUNT` comparisons.
+unsafe fn tc_unpark(heap: *mut Heap, c: *mut Chunk) -> bool {
+    // SAFETY: owner-only lists; `c` is an in-use chunk header of the heap's arena.
+    unsafe {
+        let size = size_of_chunk(c);
+        if !(TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) {
+            return false;
+        }
+        let i = tc_index(size);
+        let mut link: *mut *mut Chunk = &mut (*heap).local.bins.tc[i];
+        while !(*link).is_null() {
+            if *link == c {
+                *link = (*c).next;
+                (*heap).local.bins.tc_count[i] -= 1;
+                drop_by(&(*heap).shared.medium_cached, size as u64);
+                coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
+                return true;
+            }
+            link = &mut (**link).next;
+        }
+        false
+    }
+}
+
+/// Frees every parked chunk into the coalescing heap.
+///
+/// # Safety
+/// The caller must own `heap`.
+pub(crate) unsafe fn tc_flush(heap: *mut Heap) {
+    // SAFETY: owner-only lists; parked chunks are in-use chunks of the heap's arenas.
+    unsafe {
+        for i in 0..TC_SIZES {
+            let mut c = (*heap).local.bins.tc[i];
+            (*heap).local.bins.tc[i] = ptr::null_mut();
+            (*heap).local.bins.tc_count[i] = 0;
+            while !c.is_null() {
+                let next = (*c).next;
+                let size = size_of_chunk(c);
+                drop_by(&(*heap).shared.medium_cached, size as u64);
+                coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
+                c = next;
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -207,6 +275,18 @@ pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
     // SAFETY: owner of `heap` (caller); chunks are inside our arenas.
     unsafe {
         let cs = chunk_size(n);
+        if align <= 16 && cs <= TC_MAX_CHUNK {
+            let i = tc_index(cs);
+            let c = (*heap).local.bins.tc[i];
+            if !c.is_null() {
+                (*heap).local.bins.tc[i] = (*c).next;
+                (*heap).local.bins.tc_count[i] -= 1;
+                drop_by(&(*heap).shared.medium_cached, cs as u64);
+                bump(&(*heap).shared.medium_in_use, (cs - HDR) as u64);
+                bump(&(*heap).shared.medium_blocks, 1);
+                return c.cast::<u8>().add(HDR);
+            }
+        }
         let need = if align <= 16 {
             cs
         } else {
@@ -215,6 +295,7 @@ pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
         let mut c = find(heap, need);
         if c.is_null() {
             heap::maintenance(heap);
+            tc_flush(heap);
             c = find(heap, need);
             if c.is_null() {
                 if !add_arena(heap) {
@@ -287,13 +368,33 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
     // SAFETY: caller's contract; neighbours found through the boundary tags stay in the arena
     // (first chunk never has PREV_FREE, the end sentinel is never free).
     unsafe {
-        let mut c = p.sub(HDR) as *mut Chunk;
+        let c = p.sub(HDR) as *mut Chunk;
         if is_free(c) {
             crate::fatal::fatal("double free of a medium block");
         }
-        let mut size = size_of_chunk(c);
+        let size = size_of_chunk(c);
         drop_by(&(*heap).shared.medium_in_use, (size - HDR) as u64);
         drop_by(&(*heap).shared.medium_blocks, 1);
+        if (TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) {
+            let i = tc_index(size);
+            if (*heap).local.bins.tc_count[i] < TC_COUNT {
+                (*c).next = (*heap).local.bins.tc[i];
+                (*heap).local.bins.tc[i] = c;
+                (*heap).local.bins.tc_count[i] += 1;
+                bump(&(*heap).shared.medium_cached, size as u64);
+                return;
+            }
+        }
+        coalesce_free(heap, a, c);
+    }
+}
+
+/// Frees the in-use chunk `c` into the coalescing heap (its in-use counters already dropped).
+unsafe fn coalesce_free(heap: *mut Heap, a: *mut Arena, c: *mut Chunk) {
+    // SAFETY: `c` is an in-use chunk of arena `a` owned by `heap` (caller); see free_local.
+    unsafe {
+        let mut c = c;
+        let mut size = size_of_chunk(c);
         bump(&(*heap).shared.medium_free, size as u64);
         let next = at(c, size);
         if is_free(next) {
@@ -397,7 +498,10 @@ pub unsafe fn realloc_in_place(heap: *mut Heap, p: *mut u8, n: usize) -> bool {
             return true;
         }
         let next = at(c, size);
-        if !is_free(next) || size + size_of_chunk(next) < cs {
+        if size + size_of_chunk(next) < cs {
+            return false;
+        }
+        if !is_free(next) && !tc_unpark(heap, next) {
             return false;
         }
         let nsize = size_of_chunk(next);
@@ -428,7 +532,7 @@ unsafe fn shrink(heap: *mut Heap, c: *mut Chunk, size: usize, cs: usize) {
     unsafe {
         let flags = (*c).head & PREV_FREE;
         (*c).head = cs | flags;
-        let mut rest = at(c, cs);
+        let rest = at(c, cs);
         let mut rsize = size - cs;
         drop_by(&(*heap).shared.medium_in_use, rsize as u64);
         bump(&(*heap).shared.medium_free, rsize as u64);
@@ -442,8 +546,6 @@ unsafe fn shrink(heap: *mut Heap, c: *mut Chunk, size: usize, cs: usize) {
         (*after).prev_size = rsize;
         (*after).head |= PREV_FREE;
         bin_insert(heap, rest);
-        rest = ptr::null_mut();
-        let _ = rest;
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Stats {
     pub bytes_returned: u64,
     /// Bytes of free medium chunks inside live arenas, bytes.
     pub medium_bytes_free: u64,
+    /// Bytes of freed medium chunks parked in the heaps' front caches, bytes.
+    pub medium_bytes_parked: u64,
     /// Arenas (4 MiB regions) owned by heaps, small + medium, count.
     pub arenas: u64,
     /// Small-block arenas, count.
@@ -95,6 +97,7 @@ pub fn stats() -> Stats {
         s.medium_bytes_in_use += sh.medium_in_use.load(Relaxed);
         s.medium_live_blocks += sh.medium_blocks.load(Relaxed);
         s.medium_bytes_free += sh.medium_free.load(Relaxed);
+        s.medium_bytes_parked += sh.medium_cached.load(Relaxed);
         s.arenas_small += sh.small_arenas.load(Relaxed);
         s.arenas_medium += sh.medium_arenas.load(Relaxed);
         issued += sh.remote_issued.load(Relaxed);

@@ -319,6 +319,40 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
         if binned != free_chunks {
             return err(h as usize, "free chunks missing from the bins");
         }
+        let mut parked = 0u64;
+        let mut parked_n = 0u64;
+        for i in 0..medium::TC_SIZES {
+            let mut c = bins.tc[i];
+            let mut n = 0u8;
+            while !c.is_null() {
+                let ar = arena::arena_of(c.cast::<u8>().add(HDR));
+                if !is_arena(ar)
+                    || (*ar).kind != Kind::Medium
+                    || (*ar).heap != h
+                    || (*c).head & 1 != 0
+                {
+                    return err(
+                        c as usize,
+                        "parked medium chunk not an in-use chunk of the heap",
+                    );
+                }
+                parked += medium::size_of_chunk(c) as u64;
+                parked_n += 1;
+                n += 1;
+                if n > bins.tc_count[i] || parked_n > blocks {
+                    return err(c as usize, "front cache list longer than its count");
+                }
+                c = (*c).next;
+            }
+            if n != bins.tc_count[i] {
+                return err(h as usize, "front cache count wrong");
+            }
+        }
+        if parked != (*h).shared.medium_cached.load(Relaxed) {
+            return err(h as usize, "front cache bytes counter wrong");
+        }
+        blocks -= parked_n;
+        in_use -= parked - parked_n * HDR as u64;
         if in_use != (*h).shared.medium_in_use.load(Relaxed)
             || blocks != (*h).shared.medium_blocks.load(Relaxed)
             || free_bytes != (*h).shared.medium_free.load(Relaxed)
