@@ -137,6 +137,11 @@ pub(crate) unsafe fn unmap_region(a: *mut Arena, size: usize) {
     unsafe { os::unmap(a.cast(), size) };
 }
 
+/// Unregisters a region that stops being an arena (a freed huge mapping entering the pool).
+pub(crate) fn unregister(a: *mut Arena) {
+    map_set(a, false);
+}
+
 /// Registers the new base of a huge region that moved (mremap).
 pub(crate) fn remapped(old: *mut Arena, new: *mut Arena) {
     map_set(old, false);

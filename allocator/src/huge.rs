@@ -16,25 +16,34 @@ use core::sync::atomic::{AtomicU64, Ordering};
 struct Lists {
     /// Live huge blocks (for stats and validation).
     live: *mut Arena,
-    /// Freed mappings kept for reuse.
-    cache: *mut Arena,
-    cache_bytes: usize,
-    cache_count: usize,
+    /// Freed huge mappings, kept as faulted-in page ranges (see `Piece`).
+    pool: *mut Piece,
+    pool_bytes: usize,
+    pool_count: usize,
 }
 // SAFETY: the pointers are only followed under the lock.
 unsafe impl Send for Lists {}
 
+/// A freed huge mapping in the pool: a page range whose pages are still faulted in. The header
+/// sits in its first bytes; a piece is consumed from its tail, so the header stays valid.
+#[repr(C)]
+struct Piece {
+    len: usize,
+    next: *mut Piece,
+    cached_at: u64,
+}
+
 static LISTS: SpinLock<Lists> = SpinLock::new(Lists {
     live: ptr::null_mut(),
-    cache: ptr::null_mut(),
-    cache_bytes: 0,
-    cache_count: 0,
+    pool: ptr::null_mut(),
+    pool_bytes: 0,
+    pool_count: 0,
 });
 pub(crate) static HUGE_BLOCKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static HUGE_BYTES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static HUGE_CACHED_BYTES: AtomicU64 = AtomicU64::new(0);
 
-const MAX_CACHE_ENTRIES: usize = 16;
+const MAX_PIECES: usize = 64;
 
 pub(crate) fn lock() -> &'static SpinLock<impl Sized> {
     &LISTS
@@ -71,17 +80,17 @@ fn offset_for(align: usize) -> usize {
 }
 
 /// Allocates a huge block of `n` bytes aligned to `align`. `zero`: the caller needs zeroes.
+///
+/// A fresh arena-aligned mapping is reserved, then filled from its front with pages of freed
+/// huge blocks moved over by `mremap` (page tables move; nothing is copied and nothing faults),
+/// so a program that frees and allocates large blocks keeps reusing the same physical pages —
+/// what glibc gets from its heap — without keeping address ranges of fixed sizes.
 pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     let off = offset_for(align);
     let Some(total) = n.checked_add(off).and_then(|t| t.checked_add(OS_PAGE - 1)) else {
         return ptr::null_mut();
     };
     let total = total & !(OS_PAGE - 1);
-    if align <= ARENA_SIZE {
-        if let Some(p) = from_cache(n, total, off, zero) {
-            return p;
-        }
-    }
     crate::reclaim::maybe_start();
     // The base must be arena-aligned and base + off aligned to `align`: for align ≤ ARENA_SIZE
     // an arena-aligned base does both; above, off = ARENA_SIZE and base + off carries `align`.
@@ -93,11 +102,69 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     if a.is_null() {
         return ptr::null_mut();
     }
+    let moved = fill_from_pool(a.cast(), total);
     // SAFETY: the mapping is ours alone; the header lies in its first page.
-    unsafe { setup(a, total, off, n) }
+    unsafe {
+        let p = setup(a, total, off);
+        if zero && moved > off {
+            // Moved pages hold old data; the rest is fresh and reads as zero.
+            ptr::write_bytes(p, 0, moved - off);
+        }
+        p
+    }
 }
 
-unsafe fn setup(a: *mut Arena, total: usize, off: usize, n: usize) -> *mut u8 {
+/// Moves pooled pages into `[dst, dst + total)` from its start; returns the bytes moved.
+fn fill_from_pool(dst: *mut u8, total: usize) -> usize {
+    let mut done = 0;
+    let mut l = LISTS.lock();
+    while done < total && !l.pool.is_null() {
+        let need = total - done;
+        // Smallest piece that covers the rest, else the largest.
+        let mut best: *mut Piece = ptr::null_mut();
+        let mut largest: *mut Piece = ptr::null_mut();
+        let mut e = l.pool;
+        // SAFETY: pool pieces under the lock; their headers are in faulted pages we own.
+        unsafe {
+            while !e.is_null() {
+                if (*e).len >= need && (best.is_null() || (*e).len < (*best).len) {
+                    best = e;
+                }
+                if largest.is_null() || (*e).len > (*largest).len {
+                    largest = e;
+                }
+                e = (*e).next;
+            }
+        }
+        let piece = if best.is_null() { largest } else { best };
+        // SAFETY: as above; the taken range is the piece's tail, or all of it.
+        unsafe {
+            let take = (*piece).len.min(need);
+            let src = piece.cast::<u8>().add((*piece).len - take);
+            if take == (*piece).len {
+                let mut link: *mut *mut Piece = &mut l.pool;
+                while *link != piece {
+                    link = &mut (**link).next;
+                }
+                *link = (*piece).next;
+                l.pool_count -= 1;
+            } else {
+                (*piece).len -= take;
+            }
+            l.pool_bytes -= take;
+            if os::move_pages(src, take, dst.add(done)) {
+                done += take;
+            } else {
+                // Spans two kernel mappings (or the kernel refused): drop it, use fresh pages.
+                os::unmap(src, take);
+            }
+        }
+    }
+    HUGE_CACHED_BYTES.store(l.pool_bytes as u64, Ordering::Relaxed);
+    done
+}
+
+unsafe fn setup(a: *mut Arena, total: usize, off: usize) -> *mut u8 {
     // SAFETY: `a` is a mapping of `total` bytes we own.
     unsafe {
         (*a).kind = Kind::Huge;
@@ -106,7 +173,6 @@ unsafe fn setup(a: *mut Arena, total: usize, off: usize, n: usize) -> *mut u8 {
         (*a).map_size = total;
         (*a).offset = off;
         (*a).size = total - off;
-        let _ = n;
         HUGE_BLOCKS.fetch_add(1, Ordering::Relaxed);
         HUGE_BYTES.fetch_add((total - off) as u64, Ordering::Relaxed);
         let mut l = LISTS.lock();
@@ -116,144 +182,92 @@ unsafe fn setup(a: *mut Arena, total: usize, off: usize, n: usize) -> *mut u8 {
     }
 }
 
-fn from_cache(n: usize, total: usize, off: usize, zero: bool) -> Option<*mut u8> {
-    let a = {
-        let mut l = LISTS.lock();
-        if l.cache.is_null() {
-            return None;
-        }
-        // Smallest entry that fits, else the largest one (grown with mremap).
-        let mut best: *mut Arena = ptr::null_mut();
-        let mut largest: *mut Arena = ptr::null_mut();
-        let mut e = l.cache;
-        // SAFETY: cache list under the lock.
-        unsafe {
-            while !e.is_null() {
-                let s = (*e).map_size;
-                if s >= total && (best.is_null() || s < (*best).map_size) {
-                    best = e;
-                }
-                if largest.is_null() || s > (*largest).map_size {
-                    largest = e;
-                }
-                e = (*e).next;
-            }
-        }
-        let a = if best.is_null() { largest } else { best };
-        // SAFETY: under the lock; `a` is in the cache.
-        unsafe {
-            remove(&mut l.cache, a);
-            l.cache_bytes -= (*a).map_size;
-            l.cache_count -= 1;
-        }
-        HUGE_CACHED_BYTES.store(l.cache_bytes as u64, Ordering::Relaxed);
-        a
-    };
-    // SAFETY: `a` was unlinked from the cache: ours alone, a whole mapping of map_size bytes.
-    unsafe {
-        let old = (*a).map_size;
-        let old_off = (*a).offset;
-        // Bytes of the old block that may hold stale data (the new block must read as zero).
-        let dirty_end = old;
-        let mut a = a;
-        let mut total = total;
-        if old > total {
-            // Keep a moderately larger mapping whole (its pages are already faulted in: reusing
-            // them is what makes glibc fast on large blocks); trim only a big excess.
-            if old - total <= total / 2 {
-                total = old;
-            } else {
-                os::unmap(a.cast::<u8>().add(total), old - total);
-            }
-        } else if old < total && !os::remap_in_place(a.cast(), old, total) {
-            let moved = os::remap_move_aligned(a.cast(), old, total, ARENA_SIZE) as *mut Arena;
-            if moved.is_null() {
-                arena::unmap_region(a, old);
-                return None;
-            }
-            arena::remapped(a, moved);
-            a = moved;
-        }
-        let p = setup(a, total, off, n);
-        if zero {
-            // Old data lies in [old_off, min(dirty_end, total)); the header page is ours.
-            let lo = off.min(old_off);
-            let hi = dirty_end.min(total);
-            if hi > lo {
-                let start = a.cast::<u8>().add(off.max(lo));
-                let end = a.cast::<u8>().add(hi);
-                if end > start {
-                    ptr::write_bytes(start, 0, end.offset_from(start) as usize);
-                }
-            }
-        }
-        Some(p)
-    }
-}
-
-/// Frees a huge block (any thread).
+/// Frees a huge block (any thread): its pages go to the pool, or back to the OS when the pool
+/// is full.
 ///
 /// # Safety
 /// `a` must be the arena of a live huge block.
 pub unsafe fn free(a: *mut Arena) {
-    // SAFETY: caller's contract; the block dies here.
+    // SAFETY: caller's contract; the block dies here, its mapping becomes a pool piece.
     unsafe {
         let total = (*a).map_size;
         HUGE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
         HUGE_BYTES.fetch_sub((*a).size as u64, Ordering::Relaxed);
         let limit = if crate::config::RECLAIM.load(Ordering::Relaxed) {
-            usize::MAX >> 1
+            usize::MAX >> 1 // the reclaimer ages pieces out
         } else {
             crate::config::HUGE_CACHE_BYTES.load(Ordering::Relaxed)
         };
-        let mut l = LISTS.lock();
-        remove(&mut l.live, a);
-        if (*a).offset <= ARENA_SIZE
-            && l.cache_count < MAX_CACHE_ENTRIES
-            && l.cache_bytes + total <= limit
+        let mut evict: *mut Piece = ptr::null_mut();
         {
-            (*a).kind = Kind::Free;
-            (*a).cached_at = crate::reclaim::tick();
-            push(&mut l.cache, a);
-            l.cache_bytes += total;
-            l.cache_count += 1;
-            HUGE_CACHED_BYTES.store(l.cache_bytes as u64, Ordering::Relaxed);
-            return;
+            let mut l = LISTS.lock();
+            remove(&mut l.live, a);
+            arena::unregister(a);
+            if total > limit {
+                drop(l);
+                os::unmap(a.cast(), total);
+                return;
+            }
+            let piece = a as *mut Piece;
+            (*piece).len = total;
+            (*piece).cached_at = crate::reclaim::tick();
+            (*piece).next = l.pool;
+            l.pool = piece;
+            l.pool_bytes += total;
+            l.pool_count += 1;
+            // Over budget: evict the oldest pieces (the list is newest first).
+            while l.pool_bytes > limit || l.pool_count > MAX_PIECES {
+                let mut link: *mut *mut Piece = &mut l.pool;
+                while !(**link).next.is_null() {
+                    link = &mut (**link).next;
+                }
+                let old = *link;
+                *link = ptr::null_mut();
+                l.pool_bytes -= (*old).len;
+                l.pool_count -= 1;
+                (*old).next = evict;
+                evict = old;
+            }
+            HUGE_CACHED_BYTES.store(l.pool_bytes as u64, Ordering::Relaxed);
         }
-        drop(l);
-        arena::unmap_region(a, total);
+        while !evict.is_null() {
+            let next = (*evict).next;
+            os::unmap(evict.cast(), (*evict).len);
+            evict = next;
+        }
     }
 }
 
-/// Unmaps cached huge mappings that entered the cache before tick `before`.
+/// Unmaps pool pieces that entered the pool before tick `before` (reclaimer).
 pub(crate) fn purge_cache(before: u64) -> usize {
-    let mut victims: *mut Arena = ptr::null_mut();
+    let mut victims: *mut Piece = ptr::null_mut();
     let mut n = 0;
     {
         let mut l = LISTS.lock();
-        let mut e = l.cache;
-        // SAFETY: cache list under the lock.
+        let mut link: *mut *mut Piece = &mut l.pool;
+        // SAFETY: pool list under the lock.
         unsafe {
-            while !e.is_null() {
-                let next = (*e).next;
+            while !(*link).is_null() {
+                let e = *link;
                 if (*e).cached_at < before {
-                    remove(&mut l.cache, e);
-                    l.cache_bytes -= (*e).map_size;
-                    l.cache_count -= 1;
+                    *link = (*e).next;
+                    l.pool_bytes -= (*e).len;
+                    l.pool_count -= 1;
                     (*e).next = victims;
                     victims = e;
                     n += 1;
+                } else {
+                    link = &mut (*e).next;
                 }
-                e = next;
             }
         }
-        HUGE_CACHED_BYTES.store(l.cache_bytes as u64, Ordering::Relaxed);
+        HUGE_CACHED_BYTES.store(l.pool_bytes as u64, Ordering::Relaxed);
     }
     while !victims.is_null() {
         // SAFETY: unlinked above, ours alone.
         unsafe {
             let next = (*victims).next;
-            arena::unmap_region(victims, (*victims).map_size);
+            os::unmap(victims.cast(), (*victims).len);
             victims = next;
         }
     }
@@ -314,19 +328,25 @@ pub unsafe fn realloc(a: *mut Arena, p: *mut u8, n: usize) -> *mut u8 {
     }
 }
 
-/// Visits live huge blocks and cached mappings (validation).
-pub(crate) fn walk(mut f: impl FnMut(*mut Arena, bool)) {
+/// Visits live huge blocks (validation) and returns the pool's (piece count, bytes) as found by
+/// walking it, next to its counters.
+pub(crate) fn walk(mut f: impl FnMut(*mut Arena)) -> ((usize, usize), (usize, usize)) {
     let l = LISTS.lock();
     let mut a = l.live;
     while !a.is_null() {
-        f(a, true);
+        f(a);
         // SAFETY: list under the lock.
         a = unsafe { (*a).next };
     }
-    let mut a = l.cache;
-    while !a.is_null() {
-        f(a, false);
-        // SAFETY: list under the lock.
-        a = unsafe { (*a).next };
+    let (mut n, mut bytes) = (0, 0);
+    let mut e = l.pool;
+    while !e.is_null() && n <= MAX_PIECES {
+        // SAFETY: pool list under the lock.
+        unsafe {
+            n += 1;
+            bytes += (*e).len;
+            e = (*e).next;
+        }
     }
+    ((n, bytes), (l.pool_count, l.pool_bytes))
 }

@@ -169,3 +169,27 @@ pub(crate) unsafe fn remap_move_aligned(
     MAPPED.fetch_sub(old as u64, Ordering::Relaxed);
     dst
 }
+
+/// Moves the pages of `[src, src+len)` to `dst` (replacing whatever `dst` maps), keeping them
+/// faulted in. False if the kernel refuses (e.g. the range spans two mappings).
+///
+/// # Safety
+/// Both ranges must be ours, page-aligned, and hold nothing needed at `dst`.
+pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool {
+    // SAFETY: caller's contract; MREMAP_FIXED replaces our own pages at `dst`.
+    let r = unsafe {
+        libc::mremap(
+            src.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst.cast::<libc::c_void>(),
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return false;
+    }
+    // The source range is gone; `dst` was already counted.
+    MAPPED.fetch_sub(len as u64, Ordering::Relaxed);
+    true
+}

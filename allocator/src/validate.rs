@@ -52,7 +52,7 @@ pub fn validate_heap() -> Result<(), HeapError> {
     res?;
     let mut res = Ok(());
     let mut live = 0u64;
-    huge::walk(|a, is_live| {
+    let (walked, counted) = huge::walk(|a| {
         if res.is_err() {
             return;
         }
@@ -60,18 +60,15 @@ pub fn validate_heap() -> Result<(), HeapError> {
         let (kind, map, off, size) = unsafe { ((*a).kind, (*a).map_size, (*a).offset, (*a).size) };
         if !is_arena(a) {
             res = err(a as usize, "huge mapping not registered");
-        } else if is_live
-            && (kind != Kind::Huge || off < 4096 || off > arena::ARENA_SIZE || off + size != map)
-        {
+        } else if kind != Kind::Huge || off < 4096 || off > arena::ARENA_SIZE || off + size != map {
             res = err(a as usize, "huge block header inconsistent");
-        } else if !is_live && kind != Kind::Free {
-            res = err(a as usize, "cached huge mapping not marked free");
         }
-        if is_live {
-            live += 1;
-        }
+        live += 1;
     });
     res?;
+    if walked != counted {
+        return err(0, "huge page pool counters disagree with its list");
+    }
     if live != huge::HUGE_BLOCKS.load(Relaxed) {
         return err(0, "huge block count disagrees with the huge list");
     }
