@@ -49,4 +49,5 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: *const *const c_char, envp: *c
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn _exit(status: c_int) -> ! { calls::exit_now(status) }
 #[cfg_attr(not(test), unsafe(no_mangle))]
+#[allow(non_snake_case)]
 pub unsafe extern "C" fn _Exit(status: c_int) -> ! { calls::exit_now(status) }

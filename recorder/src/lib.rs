@@ -15,6 +15,9 @@
 //!   zstd, thread start-up) out of the trace; Rust allocations inside the library go straight
 //!   to `__libc_malloc` through [`real::LibcAllocator`].
 
+// Unit tests keep glibc's malloc: the hooks are not exported there, so mostly unused.
+#![cfg_attr(test, allow(dead_code, unused_imports))]
+
 mod calls;
 mod clock;
 mod diag;

@@ -9,8 +9,10 @@
 //! event costs no shared-cache-line traffic. When the ring is really full the producer sleeps
 //! on `progress` (a futex the consumer bumps) — events are never dropped.
 //!
-//! A ring outlives its thread: after the thread's `ThreadExit` it is `CLOSED`, the consumer
-//! drains it and marks it `FREE`, and a new thread may claim it.
+//! A ring outlives its thread: when the thread's pthread-key destructor runs, the ring becomes
+//! `CLOSED` (the thread may still free a few blocks in glibc's own teardown, and they still go
+//! into this ring); once the kernel says the thread is gone, the consumer drains the ring, adds
+//! the thread's `ThreadExit` after its last event, and marks the ring `FREE` for a new thread.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -28,7 +30,6 @@ pub mod kind {
     pub const MEMALIGN: u64 = 6;
     pub const VALLOC: u64 = 7;
     pub const PVALLOC: u64 = 8;
-    pub const THREAD_EXIT: u64 = 10;
     pub const FORK: u64 = 11;
 }
 
@@ -75,6 +76,7 @@ pub fn decode(s: &Slot) -> (u64, Event) {
         kind::FORK => Event::Fork {
             child_pid: a as u32,
         },
+        // Not stored by producers (the consumer adds ThreadExit), kept for completeness.
         _ => Event::ThreadExit,
     };
     (stamp, ev)
@@ -107,6 +109,8 @@ pub struct Ring {
     pub os_tid: AtomicU32,
     /// When it registered (absolute CLOCK_MONOTONIC ns): its `ThreadStart` stamp.
     pub start_ns: AtomicU64,
+    /// When its pthread-key destructor ran (set before `state = CLOSED`).
+    pub exit_ns: AtomicU64,
 
     // --- Producer's line. ---
     head: Padded<AtomicU64>,
@@ -147,6 +151,7 @@ impl Ring {
                 generation: AtomicU64::new(0),
                 os_tid: AtomicU32::new(0),
                 start_ns: AtomicU64::new(0),
+                exit_ns: AtomicU64::new(0),
                 head: Padded(AtomicU64::new(0)),
                 cached_tail: UnsafeCell::new(0),
                 waiting: AtomicBool::new(false),

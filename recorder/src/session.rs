@@ -34,7 +34,7 @@ use crate::clock::now_ns;
 use crate::diag::say;
 use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local};
 use crate::options;
-use crate::ring::{self, Ring, kind, word0};
+use crate::ring::{self, Ring, word0};
 use crate::sys;
 
 /// Whether hooks record at all: false when disabled, after a failure, and after teardown.
@@ -98,6 +98,8 @@ struct Known {
     /// The ring's `generation` when its current thread was announced (0: not yet in this file).
     generation: u64,
     thread: ThreadId,
+    /// Timestamp of the thread's last event handed to the file (for its ThreadExit).
+    last_ts: u64,
     staging: Vec<Timed>,
 }
 
@@ -387,15 +389,12 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
             return;
         }
         l.exited.set(true);
-        l.ring.set(std::ptr::null_mut());
-        // SAFETY: this thread is the ring's producer.
+        // The ring stays this thread's: glibc's teardown after the key destructors may still
+        // free (it frees NULL twice on glibc 2.36); the consumer writes ThreadExit once the
+        // kernel says the thread is gone.
+        // SAFETY: rings are never unmapped.
         let r = unsafe { &*ring };
-        if RECORDING.load(Ordering::Relaxed) {
-            let prev = l.guard.replace(HOT);
-            // SAFETY: as above.
-            unsafe { r.push(word0(now_ns(), kind::THREAD_EXIT), 0, 0, 0) };
-            l.guard.set(prev);
-        }
+        r.exit_ns.store(now_ns(), Ordering::Relaxed);
         r.state.store(ring::CLOSED, Ordering::Release);
         let s = session();
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -437,14 +436,16 @@ impl Sink {
                 ring: RingRef(p),
                 generation: 0,
                 thread: 0,
+                last_ts: 0,
                 staging: Vec::new(),
             });
         }
     }
 
     /// Moves every published event into staging batches, writing full batches as frames.
-    /// `partial`: also write every non-empty batch (a flush). Returns the events moved.
-    fn drain(&mut self, s: &Session, partial: bool) -> Result<u64, String> {
+    /// `partial`: also write every non-empty batch (a flush). `ending`: the process is
+    /// leaving, so every exiting thread gets its ThreadExit now. Returns the events moved.
+    fn drain(&mut self, s: &Session, partial: bool, ending: bool) -> Result<u64, String> {
         self.refresh(s);
         let frame_events = options::get().frame_events;
         let start = START_NS.load(Ordering::Acquire);
@@ -466,6 +467,9 @@ impl Sink {
             if state != ring::ACTIVE && state != ring::CLOSED {
                 continue;
             }
+            // Checked before draining: once the thread is gone, nothing more can be published.
+            let gone =
+                state == ring::CLOSED && (ending || thread_gone(r.os_tid.load(Ordering::Relaxed)));
             let generation = r.generation.load(Ordering::Relaxed);
             if k.generation != generation {
                 // A thread new to this file: announce it.
@@ -475,8 +479,9 @@ impl Sink {
                 k.generation = generation;
                 k.thread = *next_thread;
                 *next_thread += 1;
+                k.last_ts = r.start_ns.load(Ordering::Relaxed).saturating_sub(start);
                 k.staging.push(Timed {
-                    ts: r.start_ns.load(Ordering::Relaxed).saturating_sub(start),
+                    ts: k.last_ts,
                     event: Event::ThreadStart {
                         os_tid: r.os_tid.load(Ordering::Relaxed),
                     },
@@ -487,10 +492,9 @@ impl Sink {
                 r.drain(|slots| {
                     for sl in slots {
                         let (stamp, event) = ring::decode(sl);
-                        k.staging.push(Timed {
-                            ts: stamp.saturating_sub(start),
-                            event,
-                        });
+                        let ts = stamp.saturating_sub(start);
+                        k.last_ts = ts;
+                        k.staging.push(Timed { ts, event });
                         if k.staging.len() >= frame_events
                             && err.is_none()
                             && let Err(e) = write(out, k.thread, &mut k.staging)
@@ -503,11 +507,18 @@ impl Sink {
             if let Some(e) = err.take() {
                 return Err(e);
             }
-            let closed = state == ring::CLOSED && r.pending() == 0;
-            if (partial || closed) && !k.staging.is_empty() {
+            if gone {
+                let exit = r.exit_ns.load(Ordering::Relaxed).saturating_sub(start);
+                k.last_ts = k.last_ts.max(exit);
+                k.staging.push(Timed {
+                    ts: k.last_ts,
+                    event: Event::ThreadExit,
+                });
+            }
+            if (partial || gone) && !k.staging.is_empty() {
                 write(out, k.thread, &mut k.staging)?;
             }
-            if closed {
+            if gone {
                 // Its thread is gone and every event is written: the ring may be reused.
                 k.staging = Vec::new();
                 r.state.store(ring::FREE, Ordering::Release);
@@ -518,7 +529,7 @@ impl Sink {
 
     /// Drains everything and flushes the file.
     fn flush(&mut self, s: &Session) -> Result<(), String> {
-        self.drain(s, true)?;
+        self.drain(s, true, false)?;
         if let Some(out) = self.out.as_mut() {
             out.w.flush().map_err(|e| e.to_string())?;
         }
@@ -530,7 +541,7 @@ impl Sink {
         if self.out.is_none() {
             return Ok(None);
         }
-        self.drain(s, true)?;
+        self.drain(s, true, true)?;
         let out = self.out.take().expect("checked above");
         let events = out.w.events_written();
         let bytes = out.w.bytes_written();
@@ -555,6 +566,13 @@ impl Sink {
         }
         Ok(Some(out.path))
     }
+}
+
+/// Whether the thread `tid` of this process has ended.
+fn thread_gone(tid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the thread exists.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, sys::getpid(), tid, 0) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 fn stat(a: &AtomicU64) -> String {
@@ -789,7 +807,7 @@ fn writer_main(s: &'static Session) {
             next_flush = now + interval;
             sink.flush(s).map(|_| 0)
         } else {
-            sink.drain(s, false)
+            sink.drain(s, false, false)
         };
         let moved = match r {
             Ok(n) => n,

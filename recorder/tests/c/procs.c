@@ -1,0 +1,73 @@
+/* Process-level scenarios for the recorder's tests. Usage: procs MODE
+ *   fork       10 mallocs; fork; the child mallocs and frees 5 blocks, frees one of the
+ *              parent's, and exit(0)s; the parent waits and prints "child <pid>".
+ *   fork-exit  the same, but the child leaves with _exit(0).
+ *   exec       fork; the child execv()s this program as `procs exec-child` (no allocation
+ *              before the exec); the parent waits and prints "child <pid>".
+ *   exec-child 7 mallocs and 7 frees, then exit(0).
+ *   spin       malloc/free pairs forever, writing "<pairs>\n" to stdout every 100000 pairs.
+ * Uses write(2), not stdio, where the counts must be exact. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void say(const char *s) { write(1, s, strlen(s)); }
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "fork") || !strcmp(mode, "fork-exit")) {
+        void *p[10];
+        for (int i = 0; i < 10; i++) p[i] = malloc(100 + i);
+        pid_t c = fork();
+        if (c == 0) {
+            void *q[5];
+            for (int i = 0; i < 5; i++) q[i] = malloc(1000 + i);
+            for (int i = 0; i < 5; i++) free(q[i]);
+            free(p[0]);
+            if (!strcmp(mode, "fork-exit")) _exit(0);
+            exit(0);
+        }
+        int st;
+        waitpid(c, &st, 0);
+        for (int i = 0; i < 10; i++) free(p[i]);
+        char buf[64];
+        snprintf(buf, sizeof buf, "child %d\n", (int)c);
+        say(buf);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    }
+    if (!strcmp(mode, "exec")) {
+        pid_t c = fork();
+        if (c == 0) {
+            char *args[] = {argv[0], "exec-child", NULL};
+            execv(argv[0], args);
+            _exit(127);
+        }
+        int st;
+        waitpid(c, &st, 0);
+        char buf[64];
+        snprintf(buf, sizeof buf, "child %d\n", (int)c);
+        say(buf);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    }
+    if (!strcmp(mode, "exec-child")) {
+        void *q[7];
+        for (int i = 0; i < 7; i++) q[i] = malloc(7000 + i);
+        for (int i = 0; i < 7; i++) free(q[i]);
+        exit(0);
+    }
+    if (!strcmp(mode, "spin")) {
+        char buf[32];
+        for (unsigned long n = 1;; n++) {
+            free(malloc(n % 1000 + 1));
+            if (n % 100000 == 0) {
+                int len = snprintf(buf, sizeof buf, "%lu\n", n);
+                write(1, buf, len);
+            }
+        }
+    }
+    say("usage: procs fork|fork-exit|exec|exec-child|spin\n");
+    return 2;
+}

@@ -1,0 +1,666 @@
+//! The recorder on real programs: C test programs with known counts (compiled here with gcc),
+//! Debian's python3, git and sqlite3, fork, exec, SIGKILL and an unwritable path. Each test runs
+//! in its own temporary directory; the library is the `liballoclab_recorder.so` cargo built
+//! next to `record`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use traces::inspect::{Inspector, Report};
+use traces::{Event, Header, MergedReader, Record, Trailer, Warning};
+
+fn record_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_record"))
+}
+
+fn lib() -> PathBuf {
+    let l = record_bin().with_file_name("liballoclab_recorder.so");
+    assert!(
+        l.is_file(),
+        "{} is missing: `cargo test -p recorder` builds it next to `record`",
+        l.display()
+    );
+    l
+}
+
+/// The path of `tool`, or a failure naming the Debian package to install.
+fn require(tool: &str, package: &str) -> PathBuf {
+    let found = if tool.starts_with('/') {
+        Some(PathBuf::from(tool)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+        })
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "{tool} is not installed: `apt-get install {package}` (recorder/ci-deps.txt lists \
+             what these tests need)"
+        )
+    })
+}
+
+/// Compiles tests/c/NAME.c once per test run.
+fn c_program(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let gcc = require("gcc", "gcc");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recorder-c");
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+        for prog in ["threads", "procs"] {
+            // -fno-builtin: gcc would otherwise delete malloc/free pairs whose block is unused.
+            let out = Command::new(&gcc)
+                .args(["-O1", "-fno-builtin", "-w", "-pthread", "-o"])
+                .arg(dir.join(prog))
+                .arg(src.join(format!("{prog}.c")))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "gcc failed on {prog}.c: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    });
+    dir.join(name)
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("recorder-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// `record -o OUT -- args…` in `dir`.
+fn record(dir: &Path, out: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(record_bin());
+    c.current_dir(dir).arg("-o").arg(out).arg("--").args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+/// The program alone, with the same environment.
+fn bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(args[0]);
+    c.current_dir(dir).args(&args[1..]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+struct Trace {
+    path: PathBuf,
+    header: Header,
+    trailer: Option<Trailer>,
+    warnings: Vec<Warning>,
+    records: Vec<Record>,
+    report: Report,
+}
+
+impl Trace {
+    fn read(path: &Path) -> Trace {
+        let r = MergedReader::open(path)
+            .unwrap_or_else(|e| panic!("{}: does not open: {e}", path.display()));
+        let header = r.header().clone();
+        let mut records = Vec::new();
+        let mut ins = Inspector::new();
+        let mut it = r;
+        loop {
+            match it.next() {
+                Some(Ok(rec)) => {
+                    ins.feed(&rec);
+                    records.push(rec);
+                }
+                Some(Err(e)) => panic!("{}: unreadable: {e}", path.display()),
+                None => break,
+            }
+        }
+        Trace {
+            path: path.to_path_buf(),
+            header,
+            trailer: it.trailer().cloned(),
+            warnings: it.warnings().to_vec(),
+            records,
+            report: ins.report(),
+        }
+    }
+
+    fn extra(&self, key: &str) -> Option<&str> {
+        self.trailer.as_ref().and_then(|t| {
+            t.extra
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
+    /// Finished, nothing dropped, the recorder never re-entered itself.
+    fn assert_complete(&self) {
+        let t = self
+            .trailer
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no trailer", self.path.display()));
+        assert_eq!(t.dropped_events, 0, "{}", self.path.display());
+        assert_eq!(t.total_events, self.records.len() as u64);
+        assert_eq!(
+            self.extra("recorder.reentries"),
+            Some("0"),
+            "{}",
+            self.path.display()
+        );
+    }
+
+    fn origin(&self) -> &str {
+        self.header.extra("recorder.origin").unwrap_or("")
+    }
+
+    /// Events per kind of the thread whose OS tid is `tid`, NULL frees counted apart.
+    fn counts_of_tid(&self, tid: u32) -> BTreeMap<&'static str, u64> {
+        let thread = self
+            .report
+            .threads
+            .iter()
+            .find(|t| t.os_tid == tid)
+            .unwrap_or_else(|| panic!("no thread with tid {tid}"))
+            .thread;
+        let mut m = BTreeMap::new();
+        for r in self.records.iter().filter(|r| r.thread == thread) {
+            let name = match r.event {
+                Event::Free { ptr: 0 } => "free(NULL)",
+                e => e.kind().name(),
+            };
+            *m.entry(name).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+fn traces_in(dir: &Path) -> Vec<Trace> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".zst"))
+        .collect();
+    v.sort();
+    v.iter().map(|p| Trace::read(p)).collect()
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Runs threads.c and checks every worker's counts per kind exactly.
+fn check_threads(env: &[(&str, &str)], workers: usize, per: usize) -> Trace {
+    let d = tmp();
+    let prog = c_program("threads");
+    let (w, p) = (workers.to_string(), per.to_string());
+    let o = record(d.path(), "t.zst", &[prog.to_str().unwrap(), &w, &p], env);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let t = Trace::read(&d.path().join("t.zst"));
+    t.assert_complete();
+    assert_eq!(
+        t.report.inconsistencies.total(),
+        0,
+        "{:?}",
+        t.report.inconsistencies
+    );
+    // The main thread and the workers: never the writer thread.
+    assert_eq!(
+        t.report.threads.len(),
+        workers + 1,
+        "{:?}",
+        t.report.threads
+    );
+    let main_tid = t.header.pid;
+    assert_eq!(t.report.threads[0].os_tid, main_tid);
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), workers);
+    let mut cross = 0;
+    for line in stdout.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let tid: u32 = f[1].parse().unwrap();
+        let want: BTreeMap<&str, u64> = f[2..]
+            .chunks(2)
+            .map(|kv| (kv[0], kv[1].parse().unwrap()))
+            .collect();
+        let got = t.counts_of_tid(tid);
+        for kind in [
+            "malloc",
+            "calloc",
+            "realloc",
+            "posix_memalign",
+            "aligned_alloc",
+            "memalign",
+            "valloc",
+            "pvalloc",
+        ] {
+            assert_eq!(got.get(kind), want.get(kind), "tid {tid} {kind}: {got:?}");
+        }
+        // The program frees NULL once; glibc's thread teardown frees NULL after it.
+        assert_eq!(got["free"], want["free"] - 1, "tid {tid}: {got:?}");
+        assert!(got["free(NULL)"] >= 1, "tid {tid}: {got:?}");
+        assert_eq!(got["thread_start"], 1);
+        assert_eq!(got["thread_exit"], 1);
+        cross += (per - per / 2) as u64;
+        // First event ThreadStart, last ThreadExit.
+        let th = t
+            .report
+            .threads
+            .iter()
+            .find(|x| x.os_tid == tid)
+            .unwrap()
+            .thread;
+        let mine: Vec<&Record> = t.records.iter().filter(|r| r.thread == th).collect();
+        assert_eq!(mine[0].event, Event::ThreadStart { os_tid: tid });
+        assert_eq!(mine.last().unwrap().event, Event::ThreadExit);
+    }
+    assert!(
+        t.report.cross_thread_frees >= cross,
+        "{}",
+        t.report.cross_thread_frees
+    );
+    assert_eq!(t.report.failed_allocations, 6 * workers as u64);
+    // Aligned events carry what was asked.
+    let page = t.header.page_size as u64;
+    for r in &t.records {
+        if let Event::Aligned {
+            func, align, ptr, ..
+        } = r.event
+        {
+            if matches!(func, traces::AlignedFn::Valloc | traces::AlignedFn::Pvalloc) {
+                assert_eq!(align, page);
+            }
+            if ptr != 0 {
+                assert_eq!(ptr % align.next_power_of_two(), 0, "{:?}", r.event);
+            }
+        }
+    }
+    t
+}
+
+#[test]
+fn threads_counts_per_kind_and_thread_are_exact() {
+    let t = check_threads(&[], 4, 2000);
+    // The recorder's own allocations (writer thread start-up, zstd) were seen and forwarded.
+    let internal: u64 = t.extra("recorder.internal_calls").unwrap().parse().unwrap();
+    assert!(internal > 0);
+}
+
+#[test]
+fn tiny_rings_make_threads_wait_but_drop_nothing() {
+    let t = check_threads(
+        &[
+            ("ALLOCLAB_RING_EVENTS", "1024"),
+            ("ALLOCLAB_FRAME_EVENTS", "1024"),
+        ],
+        6,
+        30000,
+    );
+    let waits: u64 = t.extra("recorder.app_waits").unwrap().parse().unwrap();
+    assert!(waits > 0, "the rings never filled: the test proves nothing");
+}
+
+#[test]
+fn fork_without_exec_child_records_its_own_file() {
+    for mode in ["fork", "fork-exit"] {
+        let d = tmp();
+        let prog = c_program("procs");
+        let o = record(d.path(), "p.zst", &[prog.to_str().unwrap(), mode], &[]);
+        assert!(o.status.success(), "{mode}: {}", stderr_of(&o));
+        let child: u32 = String::from_utf8(o.stdout).unwrap().trim()["child ".len()..]
+            .parse()
+            .unwrap();
+        let all = traces_in(d.path());
+        assert_eq!(
+            all.len(),
+            2,
+            "{mode}: {:?}",
+            all.iter().map(|t| &t.path).collect::<Vec<_>>()
+        );
+        let parent = all.iter().find(|t| t.path.ends_with("p.zst")).unwrap();
+        let kid = all.iter().find(|t| t.header.pid == child).unwrap();
+        assert_eq!(kid.path, d.path().join(format!("p.{child}.zst")));
+        for t in [parent, kid] {
+            t.assert_complete();
+        }
+        assert_eq!(parent.report.inconsistencies.total(), 0);
+        assert!(
+            parent
+                .records
+                .iter()
+                .any(|r| r.event == Event::Fork { child_pid: child })
+        );
+        assert_eq!(kid.header.parent_pid, parent.header.pid);
+        assert_eq!(
+            kid.header.extra("fork.parent_trace"),
+            Some(parent.path.to_str().unwrap())
+        );
+        assert_eq!(kid.origin(), "fork");
+        // The child: 5 mallocs and their frees, and the free of one of its parent's blocks (an
+        // object from before its trace began: the one inconsistency a fork child has).
+        let c = kid.counts_of_tid(child);
+        assert_eq!(c.get("malloc"), Some(&5), "{mode}: {c:?}");
+        assert_eq!(c.get("free"), Some(&6), "{mode}: {c:?}");
+        assert_eq!(kid.report.inconsistencies.free_of_unknown, 1);
+        assert_eq!(kid.report.inconsistencies.double_free, 0);
+        assert_eq!(
+            kid.extra("recorder.end"),
+            Some(if mode == "fork" { "exit" } else { "_exit" })
+        );
+    }
+}
+
+#[test]
+fn fork_exec_records_the_new_program() {
+    let d = tmp();
+    let prog = c_program("procs");
+    let o = record(d.path(), "p.zst", &[prog.to_str().unwrap(), "exec"], &[]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let child: u32 = String::from_utf8(o.stdout).unwrap().trim()["child ".len()..]
+        .parse()
+        .unwrap();
+    let all = traces_in(d.path());
+    let exec = all
+        .iter()
+        .find(|t| {
+            t.header.pid == child
+                && t.header.command_line.get(1).map(String::as_str) == Some("exec-child")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no trace of the exec'd program: {:?}",
+                all.iter().map(|t| &t.path).collect::<Vec<_>>()
+            )
+        });
+    exec.assert_complete();
+    assert_eq!(exec.origin(), "start");
+    assert_eq!(exec.report.inconsistencies.total(), 0);
+    let c = exec.counts_of_tid(child);
+    assert!(c.get("malloc").copied().unwrap_or(0) >= 7, "{c:?}");
+    let big = exec
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::Malloc { size, .. } if (7000..7007).contains(&size)))
+        .count();
+    assert_eq!(big, 7);
+    // Nobody overwrote anybody: the parent's file is whole and its own.
+    let parent = all.iter().find(|t| t.path.ends_with("p.zst")).unwrap();
+    parent.assert_complete();
+    assert!(
+        parent
+            .records
+            .iter()
+            .any(|r| r.event == Event::Fork { child_pid: child })
+    );
+    for t in &all {
+        t.assert_complete();
+    }
+}
+
+#[test]
+fn sigkill_leaves_every_flushed_frame_readable() {
+    let d = tmp();
+    let prog = c_program("procs");
+    let out = d.path().join("k.zst");
+    let mut child = Command::new(&prog)
+        .arg("spin")
+        .env("LD_PRELOAD", lib())
+        .env("ALLOCLAB_OUTPUT", &out)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let mut pairs = 0u64;
+    while pairs < 1_000_000 && started.elapsed() < Duration::from_secs(60) {
+        pairs = lines.next().unwrap().unwrap().parse().unwrap();
+    }
+    // Everything before `pairs` is at least 100 ms (the flush period) old after this.
+    std::thread::sleep(Duration::from_millis(400));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Trace::read(&out);
+    assert!(t.trailer.is_none());
+    assert!(
+        t.warnings
+            .iter()
+            .all(|w| matches!(w, Warning::Truncated { .. })),
+        "{:?}",
+        t.warnings
+    );
+    let mallocs = t.report.by_kind.get("malloc").copied().unwrap_or(0);
+    assert!(
+        mallocs >= pairs,
+        "{mallocs} mallocs in the trace, {pairs} made 400 ms before the kill"
+    );
+    assert_eq!(t.report.inconsistencies.total(), 0);
+}
+
+#[test]
+fn unwritable_path_leaves_the_program_alone() {
+    let d = tmp();
+    let echo = require("/bin/echo", "coreutils");
+    let o = record(
+        d.path(),
+        "/nonexistent-dir/sub/t.zst",
+        &[echo.to_str().unwrap(), "hello"],
+        &[],
+    );
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"hello\n");
+    let err = stderr_of(&o);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("alloclab-recorder"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains("/nonexistent-dir/sub/t.zst") && ours[0].contains("writable"),
+        "{err}"
+    );
+    // The library alone, too.
+    let o = Command::new(&echo)
+        .arg("alone")
+        .env("LD_PRELOAD", lib())
+        .env("ALLOCLAB_OUTPUT", "/nonexistent-dir/t.%p.zst")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"alone\n");
+    assert_eq!(stderr_of(&o).lines().count(), 1, "{}", stderr_of(&o));
+}
+
+#[test]
+fn exit_codes_signals_and_stdin_pass_through() {
+    let d = tmp();
+    let sh = require("/bin/sh", "dash");
+    let o = record(
+        d.path(),
+        "a.zst",
+        &[sh.to_str().unwrap(), "-c", "echo out; echo err >&2; exit 7"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(o.stdout, b"out\n");
+    assert!(stderr_of(&o).starts_with("err\n"));
+    // The summary line.
+    let last = stderr_of(&o).lines().last().unwrap().to_string();
+    assert!(
+        last.starts_with("record: ") && last.contains("events") && last.contains("bytes/event"),
+        "{last}"
+    );
+
+    use std::os::unix::process::ExitStatusExt;
+    let o = record(
+        d.path(),
+        "b.zst",
+        &[sh.to_str().unwrap(), "-c", "kill -TERM $$"],
+        &[],
+    );
+    assert_eq!(o.status.signal(), Some(libc::SIGTERM));
+
+    let mut c = Command::new(record_bin())
+        .current_dir(d.path())
+        .args(["-o", "c.zst", "--", "/bin/cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"through stdin\n");
+
+    // A signal sent to `record` reaches the program.
+    let mut c = Command::new(record_bin())
+        .current_dir(d.path())
+        .args([
+            "-o",
+            "d.zst",
+            "--",
+            sh.to_str().unwrap(),
+            "-c",
+            "trap 'echo got-usr1; exit 3' USR1; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(c.id() as i32, libc::SIGUSR1) };
+    assert_eq!(lines.next().unwrap().unwrap(), "got-usr1");
+    assert_eq!(c.wait().unwrap().code(), Some(3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real programs: same output and exit code with and without the recorder, consistent traces.
+
+fn same_with_and_without(
+    args: &[&str],
+    env: &[(&str, &str)],
+    script_dir: impl Fn(&Path),
+) -> Vec<Trace> {
+    let a = tmp();
+    let b = tmp();
+    script_dir(a.path());
+    script_dir(b.path());
+    let plain = bare(a.path(), args, env);
+    let rec = record(b.path(), "rec.trace.zst", args, env);
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        String::from_utf8_lossy(&rec.stdout),
+        "stdout differs; recorded stderr: {}",
+        stderr_of(&rec)
+    );
+    assert_eq!(
+        plain.status.code(),
+        rec.status.code(),
+        "{}",
+        stderr_of(&rec)
+    );
+    assert!(plain.status.success(), "{}", stderr_of(&plain));
+    let all = traces_in(b.path());
+    assert!(!all.is_empty());
+    for t in &all {
+        t.assert_complete();
+        let bad = &t.report.inconsistencies;
+        if t.origin() == "fork" {
+            // Frees of blocks the parent allocated before the fork are expected here.
+            assert_eq!(
+                bad.double_free + bad.alloc_of_live_address,
+                0,
+                "{}: {bad:?}",
+                t.path.display()
+            );
+        } else {
+            assert_eq!(bad.total(), 0, "{}: {bad:?}", t.path.display());
+        }
+    }
+    all
+}
+
+#[test]
+fn python3_runs_unchanged_and_its_trace_is_consistent() {
+    let py = require("/usr/bin/python3", "python3");
+    let script = "import threading, subprocess\n\
+        d = {str(i): str(i * i) for i in range(200000)}\n\
+        out = []\n\
+        def work(n):\n    out.append(sum(len(str(x)) for x in range(n)))\n\
+        ts = [threading.Thread(target=work, args=(50000 + k,)) for k in range(4)]\n\
+        [t.start() for t in ts]; [t.join() for t in ts]\n\
+        r = subprocess.run(['/bin/echo', 'child'], capture_output=True, text=True)\n\
+        print(len(d), sum(len(v) for v in d.values()), sorted(out), r.stdout.strip())\n";
+    let all = same_with_and_without(
+        &[py.to_str().unwrap(), "-c", script],
+        &[("PYTHONMALLOC", "malloc")],
+        |_| {},
+    );
+    let root = all
+        .iter()
+        .find(|t| t.path.ends_with("rec.trace.zst"))
+        .unwrap();
+    // PYTHONMALLOC=malloc sends every object through malloc: hundreds of thousands of calls.
+    assert!(root.report.ops > 400_000, "{}", root.report.ops);
+    assert!(
+        root.report.threads.len() >= 5,
+        "{:?}",
+        root.report.threads.len()
+    );
+}
+
+#[test]
+fn git_runs_unchanged_and_its_traces_are_consistent() {
+    let git = require("git", "git");
+    let g = git.to_str().unwrap();
+    let script = format!(
+        "set -e; {g} init -q repo; cd repo; for i in 1 2 3; do echo $i > f$i; {g} add f$i; \
+         {g} -c user.name=t -c user.email=t@t commit -q -m c$i; done; {g} log --format=%s; \
+         {g} rev-list --count HEAD; {g} status --short | wc -l"
+    );
+    let all = same_with_and_without(
+        &["/bin/sh", "-c", &script],
+        &[("GIT_CONFIG_NOSYSTEM", "1"), ("HOME", "/nonexistent")],
+        |_| {},
+    );
+    assert!(
+        all.iter()
+            .filter(|t| t.header.command_line.iter().any(|a| a.ends_with("git")))
+            .count()
+            >= 8
+    );
+}
+
+#[test]
+fn sqlite3_runs_unchanged_and_its_trace_is_consistent() {
+    let sq = require("sqlite3", "sqlite3");
+    let sql = "create table t(a, b); \
+        with recursive c(x) as (select 1 union all select x + 1 from c limit 30000) \
+        insert into t select x, printf('%08x-%d', x * 2654435761 % 4294967296, x) from c; \
+        create index i on t(b); \
+        select count(*), sum(a), sum(length(b)), min(b), max(b) from t; \
+        delete from t where a % 3 = 0; select count(*) from t;";
+    let all = same_with_and_without(&[sq.to_str().unwrap(), ":memory:", sql], &[], |_| {});
+    assert_eq!(all.len(), 1);
+    assert!(all[0].report.ops > 10_000, "{}", all[0].report.ops);
+}
