@@ -816,12 +816,12 @@ fn malloc_large_keeps_at_most_20() {
     let f = read(&generate("malloc-large", &params(None, Some(2000), 1.0)));
     all_in(&f, 5 << 20, 25 << 20);
     assert_eq!(f.report.peak_live_objects, 20);
-    assert!(f.report.peak_live_bytes <= 20 * (25 << 20));
-    within(
-        f.report.peak_live_bytes as f64,
-        20.0 * 15.0 * 1048576.0,
-        0.25,
-        "peak",
+    // The peak is the largest of many sums of 20 sizes: above their mean (20 × 15 MiB), below
+    // 20 × 25 MiB, and about 3 standard deviations (26 MiB) above the mean.
+    let peak = f.report.peak_live_bytes as f64 / 1048576.0;
+    assert!(
+        (300.0..=500.0).contains(&peak) && peak > 20.0 * 15.0,
+        "peak {peak} MiB"
     );
     assert!(f.plain.iter().all(|p| p.0 % 4096 == 0));
 }
