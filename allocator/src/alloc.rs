@@ -87,6 +87,14 @@ unsafe fn free_generic(p: *mut u8, a: *mut arena::Arena, h: *mut heap::Heap) {
     if !is_arena(a) {
         crate::fatal::fatal("free(): invalid pointer (not allocated by fancy)");
     }
+    // A thread that only frees (a consumer) gets a heap too, so its counters stay per-thread
+    // instead of one contended global atomic.
+    let h = if h == heap::unbound() {
+        let b = tls::bind();
+        if b.is_null() { h } else { b }
+    } else {
+        h
+    };
     // SAFETY: `a` is one of our arenas (checked); `p` is a live block of it (caller).
     unsafe {
         match (*a).kind {

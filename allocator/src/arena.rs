@@ -137,6 +137,11 @@ pub(crate) unsafe fn unmap_region(a: *mut Arena, size: usize) {
     unsafe { os::unmap(a.cast(), size) };
 }
 
+/// Registers a region that becomes an arena again (a pooled huge mapping reused in place).
+pub(crate) fn register(a: *mut Arena) {
+    map_set(a, true);
+}
+
 /// Unregisters a region that stops being an arena (a freed huge mapping entering the pool).
 pub(crate) fn unregister(a: *mut Arena) {
     map_set(a, false);

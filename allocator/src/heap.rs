@@ -115,6 +115,7 @@ impl Heap {
     }
 }
 
+#[repr(transparent)]
 pub struct SyncHeap(pub UnsafeCell<Heap>);
 // SAFETY: the sentinel heaps are never written: every fast path that would write reaches the
 // slow path first (their pages have no free block, no arena names them), which checks for them.

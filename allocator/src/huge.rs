@@ -92,6 +92,11 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     };
     let total = total & !(OS_PAGE - 1);
     crate::reclaim::maybe_start();
+    if align <= ARENA_SIZE {
+        if let Some(p) = reuse_whole_piece(total, off, zero) {
+            return p;
+        }
+    }
     // The base must be arena-aligned and base + off aligned to `align`: for align ≤ ARENA_SIZE
     // an arena-aligned base does both; above, off = ARENA_SIZE and base + off carries `align`.
     let a = if align <= ARENA_SIZE {
@@ -111,6 +116,52 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
             ptr::write_bytes(p, 0, moved - off);
         }
         p
+    }
+}
+
+/// Reuses a pooled mapping in place when one fits without wasting more than half the request:
+/// no syscall at all. Pieces keep their (arena-aligned) base: they are consumed from the tail.
+fn reuse_whole_piece(total: usize, off: usize, zero: bool) -> Option<*mut u8> {
+    let piece = {
+        let mut l = LISTS.lock();
+        let mut best: *mut Piece = ptr::null_mut();
+        let mut link: *mut *mut Piece = &mut l.pool;
+        let mut best_link: *mut *mut Piece = ptr::null_mut();
+        // SAFETY: pool list under the lock.
+        unsafe {
+            while !(*link).is_null() {
+                let e = *link;
+                let len = (*e).len;
+                if len >= total
+                    && len - total <= total / 2
+                    && (e as usize) % ARENA_SIZE == 0
+                    && (best.is_null() || len < (*best).len)
+                {
+                    best = e;
+                    best_link = link;
+                }
+                link = &mut (*e).next;
+            }
+            if best.is_null() {
+                return None;
+            }
+            *best_link = (*best).next;
+            l.pool_count -= 1;
+            l.pool_bytes -= (*best).len;
+        }
+        HUGE_CACHED_BYTES.store(l.pool_bytes as u64, Ordering::Relaxed);
+        best
+    };
+    let a = piece as *mut Arena;
+    // SAFETY: the piece is ours alone now: a whole, arena-aligned, faulted-in mapping.
+    unsafe {
+        let len = (*piece).len;
+        arena::register(a);
+        let p = setup(a, len, off);
+        if zero {
+            ptr::write_bytes(p, 0, len - off);
+        }
+        Some(p)
     }
 }
 

@@ -224,15 +224,12 @@ unsafe fn find(heap: *mut Heap, cs: usize) -> *mut Chunk {
     // SAFETY: owner-only bins.
     unsafe {
         let b = bin_of(cs);
-        let mut c = (*heap).local.bins.heads[b];
-        let mut k = 0;
-        while !c.is_null() && k < 8 {
-            if size_of_chunk(c) >= cs {
-                bin_remove(heap, c);
-                return c;
-            }
-            c = (*c).next;
-            k += 1;
+        // Only the head of the request's own bin is looked at: every chunk visited is a cache
+        // miss, and any chunk of a larger bin fits (TLSF's good fit).
+        let c = (*heap).local.bins.heads[b];
+        if !c.is_null() && size_of_chunk(c) >= cs {
+            bin_remove(heap, c);
+            return c;
         }
         if let Some(nb) = first_bin_from(&(*heap).local.bins, b + 1) {
             let c = (*heap).local.bins.heads[nb];
@@ -275,10 +272,12 @@ pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
     // SAFETY: owner of `heap` (caller); chunks are inside our arenas.
     unsafe {
         let cs = chunk_size(n);
-        if align <= 16 && cs <= TC_MAX_CHUNK {
+        if cs <= TC_MAX_CHUNK {
             let i = tc_index(cs);
             let c = (*heap).local.bins.tc[i];
-            if !c.is_null() {
+            // An aligned request takes a parked chunk only if its payload is aligned already
+            // (chunks freed by aligned allocations of the same size usually are).
+            if !c.is_null() && (c as usize + HDR) & (align - 1) == 0 {
                 (*heap).local.bins.tc[i] = (*c).next;
                 (*heap).local.bins.tc_count[i] -= 1;
                 drop_by(&(*heap).shared.medium_cached, cs as u64);

@@ -1,29 +1,99 @@
 //! The calling thread's heap, and its hand-over when the thread exits.
 //!
-//! The heap pointer lives in a `const`-initialised `thread_local!` `Cell` without `Drop`: it
-//! never allocates and never registers a TLS destructor (which would go through
+//! The heap pointer lives in a TLS slot that never allocates and never registers a TLS
+//! destructor (an initial-exec variable on x86-64 Linux, else a `const` `thread_local!` `Cell`
+//! without `Drop`) (which would go through
 //! `__cxa_thread_atexit_impl` → calloc → us). Thread exit is caught by a pthread key whose
 //! destructor abandons the heap to the pool (pthread keys below 32 live inside the thread
 //! descriptor, so `pthread_setspecific` does not allocate either; if it ever does, the heap is
 //! already bound, so the nested calloc is served normally).
 
 use crate::heap::{self, Heap};
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-thread_local! {
-    static HEAP: Cell<*mut Heap> = const { Cell::new(heap::UNBOUND.0.get()) };
+// On x86-64 Linux the slot is an initial-exec TLS variable defined in assembly: in a shared
+// library (the preload cdylib) Rust's `thread_local!` compiles to a `__tls_get_addr` call on every
+// access, while initial-exec is one `mov` from `%fs` (it needs static TLS space, which a library
+// loaded at startup, as LD_PRELOAD does, always has; 8 bytes also fit glibc's surplus for dlopen).
+// Its initial value is the UNBOUND sentinel, so the fast paths never test for null.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot {
+    use crate::heap::Heap;
+
+    core::arch::global_asm!(
+        ".pushsection .tdata.__fancy_tls_heap_v1,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl __fancy_tls_heap_v1",
+        ".hidden __fancy_tls_heap_v1",
+        ".type __fancy_tls_heap_v1,@object",
+        ".size __fancy_tls_heap_v1,8",
+        "__fancy_tls_heap_v1:",
+        ".quad {unbound}",
+        ".popsection",
+        unbound = sym crate::heap::UNBOUND,
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let v: *mut Heap;
+        // SAFETY: reads this thread's own TLS slot (defined above) through its initial-exec
+        // offset; no memory is written.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + __fancy_tls_heap_v1@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        // SAFETY: writes this thread's own TLS slot; declared as writing memory so the compiler
+        // does not reuse an earlier `get` across it.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + __fancy_tls_heap_v1@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod slot {
+    use crate::heap::{self, Heap};
+    use core::cell::Cell;
+
+    thread_local! {
+        static HEAP: Cell<*mut Heap> = const { Cell::new(heap::UNBOUND.0.get()) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        HEAP.with(|h| h.get())
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        HEAP.with(|c| c.set(h));
+    }
 }
 
 /// The calling thread's heap, or one of the sentinels `UNBOUND` / `EXITED`.
 #[inline(always)]
 pub fn get() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    slot::get()
 }
 
 #[inline(always)]
 fn set(h: *mut Heap) {
-    HEAP.with(|c| c.set(h));
+    slot::set(h)
 }
 
 /// 0 = no key, 1 = being created, 2 = ready, 3 = failed.
