@@ -76,42 +76,51 @@ struct Fy;
 impl Alloc for Glibc {
     #[inline(never)]
     fn malloc(self, n: usize) -> *mut u8 {
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         unsafe { libc::malloc(n).cast() }
     }
     #[inline(never)]
     fn aligned(self, align: usize, n: usize) -> *mut u8 {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { libc::aligned_alloc(align, n).cast() }
     }
     #[inline(never)]
     fn free(self, p: *mut u8) {
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         unsafe { libc::free(p.cast()) }
     }
 }
 impl Alloc for Je {
     #[inline(never)]
     fn malloc(self, n: usize) -> *mut u8 {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { tikv_jemalloc_sys::malloc(n).cast() }
     }
     #[inline(never)]
     fn aligned(self, align: usize, n: usize) -> *mut u8 {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { tikv_jemalloc_sys::aligned_alloc(align, n).cast() }
     }
     #[inline(never)]
     fn free(self, p: *mut u8) {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { tikv_jemalloc_sys::free(p.cast()) }
     }
 }
 impl Alloc for Mi {
     #[inline(never)]
     fn malloc(self, n: usize) -> *mut u8 {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { libmimalloc_sys::mi_malloc(n).cast() }
     }
     #[inline(never)]
     fn aligned(self, align: usize, n: usize) -> *mut u8 {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { libmimalloc_sys::mi_malloc_aligned(n, align).cast() }
     }
     #[inline(never)]
     fn free(self, p: *mut u8) {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { libmimalloc_sys::mi_free(p.cast()) }
     }
 }
@@ -126,6 +135,7 @@ impl Alloc for Fy {
     }
     #[inline(never)]
     fn free(self, p: *mut u8) {
+        // SAFETY: the bench only passes pointers it got from the same allocator, each freed once.
         unsafe { fancy::free(p) }
     }
 }
@@ -331,10 +341,12 @@ fn touch(p: *mut u8, n: usize) {
     // One byte per page (the replayer's default touch policy), so RSS reflects use.
     let mut off = 0;
     while off < n {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { p.add(off).write_volatile(1) };
         off += 4096;
     }
     if n > 0 {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { p.add(n - 1).write_volatile(1) };
     }
 }
@@ -604,7 +616,9 @@ fn python_bench(reps: usize) -> Vec<(String, f64, f64)> {
             let child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
             let pid = child.id() as i32;
             let mut status = 0;
+            // SAFETY: wait4 on our own child with valid out-pointers; rusage is plain data.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own child with valid out-pointers; rusage is plain data.
             unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
             times[i].push(t.elapsed().as_secs_f64());
             rss[i].push(ru.ru_maxrss as f64);

@@ -32,6 +32,9 @@ pub const MEDIUM_MAX: usize = 1 << 20;
 pub const MEDIUM_MAX_ALIGN: usize = 64 * 1024;
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
+/// In use by the allocator itself: parked in the front cache (a second free of it is a double
+/// free, caught here as glibc's tcache key catches it).
+const PARKED: usize = 4;
 const FLAGS: usize = 15;
 pub const NBINS: usize = 128;
 /// First chunk of a medium arena.
@@ -83,6 +86,12 @@ impl Bins {
     };
 }
 
+/// Whether an in-use chunk is parked in the front cache.
+pub(crate) fn is_parked(c: *const Chunk) -> bool {
+    // SAFETY: callers pass chunk headers inside our arenas.
+    unsafe { (*c).head & PARKED != 0 }
+}
+
 /// If `c` (an in-use chunk) is parked in the front cache, takes it out and frees it into the
 /// coalescing heap (so realloc can grow into it). At most `TC_COUNT` comparisons.
 unsafe fn tc_unpark(heap: *mut Heap, c: *mut Chunk) -> bool {
@@ -96,6 +105,7 @@ unsafe fn tc_unpark(heap: *mut Heap, c: *mut Chunk) -> bool {
         let mut link: *mut *mut Chunk = &mut (*heap).local.bins.tc[i];
         while !(*link).is_null() {
             if *link == c {
+                (*c).head &= !PARKED;
                 *link = (*c).next;
                 (*heap).local.bins.tc_count[i] -= 1;
                 drop_by(&(*heap).shared.medium_cached, size as u64);
@@ -121,6 +131,7 @@ pub(crate) unsafe fn tc_flush(heap: *mut Heap) {
             (*heap).local.bins.tc_count[i] = 0;
             while !c.is_null() {
                 let next = (*c).next;
+                (*c).head &= !PARKED;
                 let size = size_of_chunk(c);
                 drop_by(&(*heap).shared.medium_cached, size as u64);
                 coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
@@ -278,6 +289,7 @@ pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
             // An aligned request takes a parked chunk only if its payload is aligned already
             // (chunks freed by aligned allocations of the same size usually are).
             if !c.is_null() && (c as usize + HDR) & (align - 1) == 0 {
+                (*c).head &= !PARKED;
                 (*heap).local.bins.tc[i] = (*c).next;
                 (*heap).local.bins.tc_count[i] -= 1;
                 drop_by(&(*heap).shared.medium_cached, cs as u64);
@@ -368,7 +380,7 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
     // (first chunk never has PREV_FREE, the end sentinel is never free).
     unsafe {
         let c = p.sub(HDR) as *mut Chunk;
-        if is_free(c) {
+        if (*c).head & (FREE | PARKED) != 0 {
             crate::fatal::fatal("double free of a medium block");
         }
         let size = size_of_chunk(c);
@@ -377,6 +389,7 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         if (TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) {
             let i = tc_index(size);
             if (*heap).local.bins.tc_count[i] < TC_COUNT {
+                (*c).head |= PARKED;
                 (*c).next = (*heap).local.bins.tc[i];
                 (*heap).local.bins.tc[i] = c;
                 (*heap).local.bins.tc_count[i] += 1;

@@ -45,6 +45,7 @@ pub fn validate_heap() -> Result<(), HeapError> {
     res?;
     let mut res = Ok(());
     arena::cache_walk(|a| {
+        // SAFETY: cache_walk holds the cache lock; cached arena headers are mapped and ours.
         if res.is_ok() && (!is_arena(a) || unsafe { (*a).kind } != Kind::Free) {
             res = err(a as usize, "cached arena not registered or not free");
         }
@@ -327,10 +328,11 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
                     || (*ar).kind != Kind::Medium
                     || (*ar).heap != h
                     || (*c).head & 1 != 0
+                    || !medium::is_parked(c)
                 {
                     return err(
                         c as usize,
-                        "parked medium chunk not an in-use chunk of the heap",
+                        "parked medium chunk not an in-use, parked chunk of the heap",
                     );
                 }
                 parked += medium::size_of_chunk(c) as u64;

@@ -5,6 +5,7 @@ use std::ffi::c_void;
 
 #[test]
 fn c_api_roundtrip() {
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         let p = fancy::fancy_malloc(100);
         assert!(!p.is_null());

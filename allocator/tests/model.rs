@@ -170,6 +170,7 @@ fn many_small_then_free_all_releases_arenas() {
     }
     fancy::validate_heap().unwrap();
     for (p, _) in v {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { fancy::free(p) };
     }
     fancy::validate_heap().unwrap();
@@ -180,6 +181,7 @@ fn medium_coalescing_and_in_place_realloc() {
     let a = fancy::malloc(4000);
     let b = fancy::malloc(4000);
     let c = fancy::malloc(4000);
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         fancy::free(b);
         fill(a, 4000, 9);
@@ -200,6 +202,7 @@ fn medium_coalescing_and_in_place_realloc() {
 
 #[test]
 fn huge_blocks_realloc_and_alignment() {
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         let p = fancy::malloc(3 << 20);
         fill(p, 3 << 20, 3);
@@ -232,6 +235,7 @@ fn huge_blocks_realloc_and_alignment() {
 
 #[test]
 fn edge_cases() {
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         assert!(fancy::aligned_alloc(3, 10).is_null());
         assert!(fancy::calloc(usize::MAX, 2).is_null());
@@ -252,5 +256,65 @@ fn edge_cases() {
         let r = fancy::realloc(core::ptr::null_mut(), 100);
         assert!(!r.is_null());
         assert!(fancy::realloc(r, 0).is_null());
+    }
+}
+
+#[test]
+fn walker_catches_a_small_double_free() {
+    // In a forked child: the corrupted heap must not reach the other tests.
+    // SAFETY: the child only uses fancy (fork-safe through its atfork handlers) and _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let a = fancy::malloc(24);
+        let _b = fancy::malloc(24);
+        // SAFETY: `a` is live for the first free; the second free is the bug under test.
+        unsafe {
+            fancy::free(a);
+            fancy::free(a);
+        }
+        let code = match fancy::validate_heap() {
+            Err(e) if e.what.contains("free list") => 0,
+            Err(_) => 2,
+            Ok(()) => 1,
+        };
+        // SAFETY: ends the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "1: the walker missed the double free; 2: wrong error"
+    );
+}
+
+#[test]
+fn medium_double_free_aborts() {
+    // 2000 B is parked in the front cache on its first free, 100 000 B coalesces: both paths
+    // must catch the second free.
+    for size in [2000usize, 100_000] {
+        // SAFETY: as above; the child is expected to abort in fancy's fatal path.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let a = fancy::malloc(size);
+            // SAFETY: the second free is the bug under test: it must abort, not corrupt.
+            unsafe {
+                fancy::free(a);
+                fancy::free(a);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+            "size {size}: status {status:#x}"
+        );
     }
 }

@@ -50,6 +50,7 @@ fn fancy_producer_consumer_after_producer_exit() {
             .map(|i| {
                 let n = HDR + (i * 37) % 2000;
                 let p = fancy::malloc(n);
+                // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                 unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | (i as u64 & 0xFFFF)) };
                 p as usize
             })
@@ -65,6 +66,7 @@ fn fancy_producer_consumer_after_producer_exit() {
             .map(|part| {
                 s.spawn(move || {
                     for &p in part {
+                        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                         unsafe {
                             verify(p as *mut u8);
                             fancy::free(p as *mut u8);
@@ -93,10 +95,12 @@ fn fancy_fork_while_threads_allocate() {
                 while !stop.load(Ordering::Relaxed) {
                     let n = pick_size(&mut r).min(100_000);
                     let p = fancy::malloc(n);
+                    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                     unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | t) };
                     v.push(p);
                     if v.len() > 500 {
                         for p in v.drain(..) {
+                            // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                             unsafe {
                                 verify(p);
                                 fancy::free(p);
@@ -105,6 +109,7 @@ fn fancy_fork_while_threads_allocate() {
                     }
                 }
                 for p in v {
+                    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                     unsafe { fancy::free(p) };
                 }
             });
@@ -112,6 +117,7 @@ fn fancy_fork_while_threads_allocate() {
         for _ in 0..40 {
             // SAFETY: the child only calls async-signal-safe-enough code: our allocator (which
             // fork makes consistent through its atfork handlers) and _exit.
+            // SAFETY: fork/waitpid/_exit with valid arguments; the child only allocates and exits.
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0);
             if pid == 0 {
@@ -124,10 +130,12 @@ fn fancy_fork_while_threads_allocate() {
                         ok = false;
                         break;
                     }
+                    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                     unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | 7) };
                     v.push(p);
                 }
                 for p in v {
+                    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                     unsafe {
                         verify(p);
                         fancy::free(p);
@@ -135,11 +143,14 @@ fn fancy_fork_while_threads_allocate() {
                 }
                 let big = fancy::malloc(5 << 20);
                 ok &= !big.is_null();
+                // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                 unsafe { fancy::free(big) };
                 ok &= fancy::validate_heap().is_ok();
+                // SAFETY: fork/waitpid/_exit with valid arguments; the child only allocates and exits.
                 unsafe { libc::_exit(if ok { 0 } else { 3 }) };
             }
             let mut status = 0;
+            // SAFETY: fork/waitpid/_exit with valid arguments; the child only allocates and exits.
             unsafe { libc::waitpid(pid, &mut status, 0) };
             assert!(
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,

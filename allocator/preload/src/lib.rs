@@ -306,8 +306,8 @@ extern "C" fn at_exit() {
 }
 
 extern "C" fn init() {
-    // A non-capturing closure is zero-sized: Box::new does not allocate.
-    std::panic::set_hook(Box::new(|info| panic_hook(info)));
+    // A function item is zero-sized: Box::new does not allocate.
+    std::panic::set_hook(Box::new(panic_hook));
     let cfg = fancy::config();
     fancy::thread_attach();
     if cfg.reclaim {

@@ -24,9 +24,11 @@ impl Alloc for Fancy {
         fancy::aligned_alloc(align, n)
     }
     unsafe fn realloc(&self, p: *mut u8, n: usize) -> *mut u8 {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { fancy::realloc(p, n) }
     }
     unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe { fancy::free(p) }
     }
 }
@@ -34,19 +36,23 @@ impl Alloc for Fancy {
 pub struct System;
 impl Alloc for System {
     fn malloc(&self, n: usize) -> *mut u8 {
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         unsafe { libc::malloc(n).cast() }
     }
     fn aligned(&self, align: usize, n: usize) -> *mut u8 {
         let mut p = core::ptr::null_mut();
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         if unsafe { libc::posix_memalign(&mut p, align, n) } != 0 {
             return core::ptr::null_mut();
         }
         p.cast()
     }
     unsafe fn realloc(&self, p: *mut u8, n: usize) -> *mut u8 {
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         unsafe { libc::realloc(p.cast(), n).cast() }
     }
     unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: plain libc allocation calls on pointers this test got from the same allocator.
         unsafe { libc::free(p.cast()) }
     }
 }
@@ -55,6 +61,7 @@ impl Alloc for System {
 pub const HDR: usize = 16;
 
 pub unsafe fn stamp(p: *mut u8, size: usize, cookie: u64) {
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         (p as *mut u64).write(size as u64);
         (p as *mut u64).add(1).write(cookie);
@@ -71,6 +78,7 @@ pub unsafe fn stamp(p: *mut u8, size: usize, cookie: u64) {
 
 /// Checks a block; returns its size.
 pub unsafe fn verify(p: *mut u8) -> usize {
+    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
     unsafe {
         let size = (p as *const u64).read() as usize;
         let cookie = (p as *const u64).add(1).read();
@@ -124,6 +132,7 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
                     a.malloc(n)
                 };
                 assert!(!p.is_null(), "out of memory for {n}");
+                // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                 unsafe { stamp(p, n, cookie) };
                 local.push(p);
             }
@@ -131,6 +140,7 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
                 if !local.is_empty() {
                     let i = r.random_range(0..local.len());
                     let p = local.swap_remove(i);
+                    // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                     unsafe {
                         verify(p);
                         a.free(p);
@@ -143,6 +153,7 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
                     let i = r.random_range(0..local.len());
                     let mut p = local[i];
                     for _ in 0..r.random_range(1..5) {
+                        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                         let old = unsafe { verify(p) };
                         let n = if r.random_bool(0.7) {
                             old + old / 2 + 1
@@ -150,8 +161,10 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
                             (old / 2).max(HDR)
                         };
                         let n = n.min(4 << 20);
+                        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                         p = unsafe { a.realloc(p, n) };
                         assert!(!p.is_null());
+                        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                         unsafe {
                             // The kept prefix must have survived the move; then re-stamp.
                             let keep = old.min(n);
@@ -179,6 +192,7 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
                     let slot = &transfer[r.random_range(0..transfer.len())];
                     let old = slot.swap(p, Ordering::AcqRel);
                     if !old.is_null() {
+                        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
                         unsafe {
                             verify(old);
                             a.free(old);
@@ -190,6 +204,7 @@ pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usi
     }
     // Exit with some blocks still in the transfer array (others will free them); free the rest.
     for p in local {
+        // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
         unsafe {
             verify(p);
             a.free(p);
@@ -219,6 +234,7 @@ pub fn stress<A: Alloc>(a: &A, threads: usize, rounds: usize, iters: usize) {
     for slot in &transfer {
         let p = slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
         if !p.is_null() {
+            // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
             unsafe {
                 verify(p);
                 a.free(p);
