@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock;
-use crate::local::{HOT, LOCAL, OUT};
+use crate::local::{HOT, LOCAL, Local, OUT};
 use crate::real;
 use crate::ring::{kind, word0};
 use crate::session;
@@ -16,22 +16,25 @@ fn record(k: u64, a: u64, b: u64, c: u64) {
     if !session::RECORDING.load(Ordering::Relaxed) {
         return;
     }
-    LOCAL.with(|l| {
-        let g = l.guard.get();
-        if g != OUT {
-            return session::guarded(g);
-        }
-        let ring = l.ring.get();
-        if ring.is_null() {
-            return session::first_event(l, k, a, b, c);
-        }
-        l.guard.set(HOT);
-        let stamp = clock::now_ns();
-        // SAFETY: the ring in this thread's LOCAL was claimed by this thread: it is the
-        // ring's only producer.
-        unsafe { (*ring).push(word0(stamp, k), a, b, c) };
-        l.guard.set(OUT);
-    })
+    // Only the address comes out of `with` (a tiny closure, always inlined); the rest works on
+    // the reference.
+    // SAFETY: LOCAL is a const-initialised thread-local without destructor: it lives as long
+    // as the thread, and only this thread touches it.
+    let l: &Local = unsafe { &*LOCAL.with(|l| l as *const Local) };
+    let g = l.guard.get();
+    if g != OUT {
+        return session::guarded(g);
+    }
+    let ring = l.ring.get();
+    if ring.is_null() {
+        return session::first_event(l, k, a, b, c);
+    }
+    l.guard.set(HOT);
+    let stamp = clock::now_ns();
+    // SAFETY: the ring in this thread's LOCAL was claimed by this thread: it is the ring's only
+    // producer.
+    unsafe { (*ring).push(word0(stamp, k), a, b, c) };
+    l.guard.set(OUT);
 }
 
 #[inline(always)]

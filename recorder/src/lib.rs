@@ -21,6 +21,7 @@
 mod calls;
 mod clock;
 mod diag;
+mod error;
 // One line per export (bytehound's layout): rustfmt would spread each over five.
 #[rustfmt::skip]
 mod hooks;

@@ -24,8 +24,10 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ),
     (
         "ALLOCLAB_FRAME_EVENTS",
-        "65536",
-        "events per frame for busy threads (1024..=1048576)",
+        "262144",
+        "events per frame for busy threads (1024..=1048576); larger frames compress better \
+         (churn: 4.07 bytes/event at 65536, 3.87 at 262144) and hold up to 40 bytes/event of \
+         staging per busy thread",
     ),
     ("ALLOCLAB_ZSTD_LEVEL", "1", "zstd level of frames (-7..=19)"),
     (
@@ -151,7 +153,7 @@ mod tests {
         assert_eq!(o.output, "alloclab.%p.trace.zst");
         assert_eq!(
             (o.flush_ms, o.ring_events, o.frame_events),
-            (100, 65536, 65536)
+            (100, 65536, 262144)
         );
         assert!(o.follow_fork && !o.disable && !o.verbose);
         let o = read(|n| match n {

@@ -32,6 +32,7 @@ use traces::{Clock, Event, Header, ThreadId, Timed, TraceWriter};
 
 use crate::clock::now_ns;
 use crate::diag::say;
+use crate::error::RecorderError;
 use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local};
 use crate::options;
 use crate::ring::{self, Ring, word0};
@@ -445,7 +446,7 @@ impl Sink {
     /// Moves every published event into staging batches, writing full batches as frames.
     /// `partial`: also write every non-empty batch (a flush). `ending`: the process is
     /// leaving, so every exiting thread gets its ThreadExit now. Returns the events moved.
-    fn drain(&mut self, s: &Session, partial: bool, ending: bool) -> Result<u64, String> {
+    fn drain(&mut self, s: &Session, partial: bool, ending: bool) -> Result<u64, RecorderError> {
         self.refresh(s);
         let frame_events = options::get().frame_events;
         let start = START_NS.load(Ordering::Acquire);
@@ -459,7 +460,7 @@ impl Sink {
             return Ok(0);
         };
         let mut moved = 0;
-        let mut err: Option<String> = None;
+        let mut err: Option<RecorderError> = None;
         for k in known.iter_mut() {
             // SAFETY: rings in the registry are never unmapped.
             let r = unsafe { &*k.ring.0 };
@@ -528,16 +529,16 @@ impl Sink {
     }
 
     /// Drains everything and flushes the file.
-    fn flush(&mut self, s: &Session) -> Result<(), String> {
+    fn flush(&mut self, s: &Session) -> Result<(), RecorderError> {
         self.drain(s, true, false)?;
         if let Some(out) = self.out.as_mut() {
-            out.w.flush().map_err(|e| e.to_string())?;
+            out.w.flush().map_err(|e| out.error(e))?;
         }
         Ok(())
     }
 
     /// Drains everything and writes the trailer; the file is closed.
-    fn finish(&mut self, s: &Session, end: &str) -> Result<Option<String>, String> {
+    fn finish(&mut self, s: &Session, end: &str) -> Result<Option<String>, RecorderError> {
         if self.out.is_none() {
             return Ok(None);
         }
@@ -553,9 +554,10 @@ impl Sink {
             ("recorder.app_wait_ns".into(), stat(&WAIT_NS)),
             ("recorder.writer_cpu_ns".into(), stat(&WRITER_CPU_NS)),
         ];
+        let path = out.path.clone();
         out.w
             .finish_with(0, extra)
-            .map_err(|e| format!("cannot finish the trace: {e}"))?;
+            .map_err(|source| RecorderError::Write { path, source })?;
         if options::get().verbose {
             say(&format!(
                 "{events} events, {} threads, {bytes} bytes ({:.2} bytes/event) in {}",
@@ -579,18 +581,27 @@ fn stat(a: &AtomicU64) -> String {
     a.load(Ordering::Relaxed).to_string()
 }
 
-fn write(out: &mut Output, thread: ThreadId, batch: &mut Vec<Timed>) -> Result<(), String> {
+fn write(out: &mut Output, thread: ThreadId, batch: &mut Vec<Timed>) -> Result<(), RecorderError> {
     let r = out.w.write_batch(thread, batch);
     batch.clear();
-    r.map_err(|e| e.to_string())
+    r.map_err(|e| out.error(e))
+}
+
+impl Output {
+    fn error(&self, source: traces::TraceError) -> RecorderError {
+        RecorderError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
 }
 
 /// Recording cannot go on: say why once, stop recording, let the program run.
-fn fail(s: &Session, sink: &mut Sink, msg: &str) {
+fn fail(s: &Session, sink: &mut Sink, err: &RecorderError) {
     RECORDING.store(false, Ordering::Release);
     s.phase.store(FAILED, Ordering::Release);
     sink.out = None;
-    say(msg);
+    say(&err.to_string());
 }
 
 /// The command line the constructor was given (argv), or std's view of it.
@@ -613,7 +624,7 @@ fn command_line() -> Vec<String> {
 }
 
 /// Creates the next trace file of session `s` and writes its header.
-fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, String> {
+fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
     let opts = options::get();
     let template = crate::naming::parse(&opts.output);
     let pid = sys::getpid();
@@ -623,7 +634,7 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, String> {
     let mut opened = None;
     for path in template.candidates(pid, root) {
         let c = std::ffi::CString::new(path.clone())
-            .map_err(|_| format!("the trace path {path:?} contains a NUL byte"))?;
+            .map_err(|_| RecorderError::BadPath(path.clone()))?;
         // SAFETY: c is a NUL-terminated path; O_EXCL never truncates another trace.
         let fd = unsafe {
             libc::open(
@@ -643,15 +654,10 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, String> {
         }
     }
     let (fd, path) = opened.ok_or_else(|| match last_err {
-        Some((path, e)) => format!(
-            "cannot create the trace file {path}: {e}. The program runs on unrecorded; point \
-             ALLOCLAB_OUTPUT (or record -o) at a writable directory"
-        ),
-        None => format!(
-            "cannot create a trace file from {:?}: every candidate name exists; remove old \
-             traces or choose another ALLOCLAB_OUTPUT. The program runs on unrecorded",
-            opts.output
-        ),
+        Some((path, source)) => RecorderError::Create { path, source },
+        None => RecorderError::NamesTaken {
+            template: opts.output.clone(),
+        },
     })?;
     // Keep the trace on a high descriptor: programs that reuse low numbers never meet it.
     let high = sys::dup_high(fd);
@@ -697,8 +703,9 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, String> {
     h.extra.push(("recorder.options".into(), opts.describe()));
     let w = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &path, &h)
         .and_then(|w| w.with_zstd_level(opts.zstd_level))
-        .map_err(|e| {
-            format!("cannot write the trace file header: {e}. The program runs on unrecorded")
+        .map_err(|source| RecorderError::Write {
+            path: path.clone(),
+            source,
         })?;
     sink.files += 1;
     sink.next_thread = 0;
@@ -743,11 +750,7 @@ fn start_writer(s: &'static Session) -> bool {
     sys::restore_signals(&old);
     if let Err(e) = spawned {
         let mut sink = s.lock();
-        fail(
-            s,
-            &mut sink,
-            &format!("cannot start the writer thread: {e}. The program runs on unrecorded"),
-        );
+        fail(s, &mut sink, &RecorderError::Thread(e));
         return false;
     }
     s.phase.store(RUNNING, Ordering::Release);
@@ -766,11 +769,10 @@ fn spawn_writer(s: &'static Session) -> std::io::Result<()> {
         // A panic must not unwind out of an extern "C" fn; stop recording instead.
         if std::panic::catch_unwind(|| writer_main(s)).is_err() {
             let mut sink = s.lock();
-            fail(
-                s,
-                &mut sink,
-                "the writer thread failed; recording stopped, the program runs on",
-            );
+            sink.out = None;
+            RECORDING.store(false, Ordering::Release);
+            s.phase.store(FAILED, Ordering::Release);
+            say("the writer thread failed; recording stopped, the program runs on");
         }
         std::ptr::null_mut()
     }
@@ -812,19 +814,7 @@ fn writer_main(s: &'static Session) {
         let moved = match r {
             Ok(n) => n,
             Err(e) => {
-                let path = sink
-                    .out
-                    .as_ref()
-                    .map(|o| o.path.clone())
-                    .unwrap_or_default();
-                fail(
-                    s,
-                    &mut sink,
-                    &format!(
-                        "cannot write the trace file {path}: {e}. Recording stopped (is the disk \
-                         full?); the program runs on, and the file keeps every complete frame"
-                    ),
-                );
+                fail(s, &mut sink, &e);
                 return;
             }
         };
@@ -928,12 +918,7 @@ pub fn finish(end: &str) {
     let s = session();
     let mut sink = s.lock();
     if let Err(e) = sink.finish(s, end) {
-        let path = s.current_path();
-        fail(
-            s,
-            &mut sink,
-            &format!("cannot finish the trace file {path}: {e}"),
-        );
+        fail(s, &mut sink, &e);
     }
     s.phase.store(FINISHED, Ordering::Release);
     drop(sink);
@@ -950,14 +935,7 @@ pub fn before_exec() {
     let mut sink = s.lock();
     match sink.finish(s, "exec") {
         Ok(p) => sink.exec_pending = p,
-        Err(e) => {
-            let path = s.current_path();
-            fail(
-                s,
-                &mut sink,
-                &format!("cannot finish the trace file {path}: {e}"),
-            );
-        }
+        Err(e) => fail(s, &mut sink, &e),
     }
 }
 
