@@ -17,14 +17,16 @@ fn record_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_record"))
 }
 
+/// The library `record` preloads: next to it, or in deps/ (where `cargo test` leaves it).
 fn lib() -> PathBuf {
-    let l = record_bin().with_file_name("liballoclab_recorder.so");
-    assert!(
-        l.is_file(),
-        "{} is missing: `cargo test -p recorder` builds it next to `record`",
-        l.display()
-    );
-    l
+    let next_to = record_bin().with_file_name("liballoclab_recorder.so");
+    let in_deps = record_bin()
+        .with_file_name("deps")
+        .join("liballoclab_recorder.so");
+    [next_to, in_deps]
+        .into_iter()
+        .find(|l| l.is_file())
+        .expect("liballoclab_recorder.so is missing: `cargo test -p recorder` builds it")
 }
 
 /// The path of `tool`, or a failure naming the Debian package to install.
@@ -663,4 +665,26 @@ fn sqlite3_runs_unchanged_and_its_trace_is_consistent() {
     let all = same_with_and_without(&[sq.to_str().unwrap(), ":memory:", sql], &[], |_| {});
     assert_eq!(all.len(), 1);
     assert!(all[0].report.ops > 10_000, "{}", all[0].report.ops);
+}
+
+#[test]
+fn the_library_is_never_linked_into_record_or_the_tests() {
+    // The crate is also an rlib (so that cargo builds the .so for tests); linking it would make
+    // its malloc the process's. This test binary's malloc must be glibc's.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr with an address of a function and a live out-parameter.
+    let ok = unsafe { libc::dladdr(libc::malloc as *const libc::c_void, &mut info) };
+    assert_ne!(ok, 0);
+    // SAFETY: dladdr filled dli_fname with a NUL-terminated path.
+    let file = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(file.contains("libc.so"), "malloc comes from {file}");
+    // And `record` runs without recording itself: its own run leaves only the program's trace.
+    let d = tmp();
+    let o = record(d.path(), "t.zst", &["/bin/true"], &[]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let all = traces_in(d.path());
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].header.command_line, ["/bin/true"]);
 }

@@ -98,9 +98,17 @@ fn install_forwarding() {
     }
 }
 
+/// liballoclab_recorder.so next to `record`, or in `deps/` beside it (where `cargo test` leaves
+/// it: cargo copies a library up to the profile directory only for some builds).
 fn default_lib() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the record executable's path")?;
-    Ok(exe.with_file_name("liballoclab_recorder.so"))
+    let next_to = exe.with_file_name("liballoclab_recorder.so");
+    let in_deps = exe.with_file_name("deps").join("liballoclab_recorder.so");
+    Ok(if !next_to.is_file() && in_deps.is_file() {
+        in_deps
+    } else {
+        next_to
+    })
 }
 
 /// What the traces of the run hold.
