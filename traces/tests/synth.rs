@@ -308,6 +308,23 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 }
 
 #[test]
+fn the_number_of_encoder_threads_does_not_change_the_bytes() {
+    // Many frames (64 Ki events each) from several threads, encoded out of order.
+    for w in ["thread-local", "larson"] {
+        let cfg = Config::new(w, &params(Some(5), Some(800_000), 1.0)).unwrap();
+        let one = synth::generate_with_encoders(&cfg, Vec::new(), w, 1)
+            .unwrap()
+            .1;
+        let three = synth::generate_with_encoders(&cfg, Vec::new(), w, 3)
+            .unwrap()
+            .1;
+        assert!(one == three, "{w}: 1 and 3 encoders write the same bytes");
+        let f = read(&one);
+        assert!(f.report.events > 800_000);
+    }
+}
+
+#[test]
 fn every_workload_is_consistent_with_default_threads() {
     for w in WORKLOADS {
         // 600 ops of the main phase (large and malloc-large have fewer by default).

@@ -11,7 +11,7 @@
 //! * every address comes from a model of an allocator's address space (`heap.rs`): size
 //!   classes with LIFO free lists per thread arena, page-aligned big blocks, reuse after free,
 //!   never live twice;
-//! * batches of events go to a writer thread, which encodes them while generation goes on.
+//! * batches of events go to encoder threads and a writer thread while generation goes on.
 //!
 //! The same seed and parameters give the same bytes: every random choice comes from
 //! xoshiro256++ streams seeded from the seed, the workload name and a stream number, and the
@@ -389,11 +389,23 @@ pub struct Summary {
     pub bytes: u64,
 }
 
-/// Writes the trace of `cfg` to `out` (`name` is used in error messages).
+/// Writes the trace of `cfg` to `out` (`name` is used in error messages), encoding on as many
+/// threads as the machine has cores.
 pub fn generate<W: Write + Send>(
     cfg: &Config,
     out: W,
     name: &str,
+) -> Result<(Summary, W), SynthError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    generate_with_encoders(cfg, out, name, cores.min(8))
+}
+
+/// [`generate`] with `encoders` encoder threads (at least 1). The bytes do not depend on it.
+pub fn generate_with_encoders<W: Write + Send>(
+    cfg: &Config,
+    out: W,
+    name: &str,
+    encoders: usize,
 ) -> Result<(Summary, W), SynthError> {
     let writer = TraceWriter::new(
         CountingWriter {
@@ -403,8 +415,9 @@ pub fn generate<W: Write + Send>(
         name,
         &cfg.header(),
     )?;
-    let (events, w) =
-        out::run_to_writer(cfg.clock_seed(), writer, |ctx| (cfg.workload.run)(cfg, ctx))?;
+    let (events, w) = out::run_to_writer(cfg.clock_seed(), writer, encoders, |ctx| {
+        (cfg.workload.run)(cfg, ctx)
+    })?;
     Ok((
         Summary {
             events,

@@ -8,20 +8,26 @@
 //! cross-thread free is stamped after its allocation, and a free is stamped before any later
 //! allocation that reuses its address.
 //!
-//! Events are gathered per thread into batches of [`FRAME_EVENTS`]; a full batch goes over a
-//! bounded channel to the writer thread, which turns each batch into one frame
-//! ([`TraceWriter::write_batch`]) and sends the emptied buffer back for reuse. Batches reach the
-//! writer in generation order, so the bytes are the same on every run.
+//! Events are gathered per thread into batches of [`FRAME_EVENTS`]. A full batch gets a sequence
+//! number and goes over a bounded channel to a pool of encoder threads, each with its own
+//! [`FrameEncoder`]; one writer thread puts the encoded frames back in sequence order and writes
+//! them ([`TraceWriter::write_encoded`]); emptied batches go back to the generator for reuse.
+//! Frames are written in generation order whatever the number of encoders, so the bytes are the
+//! same on every run. Encoding (payload coding and zstd) costs more per event than generating,
+//! so on a machine with more cores than one the encoders take every core the generator leaves.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::heap::Heap;
-use crate::error::TraceError;
+use crate::error::{ErrorKind, TraceError};
 use crate::event::{AlignedFn, Event, ThreadId, Timed};
+use crate::frame::{DEFAULT_ZSTD_LEVEL, EncodedFrame, FrameEncoder};
 use crate::writer::TraceWriter;
 
 /// Events per frame: the writer's default frame size.
@@ -29,13 +35,17 @@ pub(crate) const FRAME_EVENTS: usize = crate::frame::DEFAULT_FRAME_EVENTS;
 /// OS thread id of thread 0; thread `t` gets `OS_TID_BASE + t`.
 pub(crate) const OS_TID_BASE: u32 = 20_000;
 
-type Batch = (ThreadId, Vec<Timed>);
+/// A batch of one thread's events with its place in the file.
+type Batch = (u64, ThreadId, Vec<Timed>);
+/// An encoded frame (or why it could not be encoded) with its place in the file.
+type Encoded = (u64, Result<(EncodedFrame, Vec<u8>), String>);
 
 enum Dest {
-    /// Batches go to the writer thread.
+    /// Batches go to the encoder threads.
     Writer {
         tx: SyncSender<Batch>,
         back: Receiver<Vec<Timed>>,
+        seq: u64,
     },
     /// Batches are counted and dropped (to measure generation alone).
     Discard,
@@ -46,6 +56,8 @@ pub(crate) struct Out {
     now: u64,
     rng: Xoshiro256PlusPlus,
     bufs: Vec<Vec<Timed>>,
+    /// Emptied buffers for reuse.
+    pool: Vec<Vec<Timed>>,
     dest: Dest,
     events: u64,
     /// False once the writer has stopped (an I/O error): generation may stop early.
@@ -58,6 +70,7 @@ impl Out {
             now: 0,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xc10c_c10c_c10c_c10c),
             bufs: Vec::new(),
+            pool: Vec::new(),
             dest,
             events: 0,
             ok: true,
@@ -116,48 +129,46 @@ impl Out {
             self.bufs.resize_with(t + 1, Vec::new);
         }
         if self.bufs[t].capacity() == 0 {
-            self.bufs[t] = self.fresh(256);
+            self.bufs[t] = self.fresh();
         }
     }
 
-    fn fresh(&mut self, cap: usize) -> Vec<Timed> {
+    /// An empty event buffer: a recycled one if any (threads come and go by the hundred in
+    /// some workloads), else a new one that grows as needed.
+    fn fresh(&mut self) -> Vec<Timed> {
+        if let Some(v) = self.pool.pop() {
+            return v;
+        }
         if let Dest::Writer { back, .. } = &self.dest
             && let Ok(v) = back.try_recv()
         {
             return v;
         }
-        Vec::with_capacity(cap)
+        Vec::with_capacity(4096)
     }
 
-    /// Sends thread `t`'s batch to the writer. A full batch is replaced by an empty one of the
-    /// same capacity; a partial one (the thread exited, or the trace ends) by nothing.
+    /// Sends thread `t`'s batch to the writer. A full batch is replaced by an empty buffer; a
+    /// partial one (the thread exited, or the trace ends) by nothing.
     #[cold]
     #[inline(never)]
     fn flush(&mut self, t: ThreadId) {
         let i = t as usize;
         let full = self.bufs[i].len() >= FRAME_EVENTS;
-        match &self.dest {
+        let next = if full { self.fresh() } else { Vec::new() };
+        let mut batch = std::mem::replace(&mut self.bufs[i], next);
+        match &mut self.dest {
             Dest::Discard => {
-                self.bufs[i].clear();
-                if !full {
-                    self.bufs[i] = Vec::new();
-                }
+                batch.clear();
+                self.pool.push(batch);
             }
-            Dest::Writer { .. } => {
-                let next = if full {
-                    self.fresh(FRAME_EVENTS)
-                } else {
-                    Vec::new()
-                };
-                let batch = std::mem::replace(&mut self.bufs[i], next);
+            Dest::Writer { tx, seq, .. } => {
                 if batch.is_empty() {
-                    return;
-                }
-                if let Dest::Writer { tx, .. } = &self.dest
-                    && self.ok
-                    && tx.send((t, batch)).is_err()
-                {
-                    self.ok = false;
+                    self.pool.push(batch);
+                } else if self.ok {
+                    if tx.send((*seq, t, batch)).is_err() {
+                        self.ok = false;
+                    }
+                    *seq += 1;
                 }
             }
         }
@@ -257,19 +268,28 @@ impl Ctx {
     }
 }
 
-/// Runs `generate` with its events written by `writer` on a second thread; returns the number
-/// of events and the writer's output.
+/// Runs `generate` with its events encoded by `encoders` threads and written by `writer`;
+/// returns the number of events and the writer's output.
 pub(crate) fn run_to_writer<W: Write + Send>(
     seed: u64,
     writer: TraceWriter<W>,
+    encoders: usize,
     generate: impl FnOnce(&mut Ctx),
 ) -> Result<(u64, W), TraceError> {
-    let (tx, rx) = sync_channel::<Batch>(4);
+    let encoders = encoders.max(1);
+    let (tx, jobs) = sync_channel::<Batch>(2 * encoders);
+    let jobs = Arc::new(Mutex::new(jobs));
+    let (done_tx, done) = sync_channel::<Encoded>(2 * encoders);
     let (back_tx, back) = channel::<Vec<Timed>>();
     std::thread::scope(|s| {
-        let w = s.spawn(move || write_batches(writer, rx, back_tx));
+        for _ in 0..encoders {
+            let (jobs, done_tx, back_tx) = (jobs.clone(), done_tx.clone(), back_tx.clone());
+            s.spawn(move || encode_batches(&jobs, &done_tx, &back_tx));
+        }
+        drop((done_tx, back_tx));
+        let w = s.spawn(move || write_frames(writer, done));
         let mut ctx = Ctx {
-            out: Out::new(seed, Dest::Writer { tx, back }),
+            out: Out::new(seed, Dest::Writer { tx, back, seq: 0 }),
             heap: Heap::new(),
         };
         generate(&mut ctx);
@@ -280,17 +300,60 @@ pub(crate) fn run_to_writer<W: Write + Send>(
     })
 }
 
-fn write_batches<W: Write>(
-    mut w: TraceWriter<W>,
-    rx: Receiver<Batch>,
-    back: Sender<Vec<Timed>>,
-) -> Result<W, TraceError> {
-    for (t, mut batch) in rx {
-        w.write_batch(t, &batch)?;
-        if batch.capacity() >= FRAME_EVENTS {
-            batch.clear();
-            let _ = back.send(batch);
+/// An encoder thread: takes batches until the generator is done, encodes each into one frame.
+fn encode_batches(
+    jobs: &Mutex<Receiver<Batch>>,
+    done: &SyncSender<Encoded>,
+    back: &Sender<Vec<Timed>>,
+) {
+    let mut enc = match FrameEncoder::new(DEFAULT_ZSTD_LEVEL) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = done.send((0, Err(format!("zstd: {e}"))));
+            return;
         }
+    };
+    loop {
+        let job = jobs
+            .lock()
+            .expect("no encoder panics holding the lock")
+            .recv();
+        let Ok((seq, t, mut batch)) = job else {
+            return;
+        };
+        let mut bytes = Vec::with_capacity(batch.len() * 4 + 64);
+        let r = enc
+            .encode(t, &batch, &mut bytes)
+            .map(|info| (info, bytes))
+            .map_err(|m| format!("thread {t}: {m}"));
+        batch.clear();
+        let _ = back.send(batch);
+        if done.send((seq, r)).is_err() {
+            return; // the writer stopped on an error
+        }
+    }
+}
+
+/// The writer thread: frames back in sequence order, into the file, then the trailer.
+fn write_frames<W: Write>(mut w: TraceWriter<W>, done: Receiver<Encoded>) -> Result<W, TraceError> {
+    let mut pending: BTreeMap<u64, Result<(EncodedFrame, Vec<u8>), String>> = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, r) in done {
+        pending.insert(seq, r);
+        while let Some(r) = pending.remove(&next) {
+            let (info, bytes) = r.map_err(|m| {
+                TraceError::new("synth", w.bytes_written(), ErrorKind::InvalidInput(m))
+            })?;
+            w.write_encoded(info, &bytes)?;
+            next += 1;
+        }
+    }
+    if let Some((seq, _)) = pending.into_iter().next() {
+        return Err(TraceError::new(
+            "synth",
+            w.bytes_written(),
+            ErrorKind::InvalidInput(format!("frame {next} never came (next: {seq})")),
+        ));
     }
     w.finish(0)
 }

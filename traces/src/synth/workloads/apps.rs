@@ -4,7 +4,7 @@
 use rand::RngCore;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{Obj, prob, share};
+use super::{Obj, prefetch, prob, share};
 use crate::event::ThreadId;
 use crate::synth::Config;
 use crate::synth::out::Ctx;
@@ -200,9 +200,16 @@ struct Entry {
     value: Obj,
 }
 
+/// Keys a client draws ahead of use (to prefetch their entries).
+const KV_AHEAD: usize = 8;
+
 struct Client {
     t: ThreadId,
     rng: Xoshiro256PlusPlus,
+    /// The keys of the next `KV_AHEAD` requests, from their own stream.
+    key_rng: Xoshiro256PlusPlus,
+    ahead: [usize; KV_AHEAD],
+    next: usize,
     left: u64,
 }
 
@@ -235,10 +242,17 @@ pub(crate) fn kv_store(cfg: &Config, ctx: &mut Ctx) {
         }
     }
     let mut states: Vec<Client> = (1..=n)
-        .map(|t| Client {
-            t,
-            rng: cfg.rng(t as u64),
-            left: share(cfg.total_ops(), n, t - 1),
+        .map(|t| {
+            let mut key_rng = cfg.rng(t as u64 + (1 << 32));
+            let ahead = std::array::from_fn(|_| below(key_rng.next_u64(), keys as u64) as usize);
+            Client {
+                t,
+                rng: cfg.rng(t as u64),
+                key_rng,
+                ahead,
+                next: 0,
+                left: share(cfg.total_ops(), n, t - 1),
+            }
         })
         .collect();
     for s in &states {
@@ -267,7 +281,12 @@ pub(crate) fn kv_store(cfg: &Config, ctx: &mut Ctx) {
                 }
             }
         } else {
-            let e = &mut store[below(s.rng.next_u64(), keys as u64) as usize];
+            let key = s.ahead[s.next];
+            let later = below(s.key_rng.next_u64(), keys as u64) as usize;
+            prefetch(&store[later]);
+            s.ahead[s.next] = later;
+            s.next = (s.next + 1) % KV_AHEAD;
+            let e = &mut store[key];
             if e.key.ptr == 0 {
                 let ks = key_sizes.sample(s.rng.next_u64());
                 let vs = value_sizes.sample(s.rng.next_u64());

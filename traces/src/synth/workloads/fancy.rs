@@ -4,7 +4,7 @@
 use rand::RngCore;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{Obj, share, start_all};
+use super::{Obj, prefetch, share, start_all};
 use crate::event::ThreadId;
 use crate::synth::Config;
 use crate::synth::out::Ctx;
@@ -78,9 +78,14 @@ const NIL: u32 = u32::MAX;
 
 /// Each tick allocates one object with a random time-to-live, uniform in 1..=ticks, then frees
 /// the objects whose time is up. Objects wait on a timing wheel (intrusive lists in a slab).
+/// Times-to-live drawn ahead of use (to prefetch their wheel slots).
+const TTL_AHEAD: usize = 8;
+
 struct Wheel {
     t: ThreadId,
     rng: Xoshiro256PlusPlus,
+    /// The times-to-live of the next `TTL_AHEAD` ticks.
+    ahead: [usize; TTL_AHEAD],
     heads: Vec<u32>,
     slab: Vec<(Obj, u32)>,
     free_slab: Vec<u32>,
@@ -98,6 +103,7 @@ pub(crate) fn ephemeral_ttl(cfg: &Config, ctx: &mut Ctx) {
         .map(|t| Wheel {
             t,
             rng: cfg.rng(t as u64),
+            ahead: [0; TTL_AHEAD],
             heads: vec![NIL; ticks],
             slab: Vec::new(),
             free_slab: Vec::new(),
@@ -126,7 +132,21 @@ pub(crate) fn ephemeral_ttl(cfg: &Config, ctx: &mut Ctx) {
             size,
         };
         s.left -= 1;
-        let ttl = 1 + below(s.rng.next_u64(), w as u64 - 1) as usize;
+        // The TTL drawn TTL_AHEAD ticks ago (0 during the first ticks: draw it now); draw the
+        // one of TTL_AHEAD ticks ahead and prefetch its slot, and the first object due soon.
+        let slot = s.tick % TTL_AHEAD;
+        let draw = |rng: &mut Xoshiro256PlusPlus| 1 + below(rng.next_u64(), w as u64 - 1) as usize;
+        let ttl = match s.ahead[slot] {
+            0 => draw(&mut s.rng),
+            d => d,
+        };
+        let later = draw(&mut s.rng);
+        s.ahead[slot] = later;
+        prefetch(&s.heads[(s.tick + TTL_AHEAD + later) % w]);
+        let soon = s.heads[(s.tick + 4) % w];
+        if soon != NIL {
+            prefetch(&s.slab[soon as usize]);
+        }
         let at = (s.tick + ttl) % w;
         let cell = (o, s.heads[at]);
         let idx = match s.free_slab.pop() {
