@@ -22,9 +22,7 @@
 //!   drain everything, write the trailer, and stop recording; later calls are only forwarded.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::fs::File;
 use std::io::BufWriter;
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
@@ -105,7 +103,7 @@ struct Known {
 }
 
 struct Output {
-    w: TraceWriter<BufWriter<File>>,
+    w: TraceWriter<BufWriter<sys::TraceFile>>,
     path: String,
 }
 
@@ -668,8 +666,10 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
     } else {
         fd
     };
-    // SAFETY: fd is an open descriptor we own from here on.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let file = sys::TraceFile::new(fd).map_err(|source| RecorderError::Create {
+        path: path.clone(),
+        source,
+    })?;
 
     let now = now_ns();
     let _ = START_NS.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
@@ -707,6 +707,13 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
             path: path.clone(),
             source,
         })?;
+    // The header reaches the file now: a program that dies (or takes our descriptor) before
+    // the first flush still leaves a trace that opens.
+    let mut w = w;
+    w.flush().map_err(|source| RecorderError::Write {
+        path: path.clone(),
+        source,
+    })?;
     sink.files += 1;
     sink.next_thread = 0;
     for k in &mut sink.known {

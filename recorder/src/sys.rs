@@ -125,3 +125,77 @@ pub fn thread_cpu_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     (t.tv_sec as u64) * 1_000_000_000 + t.tv_nsec as u64
 }
+
+/// The trace file, written through a raw descriptor that is checked before every write: a
+/// program that closes all its descriptors (daemons, some fork children) and then opens files
+/// may get our descriptor number back, and the recorder must never write into the program's
+/// file. A write finding another file behind the number fails, and recording stops.
+pub struct TraceFile {
+    fd: c_int,
+    dev: u64,
+    ino: u64,
+}
+
+/// The (device, inode) of the file open on `fd`.
+pub fn file_id(fd: c_int) -> std::io::Result<(u64, u64)> {
+    // SAFETY: st is a plain-data out-parameter; fstat on any number is safe.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((st.st_dev, st.st_ino))
+    }
+}
+
+impl TraceFile {
+    /// Takes ownership of `fd`, an open trace file.
+    pub fn new(fd: c_int) -> std::io::Result<TraceFile> {
+        let (dev, ino) = file_id(fd)?;
+        Ok(TraceFile { fd, dev, ino })
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        match file_id(self.fd) {
+            Ok(id) if id == (self.dev, self.ino) => Ok(()),
+            Ok(_) => Err(std::io::Error::other(
+                "the program closed the trace's descriptor and opened another file on its number",
+            )),
+            Err(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!("the trace's descriptor was closed by the program ({e})"),
+            )),
+        }
+    }
+}
+
+impl std::io::Write for TraceFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.check()?;
+        loop {
+            // SAFETY: buf is a live slice of buf.len() bytes.
+            let n = unsafe { libc::write(self.fd, buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TraceFile {
+    fn drop(&mut self) {
+        // Never close a descriptor that is no longer ours.
+        if self.check().is_ok() {
+            // SAFETY: fd is our trace file (just checked).
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}

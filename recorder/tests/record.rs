@@ -688,3 +688,28 @@ fn the_library_is_never_linked_into_record_or_the_tests() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].header.command_line, ["/bin/true"]);
 }
+
+#[test]
+fn a_program_that_takes_our_descriptor_never_gets_trace_bytes() {
+    let d = tmp();
+    let prog = c_program("procs");
+    let mine = d.path().join("mine.txt");
+    let o = record(
+        d.path(),
+        "t.zst",
+        &[prog.to_str().unwrap(), "closefds", mine.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(std::fs::read(&mine).unwrap(), b"mine\n");
+    let err = stderr_of(&o);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("alloclab-recorder"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(ours[0].contains("descriptor"), "{err}");
+    // What was written before stays readable.
+    let t = Trace::read(&d.path().join("t.zst"));
+    assert!(t.trailer.is_none());
+}

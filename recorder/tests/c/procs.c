@@ -6,9 +6,14 @@
  *              before the exec); the parent waits and prints "child <pid>".
  *   exec-child 7 mallocs and 7 frees, then exit(0).
  *   spin       malloc/free pairs forever, writing "<pairs>\n" to stdout every 100000 pairs.
+ *   closefds F like a daemon: closes every descriptor from 3 up, opens F and dup2()s it onto
+ *              every number up to 1023 (the recorder's included), allocates for 300 ms, writes
+ *              "mine\n" to F and exits: F must hold exactly that.
  * Uses write(2), not stdio, where the counts must be exact. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -68,6 +73,21 @@ int main(int argc, char **argv) {
             }
         }
     }
-    say("usage: procs fork|fork-exit|exec|exec-child|spin\n");
+    if (!strcmp(mode, "closefds") && argc > 2) {
+        for (int fd = 3; fd < 4096; fd++) close(fd);
+        int f = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (f < 0) return 3;
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != f) dup2(f, fd);
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            for (int i = 0; i < 10000; i++) free(malloc(i % 500 + 1));
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+        write(f, "mine\n", 5);
+        exit(0);
+    }
+    say("usage: procs fork|fork-exit|exec|exec-child|spin|closefds FILE\n");
     return 2;
 }
