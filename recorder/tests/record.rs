@@ -309,8 +309,8 @@ fn tiny_rings_make_threads_wait_but_drop_nothing() {
             ("ALLOCLAB_RING_EVENTS", "1024"),
             ("ALLOCLAB_FRAME_EVENTS", "1024"),
         ],
-        6,
-        30000,
+        8,
+        40000,
     );
     let waits: u64 = t.extra("recorder.app_waits").unwrap().parse().unwrap();
     assert!(waits > 0, "the rings never filled: the test proves nothing");
