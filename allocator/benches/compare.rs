@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! cargo build --release -p fancy-preload            # for the python3 row
-//! cargo bench -p allocator --bench compare -- [--reps N] [--scale X] [--only w1,w2] [--no-python]
+//! cargo bench -p allocator --bench compare -- [--reps N] [--scale X] [--only w1,w2] [--threads 1,2]
+//!                                             [--allocs glibc,fancy,…] [--no-python]
 //! ```
 //! Per run: throughput (ops/s, untimed pass), p99 latency (timed pass: every op timed with the
 //! TSC-backed `Instant`), peak heap RSS (VmHWM after clearing it, minus the RSS before the
@@ -663,6 +664,9 @@ fn main() {
     let allocs: Vec<A> = get("--allocs")
         .map(|s| s.split(',').map(A::parse).collect())
         .unwrap_or(ALLOCS.to_vec());
+    let threads: Vec<usize> = get("--threads")
+        .map(|s| s.split(',').map(|t| t.parse().unwrap()).collect())
+        .unwrap_or(vec![1, 2]);
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     eprintln!(
@@ -674,12 +678,12 @@ fn main() {
         if !only.is_empty() && !only.iter().any(|o| o == w) {
             continue;
         }
-        let ts: &[usize] = if w == "xmalloc" || w == "malloc_large" {
-            &[if w == "xmalloc" { 2 } else { 1 }]
-        } else {
-            &[1, 2]
+        let ts: Vec<usize> = match w {
+            "xmalloc" => vec![2],
+            "malloc_large" => vec![1],
+            _ => threads.clone(),
         };
-        for &t in ts {
+        for t in ts {
             cells.push((w.to_string(), t));
         }
     }
