@@ -897,11 +897,15 @@ extern "C" fn after_fork_child() {
         l.exit_round.set(0);
         l.broken.set(false);
     });
+    // Always a session of its own: the parent's (copied) sink holds the parent's file, which
+    // the child must never write, not even at its exit.
+    let child = Box::leak(Box::new(Session::new(true)));
     if !options::get().follow_fork || !RECORDING.load(Ordering::Acquire) {
         RECORDING.store(false, Ordering::Release);
+        child.phase.store(FINISHED, Ordering::Release);
+        CURRENT.store(child, Ordering::Release);
         return;
     }
-    let child = Box::leak(Box::new(Session::new(true)));
     child
         .sink
         .get_mut()

@@ -367,6 +367,30 @@ fn fork_without_exec_child_records_its_own_file() {
 }
 
 #[test]
+fn without_follow_fork_the_child_records_nothing_and_spoils_nothing() {
+    let d = tmp();
+    let prog = c_program("procs");
+    let o = record(
+        d.path(),
+        "p.zst",
+        &[prog.to_str().unwrap(), "fork"],
+        &[("ALLOCLAB_FOLLOW_FORK", "0")],
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let all = traces_in(d.path());
+    assert_eq!(all.len(), 1);
+    all[0].assert_complete();
+    assert_eq!(all[0].report.inconsistencies.total(), 0);
+    assert!(
+        all[0]
+            .records
+            .iter()
+            .any(|r| matches!(r.event, Event::Fork { .. }))
+    );
+    assert_eq!(all[0].report.by_kind.get("malloc"), Some(&10));
+}
+
+#[test]
 fn fork_exec_records_the_new_program() {
     let d = tmp();
     let prog = c_program("procs");
@@ -712,4 +736,48 @@ fn a_program_that_takes_our_descriptor_never_gets_trace_bytes() {
     // What was written before stays readable.
     let t = Trace::read(&d.path().join("t.zst"));
     assert!(t.trailer.is_none());
+}
+
+#[test]
+fn a_failed_exec_goes_on_in_a_continuation_file() {
+    let d = tmp();
+    let prog = c_program("procs");
+    let o = record(
+        d.path(),
+        "p.zst",
+        &[prog.to_str().unwrap(), "execfail"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let all = traces_in(d.path());
+    assert_eq!(
+        all.len(),
+        2,
+        "{:?}",
+        all.iter().map(|t| &t.path).collect::<Vec<_>>()
+    );
+    let first = all.iter().find(|t| t.path.ends_with("p.zst")).unwrap();
+    let next = all.iter().find(|t| !t.path.ends_with("p.zst")).unwrap();
+    for t in [first, next] {
+        t.assert_complete();
+        assert_eq!(t.report.inconsistencies.total(), 0);
+    }
+    assert_eq!(first.extra("recorder.end"), Some("exec"));
+    assert_eq!(next.origin(), "continuation after a failed exec");
+    assert_eq!(
+        next.header.extra("exec.failed_after"),
+        Some(first.path.to_str().unwrap())
+    );
+    let sizes = |t: &Trace, lo: u64| {
+        t.records
+            .iter()
+            .filter(
+                |r| matches!(r.event, Event::Malloc { size, .. } if (lo..lo + 10).contains(&size)),
+            )
+            .count()
+    };
+    assert_eq!((sizes(first, 3000), sizes(first, 4000)), (3, 0));
+    assert_eq!((sizes(next, 3000), sizes(next, 4000)), (0, 4));
+    // The thread is announced again in the new file.
+    assert!(matches!(next.records[0].event, Event::ThreadStart { .. }));
 }

@@ -6,6 +6,7 @@
  *              before the exec); the parent waits and prints "child <pid>".
  *   exec-child 7 mallocs and 7 frees, then exit(0).
  *   spin       malloc/free pairs forever, writing "<pairs>\n" to stdout every 100000 pairs.
+ *   execfail   3 mallocs of 3000 B, an execv() that fails, 4 mallocs of 4000 B, exit(0).
  *   closefds F like a daemon: closes every descriptor from 3 up, opens F and dup2()s it onto
  *              every number up to 1023 (the recorder's included), allocates for 300 ms, writes
  *              "mine\n" to F and exits: F must hold exactly that.
@@ -73,6 +74,13 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (!strcmp(mode, "execfail")) {
+        for (int i = 0; i < 3; i++) malloc(3000 + i);
+        char *args[] = {"/nonexistent/program", NULL};
+        if (execv(args[0], args) == 0) return 1;
+        for (int i = 0; i < 4; i++) malloc(4000 + i);
+        exit(0);
+    }
     if (!strcmp(mode, "closefds") && argc > 2) {
         for (int fd = 3; fd < 4096; fd++) close(fd);
         int f = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -88,6 +96,6 @@ int main(int argc, char **argv) {
         write(f, "mine\n", 5);
         exit(0);
     }
-    say("usage: procs fork|fork-exit|exec|exec-child|spin|closefds FILE\n");
+    say("usage: procs fork|fork-exit|exec|exec-child|spin|execfail|closefds FILE\n");
     return 2;
 }
