@@ -118,7 +118,10 @@ pub(crate) fn map_region(size: usize, align: usize, offset: usize) -> *mut Arena
         crate::fatal::fatal("map_region: base not arena-aligned");
     }
     if !a.is_null() {
-        if crate::config::HUGE_PAGES.load(Ordering::Relaxed) {
+        if crate::config::HUGE_PAGES.load(Ordering::Relaxed)
+            || os::MAPPED.load(Ordering::Relaxed) as usize
+                >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
+        {
             // SAFETY: the range is the mapping we just made.
             unsafe { os::hint_huge_pages(a.cast(), size) };
         }

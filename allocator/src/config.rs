@@ -4,7 +4,8 @@
 //! |---|---|---|---|
 //! | `reclaim` | `FANCY_RECLAIM` | off | background thread returning free arenas, cached huge blocks and abandoned heaps' memory to the OS |
 //! | `reclaim_interval_ms` | `FANCY_RECLAIM_INTERVAL_MS` | 50 | period of the reclaimer |
-//! | `huge_pages` | `FANCY_HUGE_PAGES` | off | `MADV_HUGEPAGE` on arenas and huge blocks |
+//! | `huge_pages` | `FANCY_HUGE_PAGES` | off | `MADV_HUGEPAGE` on every arena and huge block |
+//! | `huge_pages_above_mib` | `FANCY_HUGE_PAGES_ABOVE_MIB` | 64 | `MADV_HUGEPAGE` on regions mapped once fancy has this many MiB mapped (big heaps take 512× fewer page faults; small programs stay lean); `usize::MAX` never |
 //! | `arena_cache` | `FANCY_ARENA_CACHE` | 16 | fully free arenas kept mapped for reuse (4 MiB each) |
 //! | `huge_cache_mib` | `FANCY_HUGE_CACHE_MIB` | 256 | MiB of freed huge blocks kept mapped for reuse |
 //! | `verbose` | `FANCY_VERBOSE` | off | print the options at start and the stats at exit (preload) |
@@ -24,6 +25,10 @@ pub struct Config {
     pub reclaim_interval_ms: u32,
     /// Ask for transparent huge pages (`MADV_HUGEPAGE`) on arenas and huge blocks.
     pub huge_pages: bool,
+    /// Ask for transparent huge pages on regions mapped once the allocator has mapped at least
+    /// this many MiB (`usize::MAX`: never). Big heaps then take 2 MiB faults instead of 4 KiB
+    /// ones; small programs keep 4 KiB pages and their small RSS.
+    pub huge_pages_above_mib: usize,
     /// Fully free arenas kept mapped for reuse when reclamation is off (4 MiB each).
     pub arena_cache: usize,
     /// MiB of freed huge blocks kept mapped for reuse when reclamation is off.
@@ -38,6 +43,7 @@ impl Default for Config {
             reclaim: false,
             reclaim_interval_ms: 50,
             huge_pages: false,
+            huge_pages_above_mib: 64,
             arena_cache: 16,
             huge_cache_mib: 256,
             verbose: false,
@@ -60,6 +66,7 @@ pub enum ConfigError {
 pub(crate) static RECLAIM: AtomicBool = AtomicBool::new(false);
 pub(crate) static INTERVAL_MS: AtomicU32 = AtomicU32::new(50);
 pub(crate) static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+pub(crate) static HUGE_PAGES_ABOVE: AtomicUsize = AtomicUsize::new(64 << 20);
 pub(crate) static ARENA_CACHE: AtomicUsize = AtomicUsize::new(16);
 pub(crate) static HUGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(256 << 20);
 pub(crate) static VERBOSE: AtomicBool = AtomicBool::new(false);
@@ -134,6 +141,9 @@ fn read_env_slow() {
     if let Some(b) = env_bool(c"FANCY_HUGE_PAGES") {
         HUGE_PAGES.store(b, Ordering::Relaxed);
     }
+    if let Some(n) = env_u64(c"FANCY_HUGE_PAGES_ABOVE_MIB") {
+        HUGE_PAGES_ABOVE.store((n as usize).saturating_mul(1 << 20), Ordering::Relaxed);
+    }
     if let Some(n) = env_u64(c"FANCY_ARENA_CACHE") {
         ARENA_CACHE.store(n.min(1 << 20) as usize, Ordering::Relaxed);
     }
@@ -153,6 +163,7 @@ pub fn config() -> Config {
         reclaim: RECLAIM.load(Ordering::Relaxed),
         reclaim_interval_ms: INTERVAL_MS.load(Ordering::Relaxed),
         huge_pages: HUGE_PAGES.load(Ordering::Relaxed),
+        huge_pages_above_mib: HUGE_PAGES_ABOVE.load(Ordering::Relaxed) >> 20,
         arena_cache: ARENA_CACHE.load(Ordering::Relaxed),
         huge_cache_mib: HUGE_CACHE_BYTES.load(Ordering::Relaxed) >> 20,
         verbose: VERBOSE.load(Ordering::Relaxed),
@@ -169,6 +180,10 @@ pub fn configure(cfg: Config) -> Result<(), ConfigError> {
     ensure_env();
     INTERVAL_MS.store(cfg.reclaim_interval_ms, Ordering::Relaxed);
     HUGE_PAGES.store(cfg.huge_pages, Ordering::Relaxed);
+    HUGE_PAGES_ABOVE.store(
+        cfg.huge_pages_above_mib.saturating_mul(1 << 20),
+        Ordering::Relaxed,
+    );
     ARENA_CACHE.store(cfg.arena_cache, Ordering::Relaxed);
     HUGE_CACHE_BYTES.store(cfg.huge_cache_mib.min(1 << 30) << 20, Ordering::Relaxed);
     VERBOSE.store(cfg.verbose, Ordering::Relaxed);
