@@ -70,7 +70,7 @@ pub struct Bins {
     pub bitmap: [u64; 2],
     pub heads: [*mut Chunk; NBINS],
     /// The front cache, as glibc's tcache: up to `TC_COUNT` recently freed chunks per exact size
-    /// (≤ 4 KiB), parked *in use* (not coalesced) and handed out again first. Bounded (≤ ~2 MiB
+    /// (≤ 4 KiB), parked *in use* (not coalesced) and handed out again first. Bounded (≤ 4.2 MiB
     /// per heap), flushed into the coalescing heap before a new arena is mapped and on every
     /// trim. It saves the 4–7 cache misses of coalescing on the hottest medium sizes.
     pub tc: [*mut Chunk; TC_SIZES],
