@@ -147,6 +147,14 @@ pub(crate) fn ephemeral_ttl(cfg: &Config, ctx: &mut Ctx) {
         if soon != NIL {
             prefetch(&s.slab[soon as usize]);
         }
+        // Two ticks later that first object is in cache: prefetch the one chained after it.
+        let near = s.heads[(s.tick + 2) % w];
+        if near != NIL {
+            let next = s.slab[near as usize].1;
+            if next != NIL {
+                prefetch(&s.slab[next as usize]);
+            }
+        }
         let at = (s.tick + ttl) % w;
         let cell = (o, s.heads[at]);
         let idx = match s.free_slab.pop() {
