@@ -1,2 +1,422 @@
-//! Encode/decode throughput and bytes per event (filled by issue 2).
-fn main() {}
+//! Encode and decode throughput and compressed bytes per event of the trace format.
+//!
+//! `cargo bench -p traces --bench codec [-- EVENTS]` (default 10M events per trace).
+//!
+//! The traces are made here by really calling glibc's malloc/free and stamping each call with
+//! CLOCK_MONOTONIC, so addresses and timings are those of a real allocator:
+//! * **churn**: the recorder issue's churn loop — 4096 slots, each step frees a random slot and
+//!   mallocs 8 B–32 KiB into it (uniform sizes);
+//! * **program**: a program-like mix — mostly small objects (16–256 B, skewed) with LIFO-ish
+//!   short lifetimes, some medium buffers that grow by realloc, a few long-lived objects, one
+//!   calloc in 16 and an aligned allocation in 64;
+//! * **mixed**: both interleaved on two threads (the 10M-event "mixed" trace of the issue).
+//!
+//! Each measurement is repeated (encode, decode alternating) and the median is printed, with
+//! the bytes per event of the default settings and of alternatives (zstd levels, plain bincode
+//! of the events + zstd) for comparison.
+
+use std::hint::black_box;
+use std::io::Cursor;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use traces::{AlignedFn, Event, Frame, Header, MergedReader, Timed, TraceReader, TraceWriter};
+
+fn now() -> u64 {
+    traces::monotonic_now_ns()
+}
+
+/// Real glibc calls, stamped as the recorder does: frees before, allocations after the call.
+struct Rec {
+    start: u64,
+    out: Vec<Timed>,
+}
+
+impl Rec {
+    fn ts(&self) -> u64 {
+        now() - self.start
+    }
+    fn malloc(&mut self, size: usize) -> *mut libc::c_void {
+        // SAFETY: plain libc malloc; the result is only used as an opaque pointer or freed.
+        let p = unsafe { libc::malloc(size) };
+        let ts = self.ts();
+        self.out.push(Timed {
+            ts,
+            event: Event::Malloc {
+                size: size as u64,
+                ptr: p as u64,
+            },
+        });
+        p
+    }
+    fn calloc(&mut self, n: usize, size: usize) -> *mut libc::c_void {
+        // SAFETY: as above.
+        let p = unsafe { libc::calloc(n, size) };
+        let ts = self.ts();
+        self.out.push(Timed {
+            ts,
+            event: Event::Calloc {
+                nmemb: n as u64,
+                size: size as u64,
+                ptr: p as u64,
+            },
+        });
+        p
+    }
+    fn memalign(&mut self, align: usize, size: usize) -> *mut libc::c_void {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: `p` is a valid out-pointer; align is a power of two multiple of sizeof(void*).
+        unsafe { libc::posix_memalign(&mut p, align, size) };
+        let ts = self.ts();
+        self.out.push(Timed {
+            ts,
+            event: Event::Aligned {
+                func: AlignedFn::PosixMemalign,
+                align: align as u64,
+                size: size as u64,
+                ptr: p as u64,
+            },
+        });
+        p
+    }
+    fn realloc(&mut self, old: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+        // SAFETY: `old` came from this allocator and is live (or null).
+        let p = unsafe { libc::realloc(old, size) };
+        let ts = self.ts();
+        self.out.push(Timed {
+            ts,
+            event: Event::Realloc {
+                old_ptr: old as u64,
+                size: size as u64,
+                ptr: p as u64,
+            },
+        });
+        p
+    }
+    fn free(&mut self, p: *mut libc::c_void) {
+        let ts = self.ts();
+        self.out.push(Timed {
+            ts,
+            event: Event::Free { ptr: p as u64 },
+        });
+        // SAFETY: `p` came from this allocator and is live.
+        unsafe { libc::free(p) };
+    }
+}
+
+fn churn(events: usize, start: u64) -> Vec<Timed> {
+    let mut r = Rec {
+        start,
+        out: Vec::with_capacity(events + 8),
+    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut slots: Vec<*mut libc::c_void> = vec![std::ptr::null_mut(); 4096];
+    while r.out.len() < events {
+        let i = rng.random_range(0..slots.len());
+        if !slots[i].is_null() {
+            r.free(slots[i]);
+        }
+        slots[i] = r.malloc(rng.random_range(8..=32 * 1024));
+    }
+    for p in slots.into_iter().filter(|p| !p.is_null()) {
+        r.free(p);
+    }
+    r.out
+}
+
+fn program(events: usize, start: u64) -> Vec<Timed> {
+    let mut r = Rec {
+        start,
+        out: Vec::with_capacity(events + 8),
+    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+    let mut stack: Vec<*mut libc::c_void> = Vec::new();
+    let mut long_lived: Vec<*mut libc::c_void> = Vec::new();
+    let small = [
+        16usize, 24, 32, 32, 48, 48, 56, 64, 64, 72, 96, 128, 136, 192, 256,
+    ];
+    while r.out.len() < events {
+        let roll = rng.random_range(0..1000);
+        if roll < 470 || stack.is_empty() {
+            let p = match rng.random_range(0..64) {
+                0 => r.memalign(64, small[rng.random_range(0..small.len())]),
+                1..=4 => r.calloc(rng.random_range(1..8), 16),
+                _ => r.malloc(small[rng.random_range(0..small.len())]),
+            };
+            stack.push(p);
+        } else if roll < 940 {
+            // LIFO-ish: mostly the newest objects die first.
+            let back = (rng.random_range(0..8usize)).min(stack.len() - 1);
+            let idx = stack.len() - 1 - back;
+            let p = stack.swap_remove(idx);
+            r.free(p);
+        } else if roll < 990 {
+            // A growing buffer: a few reallocs, then freed.
+            let mut size = 64;
+            let mut p = r.malloc(size);
+            for _ in 0..rng.random_range(1..6) {
+                size *= 2;
+                p = r.realloc(p, size);
+            }
+            r.free(p);
+        } else if long_lived.len() < 20_000 {
+            long_lived.push(r.malloc(rng.random_range(32..4096)));
+        }
+        if stack.len() > 50_000 {
+            let p = stack.swap_remove(0);
+            r.free(p);
+        }
+    }
+    for p in stack.into_iter().chain(long_lived) {
+        r.free(p);
+    }
+    r.out
+}
+
+fn header() -> Header {
+    Header::for_this_process("alloclab codec bench")
+}
+
+/// Encodes `threads` (thread id, events) in 64Ki-event frames, interleaving frames in file
+/// order the way a recorder would.
+fn encode(threads: &[(u32, &[Timed])], level: i32) -> Vec<u8> {
+    let mut w = TraceWriter::new(Vec::with_capacity(64 << 20), "mem", &header())
+        .unwrap()
+        .with_zstd_level(level)
+        .unwrap();
+    let chunk: usize = std::env::var("CODEC_FRAME")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(traces::DEFAULT_FRAME_EVENTS);
+    let max_frames = threads
+        .iter()
+        .map(|(_, e)| e.len().div_ceil(chunk))
+        .max()
+        .unwrap_or(0);
+    for f in 0..max_frames {
+        for (t, evs) in threads {
+            let lo = f * chunk;
+            if lo < evs.len() {
+                w.write_batch(*t, &evs[lo..(lo + chunk).min(evs.len())])
+                    .unwrap();
+            }
+        }
+    }
+    w.finish(0).unwrap()
+}
+
+fn decode_sequential(bytes: &[u8]) -> u64 {
+    let mut r = TraceReader::new(Cursor::new(bytes), "mem").unwrap();
+    let mut f = Frame::default();
+    let mut n = 0u64;
+    while r.next_frame(&mut f).unwrap() {
+        n += f.events.len() as u64;
+        black_box(&f.events);
+    }
+    n
+}
+
+fn decode_merged(bytes: &[u8]) -> u64 {
+    let mut n = 0u64;
+    for r in MergedReader::new(Cursor::new(bytes), "mem").unwrap() {
+        black_box(r.unwrap());
+        n += 1;
+    }
+    n
+}
+
+/// Plain serde/bincode of each event (fixed struct, varints), zstd level 1: what "just use
+/// bincode" would give, for comparison.
+fn bincode_baseline(evs: &[Timed]) -> usize {
+    #[derive(serde::Serialize)]
+    struct Flat {
+        dt: u64,
+        kind: u8,
+        size: u64,
+        old: u64,
+        ptr: u64,
+    }
+    let mut prev = 0;
+    let flat: Vec<Flat> = evs
+        .iter()
+        .map(|e| {
+            let (size, old, ptr) = match e.event {
+                Event::Malloc { size, ptr } => (size, 0, ptr),
+                Event::Calloc { size, ptr, .. } => (size, 0, ptr),
+                Event::Aligned { size, ptr, .. } => (size, 0, ptr),
+                Event::Realloc { old_ptr, size, ptr } => (size, old_ptr, ptr),
+                Event::Free { ptr } => (0, ptr, 0),
+                _ => (0, 0, 0),
+            };
+            let f = Flat {
+                dt: e.ts.wrapping_sub(prev),
+                kind: e.event.kind() as u8,
+                size,
+                old,
+                ptr,
+            };
+            prev = e.ts;
+            f
+        })
+        .collect();
+    let raw = bincode::serde::encode_to_vec(&flat, bincode::config::standard()).unwrap();
+    zstd::bulk::compress(&raw, 1).unwrap().len()
+}
+
+/// CPU time of this thread, in seconds: unlike wall time, it does not count the time other
+/// processes on this shared machine take the core away.
+fn cpu_now() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// The same events with timestamps rounded down to whole microseconds (what a recorder at
+/// 1 µs resolution writes).
+fn to_micros(evs: &[Timed]) -> Vec<Timed> {
+    evs.iter()
+        .map(|e| Timed {
+            ts: e.ts / 1000 * 1000,
+            event: e.event,
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    let reps = 5;
+    let start = now();
+    let churn = churn(n, start);
+    if let Ok(only) = std::env::var("CODEC_ONLY") {
+        // Profiling aid: loop one operation on the churn trace.
+        let bytes = encode(&[(0, &churn[..])], traces::DEFAULT_ZSTD_LEVEL);
+        for _ in 0..10 {
+            match only.as_str() {
+                "encode" => drop(black_box(encode(
+                    &[(0, &churn[..])],
+                    traces::DEFAULT_ZSTD_LEVEL,
+                ))),
+                "decode" => drop(black_box(decode_sequential(&bytes))),
+                _ => drop(black_box(decode_merged(&bytes))),
+            }
+        }
+        return;
+    }
+    let program = program(n, start);
+    let half = n / 2;
+    let churn_us = to_micros(&churn);
+    let program_us = to_micros(&program);
+    let traces: Vec<(&str, Vec<(u32, &[Timed])>)> = vec![
+        ("churn", vec![(0, &churn[..])]),
+        ("program", vec![(0, &program[..])]),
+        ("mixed", vec![(0, &churn[..half]), (1, &program[..half])]),
+        ("churn@1µs", vec![(0, &churn_us[..])]),
+        ("program@1µs", vec![(0, &program_us[..])]),
+    ];
+    println!(
+        "Mev/s = million events per second of thread CPU time (wall time in brackets); zstd \
+         level {}; medians of {reps}",
+        traces::DEFAULT_ZSTD_LEVEL
+    );
+    println!(
+        "{:<12} {:>9} {:>11} {:>16} {:>16} {:>16}",
+        "trace", "events", "bytes/event", "encode", "decode", "merged"
+    );
+    for (name, threads) in &traces {
+        let events: usize = threads.iter().map(|(_, e)| e.len()).sum();
+        let (mut enc, mut dec, mut mer) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut encw, mut decw, mut merw) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bytes = Vec::new();
+        let rate = |secs: f64| events as f64 / secs / 1e6;
+        for _ in 0..reps {
+            let (t, c) = (Instant::now(), cpu_now());
+            bytes = encode(threads, traces::DEFAULT_ZSTD_LEVEL);
+            enc.push(rate(cpu_now() - c));
+            encw.push(rate(t.elapsed().as_secs_f64()));
+            let (t, c) = (Instant::now(), cpu_now());
+            assert_eq!(decode_sequential(&bytes), events as u64);
+            dec.push(rate(cpu_now() - c));
+            decw.push(rate(t.elapsed().as_secs_f64()));
+            let (t, c) = (Instant::now(), cpu_now());
+            assert_eq!(decode_merged(&bytes), events as u64);
+            mer.push(rate(cpu_now() - c));
+            merw.push(rate(t.elapsed().as_secs_f64()));
+        }
+        let fmt =
+            |cpu: Vec<f64>, wall: Vec<f64>| format!("{:.1} ({:.1})", median(cpu), median(wall));
+        println!(
+            "{name:<12} {events:>9} {:>11.3} {:>16} {:>16} {:>16}",
+            bytes.len() as f64 / events as f64,
+            fmt(enc, encw),
+            fmt(dec, decw),
+            fmt(mer, merw),
+        );
+    }
+    if let Some(dir) = std::env::var_os("CODEC_DUMP") {
+        // Raw events as little-endian u64 rows (ts, kind, size, old, ptr) for offline analysis.
+        for (name, evs) in [("churn", &churn), ("program", &program)] {
+            let mut b = Vec::with_capacity(evs.len() * 40);
+            for e in evs.iter() {
+                let (k, size, old, ptr) = match e.event {
+                    Event::Malloc { size, ptr } => (0, size, 0, ptr),
+                    Event::Calloc { nmemb, size, ptr } => (1, nmemb * size, 0, ptr),
+                    Event::Realloc { old_ptr, size, ptr } => (2, size, old_ptr, ptr),
+                    Event::Free { ptr } => (3, 0, ptr, 0),
+                    Event::Aligned { size, ptr, .. } => (4, size, 0, ptr),
+                    _ => (9, 0, 0, 0),
+                };
+                for v in [e.ts, k, size, old, ptr] {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            std::fs::write(std::path::Path::new(&dir).join(format!("{name}.bin")), b).unwrap();
+        }
+    }
+    if std::env::var_os("CODEC_BREAKDOWN").is_some() {
+        for (name, threads) in &traces {
+            let events: usize = threads.iter().map(|(_, e)| e.len()).sum();
+            println!("\n{name}: stream  raw B/ev  zstd B/ev");
+            for (_, evs) in threads {
+                for (s, raw, z) in
+                    traces::__debug::stream_sizes(evs, traces::DEFAULT_FRAME_EVENTS, 1)
+                {
+                    println!(
+                        "  {s:<6} {:>8.3} {:>8.3}",
+                        raw as f64 / events as f64,
+                        z as f64 / events as f64
+                    );
+                }
+            }
+        }
+    }
+    println!("\nalternatives (bytes/event):");
+    println!("trace         zstd-1   zstd-3   zstd-9   bincode+zstd-1");
+    for (name, threads) in &traces {
+        let events: usize = threads.iter().map(|(_, e)| e.len()).sum();
+        let per = |b: usize| b as f64 / events as f64;
+        let all: Vec<Timed> = threads
+            .iter()
+            .flat_map(|(_, e)| e.iter().copied())
+            .collect();
+        println!(
+            "{name:<8} {:>7.3}  {:>7.3}  {:>7.3}   {:>7.3}",
+            per(encode(threads, 1).len()),
+            per(encode(threads, 3).len()),
+            per(encode(threads, 9).len()),
+            per(bincode_baseline(&all)),
+        );
+    }
+}

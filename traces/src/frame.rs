@@ -36,8 +36,9 @@ pub const MAX_FRAME_RAW: u32 = 64 << 20;
 pub const MAX_FRAME_STORED: u32 = MAX_FRAME_RAW + (MAX_FRAME_RAW >> 7) + (1 << 16);
 /// Most events a frame may hold (1 Mi): bounds a decoded frame to 40 MiB.
 pub const MAX_FRAME_EVENTS: u32 = 1 << 20;
-/// The events per frame writers use unless told otherwise.
-pub const DEFAULT_FRAME_EVENTS: usize = 1 << 16;
+/// The events per frame writers use unless told otherwise (256 Ki: larger frames compress
+/// better — more frees refer to an object of the same frame — measured in the codec bench).
+pub const DEFAULT_FRAME_EVENTS: usize = 1 << 18;
 /// The zstd level writers use unless told otherwise (measured in the `codec` bench: level 3
 /// costs ~35 % of encode speed for ~4 % smaller files).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
@@ -329,14 +330,24 @@ impl FrameReader {
             });
         }
         let h = FrameHeader::parse(&hb).map_err(|k| err(offset, k))?;
+        // Reads what is there, at most stored_len, growing the buffer by at most 1 MiB beyond
+        // the data actually read: a cut file never makes us allocate the length its last
+        // header claims.
+        let want = h.stored_len as usize;
+        let mut got = 0;
         self.stored.clear();
-        // Reads what is there, at most stored_len: a cut file never makes us allocate the
-        // length its last header claims.
-        let got = src
-            .take(h.stored_len as u64)
-            .read_to_end(&mut self.stored)
-            .map_err(|e| err(offset, ErrorKind::Io(e)))?;
-        if got < h.stored_len as usize {
+        while got < want {
+            let step = (want - got).min(1 << 20);
+            self.stored.resize(got + step, 0);
+            let n = read_full(src, &mut self.stored[got..got + step])
+                .map_err(|e| err(offset, ErrorKind::Io(e)))?;
+            got += n;
+            if n < step {
+                self.stored.truncate(got);
+                break;
+            }
+        }
+        if got < want {
             return Ok(Next::Cut {
                 bytes: (FRAME_HEADER_LEN + got) as u64,
                 events: Some(h.event_count as u64),

@@ -48,6 +48,38 @@ pub fn monotonic_now_ns() -> u64 {
 }
 
 #[doc(hidden)]
+pub mod __debug {
+    //! Codec internals for the codec bench's breakdown (not a stable API).
+    use crate::codec::{PayloadEncoder, STREAMS, TABLE_LEN};
+    use crate::event::Timed;
+
+    /// Per stream: (name, raw bytes, zstd bytes when compressed alone at `level`), summed over
+    /// frames of `frame` events.
+    pub fn stream_sizes(
+        events: &[Timed],
+        frame: usize,
+        level: i32,
+    ) -> Vec<(&'static str, usize, usize)> {
+        const NAMES: [&str; STREAMS] = ["ops", "ts", "sizes", "refs", "ptrs", "aux", "idx"];
+        let mut out: Vec<(&'static str, usize, usize)> = NAMES.iter().map(|n| (*n, 0, 0)).collect();
+        let mut enc = PayloadEncoder::new();
+        let mut buf = Vec::new();
+        for chunk in events.chunks(frame) {
+            enc.encode(chunk, &mut buf).unwrap();
+            let mut start = TABLE_LEN;
+            for (i, o) in out.iter_mut().enumerate() {
+                let len = u32::from_le_bytes(buf[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
+                let s = &buf[start..start + len];
+                o.1 += len;
+                o.2 += zstd::bulk::compress(s, level).unwrap().len();
+                start += len;
+            }
+        }
+        out
+    }
+}
+
+#[doc(hidden)]
 pub mod __fuzz {
     //! Entry points for the fuzz targets (not a stable API).
     use crate::codec::PayloadDecoder;
