@@ -10,6 +10,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use crate::error::{ErrorKind, Result, TraceError, Warning};
 use crate::event::{Record, ThreadId, Timed};
@@ -311,15 +312,100 @@ pub struct MergedReader<R: Read + Seek = BufReader<File>> {
     current: Option<usize>,
     /// Decoded-frame buffers not in use.
     pool: Vec<Vec<Timed>>,
+    /// Frames decoded ahead on a worker thread, when reading a file (see [`MergedReader::open`]).
+    ahead: Option<ReadAhead>,
+}
+
+/// How many frames the read-ahead thread may decode before the merge needs them.
+const READ_AHEAD_FRAMES: usize = 2;
+
+/// A worker thread that decodes frames in the exact order the merge will load them: a frame is
+/// loaded when the merge reaches its first timestamp, and the merge visits keys
+/// (timestamp, thread) in increasing order, so the load order is the index sorted by
+/// (first timestamp, thread) — known before the first event. Decoding thus runs on another
+/// core while the caller consumes events.
+struct ReadAhead {
+    frames: Receiver<(u64, Result<Vec<Timed>>)>,
+    recycle: Sender<Vec<Timed>>,
+}
+
+impl ReadAhead {
+    fn start(path: &Path, name: &str, order: Vec<FrameInfo>) -> std::io::Result<ReadAhead> {
+        let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
+        let mut frames = FrameReader::new()?;
+        let name = name.to_string();
+        let (tx, rx): (SyncSender<(u64, Result<Vec<Timed>>)>, _) = sync_channel(READ_AHEAD_FRAMES);
+        let (recycle, spare) = channel::<Vec<Timed>>();
+        std::thread::Builder::new()
+            .name("trace-read-ahead".into())
+            .spawn(move || {
+                for f in order {
+                    let mut buf = spare.try_recv().unwrap_or_default();
+                    let r = file
+                        .seek(SeekFrom::Start(f.offset))
+                        .map_err(|e| TraceError::new(&name, f.offset, ErrorKind::Io(e)))
+                        .and_then(|_| {
+                            read_events(&mut frames, &mut file, &name, f.offset, &mut buf)
+                        })
+                        .map(|_| buf);
+                    let failed = r.is_err();
+                    // The reader was dropped: stop.
+                    if tx.send((f.offset, r)).is_err() || failed {
+                        return;
+                    }
+                }
+            })?;
+        Ok(ReadAhead {
+            frames: rx,
+            recycle,
+        })
+    }
+}
+
+/// Reads and decodes the events frame at `offset` (the current position of `src`) into `buf`.
+fn read_events(
+    frames: &mut FrameReader,
+    src: &mut impl Read,
+    path: &str,
+    offset: u64,
+    buf: &mut Vec<Timed>,
+) -> Result<()> {
+    match frames.read(src, path, offset)? {
+        Next::Frame(h) => frames.decode_events(&h, path, offset, buf),
+        _ => Err(TraceError::new(
+            path,
+            offset,
+            ErrorKind::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file changed while it was being read",
+            )),
+        )),
+    }
 }
 
 impl MergedReader<BufReader<File>> {
-    /// Opens the trace at `path`, reads its header and indexes its frames.
+    /// Opens the trace at `path`, reads its header and indexes its frames. Frames are then
+    /// decoded ahead, in the order the merge needs them, by a worker thread (at most
+    /// a few frames ahead, so memory stays bounded).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
         let name = p.display().to_string();
         let f = File::open(p).map_err(|e| TraceError::new(&name, 0, ErrorKind::Io(e)))?;
-        MergedReader::new(BufReader::with_capacity(1 << 16, f), name)
+        let mut r = MergedReader::new(BufReader::with_capacity(1 << 16, f), name)?;
+        if r.index.len() > 1 {
+            let mut order: Vec<(u64, usize, FrameInfo)> = Vec::with_capacity(r.index.len());
+            for (i, c) in r.cursors.iter().enumerate() {
+                order.extend(c.frames.iter().map(|f| (f.first_ts, i, *f)));
+            }
+            // Stable: a thread's frames with equal first timestamps keep their file order.
+            order.sort_by_key(|&(ts, i, _)| (ts, i));
+            let order = order.into_iter().map(|(_, _, f)| f).collect();
+            r.ahead = Some(
+                ReadAhead::start(p, &r.path, order)
+                    .map_err(|e| TraceError::new(&r.path, 0, ErrorKind::Io(e)))?,
+            );
+        }
+        Ok(r)
     }
 }
 
@@ -442,6 +528,7 @@ impl<R: Read + Seek> MergedReader<R> {
             heap,
             current: None,
             pool: Vec::new(),
+            ahead: None,
         })
     }
 
@@ -491,25 +578,35 @@ impl<R: Read + Seek> MergedReader<R> {
             .pop_front()
             .expect("load is called with a pending frame");
         let mut buf = std::mem::take(&mut c.events);
-        if buf.capacity() == 0 {
-            buf = self.pool.pop().unwrap_or_default();
-        }
-        let io = |e| TraceError::new(&self.path, f.offset, ErrorKind::Io(e));
-        self.src.seek(SeekFrom::Start(f.offset)).map_err(io)?;
-        match self.frames.read(&mut self.src, &self.path, f.offset)? {
-            Next::Frame(h) => self
-                .frames
-                .decode_events(&h, &self.path, f.offset, &mut buf)?,
-            _ => {
-                return Err(TraceError::new(
+        if let Some(ahead) = &self.ahead {
+            // The worker decodes in exactly this order; anything else is a bug, reported
+            // rather than papered over.
+            let (offset, r) = ahead.frames.recv().map_err(|_| {
+                TraceError::new(
                     &self.path,
                     f.offset,
-                    ErrorKind::Io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file changed while it was being read",
-                    )),
-                ));
+                    ErrorKind::Io(std::io::Error::other("the read-ahead thread stopped")),
+                )
+            })?;
+            let decoded = r?;
+            assert_eq!(offset, f.offset, "read-ahead order differs from the merge");
+            if buf.capacity() > 0 {
+                let _ = ahead.recycle.send(buf);
             }
+            buf = decoded;
+        } else {
+            if buf.capacity() == 0 {
+                buf = self.pool.pop().unwrap_or_default();
+            }
+            let io = |e| TraceError::new(&self.path, f.offset, ErrorKind::Io(e));
+            self.src.seek(SeekFrom::Start(f.offset)).map_err(io)?;
+            read_events(
+                &mut self.frames,
+                &mut self.src,
+                &self.path,
+                f.offset,
+                &mut buf,
+            )?;
         }
         let c = &mut self.cursors[i];
         c.events = buf;
@@ -543,7 +640,12 @@ impl<R: Read + Seek> MergedReader<R> {
                     c.pos = 0;
                     let mut buf = std::mem::take(&mut c.events);
                     buf.clear();
-                    self.pool.push(buf);
+                    match &self.ahead {
+                        Some(ahead) => {
+                            let _ = ahead.recycle.send(buf);
+                        }
+                        None => self.pool.push(buf),
+                    }
                 }
                 self.current = None;
                 if let Some(k) = self.key(i) {
