@@ -103,7 +103,18 @@ fn print_text(
         traces::FORMAT_MINOR,
         h.writer
     )?;
-    writeln!(out, "command      {}", h.command_line.join(" "))?;
+    let quoted: Vec<String> = h
+        .command_line
+        .iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    writeln!(out, "command      {}", quoted.join(" "))?;
     writeln!(
         out,
         "process      pid {} (parent {}) on {:?}",
