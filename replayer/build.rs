@@ -1,0 +1,34 @@
+//! Embeds what built `replay`: the git commit (`unknown` outside a checkout or without git),
+//! the compiler version and the cargo profile.
+
+use std::process::Command;
+
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn main() {
+    let commit =
+        run("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ALLOCLAB_COMMIT={commit}");
+    if let Some(dir) = run("git", &["rev-parse", "--absolute-git-dir"]) {
+        // Rebuild the facts when HEAD moves (a commit, a checkout).
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        println!("cargo:rerun-if-changed={dir}/logs/HEAD");
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ALLOCLAB_RUSTC={version}");
+    let profile = format!(
+        "{} (opt-level {}, debug {})",
+        std::env::var("PROFILE").unwrap_or_default(),
+        std::env::var("OPT_LEVEL").unwrap_or_default(),
+        std::env::var("DEBUG").unwrap_or_default()
+    );
+    println!("cargo:rustc-env=ALLOCLAB_PROFILE={profile}");
+    println!("cargo:rerun-if-changed=build.rs");
+}

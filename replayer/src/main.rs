@@ -1,0 +1,249 @@
+//! `replay`: the command line over the replayer library (see lib.rs and README.md).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use replayer::adapter::{ALLOCATORS, AllocSpec, parse_list};
+use replayer::engine::Touch;
+use replayer::error::ReplayError;
+use replayer::mem::{Counting, HarnessAlloc};
+use replayer::run::{Sweep, SweepOptions};
+
+// The harness never takes memory from malloc: in a replay child malloc is the allocator under
+// test (see mem.rs). Every harness allocation is counted, so a replay can prove that none
+// happened inside its loop.
+#[global_allocator]
+static GLOBAL: Counting<HarnessAlloc> = Counting(HarnessAlloc::new());
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_lowercase();
+            let m = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1u64,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(format!("'{s}' is not a size (as in 512M or 4G)")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (as in 512M or 4G)"))?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(format!("'{s}' is not a size"));
+    }
+    Ok((v * mul as f64) as u64)
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not a number of seconds"))
+    }
+}
+
+/// Replays an allocation trace through one or more allocators and measures throughput,
+/// latency percentiles, RSS and fragmentation. Each allocator × repetition runs in its own
+/// child process, interleaved.
+#[derive(Parser, Debug)]
+#[command(name = "replay", version, after_help = after_help())]
+struct Args {
+    /// The trace (.zst, from `record` or `synth`).
+    #[arg(required_unless_present_any = ["list_allocators", "child"])]
+    trace: Option<PathBuf>,
+    /// Allocators, comma-separated (see --list-allocators); ratios are to the first.
+    #[arg(short, long, default_value = "system")]
+    alloc: Vec<String>,
+    /// Repetitions of each allocator (median and spread are reported).
+    #[arg(short, long, default_value_t = 1)]
+    repeat: u32,
+    /// Fold the traced threads onto this many replay threads (default: one per traced thread).
+    #[arg(short, long)]
+    threads: Option<u32>,
+    /// Pin replay thread i to CPU i mod CPUs.
+    #[arg(long)]
+    pin: bool,
+    /// Honour the trace's timing instead of replaying as fast as possible.
+    #[arg(long)]
+    pace: bool,
+    /// How much of each new block to write.
+    #[arg(long, value_enum, default_value_t = Touch::Pages)]
+    touch: Touch,
+    /// Skip the timed (latency) pass.
+    #[arg(long)]
+    no_latency: bool,
+    /// RSS sampler period in ms (0: no time series).
+    #[arg(long, default_value_t = 10)]
+    sample_ms: u64,
+    /// Seconds to watch retained RSS after the last op (points at 0.1, 1 and 5 s).
+    #[arg(long, default_value = "1", value_parser = parse_secs)]
+    retained_wait: f64,
+    /// Seconds one child may run before it is killed and its run reported as timed out.
+    #[arg(long, default_value = "600", value_parser = parse_secs)]
+    timeout: f64,
+    /// Write runs.parquet, latency.parquet and timeseries.parquet here (SCHEMA.md).
+    #[arg(short, long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Sweep name in the results (default: the output directory's name).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Memory the replay may use (as in 8G; default: the machine's available memory).
+    #[arg(long, value_parser = parse_bytes)]
+    max_memory: Option<u64>,
+    /// Leave out allocators that are not installed here (with a warning) instead of failing.
+    #[arg(long)]
+    skip_unavailable: bool,
+    /// List the allocators and whether each is available here.
+    #[arg(long)]
+    list_allocators: bool,
+    /// No progress bars and no per-run lines on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Internal: run one pass as a child (request on stdin).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+fn after_help() -> String {
+    let mut s = String::from("Allocators:\n");
+    for (n, about) in ALLOCATORS {
+        s += &format!("  {n:22} {about}\n");
+    }
+    s += "\nExit status: 0 when every run is ok, 3 when some run crashed, failed or timed out \
+          (the others are still reported and written), 2 for bad input, 1 for other errors.";
+    s
+}
+
+fn list() -> String {
+    let mut s = String::new();
+    for (n, about) in ALLOCATORS {
+        let state = match AllocSpec::parse(n) {
+            Ok(spec) => match spec.check_available() {
+                Ok(()) => "available".to_string(),
+                Err(e) => format!("unavailable: {e}"),
+            },
+            Err(_) => "give a path".to_string(),
+        };
+        s += &format!("{n:22} {about}\n{:22} ({state})\n", "");
+    }
+    s
+}
+
+fn run(a: Args) -> Result<ExitCode, ReplayError> {
+    let mut allocators: Vec<AllocSpec> = Vec::new();
+    for list in &a.alloc {
+        for s in
+            parse_list(list).map_err(|e| ReplayError::BadInput(format!("--alloc {list}: {e}")))?
+        {
+            if !allocators.contains(&s) {
+                allocators.push(s);
+            }
+        }
+    }
+    if a.skip_unavailable {
+        allocators.retain(|s| match s.check_available() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("replay: leaving out {e}");
+                false
+            }
+        });
+        if allocators.is_empty() {
+            return Err(ReplayError::BadInput(
+                "none of the allocators asked for is available here".into(),
+            ));
+        }
+    }
+    let trace = a.trace.expect("clap requires it");
+    let opts = SweepOptions {
+        allocators,
+        repeat: a.repeat,
+        threads: a.threads,
+        touch: a.touch,
+        pace: a.pace,
+        pin: a.pin,
+        latency: !a.no_latency,
+        sample_ms: a.sample_ms,
+        retained_wait: a.retained_wait,
+        timeout: Duration::from_secs_f64(a.timeout),
+        sweep: a.sweep,
+        out: a.out,
+        max_memory: a.max_memory,
+        progress: !a.quiet,
+        verbose: !a.quiet,
+        exe: None,
+        ..SweepOptions::new(trace)
+    };
+    let sweep = Sweep::prepare(opts)?;
+    if !a.quiet && !a.json {
+        eprint!("{}", replayer::table::render_trace(sweep.trace()));
+    }
+    let results = sweep.run()?;
+    let text = if a.json {
+        let doc = serde_json::json!({
+            "trace": sweep.trace(),
+            "summary": replayer::table::summarize(&results),
+            "runs": results.runs,
+            "latency": results.latency,
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    } else {
+        format!(
+            "{}\n{}",
+            replayer::table::render_trace(sweep.trace()),
+            replayer::table::render(&results)
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(ReplayError::io("writing to stdout", e));
+    }
+    let failed = results.runs.iter().filter(|r| r.status != "ok").count();
+    if failed > 0 {
+        eprintln!(
+            "replay: {failed} of {} runs did not finish ok (see the table's last lines)",
+            results.runs.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    if a.child {
+        return ExitCode::from(replayer::child::main() as u8);
+    }
+    if a.list_allocators {
+        print!("{}", list());
+        return ExitCode::SUCCESS;
+    }
+    match run(a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("replay: {e}");
+            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}

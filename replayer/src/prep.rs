@@ -1,0 +1,501 @@
+//! Preprocessing: a trace, read once in global order, becomes a [`Plan`] (see `plan.rs`).
+//!
+//! One pass over the merged records keeps a hash map from each address the trace used to its
+//! object (slot and requested size, or "freed"). Each allocator call becomes an [`Op`] on the
+//! array of the replay thread its traced thread is folded into:
+//!
+//! * an allocation takes a slot: first from the replay thread's own free slots (LIFO: freed
+//!   here, so already free in the replay and warm), then from a shared pool of the oldest slots
+//!   other threads freed (FIFO: their free most likely already happened in the replay), else a
+//!   new one. The slot table stays near the peak live object count;
+//! * every op on a slot records the slot's generation and whether the previous transition was
+//!   another replay thread's (then the op waits for it in the replay);
+//! * inconsistent events are counted and skipped: a free of an address never returned, a double
+//!   free (a realloc of such an address becomes `realloc(NULL, n)`, so the new object exists);
+//! * an allocation returning an address that is still live (an *inversion*: the trace lost a
+//!   free) first frees the old object (a DROP op), then takes a slot of its own;
+//! * failed allocations of the trace are not replayed (counted); `free(NULL)` is.
+//!
+//! Live bytes follow `traces::inspect` exactly, so the plan's peak equals `inspect`'s.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+use traces::{AlignedFn, Event, MergedReader, Record};
+
+use crate::error::ReplayError;
+use crate::plan::{CHECKPOINT, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, op};
+
+/// What preprocessing needs besides the trace.
+#[derive(Clone, Debug, Default)]
+pub struct PrepOptions {
+    /// Replay threads to fold the traced threads onto (`None`: one per traced thread).
+    pub threads: Option<u32>,
+    /// Keep each op's timestamp (for `--pace`).
+    pub pace: bool,
+    /// Memory preprocessing may use, bytes (`None`: no check).
+    pub max_memory: Option<u64>,
+}
+
+/// A fast hash for addresses: one folded 64×64→128 multiply (pointers are aligned, so their
+/// low bits alone would make a poor hash).
+#[derive(Default, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, x: u64) {
+        let m = (x ^ self.0) as u128 * 0x9E37_79B9_7F4A_7C15u128;
+        self.0 = (m >> 64) as u64 ^ m as u64;
+    }
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Slot marker of an address whose object was freed.
+const FREED: u32 = u32::MAX;
+/// "No replay thread yet" in `last`.
+const NONE: u16 = u16::MAX;
+/// A replay thread keeps at most this many free slots; beyond, its oldest half goes to the pool.
+const LOCAL_MAX: usize = 512;
+
+#[derive(Clone, Copy)]
+struct Obj {
+    slot: u32,
+    size: u64,
+}
+
+struct Builder {
+    map: HashMap<u64, Obj, BuildHasherDefault<AddrHasher>>,
+    gen_: Vec<u16>,
+    last: Vec<u16>,
+    local: Vec<Vec<u32>>,
+    pool: VecDeque<u32>,
+    arrays: Vec<ThreadArrays>,
+    /// Per replay thread: cumulative live-bytes change.
+    cum: Vec<i64>,
+    paced: bool,
+    ts: u64,
+    meta: PlanMeta,
+    live_bytes: u64,
+    live_objects: u64,
+}
+
+impl Builder {
+    #[inline(always)]
+    fn take_slot(&mut self, t: usize) -> u32 {
+        if let Some(s) = self.local[t].pop() {
+            return s;
+        }
+        if let Some(s) = self.pool.pop_front() {
+            return s;
+        }
+        let s = self.gen_.len() as u32;
+        self.gen_.push(0);
+        self.last.push(NONE);
+        s
+    }
+
+    #[inline(always)]
+    fn give_slot(&mut self, t: usize, slot: u32) {
+        let l = &mut self.local[t];
+        l.push(slot);
+        if l.len() > LOCAL_MAX {
+            self.pool.extend(l.drain(..LOCAL_MAX / 2));
+        }
+    }
+
+    /// Appends an op to replay thread `t`: a transition of `slot` (unless `free(NULL)`) that
+    /// changes live bytes by `delta`.
+    #[inline(always)]
+    fn emit(&mut self, t: usize, kind: u8, slot: u32, size: u64, align_log2: u8, delta: i64) {
+        let mut o = Op {
+            size,
+            slot,
+            kind,
+            align_log2,
+            generation: 0,
+        };
+        if kind != op::FREE_NULL {
+            let s = slot as usize;
+            o.generation = self.gen_[s];
+            let last = self.last[s];
+            if last != NONE && last as usize != t {
+                o.kind |= op::WAIT;
+                self.meta.waiting_ops += 1;
+            }
+            self.gen_[s] = o.generation.wrapping_add(1);
+            self.last[s] = t as u16;
+        }
+        self.meta.ops_by_class[OpClass::of(kind) as usize] += 1;
+        if kind <= op::REALLOC {
+            self.meta.max_request = self.meta.max_request.max(size);
+        }
+        self.cum[t] += delta;
+        let a = &mut self.arrays[t];
+        a.ops.push(o);
+        if self.paced {
+            a.ts.push(self.ts);
+        }
+        if a.ops.len().is_multiple_of(CHECKPOINT) {
+            a.checkpoints.push(self.cum[t]);
+        }
+    }
+
+    fn note_peak(&mut self, t: usize) {
+        if self.live_bytes > self.meta.peak_live_bytes {
+            self.meta.peak_live_bytes = self.live_bytes;
+            self.meta.peak_at = Some((t as u32, self.arrays[t].ops.len() as u64));
+        }
+    }
+
+    /// The live object at `ptr` is gone: its slot and size, or `None` (counted) if `ptr` is
+    /// not live.
+    #[inline(always)]
+    fn release(&mut self, ptr: u64) -> Option<Obj> {
+        match self.map.get_mut(&ptr) {
+            Some(o) if o.slot != FREED => {
+                let r = *o;
+                o.slot = FREED;
+                self.live_bytes -= r.size;
+                self.live_objects -= 1;
+                Some(r)
+            }
+            Some(_) => {
+                self.meta.double_free += 1;
+                None
+            }
+            None => {
+                self.meta.free_of_unknown += 1;
+                None
+            }
+        }
+    }
+
+    /// A new object of `size` requested bytes at `ptr`, made by an op of `kind` that asks for
+    /// `call_size` bytes.
+    #[inline(always)]
+    fn alloc(&mut self, t: usize, ptr: u64, size: u64, kind: u8, call_size: u64, align_log2: u8) {
+        let slot = self.take_slot(t);
+        let prev = self.map.insert(ptr, Obj { slot, size });
+        if let Some(p) = prev.filter(|p| p.slot != FREED) {
+            // The address is still live: its free is missing from the trace. Free the old
+            // object first (the address could not have been handed out otherwise).
+            self.meta.inversions += 1;
+            self.live_bytes -= p.size;
+            self.live_objects -= 1;
+            self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
+            self.give_slot(t, p.slot);
+        }
+        self.emit(t, kind, slot, call_size, align_log2, size as i64);
+        self.live_bytes += size;
+        self.live_objects += 1;
+        self.meta.peak_live_objects = self.meta.peak_live_objects.max(self.live_objects);
+        self.note_peak(t);
+    }
+
+    fn feed(&mut self, t: usize, r: &Record) {
+        match r.event {
+            Event::Malloc { size, ptr } => {
+                if ptr == 0 {
+                    self.meta.failed_in_trace += 1;
+                } else {
+                    self.alloc(t, ptr, size, op::MALLOC, size, 0);
+                }
+            }
+            Event::Calloc { nmemb, size, ptr } => {
+                if ptr == 0 {
+                    self.meta.failed_in_trace += 1;
+                } else {
+                    let n = nmemb.saturating_mul(size);
+                    self.alloc(t, ptr, n, op::CALLOC, n, 0);
+                }
+            }
+            Event::Aligned {
+                func,
+                align,
+                size,
+                ptr,
+            } => {
+                if ptr == 0 {
+                    self.meta.failed_in_trace += 1;
+                } else {
+                    // glibc rounds a memalign alignment up to a power of two; valid requests
+                    // of the other functions already are one.
+                    let a = align.clamp(1, 1 << 40).next_power_of_two();
+                    let call = if func == AlignedFn::Pvalloc {
+                        size.max(1).div_ceil(a) * a
+                    } else {
+                        size
+                    };
+                    self.alloc(t, ptr, size, op::ALIGNED, call, a.trailing_zeros() as u8);
+                }
+            }
+            Event::Realloc { old_ptr, size, ptr } => self.realloc(t, old_ptr, size, ptr),
+            Event::Free { ptr } => {
+                if ptr == 0 {
+                    self.emit(t, op::FREE_NULL, 0, 0, 0, 0);
+                } else if let Some(o) = self.release(ptr) {
+                    self.emit(t, op::FREE, o.slot, o.size, 0, -(o.size as i64));
+                    self.give_slot(t, o.slot);
+                }
+            }
+            Event::ThreadStart { .. } | Event::ThreadExit | Event::Fork { .. } => {
+                self.meta.markers += 1;
+            }
+        }
+    }
+
+    fn realloc(&mut self, t: usize, old_ptr: u64, size: u64, ptr: u64) {
+        if ptr == 0 {
+            if size > 0 || old_ptr == 0 {
+                // Failed: the old object (if any) stays live.
+                self.meta.failed_in_trace += 1;
+            } else if let Some(o) = self.release(old_ptr) {
+                // realloc(p, 0) freed p.
+                self.emit(t, op::REALLOC_FREE, o.slot, o.size, 0, -(o.size as i64));
+                self.give_slot(t, o.slot);
+            }
+            return;
+        }
+        if old_ptr == 0 {
+            self.alloc(t, ptr, size, op::REALLOC, size, 0);
+            return;
+        }
+        if ptr == old_ptr
+            && let Some(o) = self.map.get_mut(&ptr).filter(|o| o.slot != FREED)
+        {
+            // Resized in place: same object, new size.
+            let (slot, old) = (o.slot, o.size);
+            o.size = size;
+            self.live_bytes = self.live_bytes - old + size;
+            self.emit(t, op::REALLOC, slot, size, 0, size as i64 - old as i64);
+            self.note_peak(t);
+            return;
+        }
+        match self.release(old_ptr) {
+            Some(o) => {
+                // Moved: the object keeps its slot under its new address. The replay's
+                // realloc frees the old block and makes the new one in one transition.
+                let slot = o.slot;
+                self.live_objects += 1;
+                let prev = self
+                    .map
+                    .insert(ptr, Obj { slot, size })
+                    .filter(|p| p.slot != FREED);
+                if let Some(p) = prev {
+                    // Inversion at the new address (see `alloc`).
+                    self.meta.inversions += 1;
+                    self.live_bytes -= p.size;
+                    self.live_objects -= 1;
+                    self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
+                    self.give_slot(t, p.slot);
+                }
+                self.emit(t, op::REALLOC, slot, size, 0, size as i64 - o.size as i64);
+                self.live_bytes += size;
+                self.meta.peak_live_objects = self.meta.peak_live_objects.max(self.live_objects);
+                self.note_peak(t);
+            }
+            // Old pointer unknown or already freed (counted): replay realloc(NULL, size) so
+            // the object the rest of the trace uses exists.
+            None => self.alloc(t, ptr, size, op::REALLOC, size, 0),
+        }
+    }
+}
+
+/// Assigns traced threads (with their event counts) to `n` replay threads: identity when
+/// there are enough, else largest first onto the least loaded.
+fn fold(threads: &[(u32, u64)], n: usize) -> Vec<Vec<u32>> {
+    if n >= threads.len() {
+        return threads.iter().map(|&(t, _)| vec![t]).collect();
+    }
+    let mut order: Vec<_> = threads.to_vec();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut groups: Vec<(u64, Vec<u32>)> = vec![(0, Vec::new()); n];
+    for (t, events) in order {
+        let g = groups
+            .iter_mut()
+            .min_by_key(|g| g.0)
+            .expect("at least one replay thread");
+        g.0 += events;
+        g.1.push(t);
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut v)| {
+            v.sort_unstable();
+            v
+        })
+        .collect()
+}
+
+/// Preprocesses the trace read by `reader` into a plan. `progress` is called with the number
+/// of events read so far, every 2^16 events.
+pub fn preprocess(
+    mut reader: MergedReader,
+    opts: &PrepOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Plan, ReplayError> {
+    let start = Instant::now();
+    let total = reader.total_events();
+    let mut per_thread: HashMap<u32, u64> = HashMap::new();
+    for f in reader.index() {
+        *per_thread.entry(f.thread).or_default() += f.events as u64;
+    }
+    let mut threads: Vec<(u32, u64)> = per_thread.into_iter().collect();
+    threads.sort_unstable();
+    let state_per_event = 16 + if opts.pace { 8 } else { 0 } + 8;
+    if let Some(avail) = opts.max_memory {
+        let need = total * state_per_event;
+        if need > avail {
+            return Err(ReplayError::TooBig {
+                what: format!(
+                    "preprocessing {total} events needs about {} of op arrays and slot table",
+                    crate::fmt::bytes(need)
+                ),
+                needed: need,
+                available: avail,
+            });
+        }
+    }
+    let n = opts
+        .threads
+        .map_or(threads.len(), |n| (n as usize).min(threads.len()))
+        .max(1);
+    if n > u16::MAX as usize - 1 {
+        return Err(ReplayError::BadInput(format!(
+            "{n} replay threads: at most {} are supported",
+            u16::MAX - 1
+        )));
+    }
+    let groups = fold(&threads, n);
+    let max_id = threads.last().map_or(0, |t| t.0) as usize;
+    let mut to_replay = vec![0u32; max_id + 1];
+    for (i, g) in groups.iter().enumerate() {
+        for &t in g {
+            to_replay[t as usize] = i as u32;
+        }
+    }
+    let events_of = |g: &[u32]| -> u64 {
+        g.iter()
+            .map(|t| threads.iter().find(|x| x.0 == *t).map_or(0, |x| x.1))
+            .sum()
+    };
+    let mut b = Builder {
+        map: HashMap::with_capacity_and_hasher(1 << 16, Default::default()),
+        gen_: Vec::new(),
+        last: Vec::new(),
+        local: vec![Vec::new(); n],
+        pool: VecDeque::new(),
+        arrays: groups
+            .iter()
+            .map(|g| {
+                let e = events_of(g) as usize;
+                ThreadArrays {
+                    ops: Vec::with_capacity(e + 16),
+                    checkpoints: {
+                        let mut c = Vec::with_capacity(e / CHECKPOINT + 2);
+                        c.push(0);
+                        c
+                    },
+                    ts: if opts.pace {
+                        Vec::with_capacity(e + 16)
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect(),
+        cum: vec![0; n],
+        paced: opts.pace,
+        ts: 0,
+        meta: PlanMeta {
+            threads: groups
+                .iter()
+                .map(|g| ThreadLayout {
+                    trace_threads: g.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            trace_threads: threads.len() as u32,
+            paced: opts.pace,
+            ..Default::default()
+        },
+        live_bytes: 0,
+        live_objects: 0,
+    };
+    let mut first_ts = None;
+    let mut events = 0u64;
+    while let Some(r) = reader.next_record()? {
+        events += 1;
+        if events & 0xffff == 0 {
+            progress(events);
+        }
+        if opts.pace {
+            b.ts = r.ts - *first_ts.get_or_insert(r.ts);
+        }
+        let t = match to_replay.get(r.thread as usize) {
+            Some(&t) => t as usize,
+            None => 0,
+        };
+        b.feed(t, &r);
+    }
+    progress(events);
+    for (i, (a, l)) in b
+        .arrays
+        .iter_mut()
+        .zip(b.meta.threads.iter_mut())
+        .enumerate()
+    {
+        if a.ops.len() % CHECKPOINT != 0 {
+            a.checkpoints.push(b.cum[i]);
+        }
+        l.ops = a.ops.len() as u64;
+    }
+    b.meta.events = events;
+    b.meta.slots = b.gen_.len() as u64;
+    b.meta.final_live_bytes = b.live_bytes;
+    b.meta.free_null_ops = b
+        .arrays
+        .iter()
+        .flat_map(|a| a.ops.iter())
+        .filter(|o| o.kind & op::KIND_MASK == op::FREE_NULL)
+        .count() as u64;
+    b.meta.preprocess_ns = start.elapsed().as_nanos() as u64;
+    Ok(Plan {
+        meta: b.meta,
+        arrays: b.arrays,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_balances_events() {
+        let g = fold(&[(0, 100), (1, 60), (2, 50), (3, 10)], 2);
+        assert_eq!(g, vec![vec![0, 3], vec![1, 2]]);
+        let g = fold(&[(0, 1), (5, 1)], 4);
+        assert_eq!(g, vec![vec![0], vec![5]]);
+    }
+
+    #[test]
+    fn hasher_spreads_aligned_addresses() {
+        use std::hash::BuildHasher;
+        let b = BuildHasherDefault::<AddrHasher>::default();
+        let mut low = std::collections::HashSet::new();
+        for i in 0..1024u64 {
+            low.insert(b.hash_one(0x7f00_0000_0000 + i * 16) & 1023);
+        }
+        assert!(low.len() > 600, "{} distinct low bits", low.len());
+    }
+}

@@ -1,0 +1,520 @@
+//! A sweep: one trace, preprocessed once, replayed by every allocator × repetition in child
+//! processes of their own, interleaved (a b c a b c …) so that drift of a shared machine hits
+//! every allocator alike (DESIGN.md contract 6).
+//!
+//! Each run is one untimed pass (throughput, RSS over time, memory figures) and, unless
+//! latency is turned off, one timed pass (every call timed), each in a fresh child: the
+//! allocator starts cold in both, and the timing code never touches the memory figures. A
+//! child that crashes, fails or runs past the timeout is recorded as such; the sweep goes on,
+//! and with `--out` the Parquet files are rewritten after every run, so an interrupted sweep
+//! keeps what it measured.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::adapter::{AllocSpec, options_in_env};
+use crate::child::{ChildReply, ChildRequest};
+use crate::engine::{PassOptions, Touch};
+use crate::env::{Environment, build_info};
+use crate::error::ReplayError;
+use crate::mem::Mapping;
+use crate::plan::PlanMeta;
+use crate::prep::{PrepOptions, preprocess};
+use crate::results::{Outcome, Results, RunRow, Status, SweepInfo, TraceInfo};
+
+/// Everything a sweep is asked to do.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// The trace.
+    pub trace: PathBuf,
+    /// Allocators, in the order results are reported (ratios are to the first).
+    pub allocators: Vec<AllocSpec>,
+    /// Repetitions of each allocator.
+    pub repeat: u32,
+    /// Replay threads to fold the traced threads onto (`None`: one per traced thread).
+    pub threads: Option<u32>,
+    pub touch: Touch,
+    /// Honour the trace's timing.
+    pub pace: bool,
+    /// Pin replay threads to CPUs.
+    pub pin: bool,
+    /// Run the timed (latency) pass too.
+    pub latency: bool,
+    /// Sampler period, ms.
+    pub sample_ms: u64,
+    /// Seconds to keep reading retained RSS after the last op (0.1, 1 and 5 s points that fit).
+    pub retained_wait: f64,
+    /// Per child.
+    pub timeout: Duration,
+    /// Sweep name in the results (default: the output directory's name, else `replay`).
+    pub sweep: Option<String>,
+    /// Where the Parquet files go.
+    pub out: Option<PathBuf>,
+    /// Memory the replay may use, bytes (default: what the machine has available).
+    pub max_memory: Option<u64>,
+    /// Progress bars on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+    /// One line per run on stderr.
+    pub verbose: bool,
+    /// The `replay` executable children run (default: this process's own).
+    pub exe: Option<PathBuf>,
+}
+
+impl SweepOptions {
+    /// Defaults: `system` once, latency on, touch pages, 10 ms samples, 1 s retained wait,
+    /// 10 min timeout.
+    pub fn new(trace: impl Into<PathBuf>) -> SweepOptions {
+        SweepOptions {
+            trace: trace.into(),
+            allocators: vec![AllocSpec::System],
+            repeat: 1,
+            threads: None,
+            touch: Touch::Pages,
+            pace: false,
+            pin: false,
+            latency: true,
+            sample_ms: 10,
+            retained_wait: 1.0,
+            timeout: Duration::from_secs(600),
+            sweep: None,
+            out: None,
+            max_memory: None,
+            progress: true,
+            verbose: true,
+            exe: None,
+        }
+    }
+}
+
+/// A trace preprocessed and ready to replay.
+pub struct Sweep {
+    opts: SweepOptions,
+    trace: TraceInfo,
+    info: SweepInfo,
+    plan_fd: OwnedFd,
+    exe: PathBuf,
+}
+
+/// The trace's short name: its file name without `.zst` and `.trace`.
+pub fn trace_name(path: &Path) -> String {
+    let f = path
+        .file_name()
+        .map_or_else(|| "trace".to_string(), |f| f.to_string_lossy().into_owned());
+    let f = f.strip_suffix(".zst").unwrap_or(&f);
+    let f = f.strip_suffix(".trace").unwrap_or(f);
+    f.to_string()
+}
+
+/// `synth.workload` of a synthetic trace, else `recorded:<program>`.
+pub fn workload_of(h: &traces::Header) -> String {
+    if let Some(w) = h.extra("synth.workload") {
+        return w.to_string();
+    }
+    let prog = h
+        .command_line
+        .first()
+        .map(|c| c.rsplit('/').next().unwrap_or(c).to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    format!("recorded:{prog}")
+}
+
+fn bar(progress: bool, len: u64, template: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b
+}
+
+/// A progress page: a one-page memfd a child's sampler writes its ops done into.
+fn progress_page() -> std::io::Result<(OwnedFd, Mapping)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create with a static name; the descriptor is owned below. No CLOEXEC: the
+    // child inherits it.
+    let fd = unsafe { libc::memfd_create(c"alloclab-progress".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nothing else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::fs::File::from(owned.try_clone()?).set_len(4096)?;
+    let m = Mapping::file_rw(owned.as_raw_fd(), 4096)?;
+    Ok((owned, m))
+}
+
+fn signal_name(sig: i32) -> String {
+    // SAFETY: strsignal returns a static (or thread-local) NUL-terminated string.
+    let s = unsafe { libc::strsignal(sig) };
+    if s.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: as above.
+    let name = unsafe { std::ffi::CStr::from_ptr(s) }.to_string_lossy();
+    format!("signal {sig} ({name})")
+}
+
+/// Keeps the last few lines a child wrote on stderr.
+fn tail(lines: &[String]) -> String {
+    let t: Vec<&str> = lines.iter().rev().take(3).map(String::as_str).collect();
+    t.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+impl Sweep {
+    /// Checks the allocators, reads and preprocesses the trace, and checks that its replay fits
+    /// in memory.
+    pub fn prepare(opts: SweepOptions) -> Result<Sweep, ReplayError> {
+        if opts.allocators.is_empty() {
+            return Err(ReplayError::BadInput("no allocator given (--alloc)".into()));
+        }
+        if opts.repeat == 0 {
+            return Err(ReplayError::BadInput("--repeat must be at least 1".into()));
+        }
+        if opts.threads == Some(0) {
+            return Err(ReplayError::BadInput("--threads must be at least 1".into()));
+        }
+        for a in &opts.allocators {
+            a.check_available()?;
+        }
+        let exe = match &opts.exe {
+            Some(e) => e.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| ReplayError::io("finding the replay executable", e))?,
+        };
+        let available = opts.max_memory.or_else(crate::env::mem_available);
+        let path = opts.trace.display().to_string();
+        let reader = traces::MergedReader::open(&opts.trace)?;
+        for w in reader.warnings() {
+            eprintln!("replay: warning: {}", w.describe(&path));
+        }
+        let header = reader.header().clone();
+        let total = reader.total_events();
+        let pb = bar(
+            opts.progress,
+            total,
+            "preprocessing {bar:30} {percent:>3}% {human_pos}/{human_len} events, ETA {eta}",
+        );
+        let mut plan = preprocess(
+            reader,
+            &PrepOptions {
+                threads: opts.threads,
+                pace: opts.pace,
+                max_memory: available,
+            },
+            &mut |n| pb.set_position(n),
+        )?;
+        pb.finish_and_clear();
+        if plan.meta.total_ops() == 0 {
+            return Err(ReplayError::BadInput(format!(
+                "{path}: the trace holds no allocator call to replay"
+            )));
+        }
+        if let Some(avail) = available {
+            // The replay child needs the plan mapped, the slot table and the trace's peak live
+            // bytes (touched, unless --touch none) at once.
+            let need = plan.meta.state_bytes()
+                + if opts.touch == Touch::None {
+                    0
+                } else {
+                    plan.meta.peak_live_bytes
+                };
+            if need > avail {
+                return Err(ReplayError::TooBig {
+                    what: format!(
+                        "{path}: replaying needs the trace's peak live bytes ({}) plus the replay state ({})",
+                        crate::fmt::bytes(plan.meta.peak_live_bytes),
+                        crate::fmt::bytes(plan.meta.state_bytes())
+                    ),
+                    needed: need,
+                    available: avail,
+                });
+            }
+        }
+        let plan_fd = plan
+            .write_memfd()
+            .map_err(|e| ReplayError::io("writing the replay plan into a memfd", e))?;
+        let sweep = opts.sweep.clone().unwrap_or_else(|| {
+            opts.out.as_ref().and_then(|o| o.file_name()).map_or_else(
+                || "replay".to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            )
+        });
+        let trace = TraceInfo {
+            path,
+            name: trace_name(&opts.trace),
+            workload: workload_of(&header),
+            plan: plan.meta,
+        };
+        let info = SweepInfo {
+            sweep,
+            touch: opts.touch.name().to_string(),
+            paced: opts.pace,
+            pinned_requested: opts.pin,
+            environment: Environment::detect(),
+            build: build_info(),
+        };
+        Ok(Sweep {
+            opts,
+            trace,
+            info,
+            plan_fd,
+            exe,
+        })
+    }
+
+    /// The preprocessed trace.
+    pub fn trace(&self) -> &TraceInfo {
+        &self.trace
+    }
+
+    /// The plan's counts.
+    pub fn plan(&self) -> &PlanMeta {
+        &self.trace.plan
+    }
+
+    /// Runs every allocator × repetition (interleaved) and returns the results.
+    pub fn run(&self) -> Result<Results, ReplayError> {
+        let o = &self.opts;
+        let passes = if o.latency { 2 } else { 1 };
+        let ops = self.trace.plan.total_ops();
+        let total = ops * passes * o.repeat as u64 * o.allocators.len() as u64;
+        let pb = bar(
+            o.progress,
+            total,
+            "{msg:24} {bar:30} {percent:>3}% ops {human_pos}/{human_len}, ETA {eta}",
+        );
+        let mut results = Results::default();
+        let mut done_ops = 0u64;
+        for rep in 0..o.repeat {
+            for spec in &o.allocators {
+                let mut opts_env = options_in_env(spec.option_prefixes());
+                for (k, v) in spec.child_env() {
+                    if !opts_env.contains(&format!("{k}=")) {
+                        opts_env = format!("{opts_env} {k}={v}").trim().to_string();
+                    }
+                }
+                pb.set_message(format!("{} r{}/{}", spec.name(), rep + 1, o.repeat));
+                let untimed = self.child(
+                    spec,
+                    PassOptions {
+                        touch: o.touch,
+                        pace: o.pace,
+                        pin: o.pin,
+                        timed: false,
+                        sample_ms: o.sample_ms,
+                        retained_wait: o.retained_wait,
+                    },
+                    &pb,
+                    done_ops,
+                );
+                done_ops += ops;
+                pb.set_position(done_ops);
+                let timed = o.latency.then(|| {
+                    let t = self.child(
+                        spec,
+                        PassOptions {
+                            touch: o.touch,
+                            pace: o.pace,
+                            pin: o.pin,
+                            timed: true,
+                            sample_ms: 0,
+                            retained_wait: 0.0,
+                        },
+                        &pb,
+                        done_ops,
+                    );
+                    done_ops += ops;
+                    pb.set_position(done_ops);
+                    t
+                });
+                let row = results.add_run(
+                    &self.info,
+                    &self.trace,
+                    spec,
+                    &opts_env,
+                    rep,
+                    &untimed,
+                    timed.as_ref(),
+                );
+                if o.verbose {
+                    pb.suspend(|| eprintln!("replay: {}", run_line(row)));
+                }
+                if let Some(dir) = &o.out {
+                    crate::parquet::write_dir(dir, &results)?;
+                }
+            }
+        }
+        pb.finish_and_clear();
+        Ok(results)
+    }
+
+    /// One child: one pass of `spec`.
+    fn child(&self, spec: &AllocSpec, pass: PassOptions, pb: &ProgressBar, base: u64) -> Outcome {
+        match self.try_child(spec, pass, pb, base) {
+            Ok(o) => o,
+            Err(e) => Outcome::NotDone {
+                status: Status::Failed,
+                error: e.to_string(),
+            },
+        }
+    }
+
+    fn try_child(
+        &self,
+        spec: &AllocSpec,
+        pass: PassOptions,
+        pb: &ProgressBar,
+        base: u64,
+    ) -> Result<Outcome, ReplayError> {
+        let (progress_fd, progress) =
+            progress_page().map_err(|e| ReplayError::io("making the progress page", e))?;
+        let req = ChildRequest {
+            spec: spec.clone(),
+            meta: self.trace.plan.clone(),
+            plan_fd: self.plan_fd.as_raw_fd(),
+            progress_fd: Some(progress_fd.as_raw_fd()),
+            pass,
+        };
+        let text = serde_json::to_string(&req)
+            .map_err(|e| ReplayError::BadInput(format!("encoding the child request: {e}")))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--child")
+            .envs(spec.child_env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ReplayError::io(format!("starting {} --child", self.exe.display()), e))?;
+        let started = Instant::now();
+        if let Some(mut stdin) = child.stdin.take() {
+            // A child that dies at once closes its end; its exit status tells why.
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        let mut stdout = child.stdout.take().expect("piped");
+        let out_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let stderr = child.stderr.take().expect("piped");
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let err_reader = {
+            let lines = Arc::clone(&lines);
+            let pb = pb.clone();
+            let name = spec.name();
+            std::thread::spawn(move || {
+                for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    pb.suspend(|| eprintln!("[{name}] {l}"));
+                    let mut v = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    if v.len() >= 64 {
+                        v.remove(0);
+                    }
+                    v.push(l);
+                }
+            })
+        };
+        let counter = progress.counter();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Ok(s),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if started.elapsed() > self.opts.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = out_reader.join();
+                let _ = err_reader.join();
+                return Ok(Outcome::NotDone {
+                    status: Status::Timeout,
+                    error: format!(
+                        "ran past the {:.0} s timeout (--timeout) and was killed",
+                        self.opts.timeout.as_secs_f64()
+                    ),
+                });
+            }
+            pb.set_position(base + counter.load(std::sync::atomic::Ordering::Relaxed));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        .map_err(|e| ReplayError::io("waiting for a replay child", e))?;
+        let out = out_reader.join().unwrap_or_default();
+        let _ = err_reader.join();
+        let said = tail(&lines.lock().unwrap_or_else(|e| e.into_inner()));
+        let reply: Option<ChildReply> = serde_json::from_str(&out).ok();
+        Ok(match (status.signal(), reply) {
+            (Some(sig), _) => Outcome::NotDone {
+                status: Status::Crashed,
+                error: format!(
+                    "killed by {}{}",
+                    signal_name(sig),
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    }
+                ),
+            },
+            (None, Some(ChildReply::Done(r))) if status.success() => Outcome::Done(r),
+            (None, Some(ChildReply::Failed { message, .. })) => Outcome::NotDone {
+                status: Status::Failed,
+                error: message,
+            },
+            (None, _) => Outcome::NotDone {
+                status: Status::Failed,
+                error: format!(
+                    "exited with {} without a result{}",
+                    status,
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    }
+                ),
+            },
+        })
+    }
+}
+
+/// One line about a finished run, for stderr.
+pub fn run_line(r: &RunRow) -> String {
+    use crate::fmt;
+    if r.status != "ok" {
+        return format!(
+            "{} r{}: {}: {}",
+            r.allocator,
+            r.repetition,
+            r.status,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    let mut s = format!(
+        "{} r{}: {} ops in {}",
+        r.allocator,
+        r.repetition,
+        r.ops,
+        fmt::ns(r.wall_ns.unwrap_or(0) as f64)
+    );
+    if let Some(v) = r.ops_per_sec {
+        s += &format!(" ({} ops/s)", fmt::rate(v));
+    }
+    if let Some(h) = r.peak_heap_rss_bytes {
+        s += &format!(", peak heap RSS {}", fmt::bytes(h));
+    }
+    if let Some(f) = r.frag_ratio_at_peak {
+        s += &format!(", frag {f:.2}×");
+    }
+    s
+}

@@ -1,0 +1,922 @@
+//! `replay` end to end: the real binary on synthetic traces (made with `traces::synth`), on
+//! traces recorded from Debian's python3 with the real recorder library, and on bad input.
+//! Each test works in its own temporary directory. Nothing is mocked: the allocators are the
+//! real libraries, the Parquet is read back by Python Polars.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use traces::synth::{Config, Params, generate_file};
+use traces::{Event, Header, MergedReader, TraceWriter};
+
+fn replay_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_replay")
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("replay-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A shared library cargo built for this test run (in deps/, beside this test executable).
+fn built_lib(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is missing next to {}: `cargo test -p replayer` builds it",
+        exe.display()
+    );
+}
+
+fn synth(dir: &Path, workload: &str, threads: u32, ops: u64) -> PathBuf {
+    let cfg = Config::new(
+        workload,
+        &Params {
+            threads: Some(threads),
+            ops: Some(ops),
+            seed: 3,
+            ..Params::default()
+        },
+    )
+    .unwrap();
+    let p = dir.join(format!("{workload}.trace.zst"));
+    generate_file(&cfg, &p).unwrap();
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(replay_bin()).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `replay --json -q` with `args` and the trace; returns the document.
+fn replay_json(trace: &Path, args: &[&str]) -> Value {
+    let mut a: Vec<&str> = vec!["--json", "-q", "--retained-wait", "0"];
+    a.extend_from_slice(args);
+    let t = trace.to_str().unwrap();
+    a.push(t);
+    let o = run(&a);
+    assert!(
+        o.status.success(),
+        "replay {a:?} exited with {}: {}\n{}",
+        o.status,
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn inspect(trace: &Path) -> traces::inspect::Report {
+    let mut i = traces::inspect::Inspector::new();
+    for r in MergedReader::open(trace).unwrap() {
+        i.feed(&r.unwrap());
+    }
+    i.report()
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} is not a number in {v}"))
+}
+
+/// What a consistent trace must replay as: every call of the trace, by kind.
+fn assert_replays_the_trace(run: &Value, r: &traces::inspect::Report) {
+    assert_eq!(run["status"], "ok", "{run}");
+    let k = |n: &str| r.by_kind.get(n).copied().unwrap_or(0);
+    let aligned = [
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "valloc",
+        "pvalloc",
+    ]
+    .iter()
+    .map(|n| k(n))
+    .sum::<u64>();
+    assert_eq!(r.failed_allocations, 0);
+    assert_eq!(r.inconsistencies.total(), 0);
+    assert_eq!(u(run, "ops_malloc"), k("malloc"), "{run}");
+    assert_eq!(u(run, "ops_calloc"), k("calloc"));
+    assert_eq!(u(run, "ops_realloc"), k("realloc"));
+    assert_eq!(u(run, "ops_free"), k("free"));
+    assert_eq!(u(run, "ops_aligned"), aligned);
+    assert_eq!(u(run, "ops"), r.ops);
+    assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
+    assert_eq!(u(run, "final_live_bytes"), r.final_live_bytes);
+    assert_eq!(u(run, "skipped_inconsistent"), 0);
+}
+
+#[test]
+fn synthetic_traces_replay_with_exact_counts_and_peak_live() {
+    let d = tmp();
+    for (w, threads, ops) in [
+        ("rl_small", 2, 60_000),
+        ("producer-consumer", 3, 40_000),
+        ("web-server", 2, 40_000),
+        ("kv-store", 2, 30_000),
+        ("alignment64", 1, 20_000),
+        ("larson", 3, 30_000),
+        ("mstress", 2, 30_000),
+        ("json-tree", 1, 30_000),
+    ] {
+        let t = synth(d.path(), w, threads, ops);
+        let r = inspect(&t);
+        let doc = replay_json(&t, &["-a", "system,fancy", "--no-latency"]);
+        for run in doc["runs"].as_array().unwrap() {
+            assert_replays_the_trace(run, &r);
+            assert_eq!(run["workload"], w);
+            assert!(u(run, "wall_ns") > 0);
+        }
+        assert_eq!(doc["trace"]["plan"]["peak_live_bytes"], r.peak_live_bytes);
+    }
+}
+
+#[test]
+fn cross_thread_frees_never_come_before_their_allocation() {
+    // producer-consumer: every object is allocated by a producer and freed by a consumer. The
+    // checking adapter marks each block live or freed in a header and counts any free or
+    // realloc of a block that is not live — which a replay that ran a free before the
+    // allocation it depends on would do. Replayed three times, as thread timing varies.
+    let d = tmp();
+    let t = synth(d.path(), "producer-consumer", 4, 60_000);
+    let r = inspect(&t);
+    assert!(r.cross_thread_frees > 10_000, "{}", r.cross_thread_frees);
+    let doc = replay_json(&t, &["-a", "check", "-r", "3", "--no-latency"]);
+    let waiting = doc["trace"]["plan"]["waiting_ops"].as_u64().unwrap();
+    assert!(waiting >= r.cross_thread_frees, "{waiting} ops wait");
+    for run in doc["runs"].as_array().unwrap() {
+        assert_replays_the_trace(run, &r);
+        let stats: Value = serde_json::from_str(run["alloc_stats_json"].as_str().unwrap()).unwrap();
+        assert_eq!(stats["violations"], 0, "{stats}");
+        assert_eq!(
+            stats["live_blocks"].as_u64(),
+            Some(r.final_live_objects),
+            "{stats}"
+        );
+    }
+}
+
+/// Records `script` in Debian's python3 (every object through malloc) with the recorder
+/// library; returns the trace.
+fn record_python(dir: &Path, script: &str) -> PathBuf {
+    let py = Path::new("/usr/bin/python3");
+    assert!(
+        py.is_file(),
+        "/usr/bin/python3 is missing: `apt-get install python3` (recorder/ci-deps.txt lists it)"
+    );
+    let out = dir.join("py.trace.zst");
+    let o = Command::new(py)
+        .args(["-c", script])
+        .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
+        .env("ALLOCLAB_OUTPUT", &out)
+        .env("PYTHONMALLOC", "malloc")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python3 under the recorder: {}",
+        stderr(&o)
+    );
+    assert!(out.is_file(), "no trace at {}", out.display());
+    out
+}
+
+const PY_THREADS: &str = r#"
+import threading, json
+out = []
+def work(n):
+    d = {}
+    for i in range(20000):
+        d["k%d" % i] = [i, str(i) * (i % 7)]
+        if i % 3 == 0:
+            del d["k%d" % (i // 2)]
+    out.append(len(json.dumps(d)))
+ts = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sum(out))
+"#;
+
+#[test]
+fn a_recorded_python_trace_replays_exactly() {
+    let d = tmp();
+    let t = record_python(d.path(), PY_THREADS);
+    let r = inspect(&t);
+    assert!(r.ops > 100_000, "{} ops recorded", r.ops);
+    assert!(r.threads.len() >= 4, "{} threads", r.threads.len());
+    let doc = replay_json(&t, &["-a", "system,jemalloc,fancy", "--no-latency"]);
+    let plan = &doc["trace"]["plan"];
+    for run in doc["runs"].as_array().unwrap() {
+        assert_eq!(run["status"], "ok", "{run}");
+        assert!(
+            run["workload"]
+                .as_str()
+                .unwrap()
+                .starts_with("recorded:python3"),
+            "{}",
+            run["workload"]
+        );
+        // What preprocessing found is what inspect found.
+        assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
+        assert_eq!(
+            u(run, "skipped_inconsistent"),
+            r.inconsistencies.free_of_unknown + r.inconsistencies.double_free
+        );
+        assert_eq!(
+            u(run, "inversions_resolved"),
+            r.inconsistencies.alloc_of_live_address
+        );
+        // Every op of the plan ran; failed allocations of the trace are not replayed.
+        let planned: u64 = plan["ops_by_class"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(u(run, "ops"), planned);
+        if r.inconsistencies.total() == 0 {
+            assert_eq!(u(run, "ops"), r.ops - r.failed_allocations);
+        }
+    }
+}
+
+#[test]
+fn the_shipped_sample_trace_replays() {
+    let t = Path::new(env!("CARGO_MANIFEST_DIR")).join("../traces/samples/python-json.trace.zst");
+    let r = inspect(&t);
+    let doc = replay_json(&t, &["-a", "mimalloc", "--threads", "1", "--touch", "full"]);
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
+    assert_eq!(u(run, "replay_threads"), 1);
+    assert_eq!(run["touch"], "full");
+}
+
+#[test]
+fn every_adapter_replays_a_small_trace() {
+    let d = tmp();
+    let t = synth(d.path(), "fragmentation_mix", 2, 20_000);
+    let r = inspect(&t);
+    let jemalloc = Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+    assert!(
+        jemalloc.is_file(),
+        "Debian's libjemalloc2 is missing: `apt-get install libjemalloc2` (allocator/ci-deps.txt)"
+    );
+    let fancy = built_lib("libfancymalloc.so");
+    let allocs = format!(
+        "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,preload:{},preload:{}",
+        jemalloc.display(),
+        fancy.display()
+    );
+    let doc = replay_json(&t, &["-a", &allocs, "--sample-ms", "1"]);
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 10);
+    for run in runs {
+        assert_replays_the_trace(run, &r);
+        assert!(run["ops_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(run["timed_wall_ns"].as_u64().unwrap() > 0);
+        assert!(run["peak_rss_bytes"].as_u64().unwrap() > 0);
+        let a = run["allocator"].as_str().unwrap();
+        let v = run["allocator_version"].as_str().unwrap();
+        let stats = run["alloc_stats_json"].as_str().unwrap_or("{}");
+        match a {
+            "system" => assert!(
+                v.starts_with("glibc 2.") && stats.contains("uordblks"),
+                "{v} {stats}"
+            ),
+            "jemalloc" => assert!(
+                v.starts_with("jemalloc 5") && stats.contains("resident"),
+                "{v}"
+            ),
+            "mimalloc" => assert!(
+                v.starts_with("mimalloc ") && stats.contains("current_rss"),
+                "{v}"
+            ),
+            "tcmalloc" => assert!(
+                v.contains("tcmalloc") && stats.contains("generic.current_allocated_bytes"),
+                "{v} {stats}"
+            ),
+            "fancy" | "fancy-reclaim" => {
+                assert!(v.starts_with("fancy "), "{v}");
+                let s: Value = serde_json::from_str(stats).unwrap();
+                assert_eq!(s["reclaim"], a == "fancy-reclaim", "{s}");
+            }
+            "bump" => assert!(v.contains("bump")),
+            "check" => assert!(stats.contains("\"violations\":0"), "{stats}"),
+            p if p.starts_with("preload:") => {
+                assert!(v.contains(".so"), "{v}");
+                assert!(
+                    run["allocator_options"]
+                        .as_str()
+                        .unwrap()
+                        .contains("LD_PRELOAD="),
+                    "{run}"
+                );
+            }
+            other => panic!("unexpected allocator {other}"),
+        }
+    }
+    // Every run has latency for the kinds the trace has.
+    let lat = doc["latency"].as_array().unwrap();
+    for a in ["system", "fancy", "bump"] {
+        for op in ["malloc", "free"] {
+            let rows: Vec<&Value> = lat
+                .iter()
+                .filter(|l| l["allocator"] == a && l["op"] == op)
+                .collect();
+            assert_eq!(rows.len(), 17, "{a} {op}");
+            let mut last = 0;
+            for l in rows {
+                let ns = u(l, "latency_ns");
+                assert!(ns >= last, "quantiles must not decrease");
+                last = ns;
+            }
+        }
+    }
+}
+
+#[test]
+fn preloaded_jemalloc_really_replaces_malloc_in_the_child() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 20_000);
+    let lib = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+    let doc = replay_json(
+        &t,
+        &["-a", &format!("system,preload:{lib}"), "--no-latency"],
+    );
+    let runs = doc["runs"].as_array().unwrap();
+    // glibc's mallinfo2 sees the blocks under system, and nothing of jemalloc's heap.
+    assert!(
+        runs[0]["alloc_stats_json"]
+            .as_str()
+            .unwrap()
+            .contains("uordblks")
+    );
+    assert!(runs[1]["alloc_stats_json"].is_null(), "{}", runs[1]);
+    assert_eq!(runs[1]["allocator_version"], "libjemalloc.so.2");
+}
+
+/// Reads the three Parquet files with Python Polars and prints, per file, its rows and its
+/// columns with their types.
+const READ_PARQUET: &str = r#"
+import sys, polars as pl
+d = sys.argv[1]
+for f in ["runs", "latency", "timeseries"]:
+    df = pl.read_parquet(f"{d}/{f}.parquet")
+    print(f, df.height, ",".join(f"{c}:{t}" for c, t in df.schema.items()))
+runs = pl.read_parquet(f"{d}/runs.parquet")
+print("statuses", ",".join(sorted(set(runs["status"]))))
+print("ops", runs["ops"].sum())
+"#;
+
+fn python_polars() -> String {
+    let py = std::env::var("ALLOCLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import polars"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{py} cannot import polars: `pip install -r analysis/requirements.txt` (or set ALLOCLAB_PYTHON)"
+    );
+    py
+}
+
+/// The columns SCHEMA.md documents for `file`, with their types.
+fn schema_md_columns(file: &str) -> Vec<(String, String)> {
+    let md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SCHEMA.md")).unwrap();
+    let start = md.find(&format!("## {file}.parquet")).unwrap();
+    let section = &md[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut cols = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 3 || cells[1] == "column" || cells[1].starts_with("---") {
+            continue;
+        }
+        let ty = cells[2].split(',').next().unwrap().trim().to_string();
+        for name in cells[1].split(',') {
+            cols.push((name.trim().to_string(), ty.clone()));
+        }
+    }
+    cols
+}
+
+#[test]
+fn parquet_files_open_with_polars_and_have_the_documented_columns() {
+    let d = tmp();
+    let t = synth(d.path(), "ring-buffer", 2, 30_000);
+    let out = d.path().join("results");
+    let o = run(&[
+        "-a",
+        "system,fancy",
+        "-r",
+        "2",
+        "-q",
+        "--retained-wait",
+        "0.1",
+        "--sample-ms",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = Command::new(python_polars())
+        .args(["-c", READ_PARQUET])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(p.status.success(), "{}", stderr(&p));
+    let text = String::from_utf8_lossy(&p.stdout);
+    let polars_type = |t: &str| match t {
+        "UInt32" => "UInt32",
+        "UInt64" => "UInt64",
+        "Int64" => "Int64",
+        "Float64" => "Float64",
+        "Utf8" => "String",
+        "Boolean" => "Boolean",
+        other => panic!("SCHEMA.md type {other}"),
+    };
+    for (file, min_rows) in [("runs", 4), ("latency", 4 * 2 * 17), ("timeseries", 4 * 3)] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{file} ")))
+            .unwrap();
+        let mut parts = line.splitn(3, ' ');
+        parts.next();
+        let rows: usize = parts.next().unwrap().parse().unwrap();
+        assert!(rows >= min_rows, "{file}: {rows} rows");
+        let got: Vec<(String, String)> = parts
+            .next()
+            .unwrap()
+            .split(',')
+            .map(|c| {
+                let (n, t) = c.split_once(':').unwrap();
+                (n.to_string(), t.to_string())
+            })
+            .collect();
+        let want: Vec<(String, String)> = schema_md_columns(file)
+            .into_iter()
+            .map(|(n, t)| (n, polars_type(&t).to_string()))
+            .collect();
+        assert_eq!(got, want, "{file}.parquet against SCHEMA.md");
+    }
+    assert!(text.contains("statuses ok\n"), "{text}");
+    // The retained-RSS points that fit in --retained-wait 0.1 are there, the others null.
+    let q = Command::new(python_polars())
+        .args([
+            "-c",
+            "import sys, polars as pl; r = pl.read_parquet(sys.argv[1]); \
+             print(r['retained_heap_rss_100ms_bytes'].null_count(), r['retained_heap_rss_1s_bytes'].null_count(), r.height)",
+        ])
+        .arg(out.join("runs.parquet"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "0 4 4");
+}
+
+#[test]
+fn the_column_tables_match_schema_md() {
+    for (file, cols) in [
+        ("runs", replayer::parquet::RUNS),
+        ("latency", replayer::parquet::LATENCY),
+        ("timeseries", replayer::parquet::TIMESERIES),
+    ] {
+        let want = schema_md_columns(file);
+        let got: Vec<(String, String)> = cols
+            .iter()
+            .map(|(n, t, _)| (n.to_string(), t.schema_name().to_string()))
+            .collect();
+        assert_eq!(got, want, "{file}");
+        let md = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SCHEMA.md"))
+            .unwrap();
+        for (n, _, nullable) in cols {
+            let line = md
+                .lines()
+                .find(|l| {
+                    l.starts_with("| ")
+                        && l.split('|')
+                            .nth(1)
+                            .unwrap()
+                            .split(',')
+                            .any(|c| c.trim() == *n)
+                })
+                .unwrap();
+            assert_eq!(line.contains("nullable"), *nullable, "{file}.{n}: {line}");
+        }
+    }
+}
+
+// ---- bad input ------------------------------------------------------------------------------
+
+fn assert_bad_input(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains(needle), "expected {needle:?} in: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+}
+
+#[test]
+fn an_unknown_allocator_lists_the_valid_ones() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 1000);
+    let o = run(&["-a", "system,nosuch", t.to_str().unwrap()]);
+    assert_bad_input(&o, "unknown allocator 'nosuch'");
+    assert!(stderr(&o).contains("system, jemalloc, mimalloc, tcmalloc, fancy"));
+}
+
+#[test]
+fn a_missing_tcmalloc_says_how_to_install_it() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 1000);
+    let o = Command::new(replay_bin())
+        .args(["-a", "tcmalloc", t.to_str().unwrap()])
+        .env("ALLOCLAB_TCMALLOC", "/nonexistent/libtcmalloc.so")
+        .output()
+        .unwrap();
+    assert_bad_input(
+        &o,
+        "ALLOCLAB_TCMALLOC=/nonexistent/libtcmalloc.so is not a file",
+    );
+    // --skip-unavailable leaves it out and replays the rest.
+    let o = Command::new(replay_bin())
+        .args([
+            "-a",
+            "tcmalloc,system",
+            "--skip-unavailable",
+            "--no-latency",
+            "--retained-wait",
+            "0",
+            "-q",
+            "--json",
+        ])
+        .arg(&t)
+        .env("ALLOCLAB_TCMALLOC", "/nonexistent/libtcmalloc.so")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 1);
+    assert!(stderr(&o).contains("leaving out tcmalloc"));
+}
+
+#[test]
+fn a_corrupt_trace_gives_the_traces_error() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 2, 200_000);
+    let mut bytes = std::fs::read(&t).unwrap();
+    let empty = d.path().join("empty.zst");
+    std::fs::write(&empty, b"").unwrap();
+    assert_bad_input(&run(&[empty.to_str().unwrap()]), "empty.zst");
+    let garbage = d.path().join("garbage.zst");
+    std::fs::write(&garbage, b"this is not a trace at all, just text\n").unwrap();
+    assert_bad_input(&run(&[garbage.to_str().unwrap()]), "garbage.zst");
+    // Garbage in the middle of the frames.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    let bad = d.path().join("corrupt.zst");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = run(&["-q", bad.to_str().unwrap()]);
+    assert_bad_input(&o, "corrupt.zst: byte ");
+}
+
+#[test]
+fn a_cut_trace_replays_its_complete_frames_with_a_warning() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 2, 600_000);
+    let bytes = std::fs::read(&t).unwrap();
+    let cut = d.path().join("cut.zst");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let o = run(&[
+        "-q",
+        "--json",
+        "--no-latency",
+        "--retained-wait",
+        "0",
+        cut.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "ok");
+    // Frees of objects whose allocation was in a lost frame, if any, are skipped (counted).
+    let ops = u(run, "ops");
+    assert!(ops > 100_000 && ops < 600_000, "{ops}");
+}
+
+/// A trace with one allocation of 64 TiB (a real program's failed request, as a trace of a
+/// machine that had the memory would show it) between ordinary ones.
+fn huge_trace(dir: &Path) -> PathBuf {
+    let p = dir.join("huge.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    let mut ts = 1_000;
+    for i in 0..200u64 {
+        ts += 100;
+        w.append(
+            0,
+            ts,
+            Event::Malloc {
+                size: 64,
+                ptr: 0x10_0000 + i * 64,
+            },
+        )
+        .unwrap();
+    }
+    ts += 100;
+    w.append(
+        0,
+        ts,
+        Event::Malloc {
+            size: 64 << 40,
+            ptr: 0x7000_0000_0000,
+        },
+    )
+    .unwrap();
+    ts += 100;
+    w.append(
+        0,
+        ts,
+        Event::Free {
+            ptr: 0x7000_0000_0000,
+        },
+    )
+    .unwrap();
+    for i in 0..200u64 {
+        ts += 100;
+        w.append(
+            0,
+            ts,
+            Event::Free {
+                ptr: 0x10_0000 + i * 64,
+            },
+        )
+        .unwrap();
+    }
+    w.finish(0).unwrap();
+    p
+}
+
+#[test]
+fn a_trace_too_big_for_memory_says_how_much_it_needs() {
+    let d = tmp();
+    let t = huge_trace(d.path());
+    let o = run(&["-q", t.to_str().unwrap()]);
+    assert_bad_input(&o, "64.00 TiB");
+    assert!(stderr(&o).contains("available"));
+    let o = run(&["-q", "--max-memory", "4K", t.to_str().unwrap()]);
+    assert_bad_input(&o, "needed, 4.00 KiB available");
+}
+
+#[test]
+fn an_allocator_returning_null_is_counted_and_the_run_goes_on() {
+    let d = tmp();
+    let t = huge_trace(d.path());
+    // --touch none: the 64 TiB are never written, so the memory check lets the trace through.
+    // (glibc refuses 64 TiB; jemalloc and mimalloc reserve address space and succeed.)
+    let doc = replay_json(&t, &["-a", "system", "--touch", "none"]);
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(u(run, "failed_allocations"), 1, "{run}");
+    assert_eq!(u(run, "ops"), 402);
+}
+
+#[test]
+fn bad_arguments_are_one_clear_line() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 1000);
+    let ts = t.to_str().unwrap();
+    assert_bad_input(&run(&["--repeat", "0", ts]), "--repeat must be at least 1");
+    assert_bad_input(
+        &run(&["--threads", "0", ts]),
+        "--threads must be at least 1",
+    );
+    assert_bad_input(
+        &run(&["-a", "preload:/nonexistent/lib.so", ts]),
+        "/nonexistent/lib.so is not a file",
+    );
+    assert_bad_input(
+        &run(&[d.path().join("missing.zst").to_str().unwrap()]),
+        "missing.zst",
+    );
+    let o = run(&["--max-memory", "lots", ts]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("'lots' is not a size"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Builds a malloc replacement that dereferences NULL at its 5000th malloc (a real SIGSEGV;
+/// a raise() would be swallowed by the handler Rust installs for stack overflows).
+fn crashing_lib(dir: &Path) -> PathBuf {
+    let src = dir.join("crash.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stddef.h>
+extern void *__libc_malloc(size_t);
+static long calls;
+void *malloc(size_t n) {
+    if (++calls == 5000) *(volatile int *)0 = 1;
+    return __libc_malloc(n);
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join("libcrash.so");
+    let o = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("gcc is missing: `apt-get install gcc` (recorder/ci-deps.txt lists it)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    lib
+}
+
+#[test]
+fn a_crashing_allocator_is_reported_and_the_other_runs_still_finish_and_are_written() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 40_000);
+    let lib = crashing_lib(d.path());
+    let out = d.path().join("results");
+    let o = run(&[
+        "-a",
+        &format!("preload:{},system", lib.display()),
+        "-q",
+        "--json",
+        "--retained-wait",
+        "0",
+        "-o",
+        out.to_str().unwrap(),
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["status"], "crashed", "{}", runs[0]);
+    assert!(
+        runs[0]["error"].as_str().unwrap().contains("SIGSEGV")
+            || runs[0]["error"].as_str().unwrap().contains("Segmentation"),
+        "{}",
+        runs[0]
+    );
+    assert_eq!(runs[1]["status"], "ok");
+    assert!(out.join("runs.parquet").is_file());
+}
+
+#[test]
+fn a_run_past_its_timeout_is_killed_and_reported() {
+    // Two allocations 60 s apart, replayed with --pace: the child would sleep a minute.
+    let d = tmp();
+    let p = d.path().join("slow.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    w.append(
+        0,
+        1_000,
+        Event::Malloc {
+            size: 64,
+            ptr: 0x1000,
+        },
+    )
+    .unwrap();
+    w.append(0, 60_000_000_000, Event::Free { ptr: 0x1000 })
+        .unwrap();
+    w.finish(0).unwrap();
+    let start = std::time::Instant::now();
+    let o = run(&[
+        "--pace",
+        "--timeout",
+        "1",
+        "-q",
+        "--json",
+        "-a",
+        "system,fancy",
+        p.to_str().unwrap(),
+    ]);
+    assert!(
+        start.elapsed().as_secs() < 30,
+        "the timeout did not stop the children"
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for run in doc["runs"].as_array().unwrap() {
+        assert_eq!(run["status"], "timeout", "{run}");
+        assert!(run["error"].as_str().unwrap().contains("1 s timeout"));
+    }
+}
+
+#[test]
+fn pace_honours_the_trace_timing() {
+    // 100 allocations 2 ms apart take at least 0.2 s paced, and far less unpaced.
+    let d = tmp();
+    let p = d.path().join("paced.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    for i in 0..100u64 {
+        w.append(
+            0,
+            1_000 + i * 2_000_000,
+            Event::Malloc {
+                size: 64,
+                ptr: 0x1000 + i * 64,
+            },
+        )
+        .unwrap();
+    }
+    w.finish(0).unwrap();
+    let paced = replay_json(&p, &["--pace", "--no-latency"]);
+    let fast = replay_json(&p, &["--no-latency"]);
+    let wall = |d: &Value| u(&d["runs"][0], "wall_ns");
+    assert!(wall(&paced) >= 198_000_000, "{}", wall(&paced));
+    assert!(wall(&fast) < 50_000_000, "{}", wall(&fast));
+    assert_eq!(paced["runs"][0]["paced"], true);
+}
+
+#[test]
+fn folding_threads_keeps_every_op_and_the_order() {
+    let d = tmp();
+    let t = synth(d.path(), "xmalloc", 4, 40_000);
+    let r = inspect(&t);
+    let doc = replay_json(
+        &t,
+        &["-a", "check", "--threads", "2", "--pin", "--no-latency"],
+    );
+    let run = &doc["runs"][0];
+    assert_replays_the_trace(run, &r);
+    assert_eq!(u(run, "replay_threads"), 2);
+    assert_eq!(u(run, "trace_threads"), r.threads.len() as u64);
+    let stats: Value = serde_json::from_str(run["alloc_stats_json"].as_str().unwrap()).unwrap();
+    assert_eq!(stats["violations"], 0);
+}
+
+#[test]
+fn the_table_shows_allocators_side_by_side() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 20_000);
+    let o = run(&[
+        "-a",
+        "system,bump",
+        "-r",
+        "2",
+        "--retained-wait",
+        "0",
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let head = text.lines().find(|l| l.starts_with("allocator")).unwrap();
+    assert!(
+        head.contains("ops/s") && head.contains("vs system") && head.contains("p99"),
+        "{text}"
+    );
+    let bump = text.lines().find(|l| l.starts_with("bump")).unwrap();
+    assert!(bump.contains("2/2"), "{text}");
+    assert!(bump.contains('×'), "{text}");
+    // One line per run on stderr, for logs.
+    assert_eq!(
+        stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("replay: bump r"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn list_allocators_says_what_is_available() {
+    let o = run(&["--list-allocators"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for a in [
+        "system",
+        "jemalloc",
+        "mimalloc",
+        "tcmalloc",
+        "fancy",
+        "fancy-reclaim",
+        "bump",
+        "preload:",
+    ] {
+        assert!(text.contains(a), "{a} missing from {text}");
+    }
+    assert!(text.contains("(available)"));
+}
