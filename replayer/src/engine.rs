@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{AllocStats, Allocator};
 use crate::error::ReplayError;
 use crate::mem::{self, Mapping};
-use crate::plan::{CHECKPOINT, ClassCounts, Op, OpClass, PlanView, op};
+use crate::plan::{BIG, CHECKPOINT, ClassCounts, Op, OpClass, PlanView, ThreadView, op};
 use crate::sys::{self, Statm, Usage};
 
 /// How much of each new block the replay writes.
@@ -284,6 +284,15 @@ fn pointer_too_wide(p: *mut u8) -> ! {
     std::process::abort()
 }
 
+/// The size of a request of 4 GiB or more: the thread's next big size.
+#[cold]
+#[inline(never)]
+fn big_size(big: &[u64], next: &mut usize) -> usize {
+    let s = big[*next] as usize;
+    *next += 1;
+    s
+}
+
 #[cold]
 #[inline(never)]
 fn pace_until(start: Instant, target_ns: u64) {
@@ -307,10 +316,13 @@ fn pace_until(start: Instant, target_ns: u64) {
 /// # Safety
 /// Every op's slot is inside `slots` ([`PlanView::check`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
     a: &A,
     ops: &[Op],
     ts: &[u64],
+    big: &[u64],
+    next_big: &mut usize,
     sh: &Shared<'_>,
     out: &mut ThreadOut,
     hist: &mut [Histogram<u64>],
@@ -346,7 +358,11 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
             slot.load(Ordering::Relaxed)
         };
         let next = (o.generation.wrapping_add(1) as u64) << 48;
-        let size = o.size as usize;
+        let size = if o.size != BIG {
+            o.size as usize
+        } else {
+            big_size(big, next_big)
+        };
         let t0 = if TIMED { sys::ticks() } else { 0 };
         // SAFETY: the slot holds the live block this op works on (or NULL), per the plan's
         // generations; sizes and alignments come from the trace.
@@ -396,8 +412,7 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
     a: &A,
-    ops: &[Op],
-    ts: Option<&[u64]>,
+    view: ThreadView<'_>,
     mark: Option<usize>,
     sh: &Shared<'_>,
     me: usize,
@@ -405,6 +420,8 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
     hist: &mut [Histogram<u64>],
 ) {
     let start = *sh.start.get().expect("set before go");
+    let (ops, ts, big) = (view.ops, view.ts, view.big);
+    let mut next_big = 0;
     let len = ops.len();
     let mut i = 0;
     while i < len {
@@ -417,7 +434,9 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
         }
         let t = ts.map_or(&[][..], |t| &t[i..end]);
         // SAFETY: forwarded.
-        unsafe { run_ops::<A, TIMED, PACE>(a, &ops[i..end], t, sh, out, hist, start) };
+        unsafe {
+            run_ops::<A, TIMED, PACE>(a, &ops[i..end], t, big, &mut next_big, sh, out, hist, start)
+        };
         i = end;
         if mark == Some(i) {
             sh.rss_at_peak
@@ -597,16 +616,16 @@ pub fn run<A: Allocator>(
                     unsafe {
                         match (timed, pace) {
                             (false, false) => replay_thread::<A, false, false>(
-                                a, t.ops, t.ts, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, sh, me, &mut out, hist,
                             ),
                             (true, false) => replay_thread::<A, true, false>(
-                                a, t.ops, t.ts, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, sh, me, &mut out, hist,
                             ),
                             (false, true) => replay_thread::<A, false, true>(
-                                a, t.ops, t.ts, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, sh, me, &mut out, hist,
                             ),
                             (true, true) => replay_thread::<A, true, true>(
-                                a, t.ops, t.ts, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, sh, me, &mut out, hist,
                             ),
                         }
                     }

@@ -1,6 +1,6 @@
 //! The replay plan: what preprocessing makes of a trace, and the only thing the timed loop reads.
 //!
-//! A plan is one array of 16-byte [`Op`]s per replay thread plus a slot count. Every traced
+//! A plan is one array of 12-byte [`Op`]s per replay thread plus a slot count. Every traced
 //! object lives in a *slot* (an index into the replay's slot table, one 8-byte word each: the
 //! object's pointer in the low 48 bits, the slot's generation in the high 16). Each op that
 //! changes a slot (an allocation into it, a realloc, a free) is that slot's next *transition*;
@@ -32,13 +32,13 @@ pub fn checkpoints_len(ops: u64) -> usize {
     ops.div_ceil(CHECKPOINT as u64) as usize + 1
 }
 
-/// One allocator call to replay (16 bytes).
-#[repr(C, align(16))]
+/// One allocator call to replay (12 bytes).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Op {
-    /// Bytes to ask for (allocations and realloc); for frees, the freed object's requested size
-    /// (not passed to the allocator).
-    pub size: u64,
+    /// Bytes to ask for (allocations and realloc); [`BIG`] when the request does not fit in 32
+    /// bits, and then the size is the thread's next entry of its big-sizes array. 0 for frees.
+    pub size: u32,
     /// The object's slot (unused by [`op::FREE_NULL`]).
     pub slot: u32,
     /// Kind in the low nibble, [`op::WAIT`] flag in the high bit.
@@ -49,7 +49,10 @@ pub struct Op {
     pub generation: u16,
 }
 
-const _: () = assert!(size_of::<Op>() == 16);
+const _: () = assert!(size_of::<Op>() == 12);
+
+/// [`Op::size`] of a request of 4 GiB or more: its size is in the thread's big-sizes array.
+pub const BIG: u32 = u32::MAX;
 
 /// Op kinds and flags.
 pub mod op {
@@ -140,6 +143,10 @@ pub struct ThreadLayout {
     pub checkpoints_offset: u64,
     /// Byte offset of the op timestamps (u64 ns since the trace's first event), with `--pace`.
     pub ts_offset: Option<u64>,
+    /// Requests of 4 GiB or more, in op order (u64 bytes each).
+    pub big: u64,
+    /// Byte offset of those sizes.
+    pub big_offset: u64,
 }
 
 /// Everything about a plan except its arrays: counts, sizes and where the arrays are.
@@ -194,15 +201,20 @@ impl PlanMeta {
         self.threads.iter().map(|t| t.ops).sum()
     }
 
-    /// Bytes of replay state: op arrays, checkpoints, timestamps and the slot table.
+    /// Bytes of replay state: op arrays, checkpoints, timestamps, big sizes and the slot table.
     pub fn state_bytes(&self) -> u64 {
         let ops = self.total_ops();
+        let big: u64 = self.threads.iter().map(|t| t.big * 8).sum();
         let checkpoints: u64 = self
             .threads
             .iter()
             .map(|t| checkpoints_len(t.ops) as u64 * 8)
             .sum();
-        ops * 16 + checkpoints + if self.paced { ops * 8 } else { 0 } + self.slots * 8
+        ops * size_of::<Op>() as u64
+            + checkpoints
+            + big
+            + if self.paced { ops * 8 } else { 0 }
+            + self.slots * 8
     }
 
     /// Replay state per op.
@@ -220,6 +232,8 @@ impl PlanMeta {
 #[derive(Clone, Copy, Debug)]
 pub struct ThreadView<'a> {
     pub ops: &'a [Op],
+    /// Sizes of the thread's [`BIG`] requests, in op order.
+    pub big: &'a [u64],
     pub checkpoints: &'a [i64],
     pub ts: Option<&'a [u64]>,
 }
@@ -242,6 +256,14 @@ impl PlanView<'_> {
             if t.ts.is_some_and(|ts| ts.len() != t.ops.len()) {
                 return Err(format!("replay thread {i}: wrong number of timestamps"));
             }
+            let bigs = t
+                .ops
+                .iter()
+                .filter(|o| o.size == BIG && o.kind & op::KIND_MASK <= op::REALLOC)
+                .count();
+            if bigs != t.big.len() {
+                return Err(format!("replay thread {i}: wrong number of big sizes"));
+            }
             if let Some(bad) = t.ops.iter().find(|o| {
                 let k = o.kind & op::KIND_MASK;
                 k >= op::KINDS || (k != op::FREE_NULL && o.slot as u64 >= self.meta.slots)
@@ -260,6 +282,7 @@ impl PlanView<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct ThreadArrays {
     pub ops: Vec<Op>,
+    pub big: Vec<u64>,
     pub checkpoints: Vec<i64>,
     pub ts: Vec<u64>,
 }
@@ -291,6 +314,7 @@ impl Plan {
                 .iter()
                 .map(|a| ThreadView {
                     ops: &a.ops,
+                    big: &a.big,
                     checkpoints: &a.checkpoints,
                     ts: self.meta.paced.then_some(&a.ts[..]),
                 })
@@ -303,7 +327,10 @@ impl Plan {
         let mut off = 0u64;
         for (l, a) in self.meta.threads.iter_mut().zip(&self.arrays) {
             l.ops_offset = off;
-            off = align_page(off + a.ops.len() as u64 * 16);
+            off = align_page(off + a.ops.len() as u64 * size_of::<Op>() as u64);
+            l.big = a.big.len() as u64;
+            l.big_offset = off;
+            off = align_page(off + a.big.len() as u64 * 8);
             l.checkpoints_offset = off;
             off = align_page(off + a.checkpoints.len() as u64 * 8);
             if self.meta.paced {
@@ -332,6 +359,8 @@ impl Plan {
         for (l, a) in self.meta.threads.iter().zip(&self.arrays) {
             f.seek(SeekFrom::Start(l.ops_offset))?;
             f.write_all(bytes_of(&a.ops))?;
+            f.seek(SeekFrom::Start(l.big_offset))?;
+            f.write_all(bytes_of(&a.big))?;
             f.seek(SeekFrom::Start(l.checkpoints_offset))?;
             f.write_all(bytes_of(&a.checkpoints))?;
             if let Some(o) = l.ts_offset {
@@ -370,6 +399,7 @@ impl MappedPlan {
                 .iter()
                 .map(|l| ThreadView {
                     ops: self.map.slice(l.ops_offset as usize, l.ops as usize),
+                    big: self.map.slice(l.big_offset as usize, l.big as usize),
                     checkpoints: self
                         .map
                         .slice(l.checkpoints_offset as usize, checkpoints_len(l.ops)),

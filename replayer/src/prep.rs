@@ -1,8 +1,11 @@
 //! Preprocessing: a trace, read once in global order, becomes a [`Plan`] (see `plan.rs`).
 //!
-//! One pass over the merged records keeps a hash map from each address the trace used to its
-//! object (slot and requested size, or "freed"). Each allocator call becomes an [`Op`] on the
-//! array of the replay thread its traced thread is folded into:
+//! One pass over the merged records keeps a map from each address the trace used to its
+//! object's slot (or "freed"; the object's requested size is kept per slot). The map is an
+//! open-addressing table of its own ([`AddrMap`]) so that the records of a batch can prefetch
+//! their buckets before any is looked up: with a large live set (a recorded program), each
+//! lookup is otherwise a cache miss. Each allocator call becomes an [`Op`] on the array of the
+//! replay thread its traced thread is folded into:
 //!
 //! * an allocation takes a slot: first from the replay thread's own free slots (LIFO: freed
 //!   here, so already free in the replay and warm), then from a shared pool of the oldest slots
@@ -19,13 +22,12 @@
 //! Live bytes follow `traces::inspect` exactly, so the plan's peak equals `inspect`'s.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use traces::{AlignedFn, Event, MergedReader, Record};
 
 use crate::error::ReplayError;
-use crate::plan::{CHECKPOINT, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, op};
+use crate::plan::{BIG, CHECKPOINT, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, op};
 
 /// What preprocessing needs besides the trace.
 #[derive(Clone, Debug, Default)]
@@ -38,30 +40,117 @@ pub struct PrepOptions {
     pub max_memory: Option<u64>,
 }
 
-/// A fast hash for addresses: one folded 64×64→128 multiply (pointers are aligned, so their
-/// low bits alone would make a poor hash).
-#[derive(Default, Clone, Copy)]
-struct AddrHasher(u64);
+/// Slot marker of an address whose object was freed (kept, so a second free of it is told
+/// apart from a free of an address never seen).
+const FREED: u32 = u32::MAX;
 
-impl Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
+/// One bucket of [`AddrMap`]: an address (0: empty; NULL is never stored) and its slot.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct Bucket {
+    addr: u64,
+    slot: u32,
+}
+
+/// Address → slot, open addressing with linear probing over 16-byte buckets (four to a cache
+/// line), Fibonacci hashing of the address, doubled at half full. Addresses are never
+/// removed (a freed one keeps [`FREED`]): programs reuse addresses, so the table stays near
+/// the number of distinct addresses, and double frees are recognised exactly as `inspect` does.
+struct AddrMap {
+    buckets: Vec<Bucket>,
+    /// 64 − log2(buckets).
+    shift: u32,
+    len: usize,
+}
+
+impl AddrMap {
+    fn with_capacity_log2(bits: u32) -> AddrMap {
+        AddrMap {
+            buckets: vec![Bucket::default(); 1 << bits],
+            shift: 64 - bits,
+            len: 0,
         }
     }
+
     #[inline(always)]
-    fn write_u64(&mut self, x: u64) {
-        let m = (x ^ self.0) as u128 * 0x9E37_79B9_7F4A_7C15u128;
-        self.0 = (m >> 64) as u64 ^ m as u64;
+    fn home(&self, addr: u64) -> usize {
+        (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
+
+    /// Hints the CPU to fetch `addr`'s bucket now (it is looked up a few records later).
     #[inline(always)]
-    fn finish(&self) -> u64 {
-        self.0
+    fn prefetch(&self, addr: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.buckets.as_ptr().wrapping_add(self.home(addr));
+            // SAFETY: a prefetch is only a hint: it never faults and changes no state (and the
+            // address is inside the bucket array anyway).
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
+    }
+
+    #[inline(always)]
+    fn find(&self, addr: u64) -> Result<usize, usize> {
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(addr);
+        loop {
+            let b = &self.buckets[i];
+            if b.addr == addr {
+                return Ok(i);
+            }
+            if b.addr == 0 {
+                return Err(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The slot of `addr` (FREED if freed), if the address was ever seen.
+    #[inline(always)]
+    fn get_mut(&mut self, addr: u64) -> Option<&mut u32> {
+        match self.find(addr) {
+            Ok(i) => Some(&mut self.buckets[i].slot),
+            Err(_) => None,
+        }
+    }
+
+    /// Sets `addr`'s slot; returns the previous one.
+    #[inline(always)]
+    fn insert(&mut self, addr: u64, slot: u32) -> Option<u32> {
+        debug_assert_ne!(addr, 0);
+        match self.find(addr) {
+            Ok(i) => Some(std::mem::replace(&mut self.buckets[i].slot, slot)),
+            Err(i) => {
+                self.buckets[i] = Bucket { addr, slot };
+                self.len += 1;
+                if self.len * 2 > self.buckets.len() {
+                    self.grow();
+                }
+                None
+            }
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let bits = 64 - self.shift + 1;
+        let old = std::mem::replace(self, AddrMap::with_capacity_log2(bits));
+        let mask = self.buckets.len() - 1;
+        for b in old.buckets.into_iter().filter(|b| b.addr != 0) {
+            let mut i = self.home(b.addr);
+            while self.buckets[i].addr != 0 {
+                i = (i + 1) & mask;
+            }
+            self.buckets[i] = b;
+        }
+        self.len = old.len;
     }
 }
 
-/// Slot marker of an address whose object was freed.
-const FREED: u32 = u32::MAX;
 /// "No replay thread yet" in `last`.
 const NONE: u16 = u16::MAX;
 /// A replay thread keeps at most this many free slots; beyond, its oldest half goes to the pool.
@@ -74,7 +163,9 @@ struct Obj {
 }
 
 struct Builder {
-    map: HashMap<u64, Obj, BuildHasherDefault<AddrHasher>>,
+    map: AddrMap,
+    /// Per slot: the requested size of the object in it.
+    sizes: Vec<u64>,
     gen_: Vec<u16>,
     last: Vec<u16>,
     local: Vec<Vec<u32>>,
@@ -101,6 +192,7 @@ impl Builder {
         let s = self.gen_.len() as u32;
         self.gen_.push(0);
         self.last.push(NONE);
+        self.sizes.push(0);
         s
     }
 
@@ -117,8 +209,16 @@ impl Builder {
     /// changes live bytes by `delta`.
     #[inline(always)]
     fn emit(&mut self, t: usize, kind: u8, slot: u32, size: u64, align_log2: u8, delta: i64) {
+        let allocates = kind <= op::REALLOC;
         let mut o = Op {
-            size,
+            size: if !allocates {
+                0
+            } else if size >= BIG as u64 {
+                self.arrays[t].big.push(size);
+                BIG
+            } else {
+                size as u32
+            },
             slot,
             kind,
             align_log2,
@@ -136,7 +236,7 @@ impl Builder {
             self.last[s] = t as u16;
         }
         self.meta.ops_by_class[OpClass::of(kind) as usize] += 1;
-        if kind <= op::REALLOC {
+        if allocates {
             self.meta.max_request = self.meta.max_request.max(size);
         }
         self.cum[t] += delta;
@@ -161,10 +261,13 @@ impl Builder {
     /// not live.
     #[inline(always)]
     fn release(&mut self, ptr: u64) -> Option<Obj> {
-        match self.map.get_mut(&ptr) {
-            Some(o) if o.slot != FREED => {
-                let r = *o;
-                o.slot = FREED;
+        match self.map.get_mut(ptr) {
+            Some(slot) if *slot != FREED => {
+                let r = Obj {
+                    slot: *slot,
+                    size: self.sizes[*slot as usize],
+                };
+                *slot = FREED;
                 self.live_bytes -= r.size;
                 self.live_objects -= 1;
                 Some(r)
@@ -185,8 +288,11 @@ impl Builder {
     #[inline(always)]
     fn alloc(&mut self, t: usize, ptr: u64, size: u64, kind: u8, call_size: u64, align_log2: u8) {
         let slot = self.take_slot(t);
-        let prev = self.map.insert(ptr, Obj { slot, size });
-        if let Some(p) = prev.filter(|p| p.slot != FREED) {
+        let prev = self.map.insert(ptr, slot);
+        if let Some(p) = prev.filter(|p| *p != FREED).map(|p| Obj {
+            slot: p,
+            size: self.sizes[p as usize],
+        }) {
             // The address is still live: its free is missing from the trace. Free the old
             // object first (the address could not have been handed out otherwise).
             self.meta.inversions += 1;
@@ -195,6 +301,7 @@ impl Builder {
             self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
             self.give_slot(t, p.slot);
         }
+        self.sizes[slot as usize] = size;
         self.emit(t, kind, slot, call_size, align_log2, size as i64);
         self.live_bytes += size;
         self.live_objects += 1;
@@ -271,11 +378,10 @@ impl Builder {
             return;
         }
         if ptr == old_ptr
-            && let Some(o) = self.map.get_mut(&ptr).filter(|o| o.slot != FREED)
+            && let Some(&mut slot) = self.map.get_mut(ptr).filter(|s| **s != FREED)
         {
             // Resized in place: same object, new size.
-            let (slot, old) = (o.slot, o.size);
-            o.size = size;
+            let old = std::mem::replace(&mut self.sizes[slot as usize], size);
             self.live_bytes = self.live_bytes - old + size;
             self.emit(t, op::REALLOC, slot, size, 0, size as i64 - old as i64);
             self.note_peak(t);
@@ -289,8 +395,13 @@ impl Builder {
                 self.live_objects += 1;
                 let prev = self
                     .map
-                    .insert(ptr, Obj { slot, size })
-                    .filter(|p| p.slot != FREED);
+                    .insert(ptr, slot)
+                    .filter(|p| *p != FREED)
+                    .map(|p| Obj {
+                        slot: p,
+                        size: self.sizes[p as usize],
+                    });
+                self.sizes[slot as usize] = size;
                 if let Some(p) = prev {
                     // Inversion at the new address (see `alloc`).
                     self.meta.inversions += 1;
@@ -352,7 +463,7 @@ pub fn preprocess(
     }
     let mut threads: Vec<(u32, u64)> = per_thread.into_iter().collect();
     threads.sort_unstable();
-    let state_per_event = 16 + if opts.pace { 8 } else { 0 } + 8;
+    let state_per_event = size_of::<Op>() as u64 + if opts.pace { 8 } else { 0 } + 8;
     if let Some(avail) = opts.max_memory {
         let need = total * state_per_event;
         if need > avail {
@@ -390,7 +501,8 @@ pub fn preprocess(
             .sum()
     };
     let mut b = Builder {
-        map: HashMap::with_capacity_and_hasher(1 << 16, Default::default()),
+        map: AddrMap::with_capacity_log2(12),
+        sizes: Vec::new(),
         gen_: Vec::new(),
         last: Vec::new(),
         local: vec![Vec::new(); n],
@@ -401,6 +513,7 @@ pub fn preprocess(
                 let e = events_of(g) as usize;
                 ThreadArrays {
                     ops: Vec::with_capacity(e + 16),
+                    big: Vec::new(),
                     checkpoints: {
                         let mut c = Vec::with_capacity(e / CHECKPOINT + 2);
                         c.push(0);
@@ -434,19 +547,45 @@ pub fn preprocess(
     };
     let mut first_ts = None;
     let mut events = 0u64;
-    while let Some(r) = reader.next_record()? {
-        events += 1;
-        if events & 0xffff == 0 {
-            progress(events);
+    // Records go through in batches: the buckets of a whole batch are prefetched before the
+    // first of them is looked up.
+    const BATCH: usize = 32;
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        while batch.len() < BATCH {
+            match reader.next_record()? {
+                Some(r) => batch.push(r),
+                None => break,
+            }
         }
-        if opts.pace {
-            b.ts = r.ts - *first_ts.get_or_insert(r.ts);
+        if batch.is_empty() {
+            break;
         }
-        let t = match to_replay.get(r.thread as usize) {
-            Some(&t) => t as usize,
-            None => 0,
-        };
-        b.feed(t, &r);
+        for r in &batch {
+            match r.event {
+                Event::Free { ptr } => b.map.prefetch(ptr),
+                Event::Realloc { old_ptr, ptr, .. } => {
+                    b.map.prefetch(old_ptr);
+                    b.map.prefetch(ptr);
+                }
+                e => b.map.prefetch(e.result_ptr().unwrap_or(0)),
+            }
+        }
+        for r in &batch {
+            events += 1;
+            if events & 0xffff == 0 {
+                progress(events);
+            }
+            if opts.pace {
+                b.ts = r.ts - *first_ts.get_or_insert(r.ts);
+            }
+            let t = match to_replay.get(r.thread as usize) {
+                Some(&t) => t as usize,
+                None => 0,
+            };
+            b.feed(t, r);
+        }
     }
     progress(events);
     for (i, (a, l)) in b
@@ -489,13 +628,32 @@ mod tests {
     }
 
     #[test]
-    fn hasher_spreads_aligned_addresses() {
-        use std::hash::BuildHasher;
-        let b = BuildHasherDefault::<AddrHasher>::default();
-        let mut low = std::collections::HashSet::new();
-        for i in 0..1024u64 {
-            low.insert(b.hash_one(0x7f00_0000_0000 + i * 16) & 1023);
+    fn addr_map_finds_inserts_and_grows() {
+        let mut m = AddrMap::with_capacity_log2(2);
+        let mut model = HashMap::new();
+        let mut x = 0x7f00_0000_1000u64;
+        for i in 0..50_000u32 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let addr = (x >> 20 << 4) | 0x10;
+            m.prefetch(addr);
+            assert_eq!(m.insert(addr, i), model.insert(addr, i));
+            if i % 3 == 0 {
+                *m.get_mut(addr).unwrap() = FREED;
+                model.insert(addr, FREED);
+            }
         }
-        assert!(low.len() > 600, "{} distinct low bits", low.len());
+        assert_eq!(m.len, model.len());
+        for (a, v) in &model {
+            assert_eq!(m.get_mut(*a).copied(), Some(*v));
+        }
+        assert!(m.get_mut(0x1234_5670).is_none());
+        // Aligned addresses spread over the buckets.
+        let m = AddrMap::with_capacity_log2(10);
+        let homes: std::collections::HashSet<usize> = (0..1024u64)
+            .map(|i| m.home(0x7f00_0000_0000 + i * 16))
+            .collect();
+        assert!(homes.len() > 500, "{} distinct buckets", homes.len());
     }
 }
