@@ -157,6 +157,9 @@ pub struct PassResult {
     pub peak_rss_bytes: u64,
     /// RSS − baseline when the op reaching the trace's peak live bytes was done.
     pub heap_rss_at_peak_live_bytes: Option<i64>,
+    /// The replay's live bytes at that moment: the trace's peak when the trace has one thread;
+    /// with several, the other threads may be ahead or behind where they were in the trace.
+    pub live_bytes_at_peak_mark: Option<u64>,
     /// Heap RSS right after the last op, then at [`RETAINED_AT`] (None beyond the wait).
     pub retained_heap_rss_bytes: [Option<i64>; 4],
     pub usage: Usage,
@@ -216,6 +219,7 @@ struct Shared<'a> {
     allocs_at_end: AtomicU64,
     /// RSS at the peak-live op (0: not reached).
     rss_at_peak: AtomicU64,
+    live_at_peak: AtomicU64,
     start: std::sync::OnceLock<Instant>,
     statm: Statm,
     touch: Touch,
@@ -334,7 +338,6 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
             pace_until(start, ts[j]);
         }
         let kind = o.kind & op::KIND_MASK;
-        out.counts[kind as usize] += 1;
         if kind == op::FREE_NULL {
             let t0 = if TIMED { sys::ticks() } else { 0 };
             // SAFETY: free(NULL) is always valid.
@@ -414,6 +417,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
     a: &A,
     view: ThreadView<'_>,
     mark: Option<usize>,
+    plan: &PlanView<'_>,
     sh: &Shared<'_>,
     me: usize,
     out: &mut ThreadOut,
@@ -439,12 +443,31 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
         };
         i = end;
         if mark == Some(i) {
-            sh.rss_at_peak
-                .store(sh.statm.rss_bytes(), Ordering::Relaxed);
+            // This thread is exactly where the trace peaked; the others are wherever their
+            // last checkpoint says.
+            let rss = sh.statm.rss_bytes();
+            let mut live = plan.meta.peak_at_cum;
+            for (j, (t, p)) in plan.threads.iter().zip(&sh.progress).enumerate() {
+                if j != me {
+                    let done = p.0.load(Ordering::Relaxed) as usize;
+                    live += t
+                        .checkpoints
+                        .get(done.div_ceil(CHECKPOINT))
+                        .copied()
+                        .unwrap_or(0);
+                }
+            }
+            sh.live_at_peak.store(live.max(0) as u64, Ordering::Relaxed);
+            sh.rss_at_peak.store(rss, Ordering::Relaxed);
         }
         if i % CHECKPOINT == 0 || i == len {
             sh.progress[me].0.store(i as u64, Ordering::Relaxed);
         }
+    }
+    // Counted here, not in the loop (a counter per op costs the loop a store-forwarding
+    // stall): the loop has no way out but the array's end, so it ran exactly these ops.
+    for o in ops {
+        out.counts[(o.kind & op::KIND_MASK) as usize] += 1;
     }
 }
 
@@ -559,6 +582,7 @@ pub fn run<A: Allocator>(
         allocs_at_go: AtomicU64::new(0),
         allocs_at_end: AtomicU64::new(0),
         rss_at_peak: AtomicU64::new(0),
+        live_at_peak: AtomicU64::new(0),
         start: std::sync::OnceLock::new(),
         statm,
         touch: opts.touch,
@@ -575,7 +599,6 @@ pub fn run<A: Allocator>(
     let ncpu = sys::cpus();
 
     let mut result = PassResult {
-        allocator_version: a.version(),
         ns_per_tick,
         timer_overhead_ns: overhead,
         ..Default::default()
@@ -616,16 +639,16 @@ pub fn run<A: Allocator>(
                     unsafe {
                         match (timed, pace) {
                             (false, false) => replay_thread::<A, false, false>(
-                                a, t, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, plan, sh, me, &mut out, hist,
                             ),
                             (true, false) => replay_thread::<A, true, false>(
-                                a, t, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, plan, sh, me, &mut out, hist,
                             ),
                             (false, true) => replay_thread::<A, false, true>(
-                                a, t, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, plan, sh, me, &mut out, hist,
                             ),
                             (true, true) => replay_thread::<A, true, true>(
-                                a, t, my_mark, sh, me, &mut out, hist,
+                                a, t, my_mark, plan, sh, me, &mut out, hist,
                             ),
                         }
                     }
@@ -703,6 +726,10 @@ pub fn run<A: Allocator>(
         .max(peak_sampled)
         .max(at_peak);
     result.heap_rss_at_peak_live_bytes = (at_peak > 0).then(|| heap(at_peak));
+    result.live_bytes_at_peak_mark = (at_peak > 0).then(|| sh.live_at_peak.load(Ordering::Relaxed));
+    // Asked only now: a version query may initialise the allocator (jemalloc's mallctl does),
+    // which belongs to the replay, not to the baseline.
+    result.allocator_version = a.version();
     let end_ns = result.wall_ns;
     for (i, delay) in RETAINED_AT.iter().enumerate() {
         if *delay > opts.retained_wait + 1e-9 {

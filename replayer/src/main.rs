@@ -202,6 +202,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         let doc = serde_json::json!({
             "trace": sweep.trace(),
             "summary": replayer::table::summarize(&results),
+            "timer_overhead_ns": results.timer_overhead_ns,
             "runs": results.runs,
             "latency": results.latency,
         });

@@ -185,6 +185,9 @@ pub struct PlanMeta {
     pub final_live_bytes: u64,
     /// Replay thread and op index just after the op that first reaches the peak.
     pub peak_at: Option<(u32, u64)>,
+    /// That thread's cumulative live-bytes change just after that op (the replay adds the
+    /// other threads' progress to it to know its live bytes at that moment).
+    pub peak_at_cum: i64,
     /// Largest single request, bytes (the bump adapter sizes its region by it).
     pub max_request: u64,
     /// Ops with the WAIT flag (cross-thread dependencies).

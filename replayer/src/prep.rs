@@ -254,6 +254,7 @@ impl Builder {
         if self.live_bytes > self.meta.peak_live_bytes {
             self.meta.peak_live_bytes = self.live_bytes;
             self.meta.peak_at = Some((t as u32, self.arrays[t].ops.len() as u64));
+            self.meta.peak_at_cum = self.cum[t];
         }
     }
 

@@ -186,6 +186,9 @@ pub struct SampleRow {
 /// Everything a sweep produced, in the order the runs were made.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
+    /// Cost of one timer reading pair in the timed passes, ns (median; included in every
+    /// latency figure).
+    pub timer_overhead_ns: Option<f64>,
     pub runs: Vec<RunRow>,
     pub latency: Vec<LatencyRow>,
     pub samples: Vec<SampleRow>,
@@ -302,10 +305,12 @@ impl Results {
             peak_rss_bytes: u.map(|r| r.peak_rss_bytes),
             peak_heap_rss_bytes: u.map(|r| r.peak_rss_bytes.saturating_sub(r.baseline_rss_bytes)),
             heap_rss_at_peak_live_bytes: u.and_then(|r| r.heap_rss_at_peak_live_bytes).map(nonneg),
-            frag_ratio_at_peak: u
-                .and_then(|r| r.heap_rss_at_peak_live_bytes)
-                .filter(|_| plan.peak_live_bytes > 0)
-                .map(|h| nonneg(h) as f64 / plan.peak_live_bytes as f64),
+            frag_ratio_at_peak: u.and_then(|r| {
+                let live = r.live_bytes_at_peak_mark.unwrap_or(plan.peak_live_bytes);
+                r.heap_rss_at_peak_live_bytes
+                    .filter(|_| live > 0)
+                    .map(|h| nonneg(h) as f64 / live as f64)
+            }),
             retained_heap_rss_bytes: u.and_then(|r| r.retained_heap_rss_bytes[0]).map(nonneg),
             retained_heap_rss_100ms_bytes: u.and_then(|r| r.retained_heap_rss_bytes[1]).map(nonneg),
             retained_heap_rss_1s_bytes: u.and_then(|r| r.retained_heap_rss_bytes[2]).map(nonneg),
@@ -351,6 +356,9 @@ impl Results {
             latency_ns: 0,
         };
         if let Some(t) = t {
+            if self.timer_overhead_ns.is_none() {
+                self.timer_overhead_ns = t.timer_overhead_ns;
+            }
             for l in &t.latency {
                 for &(q, ns) in &l.quantiles {
                     self.latency.push(LatencyRow {

@@ -255,7 +255,11 @@ pub fn render(r: &Results) -> String {
         ],
         &rows,
     );
-    out += "(medians over ok runs; spread = half the min–max range; latency from the timed pass)\n";
+    out += "(medians over ok runs; spread = half the min–max range; latency from the timed pass";
+    if let Some(t) = r.timer_overhead_ns {
+        out += &format!(", including ~{t:.0} ns of timer reads");
+    }
+    out += ")\n";
     for s in &sums {
         for e in &s.errors {
             out += &format!("{}: {e}\n", s.allocator);

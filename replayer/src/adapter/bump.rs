@@ -1,5 +1,5 @@
 //! `bump`: never frees. Each replay thread carves blocks out of its own ring (a private mapping
-//! of at least 4 MiB and 4× the plan's largest request, mapped and prefaulted when the thread
+//! of at least 256 KiB and 4× the plan's largest request, mapped and prefaulted when the thread
 //! attaches, before the baseline RSS is read) and wraps around when it reaches the end, so a
 //! long trace does not need its total bytes in RAM, the replay takes no page fault, and a small
 //! ring stays in cache. Live blocks are overwritten after a wrap: nobody reads them (the
@@ -30,9 +30,9 @@ impl Bump {
     pub fn open(_: &AllocSpec, ctx: &AdapterContext) -> Result<Bump, ReplayError> {
         let need = (ctx.max_request as usize)
             .saturating_mul(4)
-            .saturating_add(1 << 20);
+            .saturating_add(64 << 10);
         Ok(Bump {
-            ring_bytes: need.max(4 << 20).next_power_of_two(),
+            ring_bytes: need.max(256 << 10).next_power_of_two(),
         })
     }
 
