@@ -1,1 +1,110 @@
-//! Analysis (filled by issue 7).
+//! `analyze`: Polars over the replay result Parquet (replayer/SCHEMA.md) — tables (Markdown,
+//! CSV), plots (PNG, SVG) and one HTML report.
+//!
+//! The pipeline is one way, one module per step:
+//! [`load`] finds result directories and conforms each file to the schema (bad files become
+//! [`Problem`]s, not errors) → [`compute`] aggregates with Polars into plain rows →
+//! [`tables`] and [`figures`] turn the rows into tables and charts → [`plots`] draws the charts
+//! → [`report`] writes every file. [`fixture`] writes schema-conformant results with known
+//! values, for tests and the benchmark.
+
+#![deny(missing_docs)]
+
+pub mod compute;
+pub mod error;
+pub mod figures;
+pub mod fixture;
+pub mod load;
+pub mod plots;
+pub mod report;
+pub mod schema;
+pub mod tables;
+
+use std::path::PathBuf;
+
+pub use error::Error;
+pub use load::Problem;
+
+/// Options of one analysis.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Result directories, result files, or glob patterns of them.
+    pub inputs: Vec<String>,
+    /// Where the report goes.
+    pub out_dir: PathBuf,
+    /// Aggregation options.
+    pub compute: compute::ComputeOptions,
+    /// The seed tables' workloads.
+    pub seeds: tables::SeedOptions,
+    /// Draw plots (off: tables and HTML only).
+    pub plots: bool,
+    /// Threads drawing plots.
+    pub plot_threads: usize,
+}
+
+impl Options {
+    /// Defaults for these inputs and output directory.
+    pub fn new(inputs: Vec<String>, out_dir: impl Into<PathBuf>) -> Self {
+        Options {
+            inputs,
+            out_dir: out_dir.into(),
+            compute: Default::default(),
+            seeds: Default::default(),
+            plots: true,
+            plot_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What an analysis produced.
+#[derive(Debug)]
+pub struct Report {
+    /// Files written.
+    pub written: report::Written,
+    /// Runs read.
+    pub runs_total: usize,
+    /// Runs `ok`.
+    pub runs_ok: usize,
+    /// Runs not `ok`.
+    pub runs_failed: usize,
+    /// What was wrong with the input.
+    pub problems: Vec<Problem>,
+    /// Time spent reading and aggregating (the Polars part).
+    pub compute_time: std::time::Duration,
+    /// Time spent drawing plots.
+    pub plot_time: std::time::Duration,
+}
+
+/// Runs the whole analysis: read, aggregate, write tables, plots and the report.
+pub fn run(opts: &Options) -> Result<Report, Error> {
+    let t0 = std::time::Instant::now();
+    let mut problems = Vec::new();
+    let dirs = load::discover(&opts.inputs, &mut problems)?;
+    let loaded = load::load(&dirs, problems)?;
+    let mut analysis = compute::compute(loaded, &opts.compute)?;
+    let compute_time = t0.elapsed();
+    let tables = tables::all_tables(&analysis, &opts.seeds);
+    let figs = if opts.plots {
+        figures::figures(&analysis, opts.compute.max_series_groups)
+    } else {
+        Vec::new()
+    };
+    let t1 = std::time::Instant::now();
+    let rendered = report::render_all(
+        &figs,
+        &opts.out_dir.join("plots"),
+        opts.plot_threads,
+        &mut analysis.problems,
+    )?;
+    let plot_time = t1.elapsed();
+    let written = report::write_all(&opts.out_dir, &analysis, &tables, &figs, &rendered)?;
+    Ok(Report {
+        written,
+        runs_total: analysis.runs_total,
+        runs_ok: analysis.runs_ok,
+        runs_failed: analysis.failed.len(),
+        problems: analysis.problems,
+        compute_time,
+        plot_time,
+    })
+}

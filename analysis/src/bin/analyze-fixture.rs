@@ -1,0 +1,69 @@
+//! `analyze-fixture`: writes a synthetic, schema-conformant sweep (replayer/SCHEMA.md) with
+//! deterministic values — the benchmark's input, and something to point `analyze` or the
+//! notebook at before any real replay exists.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Writes a synthetic sweep: traces × allocators × threads × repetitions.
+#[derive(Parser, Debug)]
+#[command(name = "analyze-fixture")]
+struct Args {
+    /// Output directory (result directories d000, d001, … are made in it).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Workloads (each one trace of that name).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rl_small,ring-buffer,kv-store,larson,mixed"
+    )]
+    workloads: Vec<String>,
+    /// Allocators.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "system,jemalloc,mimalloc,tcmalloc,fancy"
+    )]
+    allocators: Vec<String>,
+    /// Replay thread counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    threads: Vec<u32>,
+    /// Repetitions per configuration.
+    #[arg(long, default_value_t = 5)]
+    repetitions: u32,
+    /// Time-series samples per run.
+    #[arg(long, default_value_t = 100)]
+    samples: u32,
+    /// Result directories to spread the runs over.
+    #[arg(long, default_value_t = 1)]
+    dirs: u32,
+    /// Every n-th run crashed (0: none).
+    #[arg(long, default_value_t = 0)]
+    crash_every: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let spec = analysis::fixture::SynthSpec {
+        traces: a.workloads.iter().map(|w| (w.clone(), w.clone())).collect(),
+        allocators: a.allocators,
+        threads: a.threads,
+        repetitions: a.repetitions,
+        samples_per_run: a.samples,
+        dirs: a.dirs,
+        crash_every: a.crash_every,
+    };
+    let t = std::time::Instant::now();
+    analysis::fixture::write_synthetic(&a.out, &spec)?;
+    println!(
+        "{}: {} runs, {} time-series rows, in {} directories ({:.1} s)",
+        a.out.display(),
+        spec.runs(),
+        spec.runs() * (spec.samples_per_run as u64 + 3),
+        spec.dirs,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,903 @@
+//! The aggregations: Polars group-bys over the loaded frames, turned into plain rows.
+//!
+//! A *configuration* is one trace replayed by one allocator with one thread count; its runs are
+//! the repetitions. Every figure of a configuration is the **median over its `ok` runs** (for
+//! latency: the median over runs of each run's quantile), with the spread (min, max, coefficient
+//! of variation) beside it. Runs whose status is not `ok` are left out of every figure and
+//! listed on their own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use polars::prelude::*;
+
+use crate::error::{Error, PolarsContext};
+use crate::load::{Loaded, Problem};
+use crate::schema::SOURCE;
+
+/// The allocator whose figures the ratios are taken against (glibc's malloc).
+pub const BASELINE_ALLOCATOR: &str = "system";
+
+/// The quantiles of the latency table, as integer hundred-thousandths (0.5 → 50 000).
+pub const TABLE_QUANTILES: [u32; 5] = [50_000, 90_000, 99_000, 99_900, 100_000];
+
+/// Identifies a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigKey {
+    /// Trace short name.
+    pub trace: String,
+    /// Replay threads.
+    pub threads: u32,
+    /// Allocator adapter name.
+    pub allocator: String,
+}
+
+/// Throughput and memory figures of one configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRow {
+    /// Which configuration.
+    pub key: ConfigKey,
+    /// The trace's workload (`synth.workload`, or `recorded:<program>`).
+    pub workload: String,
+    /// `ok` runs.
+    pub runs_ok: u32,
+    /// `ok` runs with a throughput figure.
+    pub runs_throughput: u32,
+    /// Median ops/s.
+    pub ops_per_sec_median: Option<f64>,
+    /// Smallest ops/s.
+    pub ops_per_sec_min: Option<f64>,
+    /// Largest ops/s.
+    pub ops_per_sec_max: Option<f64>,
+    /// Coefficient of variation of ops/s (sample std / mean); None with fewer than 2 runs.
+    pub ops_per_sec_cv: Option<f64>,
+    /// Median throughput over the `system` allocator's median in the same trace and threads.
+    pub vs_system: Option<f64>,
+    /// Median throughput over the best allocator's median in the same trace and threads.
+    pub vs_best: Option<f64>,
+    /// Median of peak live bytes.
+    pub peak_live_bytes: Option<f64>,
+    /// Median peak heap RSS (bytes).
+    pub peak_heap_rss_bytes: Option<f64>,
+    /// Median peak RSS (bytes).
+    pub peak_rss_bytes: Option<f64>,
+    /// Median heap RSS at peak live (bytes).
+    pub heap_rss_at_peak_live_bytes: Option<f64>,
+    /// Median fragmentation ratio at peak live.
+    pub frag_ratio_at_peak: Option<f64>,
+    /// Smallest fragmentation ratio at peak live.
+    pub frag_ratio_at_peak_min: Option<f64>,
+    /// Largest fragmentation ratio at peak live.
+    pub frag_ratio_at_peak_max: Option<f64>,
+    /// Median retained heap RSS right after the last op (bytes).
+    pub retained_heap_rss_bytes: Option<f64>,
+    /// Median retained heap RSS 0.1 s after the last op (bytes).
+    pub retained_heap_rss_100ms_bytes: Option<f64>,
+    /// Median retained heap RSS 1 s after the last op (bytes).
+    pub retained_heap_rss_1s_bytes: Option<f64>,
+    /// Median minor page faults.
+    pub minor_faults: Option<f64>,
+    /// Median major page faults.
+    pub major_faults: Option<f64>,
+}
+
+/// Latency of one op kind in one configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRow {
+    /// Which configuration.
+    pub key: ConfigKey,
+    /// Op kind.
+    pub op: String,
+    /// Runs that timed this op kind.
+    pub runs: u32,
+    /// Median over runs of the ops of this kind timed.
+    pub count: Option<f64>,
+    /// Median over runs of the mean latency (ns).
+    pub mean_ns: Option<f64>,
+    /// Quantile (hundred-thousandths) → median over runs of the latency at it (ns).
+    pub quantiles: BTreeMap<u32, f64>,
+}
+
+/// One point of a configuration's memory over time (median over its runs within a time bucket).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesPoint {
+    /// Middle of the time bucket, ms since the first op.
+    pub t_ms: f64,
+    /// Heap RSS (bytes).
+    pub heap_rss_bytes: Option<f64>,
+    /// Live bytes.
+    pub live_bytes: Option<f64>,
+    /// Fragmentation ratio.
+    pub frag_ratio: Option<f64>,
+}
+
+/// A configuration's memory over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Which configuration.
+    pub key: ConfigKey,
+    /// Points in time order.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A run that did not finish `ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRun {
+    /// Result directory.
+    pub source: String,
+    /// Run id.
+    pub run_id: String,
+    /// Allocator.
+    pub allocator: String,
+    /// Trace.
+    pub trace: String,
+    /// Replay threads.
+    pub threads: Option<u32>,
+    /// Repetition.
+    pub repetition: Option<u32>,
+    /// `crashed`, `timeout`, `failed`, or whatever was written.
+    pub status: String,
+    /// What happened.
+    pub error: String,
+}
+
+/// One distinct machine and build, as the runs recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Machine {
+    /// `(label, value)` pairs, in a fixed order.
+    pub facts: Vec<(&'static str, String)>,
+    /// Runs recorded with exactly these facts.
+    pub runs: u32,
+}
+
+/// One distinct allocator build and options.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AllocatorFacts {
+    /// Adapter name.
+    pub allocator: String,
+    /// Library version.
+    pub version: String,
+    /// Options in effect.
+    pub options: String,
+    /// Runs.
+    pub runs: u32,
+}
+
+/// Everything the tables, plots and report are made of.
+pub struct Analysis {
+    /// The result directories read.
+    pub sources: Vec<String>,
+    /// Runs read (all statuses).
+    pub runs_total: usize,
+    /// Runs with status `ok`.
+    pub runs_ok: usize,
+    /// Throughput and memory per configuration, sorted by key.
+    pub configs: Vec<ConfigRow>,
+    /// Latency per configuration and op kind, sorted.
+    pub latency: Vec<LatencyRow>,
+    /// Memory over time per configuration, for the configurations chosen for plots.
+    pub series: Vec<Series>,
+    /// Runs that were not `ok`.
+    pub failed: Vec<FailedRun>,
+    /// Machines and builds.
+    pub machines: Vec<Machine>,
+    /// Allocator versions and options.
+    pub allocators: Vec<AllocatorFacts>,
+    /// Input problems.
+    pub problems: Vec<Problem>,
+}
+
+/// Options of the aggregation.
+#[derive(Debug, Clone)]
+pub struct ComputeOptions {
+    /// Most progress buckets per over-time series (fewer when no run of the (trace, threads)
+    /// group has that many samples).
+    pub time_buckets: u32,
+    /// Most (trace, threads) pairs given over-time series.
+    pub max_series_groups: usize,
+}
+
+impl Default for ComputeOptions {
+    fn default() -> Self {
+        ComputeOptions {
+            time_buckets: 200,
+            max_series_groups: 12,
+        }
+    }
+}
+
+// ---- reading columns out of a collected frame ------------------------------------------------
+
+pub(crate) fn strs(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>, Error> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::String))
+        .ctx(format!("column {name}"))?;
+    let ca = c.str().ctx(format!("column {name}"))?;
+    Ok(ca.iter().map(|v| v.map(str::to_owned)).collect())
+}
+
+pub(crate) fn f64s(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>, Error> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .ctx(format!("column {name}"))?;
+    let ca = c.f64().ctx(format!("column {name}"))?;
+    Ok(ca.iter().collect())
+}
+
+pub(crate) fn u32s(df: &DataFrame, name: &str) -> Result<Vec<Option<u32>>, Error> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::UInt32))
+        .ctx(format!("column {name}"))?;
+    let ca = c.u32().ctx(format!("column {name}"))?;
+    Ok(ca.iter().collect())
+}
+
+fn u64s(df: &DataFrame, name: &str) -> Result<Vec<Option<u64>>, Error> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .ctx(format!("column {name}"))?;
+    let ca = c.u64().ctx(format!("column {name}"))?;
+    Ok(ca.iter().collect())
+}
+
+fn f64col(name: &str) -> Expr {
+    col(name).cast(DataType::Float64)
+}
+
+/// Throughput of a run: `ops_per_sec`, or `ops / wall_ns` when only those were written.
+fn throughput_expr() -> Expr {
+    col("ops_per_sec").fill_null(f64col("ops") / f64col("wall_ns") * lit(1e9))
+}
+
+/// The `ok` runs (with a workload that falls back to the trace name), lazily.
+fn ok_runs(runs: &DataFrame) -> LazyFrame {
+    runs.clone()
+        .lazy()
+        .filter(col("status").eq(lit("ok")))
+        .with_columns([col("workload").fill_null(col("trace_name"))])
+}
+
+const KEY: [&str; 3] = ["trace_name", "replay_threads", "allocator"];
+
+fn key_at(tr: &[Option<String>], th: &[Option<u32>], al: &[Option<String>], i: usize) -> ConfigKey {
+    ConfigKey {
+        trace: tr[i].clone().unwrap_or_default(),
+        threads: th[i].unwrap_or(0),
+        allocator: al[i].clone().unwrap_or_default(),
+    }
+}
+
+/// Runs every aggregation.
+pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error> {
+    let Loaded {
+        sources,
+        runs,
+        latency,
+        timeseries,
+        mut problems,
+    } = loaded;
+    let status = strs(&runs, "status")?;
+    let runs_ok = status.iter().filter(|s| s.as_deref() == Some("ok")).count();
+    let failed = failed_runs(&runs, &sources)?;
+    let configs = configs(&runs)?;
+    let (groups, left_out) = series_groups(&configs, opts.max_series_groups);
+    if left_out > 0 {
+        problems.push(Problem::new(
+            None,
+            format!(
+                "{left_out} (trace, threads) pairs have no over-time plots (at most {} are \
+                 drawn: each trace at its largest thread count; see --max-series)",
+                opts.max_series_groups
+            ),
+        ));
+    }
+    let latency = match latency {
+        Some(lf) => match latency_rows(&runs, lf) {
+            Ok(rows) => rows,
+            Err(e) => {
+                problems.push(Problem::new(
+                    None,
+                    format!("latency files could not be aggregated, no latency table: {e}"),
+                ));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let series = match timeseries {
+        Some(lf) => match series(&runs, lf, &groups, opts) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(Problem::new(
+                    None,
+                    format!("time-series files could not be aggregated, no over-time plots: {e}"),
+                ));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let (machines, allocators) = facts(&runs)?;
+    Ok(Analysis {
+        sources: sources.iter().map(|p| p.display().to_string()).collect(),
+        runs_total: runs.height(),
+        runs_ok,
+        configs,
+        latency,
+        series,
+        failed,
+        machines,
+        allocators,
+        problems,
+    })
+}
+
+fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
+    let tp = throughput_expr();
+    let med = |name: &str| f64col(name).median().alias(name);
+    let df = ok_runs(runs)
+        .with_columns([tp.alias("tp")])
+        .group_by(KEY)
+        .agg([
+            col("workload").first().alias("workload"),
+            col("run_id").len().alias("runs_ok"),
+            col("tp").count().alias("runs_tp"),
+            col("tp").median().alias("tp_median"),
+            col("tp").min().alias("tp_min"),
+            col("tp").max().alias("tp_max"),
+            col("tp").mean().alias("tp_mean"),
+            col("tp").std(1).alias("tp_std"),
+            med("peak_live_bytes"),
+            med("peak_heap_rss_bytes"),
+            med("peak_rss_bytes"),
+            med("heap_rss_at_peak_live_bytes"),
+            med("frag_ratio_at_peak"),
+            col("frag_ratio_at_peak").min().alias("frag_min"),
+            col("frag_ratio_at_peak").max().alias("frag_max"),
+            med("retained_heap_rss_bytes"),
+            med("retained_heap_rss_100ms_bytes"),
+            med("retained_heap_rss_1s_bytes"),
+            med("minor_faults"),
+            med("major_faults"),
+        ])
+        .collect()
+        .ctx("throughput and memory per configuration")?;
+
+    let (tr, th, al) = (
+        strs(&df, "trace_name")?,
+        u32s(&df, "replay_threads")?,
+        strs(&df, "allocator")?,
+    );
+    let workload = strs(&df, "workload")?;
+    let runs_ok = u32s(&df, "runs_ok")?;
+    let runs_tp = u32s(&df, "runs_tp")?;
+    let f = |n: &str| f64s(&df, n);
+    let (tp_median, tp_min, tp_max, tp_mean, tp_std) = (
+        f("tp_median")?,
+        f("tp_min")?,
+        f("tp_max")?,
+        f("tp_mean")?,
+        f("tp_std")?,
+    );
+    let (peak_live, peak_heap, peak_rss, heap_at_peak, frag, frag_min, frag_max) = (
+        f("peak_live_bytes")?,
+        f("peak_heap_rss_bytes")?,
+        f("peak_rss_bytes")?,
+        f("heap_rss_at_peak_live_bytes")?,
+        f("frag_ratio_at_peak")?,
+        f("frag_min")?,
+        f("frag_max")?,
+    );
+    let (retained, retained_100ms, retained_1s, minor, major) = (
+        f("retained_heap_rss_bytes")?,
+        f("retained_heap_rss_100ms_bytes")?,
+        f("retained_heap_rss_1s_bytes")?,
+        f("minor_faults")?,
+        f("major_faults")?,
+    );
+    let mut rows: Vec<ConfigRow> = (0..df.height())
+        .map(|i| {
+            let n = runs_tp[i].unwrap_or(0);
+            let cv = match (tp_mean[i], tp_std[i]) {
+                (Some(m), Some(s)) if n >= 2 && m != 0.0 => Some(s / m),
+                _ => None,
+            };
+            ConfigRow {
+                key: key_at(&tr, &th, &al, i),
+                workload: workload[i].clone().unwrap_or_default(),
+                runs_ok: runs_ok[i].unwrap_or(0),
+                runs_throughput: n,
+                ops_per_sec_median: tp_median[i],
+                ops_per_sec_min: tp_min[i],
+                ops_per_sec_max: tp_max[i],
+                ops_per_sec_cv: cv,
+                vs_system: None,
+                vs_best: None,
+                peak_live_bytes: peak_live[i],
+                peak_heap_rss_bytes: peak_heap[i],
+                peak_rss_bytes: peak_rss[i],
+                heap_rss_at_peak_live_bytes: heap_at_peak[i],
+                frag_ratio_at_peak: frag[i],
+                frag_ratio_at_peak_min: frag_min[i],
+                frag_ratio_at_peak_max: frag_max[i],
+                retained_heap_rss_bytes: retained[i],
+                retained_heap_rss_100ms_bytes: retained_100ms[i],
+                retained_heap_rss_1s_bytes: retained_1s[i],
+                minor_faults: minor[i],
+                major_faults: major[i],
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+
+    // Ratios within each (trace, threads).
+    let mut system: HashMap<(String, u32), f64> = HashMap::new();
+    let mut best: HashMap<(String, u32), f64> = HashMap::new();
+    for r in &rows {
+        let Some(m) = r.ops_per_sec_median else {
+            continue;
+        };
+        let g = (r.key.trace.clone(), r.key.threads);
+        if r.key.allocator == BASELINE_ALLOCATOR {
+            system.insert(g.clone(), m);
+        }
+        let b = best.entry(g).or_insert(m);
+        *b = b.max(m);
+    }
+    for r in &mut rows {
+        let Some(m) = r.ops_per_sec_median else {
+            continue;
+        };
+        let g = (r.key.trace.clone(), r.key.threads);
+        r.vs_system = system.get(&g).filter(|&&s| s > 0.0).map(|s| m / s);
+        r.vs_best = best.get(&g).filter(|&&b| b > 0.0).map(|b| m / b);
+    }
+    Ok(rows)
+}
+
+/// The `ok` runs' identity, to join the latency and time-series rows to.
+fn ok_identity(runs: &DataFrame) -> LazyFrame {
+    ok_runs(runs).select([
+        col(SOURCE),
+        col("run_id"),
+        col("trace_name"),
+        col("replay_threads"),
+        col("allocator"),
+    ])
+}
+
+fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Error> {
+    let on = [col(SOURCE), col("run_id")];
+    let df = lf
+        .select([
+            col(SOURCE),
+            col("run_id"),
+            col("op"),
+            col("count"),
+            col("mean_ns"),
+            col("quantile"),
+            col("latency_ns"),
+        ])
+        .join(
+            ok_identity(runs),
+            on.clone(),
+            on,
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([(col("quantile") * lit(100_000.0) + lit(0.5))
+            .cast(DataType::UInt32)
+            .alias("q")])
+        .group_by([
+            col("trace_name"),
+            col("replay_threads"),
+            col("allocator"),
+            col("op"),
+            col("q"),
+        ])
+        .agg([
+            f64col("latency_ns").median().alias("latency_ns"),
+            f64col("count").median().alias("count"),
+            col("mean_ns").median().alias("mean_ns"),
+            col("run_id").n_unique().alias("runs"),
+        ])
+        .collect()
+        .ctx("latency per configuration")?;
+    let (tr, th, al) = (
+        strs(&df, "trace_name")?,
+        u32s(&df, "replay_threads")?,
+        strs(&df, "allocator")?,
+    );
+    let op = strs(&df, "op")?;
+    let q = u32s(&df, "q")?;
+    let lat = f64s(&df, "latency_ns")?;
+    let count = f64s(&df, "count")?;
+    let mean = f64s(&df, "mean_ns")?;
+    let nruns = u32s(&df, "runs")?;
+    let mut by: BTreeMap<(ConfigKey, String), LatencyRow> = BTreeMap::new();
+    for i in 0..df.height() {
+        let key = key_at(&tr, &th, &al, i);
+        let op = op[i].clone().unwrap_or_default();
+        let row = by
+            .entry((key.clone(), op.clone()))
+            .or_insert_with(|| LatencyRow {
+                key,
+                op,
+                runs: 0,
+                count: None,
+                mean_ns: None,
+                quantiles: BTreeMap::new(),
+            });
+        row.runs = row.runs.max(nruns[i].unwrap_or(0));
+        row.count = row.count.or(count[i]);
+        row.mean_ns = row.mean_ns.or(mean[i]);
+        if let (Some(q), Some(l)) = (q[i], lat[i]) {
+            row.quantiles.insert(q, l);
+        }
+    }
+    let mut rows: Vec<LatencyRow> = by.into_values().collect();
+    rows.sort_by(|a, b| (&a.key, op_rank(&a.op)).cmp(&(&b.key, op_rank(&b.op))));
+    Ok(rows)
+}
+
+/// Op kinds in the schema's order, unknown ones after.
+pub fn op_rank(op: &str) -> (usize, String) {
+    let order = ["malloc", "calloc", "realloc", "free", "aligned"];
+    (
+        order.iter().position(|o| *o == op).unwrap_or(order.len()),
+        op.to_owned(),
+    )
+}
+
+/// Chooses the (trace, threads) pairs that get over-time plots: all of them when there are few,
+/// else each trace's largest thread count, up to the limit.
+pub fn series_groups(
+    configs: &[ConfigRow],
+    max: usize,
+) -> (Vec<(String, u32)>, usize /* left out */) {
+    let all: BTreeSet<(String, u32)> = configs
+        .iter()
+        .map(|c| (c.key.trace.clone(), c.key.threads))
+        .collect();
+    if all.len() <= max {
+        return (all.into_iter().collect(), 0);
+    }
+    let mut top: BTreeMap<String, u32> = BTreeMap::new();
+    for (t, n) in &all {
+        let e = top.entry(t.clone()).or_insert(*n);
+        *e = (*e).max(*n);
+    }
+    let chosen: Vec<(String, u32)> = top.into_iter().take(max).collect();
+    let left = all.len() - chosen.len();
+    (chosen, left)
+}
+
+/// The median of some values (None when there are none).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Memory over time per configuration. Repetitions of one configuration seldom take the same
+/// time (a noisy machine, a slow first run), so their samples are aligned by *progress*: a
+/// sample at `t_ns` of a run whose untimed pass took `wall_ns` falls in bucket
+/// `⌊t_ns / wall_ns · B⌋` of B, and the point drawn for a bucket is the median over the
+/// repetitions' samples in it, at the time that bucket's middle has in the median-length run.
+/// B is `time_buckets`, or fewer when no run of the (trace, threads) group has that many
+/// samples (then each bucket holds about one sample per run, and sparse series do not jump
+/// between repetitions).
+///
+/// The time-series files are scanned once: the rows of the chosen runs are joined to a small
+/// integer run index (string keys are hashed only in that join) and collected; the per-run
+/// sample counts and the buckets are then computed on that frame.
+fn series(
+    runs: &DataFrame,
+    lf: LazyFrame,
+    groups: &[(String, u32)],
+    opts: &ComputeOptions,
+) -> Result<Vec<Series>, Error> {
+    let wanted: BTreeSet<(String, u32)> = groups.iter().cloned().collect();
+
+    // The ok runs of the chosen (trace, threads) groups, from the runs table.
+    let ok = ok_runs(runs)
+        .select([
+            col(SOURCE),
+            col("run_id"),
+            col("trace_name"),
+            col("replay_threads"),
+            col("allocator"),
+            col("wall_ns"),
+        ])
+        .collect()
+        .ctx("time-series runs")?;
+    let src = u32s(&ok, SOURCE)?;
+    let rid = strs(&ok, "run_id")?;
+    let wall = u64s(&ok, "wall_ns")?;
+    let (tr, th, al) = (
+        strs(&ok, "trace_name")?,
+        u32s(&ok, "replay_threads")?,
+        strs(&ok, "allocator")?,
+    );
+    let mut keys: Vec<ConfigKey> = Vec::new();
+    let mut key_index: HashMap<ConfigKey, u32> = HashMap::new();
+    let mut run_key: Vec<u32> = Vec::new(); // run index → key index
+    let mut run_wall: Vec<Option<u64>> = Vec::new();
+    let (mut plan_src, mut plan_rid) = (Vec::new(), Vec::new());
+    for i in 0..ok.height() {
+        let key = key_at(&tr, &th, &al, i);
+        if !wanted.contains(&(key.trace.clone(), key.threads)) {
+            continue;
+        }
+        let next = keys.len() as u32;
+        let k = *key_index.entry(key.clone()).or_insert_with(|| {
+            keys.push(key);
+            next
+        });
+        run_key.push(k);
+        run_wall.push(wall[i].filter(|&w| w > 0));
+        plan_src.push(src[i].unwrap_or(0));
+        plan_rid.push(rid[i].clone().unwrap_or_default());
+    }
+    if run_key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = DataFrame::new_infer_height(vec![
+        Column::new(SOURCE.into(), plan_src),
+        Column::new("run_id".into(), plan_rid),
+        Column::new("ri".into(), (0..run_key.len() as u32).collect::<Vec<u32>>()),
+    ])
+    .ctx("time-series plan")?;
+
+    // The one scan: replay-phase samples of those runs.
+    let on = [col(SOURCE), col("run_id")];
+    let replay_phase = col("phase").is_null().or(col("phase").eq(lit("replay")));
+    let samples = lf
+        .filter(replay_phase)
+        .select([
+            col(SOURCE),
+            col("run_id"),
+            col("t_ns"),
+            col("live_bytes"),
+            col("heap_rss_bytes"),
+            col("frag_ratio"),
+        ])
+        .join(plan.lazy(), on.clone(), on, JoinArgs::new(JoinType::Inner))
+        .select([
+            col("ri"),
+            col("t_ns"),
+            col("live_bytes"),
+            col("heap_rss_bytes"),
+            col("frag_ratio"),
+        ])
+        .collect()
+        .ctx("time-series samples")?;
+
+    // Each run's samples and last sample.
+    let per_run = samples
+        .clone()
+        .lazy()
+        .group_by([col("ri")])
+        .agg([
+            col("t_ns").max().alias("t_max"),
+            col("t_ns").count().alias("samples"),
+        ])
+        .collect()
+        .ctx("time-series per run")?;
+    let ri = u32s(&per_run, "ri")?;
+    let tmax = u64s(&per_run, "t_max")?;
+    let nsamples = u64s(&per_run, "samples")?;
+    let mut group_samples: HashMap<(&str, u32), u64> = HashMap::new();
+    let mut key_durations: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+    let mut run_dur: Vec<(u32, f64)> = Vec::new(); // (run index, duration)
+    for i in 0..per_run.height() {
+        let Some(r) = ri[i] else { continue };
+        let key = &keys[run_key[r as usize] as usize];
+        let g = group_samples
+            .entry((key.trace.as_str(), key.threads))
+            .or_insert(0);
+        *g = (*g).max(nsamples[i].unwrap_or(0));
+        // The untimed pass's wall time; the last sample's time when it was not recorded.
+        let d = run_wall[r as usize].or(tmax[i]).unwrap_or(0).max(1) as f64;
+        key_durations[run_key[r as usize] as usize].push(d);
+        run_dur.push((r, d));
+    }
+    let max_buckets = opts.time_buckets.max(1) as u64;
+    let buckets: Vec<u32> = keys
+        .iter()
+        .map(|key| {
+            let n = group_samples
+                .get(&(key.trace.as_str(), key.threads))
+                .copied()
+                .unwrap_or(1);
+            n.clamp(1, max_buckets) as u32
+        })
+        .collect();
+    let runs_plan = DataFrame::new_infer_height(vec![
+        Column::new(
+            "ri".into(),
+            run_dur.iter().map(|r| r.0).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "k".into(),
+            run_dur
+                .iter()
+                .map(|r| run_key[r.0 as usize])
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "dur".into(),
+            run_dur.iter().map(|r| r.1).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "nb".into(),
+            run_dur
+                .iter()
+                .map(|r| buckets[run_key[r.0 as usize] as usize])
+                .collect::<Vec<u32>>(),
+        ),
+    ])
+    .ctx("time-series buckets")?;
+
+    // The median over each configuration's runs within each progress bucket. (The tiny
+    // epsilon keeps a sample taken exactly at a bucket's start in that bucket despite rounding;
+    // samples after the recorded wall time go to the last bucket.)
+    let b = (col("t_ns").cast(DataType::Float64) / col("dur") * col("nb").cast(DataType::Float64)
+        + lit(1e-6))
+    .cast(DataType::UInt32);
+    let df = samples
+        .lazy()
+        .join(
+            runs_plan.lazy(),
+            [col("ri")],
+            [col("ri")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([when(b.clone().gt_eq(col("nb")))
+            .then(col("nb") - lit(1u32))
+            .otherwise(b)
+            .alias("b")])
+        .group_by([col("k"), col("b")])
+        .agg([
+            f64col("heap_rss_bytes").median().alias("heap"),
+            f64col("live_bytes").median().alias("live"),
+            col("frag_ratio").median().alias("frag"),
+        ])
+        .collect()
+        .ctx("time series per configuration")?;
+    let k = u32s(&df, "k")?;
+    let b = u32s(&df, "b")?;
+    let heap = f64s(&df, "heap")?;
+    let live = f64s(&df, "live")?;
+    let frag = f64s(&df, "frag")?;
+    // ms per bucket of each configuration: its median run length over its buckets.
+    let scale: Vec<f64> = (0..keys.len())
+        .map(|i| median(key_durations[i].clone()).unwrap_or(0.0) / buckets[i] as f64 / 1e6)
+        .collect();
+    let mut out: Vec<Series> = keys
+        .iter()
+        .map(|key| Series {
+            key: key.clone(),
+            points: Vec::new(),
+        })
+        .collect();
+    for i in 0..df.height() {
+        let (Some(k), Some(b)) = (k[i], b[i]) else {
+            continue;
+        };
+        out[k as usize].points.push(SeriesPoint {
+            t_ms: (b as f64 + 0.5) * scale[k as usize],
+            heap_rss_bytes: heap[i],
+            live_bytes: live[i],
+            frag_ratio: frag[i],
+        });
+    }
+    for s in &mut out {
+        s.points.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    }
+    out.retain(|s| !s.points.is_empty());
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn failed_runs(runs: &DataFrame, sources: &[std::path::PathBuf]) -> Result<Vec<FailedRun>, Error> {
+    let df = runs
+        .clone()
+        .lazy()
+        .filter(col("status").neq(lit("ok")).or(col("status").is_null()))
+        .collect()
+        .ctx("failed runs")?;
+    let src = u32s(&df, SOURCE)?;
+    let rid = strs(&df, "run_id")?;
+    let al = strs(&df, "allocator")?;
+    let tr = strs(&df, "trace_name")?;
+    let th = u32s(&df, "replay_threads")?;
+    let rep = u32s(&df, "repetition")?;
+    let st = strs(&df, "status")?;
+    let er = strs(&df, "error")?;
+    let mut out: Vec<FailedRun> = (0..df.height())
+        .map(|i| FailedRun {
+            source: src[i]
+                .and_then(|s| sources.get(s as usize))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            run_id: rid[i].clone().unwrap_or_default(),
+            allocator: al[i].clone().unwrap_or_default(),
+            trace: tr[i].clone().unwrap_or_default(),
+            threads: th[i],
+            repetition: rep[i],
+            status: st[i].clone().unwrap_or_else(|| "(none)".into()),
+            error: er[i].clone().unwrap_or_default(),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.source, &a.run_id).cmp(&(&b.source, &b.run_id)));
+    Ok(out)
+}
+
+/// The machine and build facts, in the order shown.
+pub const MACHINE_FACTS: [(&str, &str); 11] = [
+    ("host", "host"),
+    ("OS kernel", "kernel"),
+    ("CPU", "cpu_model"),
+    ("CPUs", "cpus"),
+    ("THP", "thp_enabled"),
+    ("glibc", "glibc_version"),
+    ("rustc", "rustc_version"),
+    ("build", "build_profile"),
+    ("alloclab", "alloclab_version"),
+    ("commit", "alloclab_commit"),
+    ("touch", "touch"),
+];
+
+fn facts(runs: &DataFrame) -> Result<(Vec<Machine>, Vec<AllocatorFacts>), Error> {
+    let cols: Vec<Vec<Option<String>>> = MACHINE_FACTS
+        .iter()
+        .map(|(_, c)| strs(runs, c))
+        .collect::<Result<_, _>>()?;
+    let mut machines: BTreeMap<Vec<String>, u32> = BTreeMap::new();
+    for i in 0..runs.height() {
+        let v: Vec<String> = cols
+            .iter()
+            .map(|c| c[i].clone().unwrap_or_else(|| "unknown".into()))
+            .collect();
+        *machines.entry(v).or_default() += 1;
+    }
+    let machines = machines
+        .into_iter()
+        .map(|(v, runs)| Machine {
+            facts: MACHINE_FACTS.iter().map(|(l, _)| *l).zip(v).collect(),
+            runs,
+        })
+        .collect();
+    let al = strs(runs, "allocator")?;
+    let ver = strs(runs, "allocator_version")?;
+    let opt = strs(runs, "allocator_options")?;
+    let mut allocs: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    for i in 0..runs.height() {
+        let k = (
+            al[i].clone().unwrap_or_default(),
+            ver[i].clone().unwrap_or_else(|| "unknown".into()),
+            opt[i].clone().unwrap_or_default(),
+        );
+        *allocs.entry(k).or_default() += 1;
+    }
+    let allocators = allocs
+        .into_iter()
+        .map(|((allocator, version, options), runs)| AllocatorFacts {
+            allocator,
+            version,
+            options,
+            runs,
+        })
+        .collect();
+    Ok((machines, allocators))
+}

@@ -1,0 +1,105 @@
+//! `analyze DIR_OR_GLOB… [-o REPORT_DIR]`: tables, plots and an HTML report from replay
+//! results. Exit status 0 when a report was written (input problems are listed in it and on
+//! stderr), 2 for bad input (no usable runs, bad arguments), 1 when writing failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// Tables (Markdown, CSV), plots (PNG, SVG) and one HTML report from replay results.
+#[derive(Parser, Debug)]
+#[command(name = "analyze", version)]
+struct Args {
+    /// Result directories (searched recursively for runs.parquet, latency.parquet,
+    /// timeseries.parquet), result files, or glob patterns of them (quote the pattern).
+    #[arg(required = true, value_name = "DIR_OR_GLOB")]
+    inputs: Vec<String>,
+    /// Where to write report.html, tables.md, tables/ and plots/.
+    #[arg(short, long, value_name = "REPORT_DIR", default_value = "report")]
+    out: PathBuf,
+    /// Workload of AllocatorBench's scaling table.
+    #[arg(long, default_value = "rl_small")]
+    scaling_workload: String,
+    /// Workload of FancyAllocator's tables.
+    #[arg(long, default_value = "ring-buffer")]
+    fancy_workload: String,
+    /// Most (trace, threads) pairs drawn over time and as latency curves; when there are more,
+    /// each trace's largest thread count is drawn.
+    #[arg(long, default_value_t = 12)]
+    max_series: usize,
+    /// Most progress buckets of the over-time plots (fewer when no run has that many samples).
+    #[arg(long, default_value_t = 200)]
+    time_buckets: u32,
+    /// Tables and HTML only, no plots.
+    #[arg(long)]
+    no_plots: bool,
+    /// Threads drawing plots (default: CPUs).
+    #[arg(long)]
+    plot_threads: Option<usize>,
+    /// Print timings (reading and aggregating, drawing) on stderr.
+    #[arg(long)]
+    timings: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("analyze: {e:#}");
+            let bad_input = e
+                .downcast_ref::<analysis::Error>()
+                .is_some_and(analysis::Error::is_bad_input);
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut opts = analysis::Options::new(args.inputs, &args.out);
+    opts.seeds.scaling_workload = args.scaling_workload;
+    opts.seeds.fancy_workload = args.fancy_workload;
+    opts.compute.max_series_groups = args.max_series;
+    opts.compute.time_buckets = args.time_buckets;
+    opts.plots = !args.no_plots;
+    if let Some(n) = args.plot_threads {
+        opts.plot_threads = n;
+    }
+    let t = std::time::Instant::now();
+    let report = match analysis::run(&opts) {
+        Ok(r) => r,
+        Err(e @ analysis::Error::NoRuns { .. }) => return Err(e.into()),
+        Err(e) => return Err(e).with_context(|| format!("report in {}", args.out.display())),
+    };
+    for p in &report.problems {
+        eprintln!("analyze: warning: {p}");
+    }
+    println!(
+        "{}: {} runs ({} ok, {} not ok), {} tables, {} plots{}",
+        report.written.html.display(),
+        report.runs_total,
+        report.runs_ok,
+        report.runs_failed,
+        report.written.tables.len(),
+        report.written.plots.len(),
+        if report.problems.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} input problems, listed in the report",
+                report.problems.len()
+            )
+        }
+    );
+    if args.timings {
+        eprintln!(
+            "analyze: timings: read+aggregate {:.3} s, plots {:.3} s, total {:.3} s",
+            report.compute_time.as_secs_f64(),
+            report.plot_time.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,1007 @@
+//! The analysis tests: fixture results with known values (written here, with real Parquet read
+//! back by the library and by the `analyze` binary), hand-computed medians and ratios, images
+//! decoded, SVG parsed, HTML links checked on disk, bad input, and the notebook executed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use analysis::compute::{self, ComputeOptions};
+use analysis::fixture::{self, Results, Run};
+use analysis::load;
+use analysis::schema::FileKind;
+use polars::prelude::*;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Trace `t`, 2 threads: system at 10, 12, 11 M ops/s; fancy at 20, 24, 22 M ops/s plus a
+/// crashed repetition; bump at 5, 5, 8 M ops/s. Latency: run i's quantile q is
+/// `1000·q + 10·rep` ns (so the median over reps 0..2 is `1000·q + 10`).
+fn known_results() -> Results {
+    let mut r = Results {
+        sweep: "known".into(),
+        ..Default::default()
+    };
+    let tps = [
+        ("system", [10e6, 12e6, 11e6]),
+        ("fancy", [20e6, 24e6, 22e6]),
+        ("bump", [5e6, 5e6, 8e6]),
+    ];
+    for (alloc, v) in tps {
+        for (rep, tp) in v.into_iter().enumerate() {
+            let mut run = Run::ok("t", alloc, 2, rep as u32, tp);
+            run.workload = "rl_small".into();
+            // Fragmentation at peak: 1.1, 1.3, 1.2 (median 1.2) for every allocator.
+            let frag = [1.1, 1.3, 1.2][rep];
+            run.frag_ratio_at_peak = Some(frag);
+            run.peak_heap_rss_bytes = Some([3u64 << 20, 5 << 20, 4 << 20][rep]);
+            run.minor_faults = Some([100, 300, 200][rep]);
+            let i = r.runs.len();
+            r.runs.push(run);
+            for op in ["malloc", "free"] {
+                r.add_latency(i, op, 500_000, |q| (1000.0 * q) as u64 + 10 * rep as u64);
+            }
+            let dur = r.runs[i].wall_ns.unwrap();
+            for k in 0..50u64 {
+                let live = 1u64 << 20;
+                let heap = (live as f64 * 1.5) as i64;
+                r.samples.push(
+                    i as u32,
+                    false,
+                    dur * k / 50,
+                    k,
+                    live,
+                    (8 << 20) + heap as u64,
+                    heap,
+                );
+            }
+            r.samples
+                .push(i as u32, true, dur + 100_000_000, 0, 0, 8 << 20, 4096);
+        }
+    }
+    let mut crashed = Run::crashed("t", "fancy", 2, 3, "killed by signal 11 (SIGSEGV)");
+    crashed.workload = "rl_small".into();
+    r.runs.push(crashed);
+    r
+}
+
+fn analyze_dirs(dirs: &[PathBuf]) -> compute::Analysis {
+    analyze_dirs_with(dirs, &ComputeOptions::default())
+}
+
+fn analyze_dirs_with(dirs: &[PathBuf], opts: &ComputeOptions) -> compute::Analysis {
+    let args: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let mut problems = Vec::new();
+    let found = load::discover(&args, &mut problems).unwrap();
+    let loaded = load::load(&found, problems).unwrap();
+    compute::compute(loaded, opts).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+#[test]
+fn medians_and_ratios_equal_hand_computed_values() {
+    let d = tmp();
+    fixture::write(d.path(), &known_results()).unwrap();
+    let a = analyze_dirs(&[d.path().to_path_buf()]);
+    assert_eq!(a.runs_total, 10);
+    assert_eq!(a.runs_ok, 9);
+    assert_eq!(a.failed.len(), 1);
+    let get = |al: &str| a.configs.iter().find(|c| c.key.allocator == al).unwrap();
+    let sys = get("system");
+    let fancy = get("fancy");
+    let bump = get("bump");
+    assert_eq!(sys.runs_ok, 3);
+    assert_eq!(fancy.runs_ok, 3, "the crashed repetition is left out");
+    assert!(close(sys.ops_per_sec_median.unwrap(), 11e6));
+    assert!(close(fancy.ops_per_sec_median.unwrap(), 22e6));
+    assert!(close(bump.ops_per_sec_median.unwrap(), 5e6));
+    assert!(close(fancy.vs_system.unwrap(), 2.0));
+    assert!(close(fancy.vs_best.unwrap(), 1.0));
+    assert!(close(sys.vs_best.unwrap(), 0.5));
+    assert!(close(bump.vs_system.unwrap(), 5.0 / 11.0));
+    // CV: system mean 11M, sample std 1M.
+    assert!(close(sys.ops_per_sec_cv.unwrap(), 1.0 / 11.0));
+    assert!(close(sys.ops_per_sec_min.unwrap(), 10e6));
+    assert!(close(sys.ops_per_sec_max.unwrap(), 12e6));
+    // Memory medians.
+    assert!(close(sys.frag_ratio_at_peak.unwrap(), 1.2));
+    assert!(close(sys.frag_ratio_at_peak_min.unwrap(), 1.1));
+    assert!(close(sys.frag_ratio_at_peak_max.unwrap(), 1.3));
+    assert!(close(sys.peak_heap_rss_bytes.unwrap(), (4u64 << 20) as f64));
+    assert!(close(sys.minor_faults.unwrap(), 200.0));
+    // Latency: median over reps of 1000·q + 10·rep.
+    let l = a
+        .latency
+        .iter()
+        .find(|l| l.key.allocator == "system" && l.op == "malloc")
+        .unwrap();
+    assert_eq!(l.runs, 3);
+    assert!(close(l.quantiles[&99_000], 1000.0));
+    assert!(close(l.quantiles[&99_900], 1009.0));
+    assert!(close(l.quantiles[&50_000], 510.0));
+    assert!(close(l.quantiles[&100_000], 1010.0));
+    // Over time: heap 1.5 MiB and live 1 MiB in every replay bucket; the `after` sample is out.
+    let s = a
+        .series
+        .iter()
+        .find(|s| s.key.allocator == "fancy")
+        .unwrap();
+    assert!(s.points.len() > 10);
+    for p in &s.points {
+        assert!(close(p.live_bytes.unwrap(), (1u64 << 20) as f64));
+        assert!(close(p.frag_ratio.unwrap(), 1.5));
+    }
+}
+
+/// Three repetitions of one configuration that took 10, 30 and 20 ms, 10 samples each at
+/// 0, 1/10, … 9/10 of the run; repetition r's heap RSS at sample k is (k+1)(r+1) MiB, live
+/// bytes 1 MiB throughout.
+fn uneven_repetitions() -> Results {
+    let mut r = Results::default();
+    for (rep, wall_ms) in [10u64, 30, 20].into_iter().enumerate() {
+        let mut run = Run::ok("t", "system", 1, rep as u32, 1e6);
+        let wall = wall_ms * 1_000_000;
+        run.wall_ns = Some(wall);
+        let i = r.runs.len() as u32;
+        r.runs.push(run);
+        for k in 0..10u64 {
+            let heap = ((k + 1) * (rep as u64 + 1)) << 20;
+            r.samples.push(
+                i,
+                false,
+                wall * k / 10,
+                k,
+                1 << 20,
+                (8 << 20) + heap,
+                heap as i64,
+            );
+        }
+        // Retained-RSS samples after the last op are not part of the replay's time series.
+        r.samples
+            .push(i, true, wall + 100_000_000, 10, 0, 9 << 20, 1 << 20);
+    }
+    r
+}
+
+#[test]
+fn memory_over_time_is_the_median_of_repetitions_aligned_by_progress() {
+    let d = tmp();
+    fixture::write(d.path(), &uneven_repetitions()).unwrap();
+    // As many buckets as samples per run: bucket k holds sample k of every repetition, the
+    // median over repetitions of (k+1)(r+1) MiB is 2(k+1) MiB, drawn at the middle of bucket
+    // k of the median-length (20 ms) run: (k + 0.5) · 2 ms.
+    let a = analyze_dirs(&[d.path().to_path_buf()]);
+    assert_eq!(a.series.len(), 1);
+    let pts = &a.series[0].points;
+    assert_eq!(pts.len(), 10, "{pts:?}");
+    for (k, p) in pts.iter().enumerate() {
+        let k = k as f64;
+        assert!(close(p.t_ms, (k + 0.5) * 2.0), "{p:?}");
+        assert!(
+            close(p.heap_rss_bytes.unwrap(), 2.0 * (k + 1.0) * MIB),
+            "{p:?}"
+        );
+        assert!(close(p.live_bytes.unwrap(), MIB), "{p:?}");
+        assert!(close(p.frag_ratio.unwrap(), 2.0 * (k + 1.0)), "{p:?}");
+    }
+    // Five buckets: bucket 0 holds samples 0 and 1 of each run, heap {1, 2}, {2, 4}, {3, 6}
+    // MiB: median (2 + 3) / 2 = 2.5 MiB, at 0.5 · 20 ms / 5 = 2 ms; the last bucket holds
+    // {9, 10}, {18, 20}, {27, 30}: median (18 + 20) / 2 = 19 MiB at 18 ms.
+    let opts = ComputeOptions {
+        time_buckets: 5,
+        ..Default::default()
+    };
+    let a = analyze_dirs_with(&[d.path().to_path_buf()], &opts);
+    let pts = &a.series[0].points;
+    assert_eq!(pts.len(), 5, "{pts:?}");
+    assert!(
+        close(pts[0].t_ms, 2.0) && close(pts[0].heap_rss_bytes.unwrap(), 2.5 * MIB),
+        "{pts:?}"
+    );
+    assert!(
+        close(pts[4].t_ms, 18.0) && close(pts[4].heap_rss_bytes.unwrap(), 19.0 * MIB),
+        "{pts:?}"
+    );
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn csv_and_markdown_carry_the_same_figures() {
+    let d = tmp();
+    let out = tmp();
+    fixture::write(d.path(), &known_results()).unwrap();
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    analysis::run(&opts).unwrap();
+    // CSV: raw numbers, units in the column names (no quoting needed in these rows).
+    let csv = std::fs::read_to_string(out.path().join("tables/throughput.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let fancy = rows
+        .iter()
+        .find(|r| r[col("allocator")] == "fancy")
+        .unwrap();
+    assert_eq!(fancy[col("ops_per_sec_median")], "22000000");
+    assert_eq!(fancy[col("ratio_to_system")], "2");
+    let md = std::fs::read_to_string(out.path().join("tables/throughput.md")).unwrap();
+    assert!(
+        md.contains("| t | rl_small | 2 | fancy | 3 | 22.0M |"),
+        "{md}"
+    );
+    // The seed tables exist and hold our numbers.
+    let seed =
+        std::fs::read_to_string(out.path().join("tables/allocatorbench_scaling.md")).unwrap();
+    assert!(
+        seed.contains("| 2 | 11.0M | 5.00M | **22.0M** | fancy +100.0 % |"),
+        "{seed}"
+    );
+    let fancy_tp = std::fs::read_to_string(out.path().join("tables/fancy_throughput.csv")).unwrap();
+    assert!(
+        fancy_tp
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("fancy,22000000,2,")
+    );
+    let failed = std::fs::read_to_string(out.path().join("tables/failed_runs.csv")).unwrap();
+    assert!(failed.contains("t/fancy/t2/r3"));
+    assert!(failed.contains("killed by signal 11"));
+}
+
+/// A sweep of two directories: several traces and thread counts (for every kind of plot).
+fn sweep(root: &Path) -> Vec<PathBuf> {
+    let spec = fixture::SynthSpec {
+        traces: vec![
+            ("rl_small".into(), "rl_small".into()),
+            ("ring-buffer".into(), "ring-buffer".into()),
+        ],
+        allocators: vec!["system".into(), "fancy".into(), "bump".into()],
+        threads: vec![1, 2, 4],
+        repetitions: 4,
+        samples_per_run: 60,
+        dirs: 2,
+        crash_every: 17,
+    };
+    fixture::write_synthetic(root, &spec).unwrap();
+    vec![root.join("d000"), root.join("d001")]
+}
+
+fn palette() -> Vec<[u8; 3]> {
+    (0..10)
+        .map(|i| {
+            let c = analysis::plots::color(i);
+            [c.0, c.1, c.2]
+        })
+        .collect()
+}
+
+/// Pixels of the PNG that are (nearly) one of the palette colours.
+fn data_pixels(png: &Path) -> usize {
+    let img = image::open(png)
+        .unwrap_or_else(|e| panic!("{}: not a valid PNG: {e}", png.display()))
+        .to_rgb8();
+    assert_eq!(img.dimensions(), analysis::plots::SIZE, "{}", png.display());
+    let pal = palette();
+    img.pixels()
+        .filter(|p| {
+            pal.iter()
+                .any(|c| (0..3).all(|k| (p.0[k] as i32 - c[k] as i32).abs() <= 6))
+        })
+        .count()
+}
+
+#[test]
+fn plots_exist_as_valid_images_with_data_in_them() {
+    let d = tmp();
+    let out = tmp();
+    sweep(d.path());
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    let report = analysis::run(&opts).unwrap();
+    let stems: BTreeSet<String> = report
+        .written
+        .plots
+        .iter()
+        .map(|r| r.png.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "throughput_by_workload_t1",
+        "throughput_by_workload_t4",
+        "throughput_vs_threads_rl_small",
+        "throughput_vs_threads_ring-buffer",
+        "latency_rl_small_t4_malloc",
+        "latency_ring-buffer_t1_free",
+        "memory_rl_small_t2",
+        "frag_ring-buffer_t4",
+        "overhead_ratio_t2",
+    ] {
+        assert!(stems.contains(want), "no plot {want}: {stems:?}");
+    }
+    for r in &report.written.plots {
+        // PNG: decodes, right size, and a good number of pixels in the data colours (lines,
+        // bars), not just axes and text.
+        let n = data_pixels(&r.png);
+        assert!(n > 500, "{}: only {n} data pixels", r.png.display());
+        // SVG: well-formed XML with drawn shapes in the data colours and text.
+        let text = std::fs::read_to_string(&r.svg).unwrap();
+        let doc = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: not XML: {e}", r.svg.display()));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let pal: Vec<String> = palette()
+            .iter()
+            .map(|c| format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2]))
+            .collect();
+        let shapes = doc
+            .descendants()
+            .filter(|n| {
+                matches!(
+                    n.tag_name().name(),
+                    "polyline" | "rect" | "circle" | "path" | "line"
+                )
+            })
+            .filter(|n| {
+                ["stroke", "fill"].iter().any(|a| {
+                    n.attribute(*a)
+                        .is_some_and(|v| pal.iter().any(|p| p.eq_ignore_ascii_case(v)))
+                })
+            })
+            .count();
+        assert!(shapes > 0, "{}: no shapes in data colours", r.svg.display());
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(texts.len() > 5, "{}: too little text", r.svg.display());
+    }
+    // Titles and axis descriptions with units are in the SVGs.
+    let tv = std::fs::read_to_string(out.path().join("plots/throughput_vs_threads_rl_small.svg"))
+        .unwrap();
+    assert!(tv.contains("Throughput vs replay threads, rl_small"));
+    assert!(tv.contains("M ops/s"));
+    assert!(tv.contains("replay threads"));
+    let mem = std::fs::read_to_string(out.path().join("plots/memory_rl_small_t4.svg")).unwrap();
+    assert!(mem.contains("time since first op (ms)") && mem.contains("MiB"));
+    assert!(mem.contains("fancy heap RSS") && mem.contains("fancy live bytes"));
+}
+
+fn attr_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+    let pat = format!("{attr}=\"");
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find(&pat) {
+        let v = &rest[i + pat.len()..];
+        let end = v.find('"').unwrap();
+        out.push(&v[..end]);
+        rest = &v[end..];
+    }
+    out
+}
+
+#[test]
+fn html_references_only_files_that_exist() {
+    let d = tmp();
+    let out = tmp();
+    sweep(d.path());
+    let opts = analysis::Options::new(vec![format!("{}/d*", d.path().display())], out.path());
+    let report = analysis::run(&opts).unwrap();
+    let html = std::fs::read_to_string(&report.written.html).unwrap();
+    let mut links = attr_values(&html, "href");
+    links.extend(attr_values(&html, "src"));
+    let mut checked = 0;
+    for l in links {
+        if l.starts_with('#') || l.starts_with("data:") {
+            continue;
+        }
+        assert!(
+            !l.contains("://"),
+            "external link {l}: the page must work offline"
+        );
+        assert!(!l.starts_with('/'), "absolute link {l}");
+        assert!(
+            out.path().join(l).is_file(),
+            "report.html links {l}, which is not there"
+        );
+        checked += 1;
+    }
+    assert!(checked >= report.written.plots.len() * 2 + report.written.tables.len() * 2);
+    // Every plot is inlined as SVG; the facts the runs recorded are on the page.
+    assert_eq!(html.matches("<svg").count(), report.written.plots.len());
+    for fact in [
+        "fixture-host",
+        "Fixture CPU @ 3.0GHz",
+        "rustc 1.95.0",
+        "0000000",
+        "fancy-1.0",
+        "6.1.0-fixture",
+    ] {
+        assert!(html.contains(fact), "report.html lacks {fact}");
+    }
+    // The crashed runs are listed.
+    assert!(report.runs_failed > 0);
+    assert!(html.contains("killed by signal 11"));
+}
+
+fn write_runs_only(dir: &Path, r: &Results, edit: impl FnOnce(DataFrame) -> DataFrame) {
+    std::fs::create_dir_all(dir).unwrap();
+    let [runs, lat, ts] = fixture::frames(r).unwrap();
+    let mut runs = edit(runs);
+    fixture::write_frame(&dir.join("runs.parquet"), &mut runs).unwrap();
+    let _ = (lat, ts);
+}
+
+fn problems_text(a: &compute::Analysis) -> String {
+    a.problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn an_empty_directory_is_bad_input_with_a_clear_message() {
+    let d = tmp();
+    let out = tmp();
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    let err = analysis::run(&opts).unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(msg.contains("no usable runs"), "{msg}");
+    assert!(msg.contains("no runs.parquet"), "{msg}");
+    // The binary: exit 2, the message on stderr.
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg(d.path())
+        .arg("-o")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("no runs.parquet"), "{stderr}");
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg(d.path().join("nothing-here-*"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no file or directory matches"));
+}
+
+#[test]
+fn bad_directories_are_listed_and_the_rest_is_still_reported() {
+    let root = tmp();
+    let good = root.path().join("good");
+    fixture::write(&good, &known_results()).unwrap();
+    // An older schema: no schema_version and no fragmentation columns, no latency or
+    // time-series file.
+    let old = root.path().join("old");
+    write_runs_only(&old, &known_results(), |df| {
+        df.drop_many([
+            "schema_version",
+            "frag_ratio_at_peak",
+            "heap_rss_at_peak_live_bytes",
+        ])
+    });
+    // A newer one: schema_version 2, an unknown extra column, ops_per_sec written as text.
+    let newer = root.path().join("newer");
+    write_runs_only(&newer, &known_results(), |df| {
+        let n = df.height();
+        df.lazy()
+            .with_columns([
+                lit(2u32).alias("schema_version"),
+                lit("x").alias("some_future_column"),
+                col("ops_per_sec").cast(DataType::String),
+            ])
+            .collect()
+            .unwrap()
+            .head(Some(n))
+    });
+    // Lacks the identifying column run_id.
+    let noid = root.path().join("noid");
+    write_runs_only(&noid, &known_results(), |df| df.drop("run_id").unwrap());
+    // Not Parquet at all.
+    let junk = root.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("runs.parquet"), b"this is not parquet").unwrap();
+    // Time series without runs.
+    let orphan = root.path().join("orphan");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("timeseries.parquet"), b"").unwrap();
+
+    let a = analyze_dirs(&[root.path().to_path_buf()]);
+    let p = problems_text(&a);
+    for (what, needle) in [
+        (
+            "older schema",
+            "old/runs.parquet: missing column(s) read as null: schema_version, heap_rss_at_peak_live_bytes, frag_ratio_at_peak",
+        ),
+        ("no version", "no schema_version"),
+        ("newer version", "newer/runs.parquet: schema_version 2"),
+        (
+            "cast",
+            "newer/runs.parquet: column(s) of another type than the schema's, cast",
+        ),
+        ("no id", "noid/runs.parquet: lacks the column(s) run_id"),
+        ("junk", "junk/runs.parquet: cannot be read as Parquet"),
+        (
+            "orphan",
+            "orphan: has latency or time-series files but no runs.parquet",
+        ),
+        ("no latency", "old: no latency.parquet"),
+    ] {
+        assert!(
+            p.contains(needle),
+            "{what}: no problem containing {needle:?} in:\n{p}"
+        );
+    }
+    assert!(
+        !p.contains("some_future_column"),
+        "unknown columns are ignored silently:\n{p}"
+    );
+    // good, old and newer are read: 3 × 10 runs; the medians are unchanged (each directory has
+    // the same values); the text throughput was cast back to numbers.
+    assert_eq!(a.sources.len(), 3);
+    assert_eq!(a.runs_total, 30);
+    assert_eq!(a.failed.len(), 3);
+    let fancy = a
+        .configs
+        .iter()
+        .find(|c| c.key.allocator == "fancy")
+        .unwrap();
+    assert_eq!(fancy.runs_throughput, 9);
+    assert!(close(fancy.ops_per_sec_median.unwrap(), 22e6));
+    // The frag median ignores the old directory's nulls.
+    assert!(close(fancy.frag_ratio_at_peak.unwrap(), 1.2));
+    // Latency only from the good directory (3 runs per configuration).
+    assert!(a.latency.iter().all(|l| l.runs == 3));
+}
+
+#[test]
+fn failed_runs_only_still_give_a_report() {
+    let d = tmp();
+    let out = tmp();
+    let mut r = Results::default();
+    r.runs
+        .push(Run::crashed("t", "system", 1, 0, "timeout after 60 s"));
+    r.runs.push(Run::crashed(
+        "t",
+        "fancy",
+        1,
+        0,
+        "killed by signal 6 (SIGABRT)",
+    ));
+    fixture::write(d.path(), &r).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg(d.path())
+        .arg("-o")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("2 runs (0 ok, 2 not ok)"), "{stdout}");
+    let md = std::fs::read_to_string(out.path().join("tables.md")).unwrap();
+    assert!(md.contains("timeout after 60 s") && md.contains("SIGABRT"));
+    assert!(out.path().join("report.html").is_file());
+}
+
+/// The Python that runs the notebook, with a message naming the requirements file when its
+/// packages are missing.
+fn python() -> String {
+    let py = std::env::var("ALLOCLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let check = Command::new(&py)
+        .args([
+            "-c",
+            "import polars, nbclient, nbformat, ipykernel, matplotlib",
+        ])
+        .output();
+    match check {
+        Ok(o) if o.status.success() => py,
+        Ok(o) => panic!(
+            "{py} lacks the notebook's Python packages ({}): run `pip install -r \
+             analysis/requirements.txt` (or set ALLOCLAB_PYTHON to a Python that has them)",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "cannot run {py} ({e}): install Python 3 and `pip install -r analysis/requirements.txt`"
+        ),
+    }
+}
+
+/// Executes the notebook headless against `results`; returns what it printed (the text of its
+/// stream outputs) and the number of images it drew.
+fn run_notebook(results: &Path) -> (String, usize) {
+    let nb = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks/explore.ipynb");
+    let script = r#"
+import sys, pathlib, nbformat, nbclient
+path, = sys.argv[1:]
+nb = nbformat.read(path, as_version=4)
+client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
+    resources={"metadata": {"path": str(pathlib.Path(path).parent)}})
+client.execute()
+images = 0
+for cell in nb.cells:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            print("ERROR", out.get("ename"), out.get("evalue")); sys.exit(1)
+        if out.get("output_type") == "stream":
+            sys.stdout.write(out.get("text", ""))
+        if "image/png" in out.get("data", {}):
+            images += 1
+print("IMAGES", images)
+"#;
+    let o = Command::new(python())
+        .args(["-c", script])
+        .arg(&nb)
+        .env("ALLOCLAB_RESULTS", results)
+        .env("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "notebook failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let images = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("IMAGES "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no image count in the notebook's output:\n{stdout}"));
+    (stdout, images)
+}
+
+/// How to remake the real replay fixture.
+const REGENERATE: &str = "regenerate it from the repository root with the release binaries \
+(CARGO_TARGET_DIR=$HOME/.cache/alloclab/target cargo build --release -p traces -p replayer):\n  \
+$HOME/.cache/alloclab/target/release/synth rl_small --threads 2 --ops 2000000 --seed 7 -o /tmp/rl_small.trace.zst\n  \
+$HOME/.cache/alloclab/target/release/replay -a system,jemalloc,mimalloc,fancy,bump -r 2 --sample-ms 2 \
+--retained-wait 0.1 --sweep replay-small -o analysis/tests/data/replay-small /tmp/rl_small.trace.zst";
+
+/// The committed small real replay: `tests/data/replay-small`, written by the replayer itself
+/// (5 allocators × 2 repetitions of a 2M-op rl_small trace on 2 threads). Required.
+fn real_replay_fixture() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/replay-small");
+    for kind in FileKind::ALL {
+        let f = p.join(kind.file_name());
+        assert!(
+            f.is_file(),
+            "{} is missing: the analysis tests read a small real replay there; {REGENERATE}",
+            f.display()
+        );
+    }
+    p
+}
+
+fn read_parquet(path: &Path) -> DataFrame {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(f)
+        .finish()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn col_f64(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .unwrap_or_else(|e| panic!("column {name}: {e}"));
+    c.f64().unwrap().iter().collect()
+}
+
+fn col_str(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::String))
+        .unwrap_or_else(|e| panic!("column {name}: {e}"));
+    c.str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect()
+}
+
+/// The median, by hand.
+fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
+    df.schema()
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
+}
+
+#[test]
+fn the_replayers_files_have_the_columns_and_types_analyze_reads() {
+    let p = real_replay_fixture();
+    let fixture_frames = fixture::frames(&known_results()).unwrap();
+    for (kind, synthetic) in FileKind::ALL.into_iter().zip(fixture_frames) {
+        let path = p.join(kind.file_name());
+        let real = read_parquet(&path);
+        assert!(real.height() > 0, "{}: no rows", path.display());
+        let schema = real.schema();
+        for c in kind.columns() {
+            let want = c.ty.dtype();
+            match schema.get(c.name) {
+                None => panic!(
+                    "{}: the replayer wrote no column {} (analyze reads it as {want})",
+                    path.display(),
+                    c.name
+                ),
+                Some(have) => assert_eq!(
+                    *have,
+                    want,
+                    "{}: column {} is {have} in the replayer's file, analyze reads {want}",
+                    path.display(),
+                    c.name
+                ),
+            }
+        }
+        // The synthetic results of the other tests and the benchmark have exactly the
+        // replayer's columns, in its order, with its types.
+        assert_eq!(
+            schema_of(&synthetic),
+            schema_of(&real),
+            "analysis::fixture writes {} differently from the replayer",
+            kind.file_name()
+        );
+    }
+    // And analyze reads the replayer's files without a single complaint.
+    let a = analyze_dirs(&[p]);
+    assert!(
+        a.problems.is_empty(),
+        "problems reading the real replay: {}",
+        problems_text(&a)
+    );
+}
+
+#[test]
+fn report_on_the_real_replay_equals_hand_computed_figures() {
+    let p = real_replay_fixture();
+    let runs = read_parquet(&p.join("runs.parquet"));
+    let (trace, threads, alloc, status) = (
+        col_str(&runs, "trace_name"),
+        col_f64(&runs, "replay_threads"),
+        col_str(&runs, "allocator"),
+        col_str(&runs, "status"),
+    );
+    let run_id = col_str(&runs, "run_id");
+    let tp = col_f64(&runs, "ops_per_sec");
+    let peak_heap = col_f64(&runs, "peak_heap_rss_bytes");
+    let frag = col_f64(&runs, "frag_ratio_at_peak");
+    let retained = col_f64(&runs, "retained_heap_rss_bytes");
+    let retained_100ms = col_f64(&runs, "retained_heap_rss_100ms_bytes");
+    let minor = col_f64(&runs, "minor_faults");
+    // The ok runs of each configuration, by hand.
+    type Key = (String, u32, String);
+    let mut by: std::collections::BTreeMap<Key, Vec<usize>> = Default::default();
+    let mut ok_runs = BTreeSet::new();
+    for i in 0..runs.height() {
+        if status[i].as_deref() == Some("ok") {
+            let k = (
+                trace[i].clone().unwrap(),
+                threads[i].unwrap() as u32,
+                alloc[i].clone().unwrap(),
+            );
+            by.entry(k).or_default().push(i);
+            ok_runs.insert(run_id[i].clone().unwrap());
+        }
+    }
+    assert!(
+        by.len() >= 2,
+        "the real replay has fewer than 2 configurations: {by:?}"
+    );
+    let med =
+        |col: &[Option<f64>], idx: &[usize]| median(idx.iter().map(|&i| col[i].unwrap()).collect());
+    let tp_median: std::collections::BTreeMap<&Key, f64> =
+        by.iter().map(|(k, idx)| (k, med(&tp, idx))).collect();
+
+    let a = analyze_dirs(std::slice::from_ref(&p));
+    assert_eq!(a.runs_total, runs.height());
+    assert_eq!(a.runs_ok, ok_runs.len());
+    assert_eq!(a.configs.len(), by.len());
+    for (k, idx) in &by {
+        let c = a
+            .configs
+            .iter()
+            .find(|c| (&c.key.trace, c.key.threads, &c.key.allocator) == (&k.0, k.1, &k.2))
+            .unwrap_or_else(|| panic!("no configuration {k:?}"));
+        let v: Vec<f64> = idx.iter().map(|&i| tp[i].unwrap()).collect();
+        let m = tp_median[k];
+        assert_eq!(c.runs_throughput as usize, v.len());
+        assert!(close(c.ops_per_sec_median.unwrap(), m), "{k:?}: {c:?}");
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(close(c.ops_per_sec_min.unwrap(), min) && close(c.ops_per_sec_max.unwrap(), max));
+        if v.len() >= 2 {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+            assert!(
+                close(c.ops_per_sec_cv.unwrap(), var.sqrt() / mean),
+                "{k:?}: {c:?}"
+            );
+        }
+        let system = tp_median.get(&(k.0.clone(), k.1, "system".to_owned()));
+        if let Some(s) = system {
+            assert!(close(c.vs_system.unwrap(), m / s), "{k:?}: {c:?}");
+        }
+        let best = tp_median
+            .iter()
+            .filter(|(o, _)| (&o.0, o.1) == (&k.0, k.1))
+            .map(|(_, v)| *v)
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(close(c.vs_best.unwrap(), m / best), "{k:?}: {c:?}");
+        assert!(close(c.peak_heap_rss_bytes.unwrap(), med(&peak_heap, idx)));
+        assert!(close(c.frag_ratio_at_peak.unwrap(), med(&frag, idx)));
+        assert!(close(
+            c.retained_heap_rss_bytes.unwrap(),
+            med(&retained, idx)
+        ));
+        assert!(close(
+            c.retained_heap_rss_100ms_bytes.unwrap(),
+            med(&retained_100ms, idx)
+        ));
+        assert!(close(c.minor_faults.unwrap(), med(&minor, idx)));
+    }
+    assert!(
+        a.configs
+            .iter()
+            .any(|c| c.key.allocator == "system" && close(c.vs_system.unwrap(), 1.0))
+    );
+
+    // Latency: each op kind's p99 is the median over the ok runs of their p99.
+    let lat = read_parquet(&p.join("latency.parquet"));
+    let (lrun, lop, lq, lns) = (
+        col_str(&lat, "run_id"),
+        col_str(&lat, "op"),
+        col_f64(&lat, "quantile"),
+        col_f64(&lat, "latency_ns"),
+    );
+    let mut p99: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+    let lalloc = col_str(&lat, "allocator");
+    for i in 0..lat.height() {
+        if ok_runs.contains(lrun[i].as_ref().unwrap()) && (lq[i].unwrap() - 0.99).abs() < 1e-9 {
+            p99.entry((lalloc[i].clone().unwrap(), lop[i].clone().unwrap()))
+                .or_default()
+                .push(lns[i].unwrap());
+        }
+    }
+    assert!(!p99.is_empty(), "no p99 rows in the real latency.parquet");
+    for ((al, op), v) in p99 {
+        let l = a
+            .latency
+            .iter()
+            .find(|l| l.key.allocator == al && l.op == op)
+            .unwrap_or_else(|| panic!("no latency row for {al} {op}"));
+        assert_eq!(l.runs as usize, v.len());
+        assert!(close(l.quantiles[&99_000], median(v)), "{al} {op}: {l:?}");
+    }
+
+    // The whole report: the CSV carries the same medians, every plot is an image with data,
+    // every link of the page is a file, and the machine and build facts are on the page.
+    let out = tmp();
+    let opts = analysis::Options::new(vec![p.display().to_string()], out.path());
+    let report = analysis::run(&opts).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let csv = std::fs::read_to_string(out.path().join("tables/throughput.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let mut csv_rows = 0;
+    for l in lines {
+        let r: Vec<&str> = l.split(',').collect();
+        let k = (
+            r[at("trace_name")].to_owned(),
+            r[at("replay_threads")].parse::<u32>().unwrap(),
+            r[at("allocator")].to_owned(),
+        );
+        let v: f64 = r[at("ops_per_sec_median")].parse().unwrap();
+        assert!(close(v, tp_median[&k]), "{l}");
+        csv_rows += 1;
+    }
+    assert_eq!(csv_rows, by.len());
+    let pairs: BTreeSet<(String, u32)> = by.keys().map(|k| (k.0.clone(), k.1)).collect();
+    let ops: BTreeSet<String> = lop.iter().flatten().cloned().collect();
+    let stems: BTreeSet<String> = report
+        .written
+        .plots
+        .iter()
+        .map(|r| r.png.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for (t, n) in &pairs {
+        let mut want = vec![
+            format!("throughput_by_workload_t{n}"),
+            format!("overhead_ratio_t{n}"),
+            format!("memory_{t}_t{n}"),
+        ];
+        want.extend(ops.iter().map(|op| format!("latency_{t}_t{n}_{op}")));
+        for w in want {
+            assert!(
+                stems.contains(&w),
+                "no plot {w} from the real replay: {stems:?}"
+            );
+        }
+    }
+    for r in &report.written.plots {
+        let n = data_pixels(&r.png);
+        assert!(n > 200, "{}: only {n} data pixels", r.png.display());
+        roxmltree::Document::parse(&std::fs::read_to_string(&r.svg).unwrap())
+            .unwrap_or_else(|e| panic!("{}: not XML: {e}", r.svg.display()));
+    }
+    let html = std::fs::read_to_string(&report.written.html).unwrap();
+    let mut links = attr_values(&html, "href");
+    links.extend(attr_values(&html, "src"));
+    for l in links.into_iter().filter(|l| !l.starts_with('#')) {
+        assert!(
+            out.path().join(l).is_file(),
+            "report.html links {l}, which is not there"
+        );
+    }
+    for fact in [
+        "host",
+        "kernel",
+        "cpu_model",
+        "rustc_version",
+        "build_profile",
+        "alloclab_commit",
+        "allocator_version",
+    ] {
+        for v in col_str(&runs, fact)
+            .into_iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+        {
+            assert!(
+                html.contains(&analysis::report::esc(&v)),
+                "report.html lacks the {fact} the runs recorded: {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn notebook_runs_clean_on_the_real_replay() {
+    let p = real_replay_fixture();
+    let (out, images) = run_notebook(&p);
+    assert_eq!(images, 1, "the notebook drew no plot:\n{out}");
+    let a = analyze_dirs(&[p]);
+    let want = format!("{} ok runs, {} not ok", a.runs_ok, a.failed.len());
+    assert!(
+        out.contains(&want),
+        "the notebook did not print {want:?}:\n{out}"
+    );
+}
+
+#[test]
+fn notebook_runs_clean_on_a_sweep_with_failed_runs() {
+    let d = tmp();
+    sweep(d.path());
+    let (out, images) = run_notebook(d.path());
+    assert_eq!(images, 1, "the notebook drew no plot:\n{out}");
+    assert!(out.contains("from 2 result directories"), "{out}");
+    let a = analyze_dirs(&[d.path().to_path_buf()]);
+    assert!(!a.failed.is_empty());
+    let want = format!("{} ok runs, {} not ok", a.runs_ok, a.failed.len());
+    assert!(
+        out.contains(&want),
+        "the notebook did not print {want:?}:\n{out}"
+    );
+}
