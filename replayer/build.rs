@@ -23,12 +23,22 @@ fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ALLOCLAB_RUSTC={version}");
+    // The flags that shape the code: profile, optimisation, debug info, and any RUSTFLAGS.
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS")
+        .unwrap_or_default()
+        .replace('\x1f', " ");
     let profile = format!(
-        "{} (opt-level {}, debug {})",
+        "{} (opt-level {}, debug {}{})",
         std::env::var("PROFILE").unwrap_or_default(),
         std::env::var("OPT_LEVEL").unwrap_or_default(),
-        std::env::var("DEBUG").unwrap_or_default()
+        std::env::var("DEBUG").unwrap_or_default(),
+        if flags.trim().is_empty() {
+            String::new()
+        } else {
+            format!(", RUSTFLAGS {}", flags.trim())
+        }
     );
     println!("cargo:rustc-env=ALLOCLAB_PROFILE={profile}");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 }

@@ -26,6 +26,8 @@ pub fn build_info() -> BuildInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Environment {
     pub host: String,
+    /// The distribution (`PRETTY_NAME` of /etc/os-release), or `unknown`.
+    pub os: String,
     pub kernel: String,
     pub cpu_model: String,
     pub cpus: u32,
@@ -76,8 +78,16 @@ impl Environment {
         let thp_enabled = read("/sys/kernel/mm/transparent_hugepage/enabled")
             .and_then(|s| selected(&s).map(str::to_string))
             .unwrap_or_else(|| "unknown".into());
+        let os = read("/etc/os-release")
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
         Environment {
             host,
+            os,
             kernel,
             cpu_model,
             cpus,

@@ -123,6 +123,7 @@ pub const RUNS: &[Col] = &[
     ("pinned", Bool, false),
     ("started_unix_ns", I64, false),
     ("host", Str, false),
+    ("os", Str, false),
     ("kernel", Str, false),
     ("cpu_model", Str, false),
     ("cpus", U32, false),

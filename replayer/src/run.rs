@@ -284,19 +284,34 @@ impl Sweep {
         &self.trace.plan
     }
 
+    /// Ops this sweep will replay, all passes of all runs together (the progress unit).
+    pub fn total_ops(&self) -> u64 {
+        let passes = if self.opts.latency { 2 } else { 1 };
+        self.trace.plan.total_ops()
+            * passes
+            * self.opts.repeat as u64
+            * self.opts.allocators.len() as u64
+    }
+
     /// Runs every allocator × repetition (interleaved) and returns the results.
     pub fn run(&self) -> Result<Results, ReplayError> {
-        let o = &self.opts;
-        let passes = if o.latency { 2 } else { 1 };
-        let ops = self.trace.plan.total_ops();
-        let total = ops * passes * o.repeat as u64 * o.allocators.len() as u64;
         let pb = bar(
-            o.progress,
-            total,
+            self.opts.progress,
+            self.total_ops(),
             "{msg:24} {bar:30} {percent:>3}% ops {human_pos}/{human_len}, ETA {eta}",
         );
+        let r = self.run_with(&pb, "");
+        pb.finish_and_clear();
+        r
+    }
+
+    /// Like [`Sweep::run`], advancing `pb` (from where it is) by [`Sweep::total_ops`] and
+    /// prefixing its messages with `label`: for a caller with one bar over many sweeps.
+    pub fn run_with(&self, pb: &ProgressBar, label: &str) -> Result<Results, ReplayError> {
+        let o = &self.opts;
+        let ops = self.trace.plan.total_ops();
         let mut results = Results::default();
-        let mut done_ops = 0u64;
+        let mut done_ops = pb.position();
         for rep in 0..o.repeat {
             for spec in &o.allocators {
                 let mut opts_env = options_in_env(spec.option_prefixes());
@@ -305,7 +320,7 @@ impl Sweep {
                         opts_env = format!("{opts_env} {k}={v}").trim().to_string();
                     }
                 }
-                pb.set_message(format!("{} r{}/{}", spec.name(), rep + 1, o.repeat));
+                pb.set_message(format!("{label}{} r{}/{}", spec.name(), rep + 1, o.repeat));
                 let untimed = self.child(
                     spec,
                     PassOptions {
@@ -356,7 +371,6 @@ impl Sweep {
                 }
             }
         }
-        pb.finish_and_clear();
         Ok(results)
     }
 
