@@ -283,6 +283,63 @@ pub(crate) struct FrameReader {
     payload: PayloadDecoder,
 }
 
+/// Largest output of one zstd block, and largest block (RFC 8878's Block_Maximum_Size).
+const ZSTD_BLOCK_MAX: u64 = 128 << 10;
+
+/// An upper bound of what `src`, one zstd frame, decompresses to, from the block headers
+/// actually present (RFC 8878 §3.1.1: a raw or RLE block states its output size, a compressed
+/// block regenerates at most 128 KiB): unlike the frame's content-size field, a bound the data
+/// backs — 4 stored bytes per 128 KiB at most. An error if `src` is not one complete frame.
+pub(crate) fn zstd_output_bound(src: &[u8]) -> std::result::Result<u64, String> {
+    let cut = || "the zstd frame is cut short".to_string();
+    if src.get(..4) != Some(&[0x28, 0xB5, 0x2F, 0xFD][..]) {
+        return Err("not a zstd frame".into());
+    }
+    let fhd = *src.get(4).ok_or_else(cut)?;
+    let single_segment = fhd & 0x20 != 0;
+    let fcs_len = match fhd >> 6 {
+        0 => single_segment as usize,
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let dict_len = [0, 1, 2, 4][(fhd & 3) as usize];
+    let mut pos = 5 + !single_segment as usize + dict_len + fcs_len;
+    let mut bound = 0u64;
+    loop {
+        let b = src.get(pos..pos + 3).ok_or_else(cut)?;
+        let h = u32::from_le_bytes([b[0], b[1], b[2], 0]);
+        let size = (h >> 3) as u64;
+        if size > ZSTD_BLOCK_MAX {
+            return Err(format!(
+                "zstd block of {size} bytes, above the format's 128 KiB"
+            ));
+        }
+        let (stored, out) = match (h >> 1) & 3 {
+            0 => (size, size),           // raw
+            1 => (1, size),              // RLE: one byte, repeated
+            2 => (size, ZSTD_BLOCK_MAX), // compressed
+            _ => return Err("reserved zstd block type".into()),
+        };
+        pos += 3 + stored as usize;
+        if pos > src.len() {
+            return Err(cut());
+        }
+        bound += out;
+        if h & 1 != 0 {
+            break;
+        }
+    }
+    if fhd & 0x04 != 0 {
+        pos += 4; // content checksum
+    }
+    match pos.cmp(&src.len()) {
+        std::cmp::Ordering::Greater => Err(cut()),
+        std::cmp::Ordering::Less => Err(format!("{} bytes after the zstd frame", src.len() - pos)),
+        std::cmp::Ordering::Equal => Ok(bound),
+    }
+}
+
 /// Reads until `buf` is full or the data ends; returns the bytes read.
 pub(crate) fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -379,6 +436,16 @@ impl FrameReader {
         let raw: &[u8] = if h.flags & FLAG_STORED != 0 {
             &self.stored
         } else {
+            // The buffer is sized by `raw_len` only once the zstd data shows it can hold that
+            // much: a header claiming 64 MiB over a few stored bytes must not allocate 64 MiB.
+            let bound =
+                zstd_output_bound(&self.stored).map_err(|m| err(ErrorKind::Decompress(m)))?;
+            if h.raw_len as u64 > bound {
+                return Err(err(ErrorKind::Decompress(format!(
+                    "the header says {} bytes, but the zstd frame's blocks hold at most {bound}",
+                    h.raw_len
+                ))));
+            }
             self.raw.clear();
             self.raw.reserve(h.raw_len as usize);
             let n = self
@@ -421,5 +488,50 @@ impl FrameReader {
             ));
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_output_bound_accepts_what_zstd_writes_and_bounds_it() {
+        // Incompressible (raw blocks), constant (RLE), text-like (compressed), multi-block.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = (0..1_000_000u32)
+            .map(|i| b"malloc free "[(i % 12) as usize])
+            .collect();
+        for data in [&[][..], &[7u8; 10][..], &vec![0u8; 1 << 20], &random, &text] {
+            for level in [1, 3, 19] {
+                for checksum in [false, true] {
+                    let mut c = zstd::bulk::Compressor::new(level).unwrap();
+                    c.include_checksum(checksum).unwrap();
+                    let z = c.compress(data).unwrap();
+                    let bound = zstd_output_bound(&z).unwrap();
+                    assert!(
+                        bound >= data.len() as u64,
+                        "level {level}: {bound} < {}",
+                        data.len()
+                    );
+                    assert!(bound <= (z.len() as u64 / 4 + 1) * ZSTD_BLOCK_MAX);
+                    // Anything after the frame, or a cut, is refused.
+                    let mut longer = z.clone();
+                    longer.push(0);
+                    assert!(zstd_output_bound(&longer).is_err());
+                    assert!(zstd_output_bound(&z[..z.len() - 1]).is_err());
+                }
+            }
+        }
+        assert!(zstd_output_bound(b"").is_err());
+        assert!(zstd_output_bound(b"not zstd at all").is_err());
     }
 }

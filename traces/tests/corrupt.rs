@@ -487,3 +487,32 @@ fn missing_file_and_directory() {
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Found by `cargo fuzz run read_trace` (with `-malloc_limit_mb=32`): a frame whose header
+/// claims a 32 MiB raw payload — within the 64 MiB limit — over 131 stored bytes that are not a
+/// valid zstd frame. The reader reserved the claimed length before decompressing anything.
+#[test]
+fn fuzz_raw_len_larger_than_the_zstd_data_is_refused_without_allocating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-raw-len-alloc.bin"),
+    )
+    .unwrap();
+    let (e, largest) =
+        largest_allocation_during(|| read_err(dir.path(), "fuzz-raw-len-alloc.bin", &bytes));
+    assert!(e.contains("byte 118: frame does not decompress"), "{e}");
+    assert!(largest < 4 << 20, "largest allocation {largest} bytes");
+
+    // The same with a valid zstd frame: golden's first frame claiming 64 MiB.
+    let mut b =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden.zst")).unwrap();
+    let f = frame_offsets(&b)[0];
+    b[f + 32..f + 36].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    fix_crc(&mut b, f);
+    let (e, largest) = largest_allocation_during(|| read_err(dir.path(), "claims64m.zst", &b));
+    assert!(
+        e.contains(&format!("byte {f}: frame does not decompress")),
+        "{e}"
+    );
+    assert!(largest < 4 << 20, "largest allocation {largest} bytes");
+}

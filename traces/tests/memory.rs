@@ -73,7 +73,7 @@ fn reading_memory_does_not_grow_with_the_trace() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let events = v["events"].as_u64().unwrap();
     assert!(events > 11_900_000, "{events} events");
-    let decoded_mib = events * std::mem::size_of::<traces::Timed>() as u64 >> 20;
+    let decoded_mib = (events * std::mem::size_of::<traces::Timed>() as u64) >> 20;
     let big_mib = big_kib / 1024;
     eprintln!(
         "inspect peak RSS: {} MiB on {} events (decoded size {decoded_mib} MiB), {} MiB on a \

@@ -136,7 +136,7 @@ fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 fn simulate(ops: &[Op]) -> Vec<Timed> {
-    let class = |s: u64| (s + 8 + 15) / 16;
+    let class = |s: u64| (s + 8).div_ceil(16);
     let mut free: std::collections::HashMap<u64, Vec<u64>> = Default::default();
     let mut live: Vec<u64> = Vec::new();
     let mut next = 0x5555_0000_0000u64;
