@@ -114,7 +114,7 @@ fn map_set(a: *const Arena, on: bool) {
 /// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
 pub(crate) fn map_region(size: usize, align: usize, offset: usize) -> *mut Arena {
     let a = os::map_aligned(size, align, offset) as *mut Arena;
-    if !a.is_null() && (a as usize) % ARENA_SIZE != 0 {
+    if !a.is_null() && !(a as usize).is_multiple_of(ARENA_SIZE) {
         crate::fatal::fatal("map_region: base not arena-aligned");
     }
     if !a.is_null() {

@@ -221,7 +221,7 @@ fn new_heap() -> *mut Heap {
     h
 }
 
-const _: () = assert!(core::mem::size_of::<Heap>() % 64 == 0);
+const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
 
 /// A heap for the calling thread: an abandoned one if the pool has one (adopted whole, with its
 /// arenas and pending remote frees), else a new one. Null only if the OS gives no memory.

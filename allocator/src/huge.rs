@@ -92,11 +92,10 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     };
     let total = total & !(OS_PAGE - 1);
     crate::reclaim::maybe_start();
-    if align <= ARENA_SIZE {
-        if let Some(p) = reuse_whole_piece(total, off, zero) {
+    if align <= ARENA_SIZE
+        && let Some(p) = reuse_whole_piece(total, off, zero) {
             return p;
         }
-    }
     // The base must be arena-aligned and base + off aligned to `align`: for align ≤ ARENA_SIZE
     // an arena-aligned base does both; above, off = ARENA_SIZE and base + off carries `align`.
     let a = if align <= ARENA_SIZE {
@@ -134,7 +133,7 @@ fn reuse_whole_piece(total: usize, off: usize, zero: bool) -> Option<*mut u8> {
                 let len = (*e).len;
                 if len >= total
                     && len - total <= total / 2
-                    && (e as usize) % ARENA_SIZE == 0
+                    && (e as usize).is_multiple_of(ARENA_SIZE)
                     && (best.is_null() || len < (*best).len)
                 {
                     best = e;

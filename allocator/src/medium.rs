@@ -576,7 +576,7 @@ pub(crate) unsafe fn walk(
         while off < AREA_END {
             let c = at(a.cast(), off);
             let size = size_of_chunk(c);
-            if size < MIN_CHUNK || size % 16 != 0 || off + size > AREA_END {
+            if size < MIN_CHUNK || !size.is_multiple_of(16) || off + size > AREA_END {
                 return Err("medium chunk size out of range");
             }
             let pf = (*c).head & PREV_FREE != 0;

@@ -63,13 +63,13 @@ pub(crate) unsafe fn unmap(p: *mut u8, size: usize) {
 /// Maps `size` bytes such that `result + offset` is aligned to `align` (a power of two ≥ the OS
 /// page), by over-mapping and trimming. Returns null on failure.
 pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
-    debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size % OS_PAGE == 0);
+    debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size.is_multiple_of(OS_PAGE));
     // First try an exact-size mapping: consecutive mappings usually come out aligned.
     let p = map(size);
     if p.is_null() {
         return p;
     }
-    if (p as usize + offset) % align == 0 {
+    if (p as usize + offset).is_multiple_of(align) {
         return p;
     }
     // SAFETY: `p` is the mapping we just made and nothing else knows it.

@@ -56,7 +56,7 @@ pub fn class_of(size: usize) -> usize {
 pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
     let mut c = class_of(size.max(align).min(SMALL_MAX));
     while c < NUM_CLASSES {
-        if (CLASS_SIZES[c] as usize) % align == 0 && CLASS_SIZES[c] as usize >= size {
+        if (CLASS_SIZES[c] as usize).is_multiple_of(align) && CLASS_SIZES[c] as usize >= size {
             return Some(c);
         }
         c += 1;
@@ -480,9 +480,9 @@ mod tests {
             for size in 1..=512 {
                 if let Some(c) = class_for_aligned(size, align) {
                     let bs = CLASS_SIZES[c] as usize;
-                    assert!(bs >= size && bs % align == 0);
+                    assert!(bs >= size && bs.is_multiple_of(align));
                 } else {
-                    assert!(size > 512 - 0 || align > 512);
+                    assert!(size > 512 || align > 512);
                 }
             }
         }

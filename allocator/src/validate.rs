@@ -61,7 +61,7 @@ pub fn validate_heap() -> Result<(), HeapError> {
         let (kind, map, off, size) = unsafe { ((*a).kind, (*a).map_size, (*a).offset, (*a).size) };
         if !is_arena(a) {
             res = err(a as usize, "huge mapping not registered");
-        } else if kind != Kind::Huge || off < 4096 || off > arena::ARENA_SIZE || off + size != map {
+        } else if kind != Kind::Huge || !(4096..=arena::ARENA_SIZE).contains(&off) || off + size != map {
             res = err(a as usize, "huge block header inconsistent");
         }
         live += 1;
@@ -153,7 +153,7 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
                 let mut b = (*page).free;
                 while !b.is_null() {
                     let off = (b as usize).wrapping_sub(area as usize);
-                    if off >= (*page).capacity as usize * bs || off % bs != 0 {
+                    if off >= (*page).capacity as usize * bs || !off.is_multiple_of(bs) {
                         return err(
                             b as usize,
                             "free block outside its page's carved area or misaligned",
@@ -289,7 +289,7 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
         for b in 0..NBINS {
             let head = bins.heads[b];
             let bit = bins.bitmap[b >> 6] & (1 << (b & 63)) != 0;
-            if bit != !head.is_null() {
+            if bit == head.is_null() {
                 return err(h as usize, "bin bitmap disagrees with the bin");
             }
             let mut prev = core::ptr::null_mut();

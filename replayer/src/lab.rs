@@ -432,7 +432,9 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
             });
         }
     }
-    let mut recordings: Vec<(String, Vec<String>, Vec<(&str, &str)>)> = Vec::new();
+    // (trace name, command line, environment)
+    type Recording = (String, Vec<String>, Vec<(&'static str, &'static str)>);
+    let mut recordings: Vec<Recording> = Vec::new();
     if plan.python_entries > 0 {
         let py = "/usr/bin/python3";
         if !Path::new(py).is_file() {

@@ -331,7 +331,7 @@ impl Sweep {
                         sample_ms: o.sample_ms,
                         retained_wait: o.retained_wait,
                     },
-                    &pb,
+                    pb,
                     done_ops,
                 );
                 done_ops += ops;
@@ -347,7 +347,7 @@ impl Sweep {
                             sample_ms: 0,
                             retained_wait: 0.0,
                         },
-                        &pb,
+                        pb,
                         done_ops,
                     );
                     done_ops += ops;

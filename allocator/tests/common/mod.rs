@@ -83,7 +83,7 @@ pub unsafe fn verify(p: *mut u8) -> usize {
         let size = (p as *const u64).read() as usize;
         let cookie = (p as *const u64).add(1).read();
         assert!(
-            size >= HDR && size < 64 << 20,
+            (HDR..64 << 20).contains(&size),
             "corrupt header at {p:p}: size {size}"
         );
         assert_eq!(cookie >> 32, 0xC0FFEE, "corrupt cookie at {p:p}");
