@@ -6,7 +6,7 @@
 //! allocator, writes the new block as the touch policy says, and publishes the slot's new
 //! pointer and generation (Release) — touching before publishing, so no other thread can free
 //! a block still being written. No locks, no harness allocation, no system call in the loop:
-//! every CHECKPOINT ops the thread stores its progress (a relaxed store), which the sampler
+//! every checkpoint period (1–1024 ops, the plan's) the thread stores its progress (a relaxed store), which the sampler
 //! thread turns into live bytes through the plan's checkpoints.
 //!
 //! The untimed pass measures wall time from the barrier to the last thread's last op, RSS over
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{AllocStats, Allocator};
 use crate::error::ReplayError;
 use crate::mem::{self, Mapping};
-use crate::plan::{BIG, CHECKPOINT, ClassCounts, Op, OpClass, PlanView, ThreadView, op};
+use crate::plan::{BIG, ClassCounts, Op, OpClass, PlanView, ThreadView, op};
 use crate::sys::{self, Statm, Usage};
 
 /// How much of each new block the replay writes.
@@ -408,7 +408,7 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
     }
 }
 
-/// One replay thread: its whole array, in CHECKPOINT chunks, with the peak mark.
+/// One replay thread: its whole array, in checkpoint-period chunks, with the peak mark.
 ///
 /// # Safety
 /// As [`run_ops`].
@@ -425,11 +425,12 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
 ) {
     let start = *sh.start.get().expect("set before go");
     let (ops, ts, big) = (view.ops, view.ts, view.big);
+    let every = plan.meta.checkpoint.max(1) as usize;
     let mut next_big = 0;
     let len = ops.len();
     let mut i = 0;
     while i < len {
-        let mut end = ((i / CHECKPOINT + 1) * CHECKPOINT).min(len);
+        let mut end = ((i / every + 1) * every).min(len);
         if let Some(m) = mark
             && i < m
             && m < end
@@ -452,7 +453,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
                     let done = p.0.load(Ordering::Relaxed) as usize;
                     live += t
                         .checkpoints
-                        .get(done.div_ceil(CHECKPOINT))
+                        .get(done.div_ceil(every))
                         .copied()
                         .unwrap_or(0);
                 }
@@ -460,7 +461,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
             sh.live_at_peak.store(live.max(0) as u64, Ordering::Relaxed);
             sh.rss_at_peak.store(rss, Ordering::Relaxed);
         }
-        if i % CHECKPOINT == 0 || i == len {
+        if i.is_multiple_of(every) || i == len {
             sh.progress[me].0.store(i as u64, Ordering::Relaxed);
         }
     }
@@ -490,7 +491,7 @@ fn live_at(plan: &PlanView<'_>, progress: &[Padded]) -> (u64, u64) {
     for (t, p) in plan.threads.iter().zip(progress) {
         let done = p.0.load(Ordering::Relaxed);
         ops += done;
-        let k = (done as usize).div_ceil(CHECKPOINT);
+        let k = (done as usize).div_ceil(plan.meta.checkpoint.max(1) as usize);
         live += t.checkpoints.get(k).copied().unwrap_or(0);
     }
     (ops, live.max(0) as u64)

@@ -11,7 +11,8 @@
 //! threads do them (contract 3). The generation cannot wrap ambiguously: a slot is at most one
 //! pending transition per replay thread behind an op that waits on it.
 //!
-//! Beside the ops: per thread, the cumulative live-bytes change every [`CHECKPOINT`] ops (the
+//! Beside the ops: per thread, the cumulative live-bytes change every checkpoint period (1 to
+//! [`CHECKPOINT`] ops; the
 //! sampler turns the threads' progress into live bytes without the loop counting anything), the
 //! position of the op that reaches the trace's peak live bytes (the engine reads RSS there),
 //! and, for `--pace` only, each op's trace timestamp.
@@ -23,13 +24,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::mem::Mapping;
 
-/// Ops between two live-bytes checkpoints and two progress updates of a replay thread.
+/// Most ops between two live-bytes checkpoints and two progress updates of a replay thread
+/// (a plan picks fewer for a short trace, so its samples still see progress: see
+/// [`checkpoint_for`]).
 pub const CHECKPOINT: usize = 1024;
 
-/// Number of checkpoints of a thread with `ops` ops: one per started [`CHECKPOINT`] and one
-/// for the start.
-pub fn checkpoints_len(ops: u64) -> usize {
-    ops.div_ceil(CHECKPOINT as u64) as usize + 1
+/// The checkpoint period for a trace of `events` events on `threads` threads: at least ~4096
+/// checkpoints per thread (so a short trace of slow ops, as malloc-large's, still shows
+/// progress in its samples), a power of two between 1 and [`CHECKPOINT`] ops.
+pub fn checkpoint_for(events: u64, threads: usize) -> u64 {
+    (events / (threads.max(1) as u64 * 4096))
+        .next_power_of_two()
+        .clamp(1, CHECKPOINT as u64)
+}
+
+/// Number of checkpoints of a thread with `ops` ops, one every `every` ops: one per started
+/// period and one for the start.
+pub fn checkpoints_len(ops: u64, every: u64) -> usize {
+    ops.div_ceil(every.max(1)) as usize + 1
 }
 
 /// One allocator call to replay (12 bytes).
@@ -139,7 +151,7 @@ pub struct ThreadLayout {
     /// Byte offset of the op array.
     pub ops_offset: u64,
     /// Byte offset of the checkpoints ([`checkpoints_len`] i64 values: the thread's cumulative
-    /// live-bytes change after `min(k × CHECKPOINT, ops)` ops).
+    /// live-bytes change after `min(k × checkpoint, ops)` ops).
     pub checkpoints_offset: u64,
     /// Byte offset of the op timestamps (u64 ns since the trace's first event), with `--pace`.
     pub ts_offset: Option<u64>,
@@ -156,6 +168,8 @@ pub struct PlanMeta {
     pub threads: Vec<ThreadLayout>,
     /// Slots the replay needs (the slot table's length).
     pub slots: u64,
+    /// Ops between two checkpoints ([`checkpoint_for`]).
+    pub checkpoint: u64,
     /// Total length of the plan file, bytes.
     pub file_len: u64,
     /// Ops per class (what the replay will call).
@@ -211,7 +225,7 @@ impl PlanMeta {
         let checkpoints: u64 = self
             .threads
             .iter()
-            .map(|t| checkpoints_len(t.ops) as u64 * 8)
+            .map(|t| checkpoints_len(t.ops, self.checkpoint) as u64 * 8)
             .sum();
         ops * size_of::<Op>() as u64
             + checkpoints
@@ -253,7 +267,7 @@ impl PlanView<'_> {
     /// slot table, kinds are known, array lengths match the layout.
     pub fn check(&self) -> Result<(), String> {
         for (i, t) in self.threads.iter().enumerate() {
-            if t.checkpoints.len() != checkpoints_len(t.ops.len() as u64) {
+            if t.checkpoints.len() != checkpoints_len(t.ops.len() as u64, self.meta.checkpoint) {
                 return Err(format!("replay thread {i}: wrong number of checkpoints"));
             }
             if t.ts.is_some_and(|ts| ts.len() != t.ops.len()) {
@@ -403,9 +417,10 @@ impl MappedPlan {
                 .map(|l| ThreadView {
                     ops: self.map.slice(l.ops_offset as usize, l.ops as usize),
                     big: self.map.slice(l.big_offset as usize, l.big as usize),
-                    checkpoints: self
-                        .map
-                        .slice(l.checkpoints_offset as usize, checkpoints_len(l.ops)),
+                    checkpoints: self.map.slice(
+                        l.checkpoints_offset as usize,
+                        checkpoints_len(l.ops, self.meta.checkpoint),
+                    ),
                     ts: l
                         .ts_offset
                         .map(|o| self.map.slice(o as usize, l.ops as usize)),

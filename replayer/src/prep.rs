@@ -27,7 +27,9 @@ use std::time::Instant;
 use traces::{AlignedFn, Event, MergedReader, Record};
 
 use crate::error::ReplayError;
-use crate::plan::{BIG, CHECKPOINT, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, op};
+use crate::plan::{
+    BIG, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, checkpoint_for, op,
+};
 
 /// What preprocessing needs besides the trace.
 #[derive(Clone, Debug, Default)]
@@ -174,6 +176,8 @@ struct Builder {
     /// Per replay thread: cumulative live-bytes change.
     cum: Vec<i64>,
     paced: bool,
+    /// Ops between checkpoints.
+    every: usize,
     ts: u64,
     meta: PlanMeta,
     live_bytes: u64,
@@ -245,7 +249,7 @@ impl Builder {
         if self.paced {
             a.ts.push(self.ts);
         }
-        if a.ops.len().is_multiple_of(CHECKPOINT) {
+        if a.ops.len().is_multiple_of(self.every) {
             a.checkpoints.push(self.cum[t]);
         }
     }
@@ -489,6 +493,7 @@ pub fn preprocess(
         )));
     }
     let groups = fold(&threads, n);
+    let every = checkpoint_for(total, n);
     let max_id = threads.last().map_or(0, |t| t.0) as usize;
     let mut to_replay = vec![0u32; max_id + 1];
     for (i, g) in groups.iter().enumerate() {
@@ -516,7 +521,7 @@ pub fn preprocess(
                     ops: Vec::with_capacity(e + 16),
                     big: Vec::new(),
                     checkpoints: {
-                        let mut c = Vec::with_capacity(e / CHECKPOINT + 2);
+                        let mut c = Vec::with_capacity(e / every as usize + 2);
                         c.push(0);
                         c
                     },
@@ -530,6 +535,7 @@ pub fn preprocess(
             .collect(),
         cum: vec![0; n],
         paced: opts.pace,
+        every: every as usize,
         ts: 0,
         meta: PlanMeta {
             threads: groups
@@ -540,6 +546,7 @@ pub fn preprocess(
                 })
                 .collect(),
             trace_threads: threads.len() as u32,
+            checkpoint: every,
             paced: opts.pace,
             ..Default::default()
         },
@@ -595,7 +602,7 @@ pub fn preprocess(
         .zip(b.meta.threads.iter_mut())
         .enumerate()
     {
-        if a.ops.len() % CHECKPOINT != 0 {
+        if !a.ops.len().is_multiple_of(b.every) {
             a.checkpoints.push(b.cum[i]);
         }
         l.ops = a.ops.len() as u64;
