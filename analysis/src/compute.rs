@@ -288,8 +288,9 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         problems.push(Problem::new(
             None,
             format!(
-                "{left_out} (trace, threads) pairs have no over-time plots (at most {} are \
-                 drawn: each trace at its largest thread count; see --max-series)",
+                "{left_out} (trace, threads) pairs have no per-trace latency and over-time plots \
+                 (at most {} are drawn: each trace at its largest thread count, recorded traces \
+                 first; see --max-series); the overview plots cover every trace",
                 opts.max_series_groups
             ),
         ));
@@ -551,8 +552,9 @@ pub fn op_rank(op: &str) -> (usize, String) {
     )
 }
 
-/// Chooses the (trace, threads) pairs that get over-time plots: all of them when there are few,
-/// else each trace's largest thread count, up to the limit.
+/// Chooses the (trace, threads) pairs that get per-trace plots (latency curves, over time):
+/// all of them when there are few, else each trace's largest thread count, up to the limit —
+/// recorded traces (workload `recorded:…`, real programs) first, then by name.
 pub fn series_groups(
     configs: &[ConfigRow],
     max: usize,
@@ -564,12 +566,24 @@ pub fn series_groups(
     if all.len() <= max {
         return (all.into_iter().collect(), 0);
     }
-    let mut top: BTreeMap<String, u32> = BTreeMap::new();
-    for (t, n) in &all {
-        let e = top.entry(t.clone()).or_insert(*n);
-        *e = (*e).max(*n);
+    let mut top: BTreeMap<String, (bool, u32)> = BTreeMap::new();
+    for c in configs {
+        let synthetic = !c.workload.starts_with("recorded:");
+        let e = top
+            .entry(c.key.trace.clone())
+            .or_insert((synthetic, c.key.threads));
+        e.0 &= synthetic;
+        e.1 = e.1.max(c.key.threads);
     }
-    let chosen: Vec<(String, u32)> = top.into_iter().take(max).collect();
+    let mut order: Vec<(bool, String, u32)> =
+        top.into_iter().map(|(t, (syn, n))| (syn, t, n)).collect();
+    order.sort();
+    let mut chosen: Vec<(String, u32)> = order
+        .into_iter()
+        .take(max)
+        .map(|(_, t, n)| (t, n))
+        .collect();
+    chosen.sort();
     let left = all.len() - chosen.len();
     (chosen, left)
 }
@@ -844,9 +858,10 @@ fn failed_runs(runs: &DataFrame, sources: &[std::path::PathBuf]) -> Result<Vec<F
 }
 
 /// The machine and build facts, in the order shown.
-pub const MACHINE_FACTS: [(&str, &str); 11] = [
+pub const MACHINE_FACTS: [(&str, &str); 12] = [
     ("host", "host"),
-    ("OS kernel", "kernel"),
+    ("OS", "os"),
+    ("kernel", "kernel"),
     ("CPU", "cpu_model"),
     ("CPUs", "cpus"),
     ("THP", "thp_enabled"),

@@ -1,10 +1,19 @@
 //! Which figures a report has, built from an [`Analysis`] into the chart model of
 //! [`crate::plots`].
+//!
+//! The overview figures cover every trace at one thread count (throughput, throughput relative
+//! to `system`, the heap-RSS overhead ratio, p99 latency per op kind); the per-trace figures
+//! (throughput vs threads, latency curves, memory and fragmentation over time) are grouped by
+//! trace.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
 
 use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigRow, op_rank, series_groups};
-use crate::plots::{Bar, BarChart, Chart, Figure, Line, LineChart, XAxis, YUnit};
+use crate::plots::{
+    Bar, BarChart, Chart, Figure, Group, LegendEntry, Line, LineChart, Swatch, XAxis, YUnit,
+    wide_span,
+};
 
 /// A file-name-safe form of a name.
 pub fn slug(s: &str) -> String {
@@ -23,70 +32,141 @@ pub fn slug(s: &str) -> String {
 
 /// Palette slot per allocator: `system` first, then by name, the same in every figure.
 pub fn allocator_colors(a: &Analysis) -> BTreeMap<String, usize> {
-    let mut names: BTreeSet<&str> = a.configs.iter().map(|c| c.key.allocator.as_str()).collect();
-    let mut order = Vec::new();
-    if names.remove(BASELINE_ALLOCATOR) {
-        order.push(BASELINE_ALLOCATOR);
-    }
-    order.extend(names);
-    order
+    allocator_order(a)
         .into_iter()
         .enumerate()
-        .map(|(i, n)| (n.to_owned(), i))
+        .map(|(i, n)| (n, i))
         .collect()
 }
 
-const MB: f64 = 1024.0 * 1024.0;
-
-/// Every figure, in report order.
-pub fn figures(a: &Analysis, max_series_groups: usize) -> Vec<Figure> {
-    let colors = allocator_colors(a);
-    let mut out = Vec::new();
-    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.key.threads).collect();
-    for &n in &threads {
-        out.extend(bars_by_trace(
-            a,
-            &colors,
-            n,
-            &format!("throughput_by_workload_t{n}"),
-            &format!("Throughput by workload, {n} thread(s)"),
-            "M ops/s (median; bar: min–max over repetitions)",
-            YUnit::Plain,
-            |c| {
-                c.ops_per_sec_median.map(|v| Bar {
-                    value: v / 1e6,
-                    low: c.ops_per_sec_min.unwrap_or(v) / 1e6,
-                    high: c.ops_per_sec_max.unwrap_or(v) / 1e6,
-                })
-            },
-            None,
-            "Median ops/s of each allocator on each trace, higher is better; the black bar spans \
-             the slowest and fastest repetition.",
-        ));
+/// Allocators in legend order: `system` first, then by name.
+fn allocator_order(a: &Analysis) -> Vec<String> {
+    let mut names: BTreeSet<&str> = a.configs.iter().map(|c| c.key.allocator.as_str()).collect();
+    let mut order = Vec::new();
+    if names.remove(BASELINE_ALLOCATOR) {
+        order.push(BASELINE_ALLOCATOR.to_owned());
     }
-    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.key.trace.as_str()).collect();
-    for trace in &traces {
-        if let Some(f) = throughput_vs_threads(a, &colors, trace) {
-            out.push(f);
+    order.extend(names.into_iter().map(str::to_owned));
+    order
+}
+
+/// The value axis of the overview bar charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BarScale {
+    /// Log when the values span more than [`crate::plots::LOG_SPAN`], else linear.
+    #[default]
+    Auto,
+    /// Always linear (from 0).
+    Linear,
+    /// Always log.
+    Log,
+}
+
+impl FromStr for BarScale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BarScale::Auto),
+            "linear" => Ok(BarScale::Linear),
+            "log" => Ok(BarScale::Log),
+            _ => Err(format!("{s:?}: expected auto, linear or log")),
         }
     }
-    let (groups, _) = series_groups(&a.configs, max_series_groups);
-    for (trace, n) in &groups {
-        out.extend(latency_curves(a, &colors, trace, *n));
+}
+
+/// What decides which figures are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureOptions {
+    /// Most (trace, threads) pairs with per-trace latency and over-time plots
+    /// ([`series_groups`]).
+    pub max_series_groups: usize,
+    /// Value axis of the overview bar charts.
+    pub bar_scale: BarScale,
+}
+
+impl Default for FigureOptions {
+    fn default() -> Self {
+        FigureOptions {
+            max_series_groups: 12,
+            bar_scale: BarScale::Auto,
+        }
     }
-    for (trace, n) in &groups {
-        out.extend(memory_over_time(a, &colors, trace, *n));
-        out.extend(frag_over_time(a, &colors, trace, *n));
-    }
+}
+
+/// The figures of a report, and what was not drawn and why.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Figures {
+    /// Every figure, in report order: the overview, then per trace.
+    pub figs: Vec<Figure>,
+    /// Figures left out, with the reason (for the report).
+    pub notes: Vec<String>,
+}
+
+/// Every figure, in report order.
+pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
+    let colors = allocator_colors(a);
+    let mut out = Figures::default();
+    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.key.threads).collect();
+    let bar_log = |values: &[Option<Bar>]| match opts.bar_scale {
+        BarScale::Log => Some("`--bar-scale log`"),
+        BarScale::Linear => None,
+        BarScale::Auto => wide_span(
+            values
+                .iter()
+                .flatten()
+                .flat_map(|b| [b.value, b.low, b.high]),
+        )
+        .then_some("the values span more than 30×"),
+    };
+    let throughput = "Throughput";
     for &n in &threads {
-        out.extend(bars_by_trace(
+        out.figs.extend(bars_by_trace(
             a,
             &colors,
             n,
-            &format!("overhead_ratio_t{n}"),
-            &format!("Heap-RSS overhead ratio at peak live, {n} thread(s)"),
-            "heap RSS / live bytes at peak live (median; bar: min–max)",
-            YUnit::Ratio,
+            &bar_log,
+            BarSpec {
+                stem: format!("throughput_by_workload_t{n}"),
+                title: format!("Throughput by workload, {n} thread(s)"),
+                section: throughput,
+                value_desc: "throughput (ops/s, median; black: min–max over repetitions)",
+                unit: YUnit::OpsPerSec,
+                reference: None,
+                base: None,
+                caption: "Median ops/s of each allocator on each trace, higher is better; the \
+                          black line spans the slowest and fastest repetition. The next \
+                          figure shows each relative to `system`; the `throughput` table has \
+                          the numbers.",
+            },
+            |c| {
+                c.ops_per_sec_median.map(|v| Bar {
+                    value: v,
+                    low: c.ops_per_sec_min.unwrap_or(v),
+                    high: c.ops_per_sec_max.unwrap_or(v),
+                })
+            },
+        ));
+        out.figs.extend(throughput_vs_system(a, &colors, n));
+    }
+    let memory = "Memory overhead";
+    for &n in &threads {
+        out.figs.extend(bars_by_trace(
+            a,
+            &colors,
+            n,
+            &bar_log,
+            BarSpec {
+                stem: format!("overhead_ratio_t{n}"),
+                title: format!("Heap-RSS overhead ratio at peak live, {n} thread(s)"),
+                section: memory,
+                value_desc: "heap RSS / live bytes at peak live (median; black: min–max)",
+                unit: YUnit::Ratio,
+                reference: Some((1.0, "1× = no overhead".to_owned())),
+                base: None,
+                caption: "Resident heap memory per byte the program asked for, at the moment of \
+                          peak live bytes: lower is better, 1× would be no overhead (below 1 \
+                          happens when pages of untouched blocks are not resident).",
+            },
             |c| {
                 c.frag_ratio_at_peak.map(|v| Bar {
                     value: v,
@@ -94,27 +174,98 @@ pub fn figures(a: &Analysis, max_series_groups: usize) -> Vec<Figure> {
                     high: c.frag_ratio_at_peak_max.unwrap_or(v),
                 })
             },
-            Some((1.0, "1.0× = no overhead".to_owned())),
-            "Resident heap memory per byte the program asked for, at the moment of peak live \
-             bytes: lower is better, 1.0× would be no overhead (below 1 happens when pages of \
-             untouched blocks are not resident).",
+        ));
+    }
+    for &n in &threads {
+        out.figs.extend(p99_by_trace(a, &colors, n, &bar_log));
+    }
+
+    // Per trace.
+    let (groups, left_out) = series_groups(&a.configs, opts.max_series_groups);
+    if left_out > 0 {
+        out.notes.push(format!(
+            "Latency curves and over-time plots are drawn for {} of the {} (trace, threads) \
+             pairs (`--max-series {}`): each trace at its largest thread count, recorded traces \
+             first, then by name. The overview plots and the tables cover every pair.",
+            groups.len(),
+            groups.len() + left_out,
+            opts.max_series_groups
+        ));
+    }
+    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.key.trace.as_str()).collect();
+    let mut sparse = Vec::new();
+    let mut no_frag = Vec::new();
+    for trace in &traces {
+        out.figs.extend(throughput_vs_threads(a, &colors, trace));
+        for (_, n) in groups.iter().filter(|g| g.0 == *trace) {
+            out.figs.extend(latency_curves(a, &colors, trace, *n));
+        }
+        for (_, n) in groups.iter().filter(|g| g.0 == *trace) {
+            let Some((curves, all)) = has_series(a, trace, *n) else {
+                continue;
+            };
+            if curves * 2 < all {
+                sparse.push(format!("{trace} ({n} thr.)"));
+                continue;
+            }
+            out.figs.extend(memory_over_time(a, &colors, trace, *n));
+            match frag_over_time(a, &colors, trace, *n) {
+                Some(f) => out.figs.push(f),
+                None => no_frag.push(format!("{trace} ({n} thr.)")),
+            }
+        }
+    }
+    if !sparse.is_empty() {
+        out.notes.push(format!(
+            "No memory or fragmentation over time for {} (trace, threads) pair(s): {}. Most of \
+             their runs have at most one sample during the replay (the replays were shorter \
+             than the sampler period, `replay --sample-ms`), so there is no curve to draw; the `memory` \
+             table and the overhead plots have their peak figures.",
+            sparse.len(),
+            sparse.join(", ")
+        ));
+    }
+    if !no_frag.is_empty() {
+        out.notes.push(format!(
+            "No fragmentation ratio over time for {}: no sample had live bytes above 0.",
+            no_frag.join(", ")
         ));
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Of the allocators' series of (trace, threads): how many have at least two points (a
+/// curve), and how many there are (None: none). Over-time plots are drawn when at least half
+/// are curves.
+fn has_series(a: &Analysis, trace: &str, threads: u32) -> Option<(usize, usize)> {
+    let lens: Vec<usize> = a
+        .series
+        .iter()
+        .filter(|s| s.key.trace == trace && s.key.threads == threads)
+        .map(|s| s.points.len())
+        .collect();
+    (!lens.is_empty()).then(|| (lens.iter().filter(|&&n| n >= 2).count(), lens.len()))
+}
+
+struct BarSpec<'a> {
+    stem: String,
+    title: String,
+    section: &'a str,
+    value_desc: &'a str,
+    unit: YUnit,
+    reference: Option<(f64, String)>,
+    base: Option<f64>,
+    caption: &'a str,
+}
+
+/// Bars per trace (groups, by name) and allocator (series, legend order) at one thread count.
 fn bars_by_trace(
     a: &Analysis,
     colors: &BTreeMap<String, usize>,
     threads: u32,
-    stem: &str,
-    title: &str,
-    y_desc: &str,
-    y_unit: YUnit,
+    log: &dyn Fn(&[Option<Bar>]) -> Option<&'static str>,
+    spec: BarSpec<'_>,
     value: impl Fn(&ConfigRow) -> Option<Bar>,
-    reference: Option<(f64, String)>,
-    caption: &str,
 ) -> Option<Figure> {
     let rows: Vec<&ConfigRow> = a
         .configs
@@ -127,12 +278,11 @@ fn bars_by_trace(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let series: Vec<(String, usize)> = colors
+    let mut series: Vec<(String, usize)> = colors
         .iter()
         .filter(|(n, _)| rows.iter().any(|r| &r.key.allocator == *n))
         .map(|(n, &c)| (n.clone(), c))
-        .collect::<Vec<_>>();
-    let mut series = series;
+        .collect();
     series.sort_by_key(|s| s.1);
     let values: Vec<Vec<Option<Bar>>> = groups
         .iter()
@@ -147,23 +297,199 @@ fn bars_by_trace(
                 .collect()
         })
         .collect();
+    bar_figure(groups, series, values, log, spec)
+}
+
+fn bar_figure(
+    groups: Vec<String>,
+    series: Vec<(String, usize)>,
+    values: Vec<Vec<Option<Bar>>>,
+    log: &dyn Fn(&[Option<Bar>]) -> Option<&'static str>,
+    spec: BarSpec<'_>,
+) -> Option<Figure> {
     if values.iter().flatten().all(Option::is_none) {
         return None;
     }
+    let all: Vec<Option<Bar>> = values.iter().flatten().copied().collect();
+    let why_log = log(&all);
+    let log = why_log.is_some();
+    let value_desc = if log {
+        format!("{} — log scale", spec.value_desc)
+    } else {
+        spec.value_desc.to_owned()
+    };
     Some(Figure {
-        stem: stem.to_owned(),
-        title: title.to_owned(),
-        caption: caption.to_owned(),
+        stem: spec.stem,
+        title: spec.title,
+        caption: match why_log {
+            Some(why) if spec.base.is_none() => format!(
+                "{} The value axis is logarithmic ({why}); bars start at its low end.",
+                spec.caption,
+            ),
+            _ => spec.caption.to_owned(),
+        },
+        group: Group::Overview(spec.section.to_owned()),
         chart: Chart::Bar(BarChart {
-            y_desc: y_desc.to_owned(),
-            x_desc: "trace".to_owned(),
-            y_unit,
+            value_desc,
+            group_desc: "trace".to_owned(),
+            unit: spec.unit,
+            log,
+            base: spec.base,
             groups,
             series,
             values,
-            reference,
+            reference: spec.reference,
         }),
     })
+}
+
+/// Each allocator's median throughput over `system`'s, per trace, at one thread count: bars
+/// from 1× (left: slower than `system`, right: faster) on a log axis.
+fn throughput_vs_system(
+    a: &Analysis,
+    colors: &BTreeMap<String, usize>,
+    threads: u32,
+) -> Option<Figure> {
+    let rows: Vec<&ConfigRow> = a
+        .configs
+        .iter()
+        .filter(|c| c.key.threads == threads)
+        .collect();
+    let base: BTreeMap<&str, f64> = rows
+        .iter()
+        .filter(|r| r.key.allocator == BASELINE_ALLOCATOR)
+        .filter_map(|r| {
+            r.ops_per_sec_median
+                .filter(|v| *v > 0.0)
+                .map(|v| (r.key.trace.as_str(), v))
+        })
+        .collect();
+    if base.is_empty() {
+        return None;
+    }
+    let groups: Vec<String> = base.keys().map(|t| (*t).to_owned()).collect();
+    let mut series: Vec<(String, usize)> = colors
+        .iter()
+        .filter(|(n, _)| n.as_str() != BASELINE_ALLOCATOR)
+        .filter(|(n, _)| rows.iter().any(|r| &r.key.allocator == *n))
+        .map(|(n, &c)| (n.clone(), c))
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    series.sort_by_key(|s| s.1);
+    let values: Vec<Vec<Option<Bar>>> = groups
+        .iter()
+        .map(|g| {
+            let sys = base[g.as_str()];
+            series
+                .iter()
+                .map(|(al, _)| {
+                    let r = rows
+                        .iter()
+                        .find(|r| &r.key.trace == g && &r.key.allocator == al)?;
+                    let v = r.ops_per_sec_median?;
+                    Some(Bar {
+                        value: v / sys,
+                        low: r.ops_per_sec_min.unwrap_or(v) / sys,
+                        high: r.ops_per_sec_max.unwrap_or(v) / sys,
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    bar_figure(
+        groups,
+        series,
+        values,
+        &|_| Some("ratios"),
+        BarSpec {
+            stem: format!("throughput_vs_system_t{threads}"),
+            title: format!("Throughput relative to system (glibc), {threads} thread(s)"),
+            section: "Throughput",
+            value_desc: "median ops/s ÷ system's median ops/s",
+            unit: YUnit::Ratio,
+            reference: Some((1.0, "1× = system".to_owned())),
+            base: Some(1.0),
+            caption: "Each allocator's median throughput divided by `system`'s on the same trace \
+                      and thread count (the table's `vs system`): bars to the right of 1× are \
+                      faster than glibc malloc, to the left slower; log scale, so 2× and 0.5× \
+                      are the same distance from 1×. Black: slowest–fastest repetition over \
+                      `system`'s median.",
+        },
+    )
+}
+
+/// p99 latency per trace and allocator, one figure per op kind, at one thread count.
+fn p99_by_trace(
+    a: &Analysis,
+    colors: &BTreeMap<String, usize>,
+    threads: u32,
+    log: &dyn Fn(&[Option<Bar>]) -> Option<&'static str>,
+) -> Vec<Figure> {
+    let rows: Vec<_> = a
+        .latency
+        .iter()
+        .filter(|l| l.key.threads == threads)
+        .collect();
+    let ops: BTreeSet<(usize, String)> = rows.iter().map(|l| op_rank(&l.op)).collect();
+    let mut out = Vec::new();
+    for (_, op) in ops {
+        let mine: Vec<_> = rows.iter().filter(|l| l.op == op).collect();
+        let groups: Vec<String> = mine
+            .iter()
+            .map(|l| l.key.trace.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut series: Vec<(String, usize)> = colors
+            .iter()
+            .filter(|(n, _)| mine.iter().any(|l| &l.key.allocator == *n))
+            .map(|(n, &c)| (n.clone(), c))
+            .collect();
+        series.sort_by_key(|s| s.1);
+        let values = groups
+            .iter()
+            .map(|g| {
+                series
+                    .iter()
+                    .map(|(al, _)| {
+                        let l = mine
+                            .iter()
+                            .find(|l| &l.key.trace == g && &l.key.allocator == al)?;
+                        let v = *l.quantiles.get(&99_000)?;
+                        Some(Bar {
+                            value: v,
+                            low: v,
+                            high: v,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let caption = format!(
+            "The 99th percentile of `{op}` latency in the timed pass (median over \
+             repetitions), per trace and allocator: lower is better; the per-trace latency curves show the whole \
+             distribution."
+        );
+        out.extend(bar_figure(
+            groups,
+            series,
+            values,
+            log,
+            BarSpec {
+                stem: format!("latency_p99_t{threads}_{}", slug(&op)),
+                title: format!("{op} p99 latency by workload, {threads} thread(s)"),
+                section: "Tail latency",
+                value_desc: "p99 latency (median over repetitions)",
+                unit: YUnit::Ns,
+                reference: None,
+                base: None,
+                caption: &caption,
+            },
+        ));
+    }
+    out
 }
 
 fn throughput_vs_threads(
@@ -177,12 +503,13 @@ fn throughput_vs_threads(
         return None;
     }
     let mut lines = Vec::new();
-    for (al, &ci) in colors {
-        let mine: Vec<&&ConfigRow> = rows.iter().filter(|r| &r.key.allocator == al).collect();
+    for al in allocator_order(a) {
+        let ci = colors[&al];
+        let mine: Vec<&&ConfigRow> = rows.iter().filter(|r| r.key.allocator == al).collect();
         let x = |r: &ConfigRow| (r.key.threads.max(1) as f64).log2();
         let points: Vec<(f64, f64)> = mine
             .iter()
-            .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m / 1e6)))
+            .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))
             .collect();
         if points.is_empty() {
             continue;
@@ -190,7 +517,7 @@ fn throughput_vs_threads(
         let whiskers = mine
             .iter()
             .filter_map(|r| match (r.ops_per_sec_min, r.ops_per_sec_max) {
-                (Some(lo), Some(hi)) => Some((x(r), lo / 1e6, hi / 1e6)),
+                (Some(lo), Some(hi)) => Some((x(r), lo, hi)),
                 _ => None,
             })
             .collect();
@@ -213,16 +540,18 @@ fn throughput_vs_threads(
                   higher is better; vertical bars span the slowest and fastest repetition. \
                   Flat or falling lines are allocators that stop scaling."
             .into(),
+        group: Group::Trace(trace.to_owned()),
         chart: Chart::Line(LineChart {
-            x_desc: "replay threads".into(),
-            y_desc: "throughput (M ops/s, median)".into(),
+            x_desc: "replay threads (log2 scale)".into(),
+            y_desc: "throughput (ops/s, median)".into(),
             x_axis: XAxis::Log2,
-            y_unit: YUnit::Plain,
+            y_unit: YUnit::OpsPerSec,
             y_log: false,
             y_from_zero: true,
             y_clip: None,
             reference: None,
             lines,
+            legend: Vec::new(),
         }),
     })
 }
@@ -251,8 +580,9 @@ fn latency_curves(
     let mut out = Vec::new();
     for (_, op) in ops {
         let mut lines = Vec::new();
-        for (al, &ci) in colors {
-            let Some(r) = rows.iter().find(|l| l.op == op && &l.key.allocator == al) else {
+        for al in allocator_order(a) {
+            let ci = colors[&al];
+            let Some(r) = rows.iter().find(|l| l.op == op && l.key.allocator == al) else {
                 continue;
             };
             let points: Vec<(f64, f64)> = r
@@ -282,10 +612,12 @@ fn latency_curves(
             caption: format!(
                 "Latency of `{op}` at each percentile of the timed pass (median over \
                  repetitions), log scale: the further right, the rarer; lower is better. A \
-                 line that bends up late has a long tail."
+                 line that bends up late has a long tail. A minimum of 0 ns (below the timer's \
+                 resolution) cannot be drawn on the log axis and is left out."
             ),
+            group: Group::Trace(trace.to_owned()),
             chart: Chart::Line(LineChart {
-                x_desc: "percentile (log scale of 1 / (1 − q))".into(),
+                x_desc: "percentile (scale of 1 / (1 − q))".into(),
                 y_desc: "latency (log scale)".into(),
                 x_axis: XAxis::Nines,
                 y_unit: YUnit::Ns,
@@ -294,10 +626,31 @@ fn latency_curves(
                 y_clip: None,
                 reference: None,
                 lines,
+                legend: Vec::new(),
             }),
         });
     }
     out
+}
+
+/// Time since the first op in ms or s, whichever reads better for a run that long.
+fn time_axis(max_ms: f64) -> (f64, &'static str) {
+    if max_ms >= 10_000.0 {
+        (1000.0, "time since first op (s)")
+    } else {
+        (1.0, "time since first op (ms)")
+    }
+}
+
+fn series_of<'a>(
+    a: &'a Analysis,
+    trace: &str,
+    threads: u32,
+    al: &str,
+) -> Option<&'a crate::compute::Series> {
+    a.series
+        .iter()
+        .find(|s| s.key.trace == trace && s.key.threads == threads && s.key.allocator == al)
 }
 
 fn memory_over_time(
@@ -307,24 +660,36 @@ fn memory_over_time(
     threads: u32,
 ) -> Option<Figure> {
     let mut lines = Vec::new();
-    for (al, &ci) in colors {
-        let Some(s) = a
-            .series
-            .iter()
-            .find(|s| s.key.trace == trace && s.key.threads == threads && &s.key.allocator == al)
-        else {
+    let mut legend = Vec::new();
+    let mut max_t: f64 = 0.0;
+    for al in allocator_order(a) {
+        if let Some(s) = series_of(a, trace, threads, &al) {
+            max_t = s.points.iter().map(|p| p.t_ms).fold(max_t, f64::max);
+        }
+    }
+    let (tdiv, x_desc) = time_axis(max_t);
+    for al in allocator_order(a) {
+        let ci = colors[&al];
+        let Some(s) = series_of(a, trace, threads, &al) else {
             continue;
         };
         let heap: Vec<(f64, f64)> = s
             .points
             .iter()
-            .filter_map(|p| p.heap_rss_bytes.map(|v| (p.t_ms, v / MB)))
+            .filter_map(|p| p.heap_rss_bytes.map(|v| (p.t_ms / tdiv, v)))
             .collect();
         let live: Vec<(f64, f64)> = s
             .points
             .iter()
-            .filter_map(|p| p.live_bytes.map(|v| (p.t_ms, v / MB)))
+            .filter_map(|p| p.live_bytes.map(|v| (p.t_ms / tdiv, v)))
             .collect();
+        if heap.is_empty() && live.is_empty() {
+            continue;
+        }
+        legend.push(LegendEntry {
+            label: al.clone(),
+            swatch: Swatch::Block(ci),
+        });
         if !heap.is_empty() {
             lines.push(Line {
                 label: format!("{al} heap RSS"),
@@ -349,25 +714,51 @@ fn memory_over_time(
     if lines.is_empty() {
         return None;
     }
+    let no_live = lines
+        .iter()
+        .filter(|l| l.dashed)
+        .all(|l| l.points.iter().all(|p| p.1 == 0.0));
+    legend.push(LegendEntry {
+        label: "heap RSS (solid)".into(),
+        swatch: Swatch::Line {
+            color: None,
+            dashed: false,
+        },
+    });
+    legend.push(LegendEntry {
+        label: "live bytes (dashed)".into(),
+        swatch: Swatch::Line {
+            color: None,
+            dashed: true,
+        },
+    });
     Some(Figure {
         stem: format!("memory_{}_t{threads}", slug(trace)),
         title: format!("Heap RSS and live bytes over time, {trace}, {threads} thread(s)"),
-        caption: "Solid: heap RSS (RSS above the RSS before the first op); dashed: live bytes \
-                  (sum of requested sizes not yet freed), per allocator, median over \
-                  repetitions in each time bucket. The gap between a solid line and its dashed \
-                  line is the allocator's overhead; a line that ends earlier is a faster \
-                  replay."
-            .into(),
+        caption: format!(
+            "Solid: heap RSS (RSS above the RSS before the first op); dashed: live bytes (sum \
+             of requested sizes not yet freed), per allocator (colour), median over repetitions \
+             in each time bucket. The gap between a solid line and its dashed line is the \
+             allocator's overhead; a line that ends earlier is a faster replay.{}",
+            if no_live {
+                " Live bytes are 0 in every sample of these runs, so the dashed lines lie on the \
+                 time axis."
+            } else {
+                ""
+            }
+        ),
+        group: Group::Trace(trace.to_owned()),
         chart: Chart::Line(LineChart {
-            x_desc: "time since first op (ms)".into(),
-            y_desc: "MiB".into(),
+            x_desc: x_desc.into(),
+            y_desc: "heap RSS and live bytes (bytes, binary units)".into(),
             x_axis: XAxis::Linear,
-            y_unit: YUnit::Plain,
+            y_unit: YUnit::Bytes,
             y_log: false,
             y_from_zero: true,
             y_clip: None,
             reference: None,
             lines,
+            legend,
         }),
     })
 }
@@ -380,18 +771,26 @@ fn frag_over_time(
 ) -> Option<Figure> {
     let mut lines = Vec::new();
     let mut all = Vec::new();
-    for (al, &ci) in colors {
-        let Some(s) = a
-            .series
-            .iter()
-            .find(|s| s.key.trace == trace && s.key.threads == threads && &s.key.allocator == al)
-        else {
+    let mut max_t: f64 = 0.0;
+    for al in allocator_order(a) {
+        if let Some(s) = series_of(a, trace, threads, &al) {
+            max_t = s.points.iter().map(|p| p.t_ms).fold(max_t, f64::max);
+        }
+    }
+    let (tdiv, x_desc) = time_axis(max_t);
+    for al in allocator_order(a) {
+        let ci = colors[&al];
+        let Some(s) = series_of(a, trace, threads, &al) else {
             continue;
         };
         let pts: Vec<(f64, f64)> = s
             .points
             .iter()
-            .filter_map(|p| p.frag_ratio.filter(|v| v.is_finite()).map(|v| (p.t_ms, v)))
+            .filter_map(|p| {
+                p.frag_ratio
+                    .filter(|v| v.is_finite())
+                    .map(|v| (p.t_ms / tdiv, v))
+            })
             .collect();
         if pts.is_empty() {
             continue;
@@ -420,7 +819,7 @@ fn frag_over_time(
         title: format!("Fragmentation ratio over time, {trace}, {threads} thread(s)"),
         caption: format!(
             "Heap RSS / live bytes at each sample (median over repetitions per time bucket): \
-             lower is better, 1.0× would be no overhead.{}",
+             lower is better, 1× would be no overhead.{}",
             if clipped {
                 format!(
                     " Values above {clip:.1}× (early samples, when little is live) are drawn at {clip:.1}×."
@@ -429,16 +828,18 @@ fn frag_over_time(
                 String::new()
             }
         ),
+        group: Group::Trace(trace.to_owned()),
         chart: Chart::Line(LineChart {
-            x_desc: "time since first op (ms)".into(),
+            x_desc: x_desc.into(),
             y_desc: "heap RSS / live bytes".into(),
             x_axis: XAxis::Linear,
             y_unit: YUnit::Ratio,
             y_log: false,
             y_from_zero: true,
             y_clip: clipped.then_some(clip),
-            reference: Some((1.0, "1.0× = no overhead".into())),
+            reference: Some((1.0, "1× = no overhead".into())),
             lines,
+            legend: Vec::new(),
         }),
     })
 }

@@ -20,6 +20,8 @@ pub const QUANTILE_GRID: [f64; 17] = [
 pub struct Machine {
     /// Host name.
     pub host: String,
+    /// The distribution.
+    pub os: String,
     /// `uname -r`.
     pub kernel: String,
     /// CPU model.
@@ -44,6 +46,7 @@ impl Default for Machine {
     fn default() -> Self {
         Machine {
             host: "fixture-host".into(),
+            os: "Debian GNU/Linux 12 (bookworm)".into(),
             kernel: "6.1.0-fixture".into(),
             cpu_model: "Fixture CPU @ 3.0GHz".into(),
             cpus: 2,
@@ -403,6 +406,7 @@ pub fn frames(r: &Results) -> Result<[DataFrame; 3], Error> {
                 .collect::<Vec<i64>>(),
         ),
         s("host", rep_s(&m.host)),
+        s("os", rep_s(&m.os)),
         s("kernel", rep_s(&m.kernel)),
         s("cpu_model", rep_s(&m.cpu_model)),
         Column::new("cpus".into(), vec![m.cpus; n]),

@@ -38,6 +38,8 @@ pub struct Options {
     pub seeds: tables::SeedOptions,
     /// Draw plots (off: tables and HTML only).
     pub plots: bool,
+    /// Value axis of the overview bar charts (auto: log when values span more than 30×).
+    pub bar_scale: figures::BarScale,
     /// Threads drawing plots.
     pub plot_threads: usize,
 }
@@ -51,6 +53,7 @@ impl Options {
             compute: Default::default(),
             seeds: Default::default(),
             plots: true,
+            bar_scale: Default::default(),
             plot_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -85,13 +88,17 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let compute_time = t0.elapsed();
     let tables = tables::all_tables(&analysis, &opts.seeds);
     let figs = if opts.plots {
-        figures::figures(&analysis, opts.compute.max_series_groups)
+        let fopts = figures::FigureOptions {
+            max_series_groups: opts.compute.max_series_groups,
+            bar_scale: opts.bar_scale,
+        };
+        figures::figures(&analysis, &fopts)
     } else {
-        Vec::new()
+        Default::default()
     };
     let t1 = std::time::Instant::now();
     let rendered = report::render_all(
-        &figs,
+        &figs.figs,
         &opts.out_dir.join("plots"),
         opts.plot_threads,
         &mut analysis.problems,

@@ -32,6 +32,10 @@ struct Args {
     /// Most progress buckets of the over-time plots (fewer when no run has that many samples).
     #[arg(long, default_value_t = 200)]
     time_buckets: u32,
+    /// Value axis of the overview bar charts (throughput, overhead, p99 by workload): `auto`
+    /// is log when the values span more than 30×, else linear.
+    #[arg(long, default_value = "auto", value_name = "auto|linear|log")]
+    bar_scale: analysis::figures::BarScale,
     /// Tables and HTML only, no plots.
     #[arg(long)]
     no_plots: bool,
@@ -64,6 +68,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     opts.compute.max_series_groups = args.max_series;
     opts.compute.time_buckets = args.time_buckets;
     opts.plots = !args.no_plots;
+    opts.bar_scale = args.bar_scale;
     if let Some(n) = args.plot_threads {
         opts.plot_threads = n;
     }

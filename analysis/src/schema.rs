@@ -151,6 +151,7 @@ pub const RUNS: &[Col] = &[
     opt("paced", Bool),
     opt("pinned", Bool),
     opt("host", Str),
+    opt("os", Str),
     opt("kernel", Str),
     opt("cpu_model", Str),
     opt("cpus", U32),

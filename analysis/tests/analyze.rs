@@ -282,12 +282,21 @@ fn palette() -> Vec<[u8; 3]> {
         .collect()
 }
 
-/// Pixels of the PNG that are (nearly) one of the palette colours.
-fn data_pixels(png: &Path) -> usize {
+/// Pixels of the PNG that are (nearly) one of the palette colours; the PNG is as large as
+/// `render` said (1000×620, or 1000 wide and taller for a horizontal bar chart).
+fn data_pixels(r: &analysis::plots::Rendered) -> usize {
+    let png = &r.png;
     let img = image::open(png)
         .unwrap_or_else(|e| panic!("{}: not a valid PNG: {e}", png.display()))
         .to_rgb8();
-    assert_eq!(img.dimensions(), analysis::plots::SIZE, "{}", png.display());
+    assert_eq!(img.dimensions(), r.size, "{}", png.display());
+    let (w, h) = analysis::plots::SIZE;
+    assert!(
+        r.size.0 == w && r.size.1 >= h,
+        "{}: {:?}",
+        png.display(),
+        r.size
+    );
     let pal = palette();
     img.pixels()
         .filter(|p| {
@@ -320,13 +329,15 @@ fn plots_exist_as_valid_images_with_data_in_them() {
         "memory_rl_small_t2",
         "frag_ring-buffer_t4",
         "overhead_ratio_t2",
+        "throughput_vs_system_t4",
+        "latency_p99_t2_malloc",
     ] {
         assert!(stems.contains(want), "no plot {want}: {stems:?}");
     }
     for r in &report.written.plots {
         // PNG: decodes, right size, and a good number of pixels in the data colours (lines,
         // bars), not just axes and text.
-        let n = data_pixels(&r.png);
+        let n = data_pixels(r);
         assert!(n > 500, "{}: only {n} data pixels", r.png.display());
         // SVG: well-formed XML with drawn shapes in the data colours and text.
         let text = std::fs::read_to_string(&r.svg).unwrap();
@@ -364,11 +375,179 @@ fn plots_exist_as_valid_images_with_data_in_them() {
     let tv = std::fs::read_to_string(out.path().join("plots/throughput_vs_threads_rl_small.svg"))
         .unwrap();
     assert!(tv.contains("Throughput vs replay threads, rl_small"));
-    assert!(tv.contains("M ops/s"));
+    assert!(tv.contains("ops/s"));
+    assert!(
+        svg_text_boxes(&tv).iter().any(|(_, t)| t.ends_with(" M")),
+        "throughput ticks in M (ops/s)"
+    );
     assert!(tv.contains("replay threads"));
     let mem = std::fs::read_to_string(out.path().join("plots/memory_rl_small_t4.svg")).unwrap();
     assert!(mem.contains("time since first op (ms)") && mem.contains("MiB"));
-    assert!(mem.contains("fancy heap RSS") && mem.contains("fancy live bytes"));
+    let mem_texts: Vec<String> = svg_text_boxes(&mem).into_iter().map(|b| b.1).collect();
+    for t in ["fancy", "heap RSS (solid)", "live bytes (dashed)"] {
+        assert!(
+            mem_texts.iter().any(|m| m == t),
+            "memory legend lacks {t}: {mem_texts:?}"
+        );
+    }
+}
+
+/// The trace names of the lab's quick sweep (24 synthetic workloads and a recorded trace).
+const LAB_TRACES: [&str; 25] = [
+    "alignment64",
+    "churn",
+    "ephemeral-ttl",
+    "fragmentation-holes",
+    "fragmentation_mix",
+    "json-tree",
+    "kv-store",
+    "large",
+    "larson",
+    "malloc-large",
+    "medium",
+    "mixed",
+    "mleak",
+    "mstress",
+    "producer-consumer",
+    "python3-json",
+    "ring-buffer",
+    "rl_medium",
+    "rl_small",
+    "sh6bench",
+    "shared-pool",
+    "small",
+    "thread-local",
+    "web-server",
+    "xmalloc",
+];
+
+/// A text box of an SVG, estimated: (x0, y0, x1, y1).
+type TextBox = (f64, f64, f64, f64);
+
+/// The texts of an SVG with their estimated boxes.
+fn svg_text_boxes(svg: &str) -> Vec<(TextBox, String)> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.tag_name().name() == "text" && n.attribute("transform").is_none())
+        .filter_map(|n| {
+            let text = n.text()?.trim().to_owned();
+            let x: f64 = n.attribute("x")?.parse().ok()?;
+            let y: f64 = n.attribute("y")?.parse().ok()?;
+            let size: f64 = n.attribute("font-size")?.parse().ok()?;
+            // DejaVu Sans averages well under 0.6 em a character: a generous width.
+            let w = text.chars().count() as f64 * 0.6 * size;
+            let x0 = match n.attribute("text-anchor") {
+                Some("middle") => x - w / 2.0,
+                Some("end") => x - w,
+                _ => x,
+            };
+            // The baseline is near y whatever the dy: a box of one em around it.
+            Some(((x0, y - size * 0.5, x0 + w, y + size * 0.5), text))
+        })
+        .collect()
+}
+
+fn overlap(a: TextBox, b: TextBox) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+#[test]
+fn many_traces_get_horizontal_bars_whose_names_do_not_overlap() {
+    let d = tmp();
+    let out = tmp();
+    let spec = fixture::SynthSpec {
+        traces: LAB_TRACES
+            .iter()
+            .map(|t| (t.to_string(), t.to_string()))
+            .collect(),
+        allocators: [
+            "system",
+            "jemalloc",
+            "mimalloc",
+            "tcmalloc",
+            "fancy",
+            "fancy-reclaim",
+        ]
+        .map(String::from)
+        .to_vec(),
+        threads: vec![1, 2],
+        repetitions: 1,
+        // One sample per replay, as in a quick sweep of short replays: no curves over time.
+        samples_per_run: 1,
+        dirs: 1,
+        crash_every: 0,
+    };
+    fixture::write_synthetic(d.path(), &spec).unwrap();
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    let report = analysis::run(&opts).unwrap();
+    let by_stem = |stem: &str| {
+        report
+            .written
+            .plots
+            .iter()
+            .find(|r| r.png.file_stem().unwrap() == stem)
+            .unwrap_or_else(|| panic!("no plot {stem}"))
+    };
+    for stem in [
+        "throughput_by_workload_t1",
+        "throughput_vs_system_t2",
+        "overhead_ratio_t1",
+        "latency_p99_t2_malloc",
+    ] {
+        let r = by_stem(stem);
+        // Horizontal: as tall as 25 groups of 6 bars need.
+        assert!(
+            r.size.1 > 1000,
+            "{stem}: {:?} is not the horizontal layout",
+            r.size
+        );
+        assert!(data_pixels(r) > 2000, "{stem}: too few bars drawn");
+        let svg = std::fs::read_to_string(&r.svg).unwrap();
+        let boxes = svg_text_boxes(&svg);
+        // Every trace is named once, down the y axis in name order, and no two texts overlap.
+        let mut names: Vec<&(TextBox, String)> = boxes
+            .iter()
+            .filter(|(_, t)| LAB_TRACES.contains(&t.as_str()))
+            .collect();
+        names.sort_by(|a, b| a.0.1.total_cmp(&b.0.1));
+        let top_down: Vec<&str> = names.iter().map(|n| n.1.as_str()).collect();
+        assert_eq!(top_down, LAB_TRACES, "{stem}: trace names top to bottom");
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                assert!(!overlap(a.0, b.0), "{stem}: {:?} overlaps {:?}", a, b);
+            }
+        }
+    }
+    // The over-time plots are left out, and the report says which and why.
+    assert!(
+        !report.written.plots.iter().any(|r| {
+            let stem = r.png.file_stem().unwrap().to_string_lossy();
+            stem.starts_with("memory_") || stem.starts_with("frag_")
+        }),
+        "over-time plots of one sample per run"
+    );
+    let html = std::fs::read_to_string(&report.written.html).unwrap();
+    assert!(html.contains("No memory or fragmentation over time for 12 (trace, threads) pair(s)"));
+    assert!(html.contains("at most one sample during the replay"));
+    // A few short names stay vertical, at the usual size, without overlapping either.
+    let small = tmp();
+    let out2 = tmp();
+    sweep(small.path());
+    let opts = analysis::Options::new(vec![small.path().display().to_string()], out2.path());
+    let report = analysis::run(&opts).unwrap();
+    let r = report
+        .written
+        .plots
+        .iter()
+        .find(|r| r.png.file_stem().unwrap() == "throughput_by_workload_t2")
+        .unwrap();
+    assert_eq!(r.size, analysis::plots::SIZE);
+    let boxes = svg_text_boxes(&std::fs::read_to_string(&r.svg).unwrap());
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            assert!(!overlap(a.0, b.0), "{:?} overlaps {:?}", a, b);
+        }
+    }
 }
 
 fn attr_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
@@ -411,6 +590,23 @@ fn html_references_only_files_that_exist() {
         checked += 1;
     }
     assert!(checked >= report.written.plots.len() * 2 + report.written.tables.len() * 2);
+    // Every link within the page has its target, and no id is used twice.
+    let ids = attr_values(&html, "id");
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "an id is used twice");
+    for l in attr_values(&html, "href") {
+        if let Some(id) = l.strip_prefix('#') {
+            assert!(
+                unique.contains(id),
+                "report.html links #{id}, which it lacks"
+            );
+        }
+    }
+    // Each trace has its own section in the per-trace part, listed in its index.
+    for t in ["rl_small", "ring-buffer"] {
+        assert!(html.contains(&format!("<details class=\"trace\" id=\"trace-{t}\"")));
+        assert!(html.contains(&format!("href=\"#trace-{t}\"")));
+    }
     // Every plot is inlined as SVG; the facts the runs recorded are on the page.
     assert_eq!(html.matches("<svg").count(), report.written.plots.len());
     for fact in [
@@ -941,7 +1137,7 @@ fn report_on_the_real_replay_equals_hand_computed_figures() {
         }
     }
     for r in &report.written.plots {
-        let n = data_pixels(&r.png);
+        let n = data_pixels(r);
         assert!(n > 200, "{}: only {n} data pixels", r.png.display());
         roxmltree::Document::parse(&std::fs::read_to_string(&r.svg).unwrap())
             .unwrap_or_else(|e| panic!("{}: not XML: {e}", r.svg.display()));
