@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""fancy against the issue's targets, from a lab sweep's results (replayer/SCHEMA.md).
+
+    python3 allocator/bench/lab_targets.py results/lab-default/runs
+
+Prints Markdown: per trace × threads, median ops/s of each allocator and fancy's ratios; the
+geometric mean of throughput over every trace × threads (target: fancy >= mimalloc); the
+multithreaded ring-buffer (target: fancy >= 2x glibc); peak heap RSS over the lowest of glibc,
+jemalloc and mimalloc (target: <= 1.15 on every workload); retained heap RSS of fancy-reclaim
+after the last op (and 1 s / 0.1 s later, whichever the sweep measured) against glibc's (target:
+<=). Medians over ok repetitions. Needs Python Polars (analysis/requirements.txt).
+"""
+import math
+import sys
+from pathlib import Path
+
+import polars as pl
+
+PEERS = ["system", "jemalloc", "mimalloc"]
+
+
+def load(root: Path) -> pl.DataFrame:
+    files = sorted(root.rglob("runs.parquet"))
+    if not files:
+        sys.exit(f"lab_targets: no runs.parquet under {root}")
+    df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    return df.filter(pl.col("status") == "ok")
+
+
+def med(df: pl.DataFrame, col: str) -> pl.DataFrame:
+    return df.group_by(["trace_name", "replay_threads", "allocator"]).agg(
+        pl.col(col).median().alias(col)
+    )
+
+
+def table(rows, head):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    df = load(Path(sys.argv[1]))
+    allocs = [a for a in ["system", "jemalloc", "mimalloc", "tcmalloc", "fancy", "fancy-reclaim"]
+              if a in set(df["allocator"])]
+    t = med(df, "ops_per_sec").pivot(on="allocator", index=["trace_name", "replay_threads"],
+                                     values="ops_per_sec").sort(["trace_name", "replay_threads"])
+    rows = []
+    logs = {a: [] for a in allocs}
+    for r in t.iter_rows(named=True):
+        if any(r.get(a) is None for a in allocs):
+            continue
+        for a in allocs:
+            logs[a].append(math.log(r[a]))
+        rows.append([r["trace_name"], r["replay_threads"]]
+                    + [f"{r[a] / 1e6:.1f}" for a in allocs]
+                    + [f"{r['fancy'] / r['system']:.2f}×", f"{r['fancy'] / r['mimalloc']:.2f}×"])
+    print("### Throughput (M ops/s, median over repetitions)\n")
+    print(table(rows, ["trace", "threads"] + allocs + ["fancy/glibc", "fancy/mimalloc"]))
+    geo = {a: math.exp(sum(v) / len(v)) for a, v in logs.items() if v}
+    print(f"\nGeometric mean over {len(rows)} trace × threads: "
+          + ", ".join(f"{a} {g / 1e6:.2f}M" for a, g in geo.items()))
+    print(f"**fancy / mimalloc = {geo['fancy'] / geo['mimalloc']:.2f}** (target ≥ 1)\n")
+
+    ring = t.filter((pl.col("trace_name") == "ring-buffer") & (pl.col("replay_threads") > 1))
+    for r in ring.iter_rows(named=True):
+        print(f"ring-buffer, {r['replay_threads']} threads: fancy / glibc = "
+              f"**{r['fancy'] / r['system']:.2f}×** (target ≥ 2)")
+
+    m = med(df, "peak_heap_rss_bytes").pivot(on="allocator", index=["trace_name", "replay_threads"],
+                                             values="peak_heap_rss_bytes")
+    worst = []
+    for r in m.sort(["trace_name", "replay_threads"]).iter_rows(named=True):
+        peers = [r[p] for p in PEERS if r.get(p)]
+        if not peers or r.get("fancy") is None:
+            continue
+        low = min(peers)
+        worst.append((r["fancy"] / max(low, 1), r["trace_name"], r["replay_threads"],
+                      r["fancy"], low))
+    worst.sort(reverse=True)
+    over = [w for w in worst if w[0] > 1.15]
+    print(f"\n### Peak heap RSS, fancy over the lowest of {', '.join(PEERS)} (target ≤ 1.15)\n")
+    print(f"{len(worst) - len(over)} of {len(worst)} trace × threads within 1.15×; the highest:\n")
+    print(table([[w[1], w[2], f"{w[3] / 2**20:.2f}", f"{w[4] / 2**20:.2f}", f"{w[0]:.2f}×"]
+                 for w in worst[:12]],
+                ["trace", "threads", "fancy MiB", "lowest peer MiB", "ratio"]))
+
+    col = next((c for c in ["retained_heap_rss_1s_bytes", "retained_heap_rss_100ms_bytes",
+                            "retained_heap_rss_bytes"]
+                if df.filter(pl.col(c).is_not_null()).height > 0), None)
+    if col and "fancy-reclaim" in allocs:
+        rt = med(df, col).pivot(on="allocator", index=["trace_name", "replay_threads"], values=col)
+        ok = bad = 0
+        misses = []
+        for r in rt.sort(["trace_name", "replay_threads"]).iter_rows(named=True):
+            if r.get("fancy-reclaim") is None or r.get("system") is None:
+                continue
+            if r["fancy-reclaim"] <= r["system"]:
+                ok += 1
+            else:
+                bad += 1
+                misses.append([r["trace_name"], r["replay_threads"],
+                               f"{r['fancy-reclaim'] / 2**20:.2f}", f"{r['system'] / 2**20:.2f}"])
+        print(f"\n### Retained heap RSS ({col}), fancy-reclaim vs glibc (target ≤)\n")
+        print(f"{ok} of {ok + bad} trace × threads at or below glibc's.")
+        if misses:
+            print()
+            print(table(misses, ["trace", "threads", "fancy-reclaim MiB", "glibc MiB"]))
+
+
+if __name__ == "__main__":
+    main()
