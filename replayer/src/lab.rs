@@ -35,7 +35,7 @@ use crate::run::{Sweep, SweepOptions};
 pub enum Profile {
     /// Minutes at most: every workload at a tiny scale, 1 and 2 threads, one repetition (CI).
     Quick,
-    /// Under half an hour on 2 cores: scale 0.05, 1 to 2× CPUs threads, 3 repetitions.
+    /// Under half an hour on 2 cores: scale 0.2, 1 to 2× CPUs threads, 3 repetitions.
     Default,
     /// The suite at full scale, 5 repetitions: hours.
     Full,
@@ -217,7 +217,7 @@ impl LabOptions {
         }
         let scale = self.scale.unwrap_or(match p {
             Profile::Quick => 0.002,
-            Profile::Default => 0.05,
+            Profile::Default => 0.2,
             Profile::Full => 1.0,
         });
         if !(scale > 0.0 && scale.is_finite()) {

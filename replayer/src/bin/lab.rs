@@ -43,7 +43,7 @@ struct Args {
     /// Repetitions (default: quick 1, default 3, full 5).
     #[arg(short, long)]
     repeat: Option<u32>,
-    /// Scale of the synthetic suite (default: quick 0.002, default 0.05, full 1).
+    /// Scale of the synthetic suite (default: quick 0.002, default 0.2, full 1).
     #[arg(long)]
     scale: Option<f64>,
     /// Seconds one replay child may run before it is killed and reported as timed out.
