@@ -1,25 +1,45 @@
 #!/usr/bin/env bash
 # Benchmark of the recorder (issue 3): the `py` and `churn` workloads run bare, under `record`
 # and under Debian's heaptrack, interleaved (bare, record, heaptrack, bare, …) so that machine
-# drift hits all alike. Prints medians, overhead ratios, bytes/event and the app thread's cost.
+# drift hits all alike. Prints medians, overhead ratios, bytes/event, the program thread's and
+# the writer thread's cost per event, and the load average before and after.
 #
-#   scripts/bench-recorder.sh [ROUNDS]        (default 5; needs gcc, /usr/bin/python3, heaptrack)
+#   scripts/bench-recorder.sh [ROUNDS]        (default 5; needs gcc, /usr/bin/python3, heaptrack, bc)
+#
+# Environment:
+#   BASELINE=/path/to/record   also run this other build of `record` (its library beside it) as
+#                              mode `baseline`, interleaved with the others: before/after figures
+#                              from one run
+#   HEAPTRACK=0                leave heaptrack out (it takes most of the time)
+#   MODES_EXTRA="name:VAR=v …" more `record` modes with extra environment, e.g.
+#                              "mono:ALLOCLAB_CLOCK=monotonic" (space-separated list)
 #
 # py:    PYTHONMALLOC=malloc /usr/bin/python3 recorder/bench/py_dict.py  (a 2M-entry dict of
-#        strings, ~28M malloc-family calls)
+#        strings, ~24M malloc-family calls)
 # churn: recorder/bench/churn.c, 10M free-then-malloc of 8 B - 32 KiB over 4096 slots (20M
-#        events); it prints its main thread's CPU time, from which the app-thread cost per event
-#        is computed (the writer thread's work is not in it).
+#        events); it prints its main thread's CPU time.
+# app ns/ev: extra CPU time of the program's own thread per recorded event (churn: its main
+#   thread's CPU time; py: the run's user+sys time minus the writer thread's, both single-
+#   threaded programs). writer ns/ev: the writer thread's CPU time (recorder.writer_cpu_ns) per
+#   event. waits: time the program's thread waited for room in its ring (recorder.app_wait_ns).
 set -euo pipefail
 ROUNDS=${1:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-for tool in gcc /usr/bin/python3 heaptrack; do
+for tool in gcc /usr/bin/python3 bc; do
     command -v "$tool" >/dev/null || { echo "bench-recorder: $tool is missing (apt-get install $(cat recorder/ci-deps.txt | tr '\n' ' '))" >&2; exit 1; }
 done
-cargo build --release -q -p recorder
+MODES=(bare record)
+[ -n "${BASELINE:-}" ] && MODES+=(baseline)
+for m in ${MODES_EXTRA:-}; do MODES+=("x-${m%%:*}"); done
+if [ "${HEAPTRACK:-1}" != 0 ]; then
+    command -v heaptrack >/dev/null || { echo "bench-recorder: heaptrack is missing (apt-get install heaptrack, or HEAPTRACK=0)" >&2; exit 1; }
+    MODES+=(heaptrack)
+fi
+cargo build --release -q -p recorder -p traces
 RECORD=$CARGO_TARGET_DIR/release/record
+INSPECT=$CARGO_TARGET_DIR/release/inspect
 WORK=$(mktemp -d /tmp/bench-recorder.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 gcc -O2 -fno-builtin recorder/bench/churn.c -o "$WORK/churn"
@@ -31,49 +51,84 @@ py=(/usr/bin/python3 "$ROOT/recorder/bench/py_dict.py")
 churn=("$WORK/churn")
 
 now() { date +%s.%N; }
-# run NAME MODE CMD…: appends "wall_s app_cpu_ms bytes events" to $WORK/NAME.MODE
+# CPU time (user + sys, s) of this shell's finished children so far (`times` runs in this
+# shell, not in a $(…) subshell, whose counters would start at 0).
+child_cpu() {
+    times > "$WORK/times"
+    sed -n 2p "$WORK/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
+}
+# extra_env MODE: the extra environment of an x-NAME mode.
+extra_env() {
+    local m
+    for m in ${MODES_EXTRA:-}; do
+        [ "x-${m%%:*}" = "$1" ] && { echo "${m#*:}" | tr ':' ' '; return; }
+    done
+}
+# run NAME MODE CMD…: appends "wall_s cpu_s app_cpu_ms bytes events writer_ms wait_ms" to
+# $WORK/NAME.MODE
 run() {
     local name=$1 mode=$2; shift 2
-    local dir=$WORK/out err=$WORK/err t0 t1 bytes=0 events=0 cpu=0
+    local dir=$WORK/out err=$WORK/err t0 t1 c0 c1 bytes=0 events=0 cpu writer=0 wait=0
     rm -rf "$dir"; mkdir -p "$dir"
-    t0=$(now)
+    child_cpu > "$WORK/c0"; t0=$(now)
     case $mode in
         bare) "$@" >/dev/null 2>"$err" ;;
         record) "$RECORD" -o "$dir/$name.trace.zst" -- "$@" >/dev/null 2>"$err" ;;
+        baseline) "$BASELINE" -o "$dir/$name.trace.zst" -- "$@" >/dev/null 2>"$err" ;;
+        x-*) env $(extra_env "$mode") "$RECORD" -o "$dir/$name.trace.zst" -- "$@" >/dev/null 2>"$err" ;;
         heaptrack) heaptrack -o "$dir/$name" "$@" >/dev/null 2>"$err" ;;
     esac
-    t1=$(now)
+    t1=$(now); child_cpu > "$WORK/c1"; c0=$(cat "$WORK/c0"); c1=$(cat "$WORK/c1")
     [ "$mode" != bare ] && bytes=$(cat "$dir"/* | wc -c)
-    [ "$mode" = record ] && events=$(sed -n 's/^record: \([0-9]*\) events.*/\1/p' "$err")
+    if [ "$mode" != bare ] && [ "$mode" != heaptrack ]; then
+        read -r events writer wait < <("$INSPECT" --json "$dir/$name.trace.zst" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin); e = dict(d["trailer"]["extra"])
+print(d["events"], int(e["recorder.writer_cpu_ns"]) / 1e6, int(e["recorder.app_wait_ns"]) / 1e6)')
+    fi
     cpu=$(sed -n 's/^churn: main thread cpu \([0-9]*\) ms/\1/p' "$err")
-    echo "$(echo "$t1 - $t0" | bc) ${cpu:-0} $bytes $events" >> "$WORK/$name.$mode"
+    echo "$(echo "$t1 - $t0" | bc) $(echo "$c1 - $c0" | bc) ${cpu:-0} $bytes $events $writer $wait" >> "$WORK/$name.$mode"
 }
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq "$ROUNDS"); do
-    for mode in bare record heaptrack; do run py $mode "${py[@]}"; done
-    for mode in bare record heaptrack; do run churn $mode "${churn[@]}"; done
-    echo "round $r of $ROUNDS done" >&2
+    for mode in "${MODES[@]}"; do run py "$mode" "${py[@]}"; done
+    for mode in "${MODES[@]}"; do run churn "$mode" "${churn[@]}"; done
+    echo "round $r of $ROUNDS done (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
-printf '\n%-6s %-10s %9s %8s %12s %12s %12s\n' workload mode "wall s" ratio "bytes/event" "app ns/ev" "events"
+printf '\n%-6s %-10s %9s %8s %12s %10s %10s %9s %12s\n' workload mode "wall s" ratio "bytes/event" "app ns/ev" "wrt ns/ev" "waits ms" "events"
 for name in py churn; do
     bare=$(col 1 "$WORK/$name.bare")
-    events=$(col 4 "$WORK/$name.record")
     bare_cpu=$(col 2 "$WORK/$name.bare")
-    for mode in bare record heaptrack; do
-        wall=$(col 1 "$WORK/$name.$mode")
-        bytes=$(col 3 "$WORK/$name.$mode")
-        cpu=$(col 2 "$WORK/$name.$mode")
-        bpe=-; appns=-
-        [ "$mode" != bare ] && bpe=$(echo "scale=2; $bytes / $events" | bc)
-        if [ "$name" = churn ] && [ "$mode" != bare ]; then
-            appns=$(echo "scale=1; ($cpu - $bare_cpu) * 1000000 / $events" | bc)
+    bare_app=$(col 3 "$WORK/$name.bare")
+    events=$(col 5 "$WORK/$name.record")
+    for mode in "${MODES[@]}"; do
+        f=$WORK/$name.$mode
+        wall=$(col 1 "$f")
+        bpe=-; appns=-; wns=-; waits=-; ev=$events
+        if [ "$mode" != bare ]; then
+            bpe=$(printf '%.2f' "$(echo "scale=4; $(col 4 "$f") / $events" | bc)")
         fi
-        printf '%-6s %-10s %9.3f %7.2fx %12s %12s %12s\n' "$name" "$mode" "$wall" \
-            "$(echo "scale=3; $wall / $bare" | bc)" "$bpe" "$appns" "$events"
+        if [ "$mode" != bare ] && [ "$mode" != heaptrack ]; then
+            ev=$(col 5 "$f")
+            wns=$(echo "scale=1; $(col 6 "$f") * 1000000 / $ev" | bc)
+            waits=$(printf '%.0f' "$(col 7 "$f")")
+            if [ "$name" = churn ]; then
+                appns=$(echo "scale=1; ($(col 3 "$f") - $bare_app) * 1000000 / $ev" | bc)
+            else
+                # Per run: user+sys minus the writer's CPU, then the median.
+                appns=$(awk -v b="$bare_cpu" -v ev="$ev" '{ printf "%.1f\n", (($2 - $6 / 1000) - b) * 1e9 / ev }' "$f" | median)
+            fi
+        elif [ "$mode" = heaptrack ] && [ "$name" = churn ]; then
+            appns=$(echo "scale=1; ($(col 3 "$f") - $bare_app) * 1000000 / $events" | bc)
+        fi
+        printf '%-6s %-10s %9.3f %7.2fx %12s %10s %10s %9s %12s\n' "$name" "$mode" "$wall" \
+            "$(echo "scale=3; $wall / $bare" | bc)" "$bpe" "$appns" "$wns" "$waits" "$ev"
     done
 done
-echo "(medians of $ROUNDS interleaved rounds; app ns/ev: extra CPU time of churn's own thread per"
-echo " recorded event; heaptrack bytes/event: its file size over the same event count)"
+echo "(medians of $ROUNDS interleaved rounds; load average after: $(cut -d' ' -f1-3 /proc/loadavg);"
+echo " heaptrack bytes/event: its file size over the recorder's event count; its app ns/ev: churn's"
+echo " main thread only)"

@@ -10,7 +10,8 @@ use crate::ring::{kind, word0};
 use crate::session;
 
 /// Records one event of the calling thread: the hot path. No lock, no syscall, no
-/// allocation: a thread-local load, a vDSO clock read and a 32-byte store.
+/// allocation: a thread-local load, a clock read (`rdtscp`, or the vDSO) and a 32-byte
+/// store.
 #[inline(always)]
 fn record(k: u64, a: u64, b: u64, c: u64) {
     if !session::RECORDING.load(Ordering::Relaxed) {
@@ -30,7 +31,7 @@ fn record(k: u64, a: u64, b: u64, c: u64) {
         return session::first_event(l, k, a, b, c);
     }
     l.guard.set(HOT);
-    let stamp = clock::now_ns();
+    let stamp = clock::stamp();
     // SAFETY: the ring in this thread's LOCAL was claimed by this thread: it is the ring's only
     // producer.
     unsafe { (*ring).push(word0(stamp, k), a, b, c) };

@@ -5,9 +5,10 @@
 //! * [`hooks`] exports `malloc`, `free`, `calloc`, `realloc`, `reallocarray`, `memalign`,
 //!   `posix_memalign`, `aligned_alloc`, `valloc`, `pvalloc` (plus `fork`, the exec family and
 //!   `_exit`); each forwards to glibc's `__libc_*` function and records one event.
-//! * Recording is a store of 32 bytes into the calling thread's [`ring`] (a single-producer
-//!   single-consumer ring in `mmap`ed memory, found through a `const`-initialised thread-local
-//!   pointer): no lock, no syscall, no allocation.
+//! * Recording is a clock read ([`clock`]: the TSC, turned into CLOCK_MONOTONIC ns later by
+//!   the writer, or the vDSO) and a store of 32 bytes into the calling thread's [`ring`] (a
+//!   single-producer single-consumer ring in `mmap`ed memory, found through a
+//!   `const`-initialised thread-local pointer): no lock, no syscall, no allocation.
 //! * One background thread ([`session`]) drains the rings, encodes and compresses frames with
 //!   `traces`, and writes them; every `ALLOCLAB_FLUSH_MS` (100 ms) everything drained so far
 //!   reaches the file. When a ring is full its thread waits: nothing is ever dropped.

@@ -19,17 +19,26 @@ pub const TABLE: &[(&str, &str, &str)] = &[
     ),
     (
         "ALLOCLAB_RING_EVENTS",
-        "65536",
-        "per-thread ring capacity in events of 32 bytes (power of two, 1024..=16777216)",
+        "262144",
+        "per-thread ring capacity in events of 32 bytes (power of two, 1024..=16777216); \
+         while the writer encodes a frame the thread goes on into its ring, so a ring smaller \
+         than a frame makes a busy thread wait",
     ),
     (
         "ALLOCLAB_FRAME_EVENTS",
         "262144",
         "events per frame for busy threads (1024..=1048576); larger frames compress better \
-         (churn: 4.07 bytes/event at 65536, 3.87 at 262144) and hold up to 40 bytes/event of \
+         (churn: 2.84 bytes/event at 65536, 2.57 at 262144) and hold up to 40 bytes/event of \
          staging per busy thread",
     ),
     ("ALLOCLAB_ZSTD_LEVEL", "1", "zstd level of frames (-7..=19)"),
+    (
+        "ALLOCLAB_CLOCK",
+        "auto",
+        "auto: the TSC when the CPU and kernel vouch for it (constant_tsc, nonstop_tsc, \
+         rdtscp, clocksource tsc), else clock_gettime; tsc: the same, but say so if it cannot; \
+         monotonic: always clock_gettime(CLOCK_MONOTONIC)",
+    ),
     (
         "ALLOCLAB_FOLLOW_FORK",
         "1",
@@ -55,6 +64,8 @@ pub struct Options {
     pub ring_events: u64,
     pub frame_events: usize,
     pub zstd_level: i32,
+    /// [`crate::clock::AUTO`], [`crate::clock::TSC`] or [`crate::clock::MONOTONIC`].
+    pub clock: u8,
     pub follow_fork: bool,
     pub disable: bool,
     pub verbose: bool,
@@ -112,8 +123,20 @@ pub fn read(env: impl Fn(&str) -> Option<String>) -> Options {
         Some(v) if !v.is_empty() => v,
         _ => default("ALLOCLAB_OUTPUT").to_string(),
     };
+    let clock = match env("ALLOCLAB_CLOCK").as_deref().map(str::trim) {
+        None | Some("auto") => crate::clock::AUTO,
+        Some("tsc") => crate::clock::TSC,
+        Some("monotonic") => crate::clock::MONOTONIC,
+        Some(v) => {
+            crate::diag::say(&format!(
+                "ALLOCLAB_CLOCK={v:?} is not auto, tsc or monotonic; using auto"
+            ));
+            crate::clock::AUTO
+        }
+    };
     Options {
         output,
+        clock,
         flush_ms: num("ALLOCLAB_FLUSH_MS", 1, 10_000) as u64,
         ring_events: ring,
         frame_events: num("ALLOCLAB_FRAME_EVENTS", 1024, 1 << 20) as usize,
@@ -129,13 +152,14 @@ impl Options {
     pub fn describe(&self) -> String {
         format!(
             "ALLOCLAB_OUTPUT={} ALLOCLAB_FLUSH_MS={} ALLOCLAB_RING_EVENTS={} \
-             ALLOCLAB_FRAME_EVENTS={} ALLOCLAB_ZSTD_LEVEL={} ALLOCLAB_FOLLOW_FORK={} \
-             ALLOCLAB_DISABLE={} ALLOCLAB_VERBOSE={}",
+             ALLOCLAB_FRAME_EVENTS={} ALLOCLAB_ZSTD_LEVEL={} ALLOCLAB_CLOCK={} \
+             ALLOCLAB_FOLLOW_FORK={} ALLOCLAB_DISABLE={} ALLOCLAB_VERBOSE={}",
             self.output,
             self.flush_ms,
             self.ring_events,
             self.frame_events,
             self.zstd_level,
+            ["auto", "monotonic", "tsc"][self.clock as usize],
             self.follow_fork as u8,
             self.disable as u8,
             self.verbose as u8
@@ -153,18 +177,25 @@ mod tests {
         assert_eq!(o.output, "alloclab.%p.trace.zst");
         assert_eq!(
             (o.flush_ms, o.ring_events, o.frame_events),
-            (100, 65536, 262144)
+            (100, 262144, 262144)
         );
         assert!(o.follow_fork && !o.disable && !o.verbose);
+        assert_eq!(o.clock, crate::clock::AUTO);
         let o = read(|n| match n {
             "ALLOCLAB_FLUSH_MS" => Some("0".into()),
             "ALLOCLAB_RING_EVENTS" => Some("5000".into()),
             "ALLOCLAB_OUTPUT" => Some("x.zst".into()),
             "ALLOCLAB_FOLLOW_FORK" => Some("0".into()),
+            "ALLOCLAB_CLOCK" => Some("monotonic".into()),
             _ => None,
         });
         assert_eq!((o.flush_ms, o.ring_events), (100, 8192));
         assert_eq!(o.output, "x.zst");
         assert!(!o.follow_fork);
+        assert_eq!(o.clock, crate::clock::MONOTONIC);
+        assert_eq!(
+            read(|n| (n == "ALLOCLAB_CLOCK").then(|| "hpet".into())).clock,
+            0
+        );
     }
 }

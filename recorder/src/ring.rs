@@ -33,7 +33,7 @@ pub mod kind {
     pub const FORK: u64 = 11;
 }
 
-const KIND_SHIFT: u32 = 60;
+const KIND_SHIFT: u32 = crate::clock::STAMP_BITS;
 const STAMP_MASK: u64 = (1 << KIND_SHIFT) - 1;
 
 /// Ring states.
@@ -45,7 +45,8 @@ pub const CLAIMED: u8 = 4;
 /// A slot: `[stamp | kind << 60, a, b, c]`.
 pub type Slot = [u64; 4];
 
-/// Turns a slot into its stamp (absolute CLOCK_MONOTONIC ns) and event.
+/// Turns a slot into its stamp (the process clock's raw 60 bits: see [`crate::clock`]) and
+/// event.
 pub fn decode(s: &Slot) -> (u64, Event) {
     let stamp = s[0] & STAMP_MASK;
     let (a, b, c) = (s[1], s[2], s[3]);
@@ -107,10 +108,10 @@ pub struct Ring {
     pub generation: AtomicU64,
     /// The OS tid of that thread.
     pub os_tid: AtomicU32,
-    /// When it registered (absolute CLOCK_MONOTONIC ns): its `ThreadStart` stamp.
-    pub start_ns: AtomicU64,
+    /// When it registered (a stamp of [`crate::clock`]): its `ThreadStart` stamp.
+    pub start_stamp: AtomicU64,
     /// When its pthread-key destructor ran (set before `state = CLOSED`).
-    pub exit_ns: AtomicU64,
+    pub exit_stamp: AtomicU64,
 
     // --- Producer's line. ---
     head: Padded<AtomicU64>,
@@ -150,8 +151,8 @@ impl Ring {
                 state: AtomicU8::new(CLAIMED),
                 generation: AtomicU64::new(0),
                 os_tid: AtomicU32::new(0),
-                start_ns: AtomicU64::new(0),
-                exit_ns: AtomicU64::new(0),
+                start_stamp: AtomicU64::new(0),
+                exit_stamp: AtomicU64::new(0),
                 head: Padded(AtomicU64::new(0)),
                 cached_tail: UnsafeCell::new(0),
                 waiting: AtomicBool::new(false),
@@ -166,14 +167,14 @@ impl Ring {
     ///
     /// # Safety
     /// The caller claimed the ring (state CLAIMED) and becomes its only producer.
-    pub unsafe fn activate(&self, generation: u64, os_tid: u32, start_ns: u64) {
+    pub unsafe fn activate(&self, generation: u64, os_tid: u32, start_stamp: u64) {
         self.head.0.store(0, Ordering::Relaxed);
         self.tail.0.store(0, Ordering::Relaxed);
         // SAFETY: only the claiming thread touches cached_tail (caller's contract).
         unsafe { *self.cached_tail.get() = 0 };
         self.generation.store(generation, Ordering::Relaxed);
         self.os_tid.store(os_tid, Ordering::Relaxed);
-        self.start_ns.store(start_ns, Ordering::Relaxed);
+        self.start_stamp.store(start_stamp, Ordering::Relaxed);
         self.state.store(ACTIVE, Ordering::Release);
     }
 
@@ -232,15 +233,15 @@ impl Ring {
             .wrapping_sub(self.tail.0.load(Ordering::Acquire))
     }
 
-    /// Hands the published events to `f` (in order, in at most two slices), then frees their
-    /// slots and wakes a waiting producer. Returns how many there were.
+    /// Hands up to `max` published events to `f` (in order, in at most two slices), then
+    /// frees their slots and wakes a waiting producer. Returns how many there were.
     ///
     /// # Safety
     /// Only the consumer (the holder of the session's sink lock) may call this.
-    pub unsafe fn drain(&self, mut f: impl FnMut(&[Slot])) -> u64 {
+    pub unsafe fn drain(&self, max: u64, mut f: impl FnMut(&[Slot])) -> u64 {
         let t = self.tail.0.load(Ordering::Relaxed);
-        let h = self.head.0.load(Ordering::Acquire);
-        let n = h.wrapping_sub(t);
+        let n = self.head.0.load(Ordering::Acquire).wrapping_sub(t).min(max);
+        let h = t.wrapping_add(n);
         if n == 0 {
             return 0;
         }
@@ -313,7 +314,10 @@ mod tests {
                 for i in 0..6u64 {
                     r.push(word0(round * 10 + i, kind::FREE), i, 0, 0);
                 }
-                r.drain(|s| seen.extend(s.iter().map(|x| x[0] & STAMP_MASK)));
+                r.drain(4, |s| seen.extend(s.iter().map(|x| x[0] & STAMP_MASK)));
+                r.drain(u64::MAX, |s| {
+                    seen.extend(s.iter().map(|x| x[0] & STAMP_MASK))
+                });
             }
             let want: Vec<u64> = (0..5u64)
                 .flat_map(|r| (0..6).map(move |i| r * 10 + i))

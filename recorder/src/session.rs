@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 use traces::{Clock, Event, Header, ThreadId, Timed, TraceWriter};
 
-use crate::clock::now_ns;
+use crate::clock::{self, now_ns};
 use crate::diag::say;
 use crate::error::RecorderError;
 use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local};
@@ -40,8 +40,6 @@ use crate::sys;
 pub static RECORDING: AtomicBool = AtomicBool::new(true);
 /// The library's constructor ran (the root session may start its writer).
 static LOADED: AtomicBool = AtomicBool::new(false);
-/// Timestamp 0 of this process's traces (absolute CLOCK_MONOTONIC ns), set at the first event.
-static START_NS: AtomicU64 = AtomicU64::new(0);
 /// The process the current session belongs to (a vfork child shares our memory: it must not
 /// finish its parent's trace).
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -97,8 +95,12 @@ struct Known {
     /// The ring's `generation` when its current thread was announced (0: not yet in this file).
     generation: u64,
     thread: ThreadId,
-    /// Timestamp of the thread's last event handed to the file (for its ThreadExit).
+    /// Trace ns of the thread's last event written to the file (stamps never go back).
     last_ts: u64,
+    /// Relative stamp (see [`clock::Map::rel`]) of the thread's last staged event.
+    last_rel: u64,
+    /// Events drained and not yet written; their `ts` are relative stamps until [`write`]
+    /// turns them into ns.
     staging: Vec<Timed>,
 }
 
@@ -246,7 +248,7 @@ pub fn first_event(l: &Local, k: u64, a: u64, b: u64, c: u64) {
         start_writer(s);
     }
     l.guard.set(HOT);
-    let stamp = now_ns();
+    let stamp = clock::stamp();
     // SAFETY: the ring was just claimed by this thread.
     unsafe { (*ring).push(word0(stamp, k), a, b, c) };
     l.guard.set(prev);
@@ -266,9 +268,8 @@ fn ensure_key() -> libc::pthread_key_t {
 
 /// Claims a ring for the calling thread and publishes it; null if no memory.
 fn register(s: &'static Session, l: &Local) -> *mut Ring {
-    if START_NS.load(Ordering::Relaxed) == 0 {
-        let _ = START_NS.compare_exchange(0, now_ns(), Ordering::AcqRel, Ordering::Relaxed);
-    }
+    // Time 0 of the process's traces and its clock (once).
+    clock::init();
     let key = ensure_key();
     let cap = options::get().ring_events;
     let mut ring = std::ptr::null_mut();
@@ -311,8 +312,12 @@ fn register(s: &'static Session, l: &Local) -> *mut Ring {
         }
     }
     let generation = s.next_gen.fetch_add(1, Ordering::Relaxed) + 1;
+    if generation > 1 {
+        // Before this thread's first stamp: stamps must now be ordered (see crate::clock).
+        clock::several_threads();
+    }
     // SAFETY: we claimed the ring (CLAIMED, by create or by the CAS above).
-    unsafe { (*ring).activate(generation, sys::gettid(), now_ns()) };
+    unsafe { (*ring).activate(generation, sys::gettid(), clock::ordered_stamp()) };
     if key != 0 && !l.exited.get() {
         // SAFETY: key was created by pthread_key_create; keys below 32 need no allocation.
         unsafe { libc::pthread_setspecific(key - 1, ring as *const c_void) };
@@ -393,7 +398,8 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
         // kernel says the thread is gone.
         // SAFETY: rings are never unmapped.
         let r = unsafe { &*ring };
-        r.exit_ns.store(now_ns(), Ordering::Relaxed);
+        r.exit_stamp
+            .store(clock::ordered_stamp(), Ordering::Relaxed);
         r.state.store(ring::CLOSED, Ordering::Release);
         let s = session();
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -436,18 +442,22 @@ impl Sink {
                 generation: 0,
                 thread: 0,
                 last_ts: 0,
+                last_rel: 0,
                 staging: Vec::new(),
             });
         }
     }
 
-    /// Moves every published event into staging batches, writing full batches as frames.
-    /// `partial`: also write every non-empty batch (a flush). `ending`: the process is
-    /// leaving, so every exiting thread gets its ThreadExit now. Returns the events moved.
+    /// Moves published events into staging batches, writing full batches as frames. A ring's
+    /// slots are freed before its frame is encoded, so its thread can go on while we work; a
+    /// pass takes at most one frame's worth from each ring (the busiest thread cannot starve
+    /// the others). `partial`: take everything published so far and also write every
+    /// non-empty batch (a flush). `ending`: the process is leaving, so every exiting thread gets
+    /// its ThreadExit now. Returns the events moved.
     fn drain(&mut self, s: &Session, partial: bool, ending: bool) -> Result<u64, RecorderError> {
         self.refresh(s);
         let frame_events = options::get().frame_events;
-        let start = START_NS.load(Ordering::Acquire);
+        let map = clock::anchor_map();
         let Sink {
             out,
             known,
@@ -458,7 +468,6 @@ impl Sink {
             return Ok(0);
         };
         let mut moved = 0;
-        let mut err: Option<RecorderError> = None;
         for k in known.iter_mut() {
             // SAFETY: rings in the registry are never unmapped.
             let r = unsafe { &*k.ring.0 };
@@ -472,50 +481,62 @@ impl Sink {
             let generation = r.generation.load(Ordering::Relaxed);
             if k.generation != generation {
                 // A thread new to this file: announce it.
-                if !k.staging.is_empty() {
-                    write(out, k.thread, &mut k.staging)?;
-                }
+                write(out, k)?;
                 k.generation = generation;
                 k.thread = *next_thread;
                 *next_thread += 1;
-                k.last_ts = r.start_ns.load(Ordering::Relaxed).saturating_sub(start);
+                k.last_ts = 0;
+                k.last_rel = map.rel(r.start_stamp.load(Ordering::Relaxed));
                 k.staging.push(Timed {
-                    ts: k.last_ts,
+                    ts: k.last_rel,
                     event: Event::ThreadStart {
                         os_tid: r.os_tid.load(Ordering::Relaxed),
                     },
                 });
             }
-            // SAFETY: we hold the sink lock: we are the ring's only consumer.
-            moved += unsafe {
-                r.drain(|slots| {
-                    for sl in slots {
-                        let (stamp, event) = ring::decode(sl);
-                        let ts = stamp.saturating_sub(start);
-                        k.last_ts = ts;
-                        k.staging.push(Timed { ts, event });
-                        if k.staging.len() >= frame_events
-                            && err.is_none()
-                            && let Err(e) = write(out, k.thread, &mut k.staging)
-                        {
-                            err = Some(e);
-                        }
-                    }
-                })
+            // A flush takes what was published when it began (a thread that keeps its ring
+            // full cannot hold it forever); otherwise one frame's worth.
+            let mut budget = if partial || gone {
+                r.pending()
+            } else {
+                u64::MAX
             };
-            if let Some(e) = err.take() {
-                return Err(e);
+            loop {
+                let room = frame_events.saturating_sub(k.staging.len()) as u64;
+                // SAFETY: we hold the sink lock: we are the ring's only consumer.
+                let n = unsafe {
+                    r.drain(room.min(budget), |slots| {
+                        k.staging.extend(slots.iter().map(|sl| {
+                            let (stamp, event) = ring::decode(sl);
+                            Timed {
+                                ts: map.rel(stamp),
+                                event,
+                            }
+                        }));
+                    })
+                };
+                if let Some(e) = k.staging.last() {
+                    k.last_rel = e.ts;
+                }
+                moved += n;
+                budget -= n;
+                if k.staging.len() >= frame_events {
+                    write(out, k)?;
+                }
+                if !(partial || gone) || n == 0 || budget == 0 {
+                    break;
+                }
             }
             if gone {
-                let exit = r.exit_ns.load(Ordering::Relaxed).saturating_sub(start);
-                k.last_ts = k.last_ts.max(exit);
+                let exit = map.rel(r.exit_stamp.load(Ordering::Relaxed));
+                k.last_rel = k.last_rel.max(exit);
                 k.staging.push(Timed {
-                    ts: k.last_ts,
+                    ts: k.last_rel,
                     event: Event::ThreadExit,
                 });
             }
-            if (partial || gone) && !k.staging.is_empty() {
-                write(out, k.thread, &mut k.staging)?;
+            if partial || gone {
+                write(out, k)?;
             }
             if gone {
                 // Its thread is gone and every event is written: the ring may be reused.
@@ -552,6 +573,7 @@ impl Sink {
             ("recorder.app_wait_ns".into(), stat(&WAIT_NS)),
             ("recorder.writer_cpu_ns".into(), stat(&WRITER_CPU_NS)),
         ];
+        let extra = extra.into_iter().chain(clock::facts()).collect();
         let path = out.path.clone();
         out.w
             .finish_with(0, extra)
@@ -579,9 +601,31 @@ fn stat(a: &AtomicU64) -> String {
     a.load(Ordering::Relaxed).to_string()
 }
 
-fn write(out: &mut Output, thread: ThreadId, batch: &mut Vec<Timed>) -> Result<(), RecorderError> {
-    let r = out.w.write_batch(thread, batch);
-    batch.clear();
+/// Writes a ring's staged events as one frame (nothing if there are none): first their
+/// relative stamps become trace ns, by the process's one clock map (see [`crate::clock`]);
+/// a stamp below its thread's previous one is raised to it (and counted).
+fn write(out: &mut Output, k: &mut Known) -> Result<(), RecorderError> {
+    if k.staging.is_empty() {
+        return Ok(());
+    }
+    let map = clock::map();
+    let mut prev = k.last_ts;
+    let mut clamped = 0;
+    for e in k.staging.iter_mut() {
+        let ts = map.ns(e.ts);
+        if ts < prev {
+            clamped += 1;
+        } else {
+            prev = ts;
+        }
+        e.ts = prev;
+    }
+    if clamped != 0 {
+        clock::CLAMPED.fetch_add(clamped, Ordering::Relaxed);
+    }
+    k.last_ts = prev;
+    let r = out.w.write_batch(k.thread, &k.staging);
+    k.staging.clear();
     r.map_err(|e| out.error(e))
 }
 
@@ -671,9 +715,8 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
         source,
     })?;
 
-    let now = now_ns();
-    let _ = START_NS.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
-    let start = START_NS.load(Ordering::Acquire);
+    clock::init();
+    let start = clock::anchor_ns();
     let mut h = Header::for_this_process(concat!("alloclab-recorder ", env!("CARGO_PKG_VERSION")));
     h.command_line = command_line();
     if let Clock::Monotonic {
@@ -700,6 +743,7 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
         "start"
     };
     h.extra.push(("recorder.origin".into(), origin.into()));
+    h.extra.push(("recorder.clock".into(), clock::describe()));
     h.extra.push(("recorder.options".into(), opts.describe()));
     let w = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &path, &h)
         .and_then(|w| w.with_zstd_level(opts.zstd_level))
@@ -888,9 +932,11 @@ extern "C" fn after_fork_child() {
         &WAITS,
         &WAIT_NS,
         &WRITER_CPU_NS,
+        &clock::CLAMPED,
     ] {
         c.store(0, Ordering::Relaxed);
     }
+    clock::after_fork_child();
     LOCAL.with(|l| {
         l.ring.set(std::ptr::null_mut());
         l.exited.set(false);

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use traces::inspect::{Inspector, Report};
-use traces::{Event, Header, MergedReader, Record, Trailer, Warning};
+use traces::{Clock, Event, Header, MergedReader, Record, TraceReader, Trailer, Warning};
 
 fn record_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_record"))
@@ -56,7 +56,7 @@ fn c_program(name: &str) -> PathBuf {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recorder-c");
         std::fs::create_dir_all(&dir).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-        for prog in ["threads", "procs"] {
+        for prog in ["threads", "procs", "handoff"] {
             // -fno-builtin: gcc would otherwise delete malloc/free pairs whose block is unused.
             let out = Command::new(&gcc)
                 .args(["-O1", "-fno-builtin", "-w", "-pthread", "-o"])
@@ -109,6 +109,9 @@ struct Trace {
     warnings: Vec<Warning>,
     records: Vec<Record>,
     report: Report,
+    /// The first stamp of a thread below its previous one in file order (the thread's own
+    /// order), if any.
+    backwards: Option<String>,
 }
 
 impl Trace {
@@ -129,6 +132,15 @@ impl Trace {
                 None => break,
             }
         }
+        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut backwards = None;
+        for r in TraceReader::open(path).unwrap().records() {
+            let Ok(r) = r else { break };
+            let prev = last.insert(r.thread, r.ts).unwrap_or(0);
+            if r.ts < prev && backwards.is_none() {
+                backwards = Some(format!("thread {}: {prev} ns, then {} ns", r.thread, r.ts));
+            }
+        }
         Trace {
             path: path.to_path_buf(),
             header,
@@ -136,6 +148,7 @@ impl Trace {
             warnings: it.warnings().to_vec(),
             records,
             report: ins.report(),
+            backwards,
         }
     }
 
@@ -780,4 +793,223 @@ fn a_failed_exec_goes_on_in_a_continuation_file() {
     assert_eq!((sizes(next, 3000), sizes(next, 4000)), (0, 4));
     // The thread is announced again in the new file.
     assert!(matches!(next.records[0].event, Event::ThreadStart { .. }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clock: TSC ticks mapped to CLOCK_MONOTONIC ns, or clock_gettime.
+
+/// CLOCK_MONOTONIC now, ns.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: t is a live, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Whether this machine lets the recorder use the TSC (what `ALLOCLAB_CLOCK=auto` decides).
+fn tsc_usable() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let source =
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .unwrap_or_default();
+    cfg!(target_arch = "x86_64")
+        && has("constant_tsc")
+        && has("nonstop_tsc")
+        && has("rdtscp")
+        && source.trim() == "tsc"
+}
+
+/// Checks contract 3 and the clock's basic promises on a finished trace recorded between
+/// `before` and `after` (CLOCK_MONOTONIC ns); returns how many allocations got an address
+/// that another thread had freed.
+fn check_clock(t: &Trace, want_tsc: bool, before: u64, after: u64) -> u64 {
+    let name = t.path.display();
+    let clock = t.header.extra("recorder.clock").unwrap_or("");
+    assert_eq!(
+        clock.starts_with("tsc"),
+        want_tsc,
+        "{name}: header clock {clock:?}"
+    );
+    assert_eq!(
+        t.extra("recorder.clock"),
+        Some(if want_tsc { "tsc" } else { "monotonic" }),
+        "{name}"
+    );
+    assert_eq!(t.extra("recorder.clock.clamped"), Some("0"), "{name}");
+    if want_tsc {
+        let hz: f64 = t.extra("recorder.clock.tsc_hz").unwrap().parse().unwrap();
+        assert!((1e8..1e11).contains(&hz), "{name}: {hz} Hz");
+        let drift: i64 = t.extra("recorder.clock.drift_ns").unwrap().parse().unwrap();
+        assert!(
+            drift.abs() < 1_000_000,
+            "{name}: the map drifted {drift} ns"
+        );
+    }
+    // Time 0 and the last stamp lie within the run, on CLOCK_MONOTONIC (1 ms of slack for the
+    // TSC map's calibration error).
+    let Clock::Monotonic {
+        start_monotonic_ns: start,
+        ..
+    } = t.header.clock
+    else {
+        panic!("{name}: not a monotonic clock");
+    };
+    let end = start + t.records.iter().map(|r| r.ts).max().unwrap_or(0);
+    assert!(
+        before <= start,
+        "{name}: time 0 {start} before the run ({before})"
+    );
+    assert!(
+        end <= after + 1_000_000,
+        "{name}: last stamp {end} after the run ({after})"
+    );
+    // Per thread, in file order (the thread's own order), stamps never go back.
+    assert_eq!(t.backwards, None, "{name}");
+    // Contract 3: for every address, a free is stamped after the allocation it frees and
+    // before the next allocation that returns the address, whichever threads made them. In
+    // stamp order (the merged order), either mistake shows as an allocation of an address that
+    // is still live: report those, with the address's next free.
+    let mut live: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut freed: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut cross = 0;
+    let mut bad = Vec::new();
+    for (i, r) in t.records.iter().enumerate() {
+        let (ptr, freed_ptr) = match r.event {
+            Event::Free { ptr } => (0, ptr),
+            Event::Malloc { ptr, .. } | Event::Calloc { ptr, .. } | Event::Aligned { ptr, .. } => {
+                (ptr, 0)
+            }
+            Event::Realloc { old_ptr, ptr, .. } if old_ptr != ptr => (ptr, old_ptr),
+            _ => (0, 0),
+        };
+        if freed_ptr != 0 {
+            live.remove(&freed_ptr);
+            freed.insert(freed_ptr, r.thread);
+        }
+        if ptr == 0 {
+            continue;
+        }
+        if live.insert(ptr, r.thread).is_some() {
+            let free = t.records[i..]
+                .iter()
+                .find(|x| matches!(x.event, Event::Free { ptr: p } if p == ptr));
+            bad.push((ptr, r.ts, r.thread, free.map(|f| (f.ts, f.thread))));
+        } else if freed.remove(&ptr).is_some_and(|th| th != r.thread) {
+            cross += 1;
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{name}: {} allocations of an address still live in stamp order: an allocation and a \
+         free of the same address by two threads stamped in the wrong order (ptr, alloc ts, \
+         alloc thread, (ts and thread of the address's next free)): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
+    assert_eq!(
+        t.report.inconsistencies.total(),
+        0,
+        "{name}: {:?}",
+        t.report.inconsistencies
+    );
+    cross
+}
+
+/// Records handoff.c (another thread frees, the main thread gets the address back at once)
+/// with `clock`, and checks the clock.
+fn check_handoff(clock: &str, want_tsc: bool) {
+    let d = tmp();
+    let prog = c_program("handoff");
+    let before = monotonic_ns();
+    let o = record(
+        d.path(),
+        "h.zst",
+        &[prog.to_str().unwrap(), "1000000"],
+        &[("ALLOCLAB_CLOCK", clock)],
+    );
+    let after = monotonic_ns();
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "handoff 1000000\n");
+    let t = Trace::read(&d.path().join("h.zst"));
+    t.assert_complete();
+    let cross = check_clock(&t, want_tsc, before, after);
+    // glibc hands most of the taker's frees back to the main thread's next mallocs.
+    assert!(
+        cross > 300_000,
+        "only {cross} addresses went from one thread to another"
+    );
+    if want_tsc {
+        assert_eq!(t.extra("recorder.clock.ordered"), Some("true"));
+    }
+}
+
+#[test]
+fn tsc_clock_orders_a_cross_thread_free_before_the_next_allocation() {
+    let usable = tsc_usable();
+    check_handoff("tsc", usable);
+    if !usable {
+        eprintln!("this machine cannot use the TSC: the test checked the fallback instead");
+    }
+}
+
+#[test]
+fn monotonic_clock_fallback_orders_a_cross_thread_free_before_the_next_allocation() {
+    check_handoff("monotonic", false);
+}
+
+#[test]
+fn auto_clock_is_the_tsc_where_usable_and_every_thread_stays_in_order() {
+    let before = monotonic_ns();
+    let t = check_threads(&[], 4, 2000);
+    let after = monotonic_ns();
+    check_clock(&t, tsc_usable(), before, after);
+    if !tsc_usable() {
+        return;
+    }
+    // A forked child keeps its parent's time 0 (and map).
+    let d = tmp();
+    let prog = c_program("procs");
+    let o = record(d.path(), "p.zst", &[prog.to_str().unwrap(), "fork"], &[]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let all = traces_in(d.path());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].header.clock, all[1].header.clock);
+    for t in &all {
+        assert_eq!(t.extra("recorder.clock"), Some("tsc"));
+    }
+}
+
+#[test]
+fn forced_tsc_clock_is_used_or_reported_with_a_fallback() {
+    // Where the TSC is usable it is used silently; elsewhere one line says why not.
+    let d = tmp();
+    let o = record(
+        d.path(),
+        "t.zst",
+        &["/bin/true"],
+        &[("ALLOCLAB_CLOCK", "tsc")],
+    );
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let warned = stderr_of(&o).contains("ALLOCLAB_CLOCK=tsc, but");
+    assert_eq!(warned, !tsc_usable(), "{}", stderr_of(&o));
+    let t = Trace::read(&d.path().join("t.zst"));
+    t.assert_complete();
+    assert_eq!(
+        t.extra("recorder.clock"),
+        Some(if tsc_usable() { "tsc" } else { "monotonic" })
+    );
+    if tsc_usable() {
+        // One thread: plain rdtsc stamps, still never going back.
+        assert_eq!(t.extra("recorder.clock.ordered"), Some("false"));
+        assert_eq!(t.extra("recorder.clock.clamped"), Some("0"));
+        assert_eq!(t.backwards, None);
+    }
 }
