@@ -32,6 +32,16 @@
 //! All this state is reset at each frame, so every frame decodes on its own. The encoder and
 //! the decoder update it by the same rules (see FORMAT.md, which describes the same bytes for
 //! readers in other languages).
+//!
+//! Speed (instructions per event are in the README): a varint is read with one 8-byte load
+//! and written with one 4- or 8-byte store, with no branch per byte; the quantum is found, in
+//! the same pass that codes the events, and divided out by multiplying with a modular inverse
+//! instead of 64-bit divisions; the encoder's pointer table is sized by the pointers a frame
+//! really has, is emptied by bumping a generation instead of clearing it, holds each live
+//! object's size class (no side array), and is prefetched a few events ahead once it outgrows
+//! the cache; the decoder writes events straight into the output's spare capacity.
+
+use std::mem::MaybeUninit;
 
 use crate::event::{AlignedFn, Event, Kind, Timed};
 
@@ -68,7 +78,7 @@ const IDX: usize = 6;
 
 /// The size class of a request, for the bins: glibc's chunk size (`size + 8` rounded up to
 /// 16, at least 32) in 16-byte steps up to 1040 bytes, then one class per power of two.
-#[inline]
+#[inline(always)]
 pub(crate) fn size_class(size: u64) -> usize {
     let chunk = size.saturating_add(8 + 15) & !15;
     if chunk <= 1040 {
@@ -79,84 +89,222 @@ pub(crate) fn size_class(size: u64) -> usize {
     }
 }
 
-/// What the encoder knows about a pointer of this frame, packed in a `u32`: an allocation
-/// number (the object is live, allocated `seq`-th in the frame), or `BINNED | class` (freed,
-/// and probably in the bin of `class`: a lookup that says anything else is a miss without
-/// searching any bin).
+/// What the encoder knows about a pointer of this frame, packed in a `u32`: a live object's
+/// allocation number (it was allocated `seq`-th in the frame, bits 0..24) and size class (bits
+/// 24..31), or `BINNED | class` (freed, and probably in the bin of `class`: a lookup that says
+/// anything else is a miss without searching any bin). Only the class of an object's size is
+/// ever needed again, so the table holds all the encoder knows about it.
 const BINNED: u32 = 1 << 31;
+/// Bits of a live object's allocation number.
+const SEQ_BITS: u32 = 24;
+const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
+/// Most events a frame may have for the encoder (allocation numbers fit [`SEQ_BITS`]); frames
+/// are far smaller (`MAX_FRAME_EVENTS`).
+const MAX_EVENTS: usize = 1 << SEQ_BITS;
+
+#[inline(always)]
+fn live_state(seq: u32, class: usize) -> u32 {
+    seq | (class as u32) << SEQ_BITS
+}
+
+/// One entry of [`PtrTable`]: a slot is in use in the current frame iff its `generation` is
+/// the table's.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u64,
+    val: u32,
+    generation: u32,
+}
+
+/// Slots of a new table (16 KiB); it doubles whenever it gets half full.
+const TABLE_MIN: usize = 1024;
 
 /// The encoder's map pointer → [`BINNED`]-packed state. Open addressing with linear probing,
-/// sized to at least twice the frame's events, cleared per frame, and never deleting within
-/// one (freed pointers stay, marked binned), so it needs no tombstones and stays under half
-/// full. Cheaper than a general hash map, which this hot path measured at 60–90 instructions
-/// per operation.
+/// never deleting within a frame (freed pointers stay, marked binned), so it needs no
+/// tombstones; it doubles when half full, so it is sized by the pointers frames really have
+/// (a churn frame of 256 Ki events has ~56 Ki, a program-like one ~4 Ki: 2 MiB and 128–512 KiB
+/// of table, where a table sized by the event count took 6 MiB). A frame starts
+/// by bumping the generation, which empties every slot without touching them. Cheaper than a
+/// general hash map, which this hot path measured at 60–90 instructions per operation.
 #[derive(Default)]
 struct PtrTable {
-    keys: Vec<u64>,
-    vals: Vec<u32>,
-    mask: usize,
+    slots: Vec<Slot>,
+    generation: u32,
+    /// Keys in use in this frame.
+    len: usize,
 }
 
 impl PtrTable {
-    /// Empties the table and sizes it for a frame of `events` events.
-    fn reset(&mut self, events: usize) {
-        let cap = (2 * events).next_power_of_two().max(1024);
-        if self.keys.len() < cap {
-            self.keys.resize(cap, 0);
-            self.vals.resize(cap, 0);
+    /// Empties the table.
+    fn reset(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![Slot::default(); TABLE_MIN];
         }
-        self.keys[..cap].fill(0);
-        self.mask = cap - 1;
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // Once per 2^32 frames: old generations would alias.
+            self.slots.fill(Slot::default());
+            self.generation = 1;
+        }
+        self.len = 0;
     }
 
-    /// The slot of `key` (non-zero): where it is, or the empty slot where it belongs.
-    #[inline]
-    fn slot(&self, key: u64) -> usize {
-        // Folded multiply: every bit of the pointer reaches the low bits that pick the slot
-        // (a plain multiply keeps an aligned pointer's zero low bits).
+    /// Where `key`'s probe sequence starts in a table of `mask + 1` slots. A folded multiply:
+    /// every bit of the pointer reaches the low bits that pick the slot (a plain multiply
+    /// keeps an aligned pointer's zero low bits).
+    #[inline(always)]
+    fn home(key: u64, mask: usize) -> usize {
         let p = (key as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut i = ((p as u64) ^ ((p >> 64) as u64)) as usize & self.mask;
+        ((p as u64) ^ ((p >> 64) as u64)) as usize & mask
+    }
+
+    /// The slot of `key`: where it is, or the free slot where it belongs.
+    #[inline(always)]
+    fn slot(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(key, mask);
         loop {
-            let k = self.keys[i];
-            if k == key || k == 0 {
+            let s = &self.slots[i];
+            if s.generation != self.generation || s.key == key {
                 return i;
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
     }
 
-    #[inline]
-    fn get(&self, key: u64) -> Option<u32> {
-        let i = self.slot(key);
-        (self.keys[i] != 0).then(|| self.vals[i])
+    /// The state in slot `i` (from [`slot`](Self::slot)), if it holds a key.
+    #[inline(always)]
+    fn at(&self, i: usize) -> Option<u32> {
+        let s = &self.slots[i];
+        (s.generation == self.generation).then_some(s.val)
     }
 
     /// Sets `key`'s state and returns the previous one.
-    #[inline]
+    #[inline(always)]
     fn replace(&mut self, key: u64, val: u32) -> Option<u32> {
         let i = self.slot(key);
-        let old = (self.keys[i] != 0).then(|| self.vals[i]);
-        self.keys[i] = key;
-        self.vals[i] = val;
-        old
+        let generation = self.generation;
+        let s = &mut self.slots[i];
+        if s.generation == generation {
+            return Some(std::mem::replace(&mut s.val, val));
+        }
+        *s = Slot {
+            key,
+            val,
+            generation,
+        };
+        self.len += 1;
+        if self.len * 2 > self.slots.len() {
+            self.grow();
+        }
+        None
+    }
+
+    /// Starts loading the slot where a lookup of `key` begins into the cache.
+    #[inline(always)]
+    fn prefetch(&self, key: u64) {
+        let slot: *const Slot = &self.slots[Self::home(key, self.slots.len() - 1)];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint to the cache: it has no architectural effect and
+        // cannot fault, whatever the address (and this one is a live reference into `slots`).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
+    /// Doubles the table, moving this frame's keys.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let size = 2 * self.slots.len();
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
+        let mask = size - 1;
+        for s in old.iter().filter(|s| s.generation == self.generation) {
+            let mut i = Self::home(s.key, mask);
+            while self.slots[i].generation == self.generation {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = *s;
+        }
     }
 }
 
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// Bytes of the varint of a value with `lz` leading zero bits (index 0..=64).
+const VARINT_LEN: [u8; 65] = {
+    let mut t = [0u8; 65];
+    let mut lz = 0;
+    while lz <= 64 {
+        let bits = 64 - lz;
+        t[lz] = if bits == 0 { 1 } else { bits.div_ceil(7) as u8 };
+        lz += 1;
     }
-    out.push(v as u8);
+    t
+};
+
+/// One stream being written: a buffer with room for everything the current block of events
+/// can add (see [`MAX_EVENT_BYTES`]), and the write position. Writing needs no capacity check
+/// or growth path; the slice's bounds check, which never fails, is one compare.
+struct Sink<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
 }
 
-#[inline]
+impl Sink<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.pos] = b;
+        self.pos += 1;
+    }
+
+    /// Appends the LEB128 varint of `v`. A value below 2^28 (sizes, references, most deltas)
+    /// is spread into 7-bit groups with a few 32-bit shifts and written as one 4-byte store of
+    /// which the varint's length is kept; up to 2^56 the same in 64 bits: no branch per byte.
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
+        if v < 0x80 {
+            return self.byte(v as u8);
+        }
+        let n = VARINT_LEN[v.leading_zeros() as usize] as usize;
+        if v < 1 << 28 {
+            // 14-bit halves into 16-bit lanes, then 7-bit groups into bytes; then the
+            // continuation bits of all bytes but the last (n is 2..=4).
+            let v = v as u32;
+            let x = (v & 0x3fff) | ((v & 0x0fff_c000) << 2);
+            let x = (x & 0x007f_007f) | ((x & 0x3f80_3f80) << 1);
+            let x = x | (0x0080_8080u32 >> (32 - 8 * n));
+            self.buf[self.pos..self.pos + 4].copy_from_slice(&x.to_le_bytes());
+        } else if v < 1 << 56 {
+            // The same in 64 bits (n is 5..=8).
+            let x = (v & 0x0fff_ffff) | ((v & 0x00ff_ffff_f000_0000) << 4);
+            let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+            let x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
+            let x = x | (0x0080_8080_8080_8080u64 >> (64 - 8 * n));
+            self.buf[self.pos..self.pos + 8].copy_from_slice(&x.to_le_bytes());
+        } else {
+            return self.varint_long(v);
+        }
+        self.pos += n;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_long(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+}
+
+#[inline(always)]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-#[inline]
+#[inline(always)]
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
@@ -168,11 +316,84 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// A timestamp quantum `q = 2^shift · m` (`m` odd) with what divides by it without a division:
+/// `inv`, the inverse of `m` modulo 2^64, and `lim = ⌊(2^64 − 1) / m⌋`. For a multiple `x` of
+/// `q`, `x / q = (x >> shift) · inv mod 2^64`; and any `x` is a multiple of `m` iff
+/// `x · inv mod 2^64 ≤ lim` (Granlund and Montgomery, "Division by invariant integers using
+/// multiplication", 1994, §9).
+#[derive(Clone, Copy)]
+struct Quantum {
+    q: u64,
+    shift: u32,
+    low: u64,
+    inv: u64,
+    lim: u64,
+}
+
+impl Quantum {
+    /// The state before any non-zero delta: nothing but 0 is a multiple.
+    const NONE: Quantum = Quantum {
+        q: 0,
+        shift: 0,
+        low: u64::MAX,
+        inv: 0,
+        lim: 0,
+    };
+
+    fn new(q: u64) -> Quantum {
+        debug_assert!(q != 0);
+        let shift = q.trailing_zeros();
+        let m = q >> shift;
+        // Newton's iteration doubles the correct low bits: 3 (any odd m is its own inverse
+        // modulo 8), 6, 12, 24, 48, 96.
+        let mut inv = m;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        }
+        debug_assert_eq!(m.wrapping_mul(inv), 1);
+        Quantum {
+            q,
+            shift,
+            low: (1u64 << shift) - 1,
+            inv,
+            lim: u64::MAX / m,
+        }
+    }
+
+    #[inline(always)]
+    fn divides(&self, x: u64) -> bool {
+        x & self.low == 0 && (x >> self.shift).wrapping_mul(self.inv) <= self.lim
+    }
+
+    /// `x / q`, for a multiple `x` of `q`.
+    #[inline(always)]
+    fn div_exact(&self, x: u64) -> u64 {
+        (x >> self.shift).wrapping_mul(self.inv)
+    }
+
+    /// Makes the quantum divide `dt` too: the gcd of the deltas so far. A delta the quantum
+    /// divides (once it is 1, all of them) costs a shift, a multiply and two compares.
+    #[inline(always)]
+    fn include(&mut self, dt: u64) {
+        if !self.divides(dt) {
+            *self = Quantum::new(gcd(self.q, dt));
+        }
+    }
+}
+
+fn backwards(i: usize, ts: u64, prev: u64) -> String {
+    format!(
+        "event {i}: timestamp {ts} is earlier than the previous one ({prev}); a thread's \
+         timestamps must not go backwards"
+    )
+}
+
 /// The pointer-prediction state both sides keep: per size class, a circular buffer of the
 /// last [`BIN_DEPTH`] freed pointers whose size the frame knows; and the last raw pointer.
 struct Predictor {
+    /// Per class: the entry at depth `d` (0 = newest) is at index `(head + d) % BIN_DEPTH`.
     bins: Box<[[u64; BIN_DEPTH]; CLASSES]>,
-    /// Per class: index of the next write (the newest entry is at `head - 1`).
+    /// Per class: index of the newest entry.
     heads: [u8; CLASSES],
     /// Per class: entries held (≤ BIN_DEPTH).
     lens: [u8; CLASSES],
@@ -199,49 +420,52 @@ impl Predictor {
         self.last_raw = 0;
     }
 
-    /// A pointer of `size` bytes (known to the frame) was freed; returns its class and the
-    /// pointer pushed out of the full bin, if any.
-    #[inline]
-    fn freed(&mut self, ptr: u64, size: u64) -> (usize, Option<u64>) {
-        let c = size_class(size);
-        let h = self.heads[c] as usize;
-        let evicted = (self.lens[c] as usize == BIN_DEPTH).then(|| self.bins[c][h]);
-        self.bins[c][h] = ptr;
-        self.heads[c] = ((h + 1) & MASK) as u8;
-        self.lens[c] = (self.lens[c] + 1).min(BIN_DEPTH as u8);
-        (c, evicted)
+    /// A pointer of `size` bytes (known to the frame) was freed: it becomes the newest entry of
+    /// its class's bin (a full bin loses its oldest).
+    #[inline(always)]
+    fn freed(&mut self, ptr: u64, size: u64) {
+        self.push(ptr, size_class(size));
     }
 
-    /// Removes the entry at `depth` (0 = newest) of class `c`, moving the newer ones down.
-    #[inline]
+    /// `ptr` becomes the newest entry of the bin of class `c` (a full bin loses its oldest).
+    #[inline(always)]
+    fn push(&mut self, ptr: u64, c: usize) {
+        let h = (self.heads[c] as usize).wrapping_sub(1) & MASK;
+        self.bins[c][h] = ptr;
+        self.heads[c] = h as u8;
+        self.lens[c] = (self.lens[c] + 1).min(BIN_DEPTH as u8);
+    }
+
+    /// Removes the entry at `depth` (0 = newest, `depth < len`) of class `c`, moving the newer
+    /// ones down.
+    #[inline(always)]
     fn remove(&mut self, c: usize, depth: usize) -> u64 {
         let h = self.heads[c] as usize;
         let bin = &mut self.bins[c];
-        let mut pos = (h + BIN_DEPTH - 1 - depth) & MASK;
+        let mut pos = (h + depth) & MASK;
         let p = bin[pos];
         for _ in 0..depth {
-            let next = (pos + 1) & MASK;
-            bin[pos] = bin[next];
-            pos = next;
+            let newer = pos.wrapping_sub(1) & MASK;
+            bin[pos] = bin[newer];
+            pos = newer;
         }
-        self.heads[c] = ((h + BIN_DEPTH - 1) & MASK) as u8;
+        self.heads[c] = ((h + 1) & MASK) as u8;
         self.lens[c] -= 1;
         p
     }
 
     /// Finds `ptr` in the bin of class `c` (newest first); removes it and returns its depth.
-    #[inline]
+    #[inline(always)]
     fn take_bin(&mut self, c: usize, ptr: u64) -> Option<usize> {
         let h = self.heads[c] as usize;
-        let len = self.lens[c] as usize;
         let bin = &self.bins[c];
-        let depth = (0..len).find(|&d| bin[(h + BIN_DEPTH - 1 - d) & MASK] == ptr)?;
+        let depth = (0..self.lens[c] as usize).find(|&d| bin[(h + d) & MASK] == ptr)?;
         self.remove(c, depth);
         Some(depth)
     }
 
     /// The pointer at `depth` in the bin of `size`'s class, removed.
-    #[inline]
+    #[inline(always)]
     fn pop_bin(&mut self, size: u64, depth: usize) -> Result<u64, Bad> {
         let c = size_class(size);
         if depth >= self.lens[c] as usize {
@@ -255,16 +479,33 @@ impl Predictor {
     }
 }
 
+/// The most bytes one event adds to each stream (`ptrs`: a realloc's two raw pointers).
+const MAX_EVENT_BYTES: [usize; STREAMS] = [1, 10, 10, 10, 20, 10, 1];
+/// Events encoded between two checks that every stream has room for them.
+const BLOCK: usize = 256;
+/// How many events ahead the encoder prefetches the pointer-table slots of an event's pointers
+/// (a churn-like frame's table outgrows the L2 cache; misses on it were ~40 % of encode time).
+const PREFETCH: usize = 16;
+
 /// Encodes frames. Keeps its buffers between frames so steady-state encoding does not allocate.
 #[derive(Default)]
 pub struct PayloadEncoder {
-    streams: [Vec<u8>; STREAMS],
-    /// Pointers of this frame: live (allocation number) or binned (class).
+    /// Per stream, the output buffer. Kept at the largest length a frame needed (the bytes past
+    /// a frame's own are scratch), so it is zero-filled only when it grows.
+    bufs: [Vec<u8>; STREAMS],
+    /// Pointers of this frame: live (allocation number, class) or binned (class).
     live: PtrTable,
-    /// Sizes of this frame's allocations, by allocation number.
-    sizes: Vec<u64>,
     pred: Predictor,
+    /// The last frame's quantum (0 before the first): the guess this frame's timestamps are
+    /// divided by while they are coded, which is right unless the clock's resolution changed.
+    last_quantum: u64,
 }
+
+/// Pointer-table size (slots) from which its slots are prefetched: lookups land anywhere in the
+/// table, and from 1 MiB (2^16 slots) it no longer stays in the L2 cache with everything else.
+/// A smaller table is cache-resident: prefetching it costs ~25 instructions per event for
+/// nothing.
+const PREFETCH_SLOTS: usize = 1 << 16;
 
 impl PayloadEncoder {
     /// A new encoder.
@@ -272,169 +513,311 @@ impl PayloadEncoder {
         PayloadEncoder::default()
     }
 
-    fn reset(&mut self, events: usize) {
-        for s in &mut self.streams {
-            s.clear();
-        }
-        self.live.reset(events);
-        self.sizes.clear();
-        self.pred.reset();
-    }
-
     /// Encodes `events` (timestamps non-decreasing, the first one being the frame's base) into
     /// `out` (cleared first). Returns an error message if the timestamps go backwards.
+    ///
+    /// One pass over the events codes everything; the timestamps' quantum (the gcd of their
+    /// deltas) is found on the way, and the deltas are divided by the last frame's quantum
+    /// meanwhile. Only if this frame's turns out different is the `ts` stream coded again.
     pub fn encode(&mut self, events: &[Timed], out: &mut Vec<u8>) -> Result<(), String> {
-        self.reset(events.len());
+        if events.len() > MAX_EVENTS {
+            return Err(format!(
+                "a frame holds at most {MAX_EVENTS} events, not {}",
+                events.len()
+            ));
+        }
+        self.live.reset();
+        self.pred.reset();
+        let mut allocs = 0;
         let first = events.first().map_or(0, |e| e.ts);
-        // The quantum: the gcd of all deltas (1 as soon as any delta is odd and coprime).
-        let mut q = 0u64;
+        let guess = Quantum::new(self.last_quantum.max(1));
+        let mut quantum = Quantum::NONE;
+        let mut pos = [0usize; STREAMS];
         let mut prev = first;
-        for (i, e) in events.iter().enumerate() {
-            let Some(dt) = e.ts.checked_sub(prev) else {
-                return Err(format!(
-                    "event {i}: timestamp {} is earlier than the previous one ({prev}); a \
-                     thread's timestamps must not go backwards",
-                    e.ts
-                ));
+        let mut block_start = 0;
+        loop {
+            let block = &events[block_start..(block_start + BLOCK).min(events.len())];
+            // Room for the block (and, in the first, the quantum that leads `ts`).
+            for (s, buf) in self.bufs.iter_mut().enumerate() {
+                let need = pos[s] + block.len() * MAX_EVENT_BYTES[s] + 16;
+                if buf.len() < need {
+                    let len = need.max(2 * buf.len());
+                    buf.resize(len, 0);
+                }
+            }
+            let [ops, ts, sizes, refs, ptrs, aux, idx] = &mut self.bufs;
+            fn sink(buf: &mut [u8], pos: usize) -> Sink<'_> {
+                Sink { buf, pos }
+            }
+            let mut cx = Encoding {
+                ops: sink(ops, pos[OPS]),
+                ts: sink(ts, pos[TS]),
+                sizes: sink(sizes, pos[SIZES]),
+                refs: sink(refs, pos[REFS]),
+                ptrs: sink(ptrs, pos[PTRS]),
+                aux: sink(aux, pos[AUX]),
+                idx: sink(idx, pos[IDX]),
+                live: &mut self.live,
+                allocs,
+                pred: &mut self.pred,
             };
-            prev = e.ts;
-            if q != 1 && dt != 0 {
-                q = gcd(q, dt);
+            if block_start == 0 {
+                cx.ts.varint(guess.q);
+            }
+            let coded = if cx.live.slots.len() >= PREFETCH_SLOTS {
+                cx.block::<true>(
+                    events,
+                    block_start,
+                    block.len(),
+                    &guess,
+                    &mut quantum,
+                    &mut prev,
+                )
+            } else {
+                cx.block::<false>(
+                    events,
+                    block_start,
+                    block.len(),
+                    &guess,
+                    &mut quantum,
+                    &mut prev,
+                )
+            };
+            pos = [
+                cx.ops.pos,
+                cx.ts.pos,
+                cx.sizes.pos,
+                cx.refs.pos,
+                cx.ptrs.pos,
+                cx.aux.pos,
+                cx.idx.pos,
+            ];
+            allocs = cx.allocs;
+            coded?;
+            block_start += block.len();
+            if block_start >= events.len() {
+                break;
             }
         }
-        let q = q.max(1);
-        put_varint(&mut self.streams[TS], q);
-        self.streams[OPS].reserve(events.len());
-        let mut prev = first;
-        for e in events {
-            put_varint(&mut self.streams[TS], (e.ts - prev) / q);
-            prev = e.ts;
-            self.event(&e.event);
+        if quantum.q == 0 {
+            quantum = Quantum::new(1);
         }
+        if quantum.q != guess.q {
+            pos[TS] = self.recode_ts(events, &quantum);
+        }
+        self.last_quantum = quantum.q;
         out.clear();
-        out.reserve(TABLE_LEN + self.streams.iter().map(Vec::len).sum::<usize>());
-        for s in &self.streams {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.reserve(TABLE_LEN + pos.iter().sum::<usize>());
+        for len in pos {
+            out.extend_from_slice(&(len as u32).to_le_bytes());
         }
-        for s in &self.streams {
-            out.extend_from_slice(s);
+        for (buf, len) in self.bufs.iter().zip(pos) {
+            out.extend_from_slice(&buf[..len]);
         }
         Ok(())
     }
 
-    #[inline]
-    fn event(&mut self, ev: &Event) {
-        let kind = ev.kind() as u8;
-        let mode = match *ev {
-            Event::Malloc { size, ptr } => {
-                put_varint(&mut self.streams[SIZES], size);
-                self.produced(ptr, size)
+    /// Codes the `ts` stream again with `quantum` (it divides every delta); returns its length.
+    #[cold]
+    #[inline(never)]
+    fn recode_ts(&mut self, events: &[Timed], quantum: &Quantum) -> usize {
+        let buf = &mut self.bufs[TS];
+        let need = (events.len() + 1) * MAX_EVENT_BYTES[TS] + 16;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        let mut ts = Sink { buf, pos: 0 };
+        ts.varint(quantum.q);
+        let mut prev = events.first().map_or(0, |e| e.ts);
+        for e in events {
+            ts.varint(quantum.div_exact(e.ts - prev));
+            prev = e.ts;
+        }
+        ts.pos
+    }
+}
+
+/// The encoder's state while it codes one block of events: the streams' sinks and the frame's
+/// pointer state.
+struct Encoding<'a> {
+    ops: Sink<'a>,
+    ts: Sink<'a>,
+    sizes: Sink<'a>,
+    refs: Sink<'a>,
+    ptrs: Sink<'a>,
+    aux: Sink<'a>,
+    idx: Sink<'a>,
+    live: &'a mut PtrTable,
+    /// Allocations made in this frame so far.
+    allocs: u32,
+    pred: &'a mut Predictor,
+}
+
+impl Encoding<'_> {
+    /// Codes the `len` events of `all` from `start`; their timestamp deltas are divided by
+    /// `guess` and go into `quantum`. With `PF`, the table slots of the event
+    /// [`PREFETCH`] places ahead are loaded meanwhile.
+    #[inline(always)]
+    fn block<const PF: bool>(
+        &mut self,
+        all: &[Timed],
+        start: usize,
+        len: usize,
+        guess: &Quantum,
+        quantum: &mut Quantum,
+        prev: &mut u64,
+    ) -> Result<(), String> {
+        for (i, e) in all[start..start + len].iter().enumerate() {
+            if PF && let Some(ahead) = all.get(start + i + PREFETCH) {
+                self.prefetch(&ahead.event);
             }
+            let Some(dt) = e.ts.checked_sub(*prev) else {
+                return Err(backwards(start + i, e.ts, *prev));
+            };
+            *prev = e.ts;
+            quantum.include(dt);
+            self.ts.varint(guess.div_exact(dt));
+            let op = self.event(&e.event);
+            self.ops.byte(op);
+        }
+        Ok(())
+    }
+
+    /// Starts loading the table slots `ev`'s pointers will be looked up in.
+    #[inline(always)]
+    fn prefetch(&self, ev: &Event) {
+        match *ev {
+            Event::Malloc { ptr, .. }
+            | Event::Free { ptr }
+            | Event::Calloc { ptr, .. }
+            | Event::Aligned { ptr, .. } => self.live.prefetch(ptr),
+            Event::Realloc { old_ptr, ptr, .. } => {
+                self.live.prefetch(old_ptr);
+                self.live.prefetch(ptr);
+            }
+            _ => {}
+        }
+    }
+
+    /// Codes one event's fields; returns its op byte.
+    #[inline(always)]
+    fn event(&mut self, ev: &Event) -> u8 {
+        let (kind, mode) = match *ev {
+            Event::Malloc { size, ptr } => {
+                self.sizes.varint(size);
+                (Kind::Malloc, self.produced(ptr, size))
+            }
+            Event::Free { ptr } => (Kind::Free, self.consumed(ptr, true).0),
             Event::Calloc { nmemb, size, ptr } => {
-                put_varint(&mut self.streams[SIZES], size);
-                put_varint(&mut self.streams[AUX], nmemb);
-                self.produced(ptr, nmemb.saturating_mul(size))
+                self.sizes.varint(size);
+                self.aux.varint(nmemb);
+                (Kind::Calloc, self.produced(ptr, nmemb.saturating_mul(size)))
             }
             Event::Aligned {
-                align, size, ptr, ..
+                func,
+                align,
+                size,
+                ptr,
             } => {
-                put_varint(&mut self.streams[SIZES], size);
-                put_varint(&mut self.streams[AUX], align);
-                self.produced(ptr, size)
+                self.sizes.varint(size);
+                self.aux.varint(align);
+                let kind = Kind::ALL[Kind::PosixMemalign as usize + func as usize];
+                (kind, self.produced(ptr, size))
             }
-            Event::Free { ptr } => self.consumed(ptr, true).0,
             Event::Realloc { old_ptr, size, ptr } => {
-                put_varint(&mut self.streams[SIZES], size);
-                // The old block is gone when the call moved it, or freed it (size 0); it goes
-                // into its bin only after the result is coded, as the decoder does.
-                let frees = old_ptr != 0 && ptr != old_ptr && (ptr != 0 || size == 0);
-                let (old_mode, old_size) = self.consumed(old_ptr, false);
-                put_varint(&mut self.streams[AUX], old_mode as u64);
-                let mode = if ptr != 0 && ptr == old_ptr {
-                    if let Some(seq) = self.live.get(ptr).filter(|v| v & BINNED == 0) {
-                        self.sizes[seq as usize] = size;
-                    }
-                    MODE_SAME
-                } else {
-                    self.produced(ptr, size)
-                };
-                if frees && let Some(old_size) = old_size {
-                    let (class, _) = self.pred.freed(old_ptr, old_size);
-                    self.live.replace(old_ptr, BINNED | class as u32);
-                }
-                mode
+                (Kind::Realloc, self.realloc(old_ptr, size, ptr))
             }
             Event::ThreadStart { os_tid } => {
-                put_varint(&mut self.streams[AUX], os_tid as u64);
-                MODE_NULL
+                self.aux.varint(os_tid as u64);
+                (Kind::ThreadStart, MODE_NULL)
             }
-            Event::ThreadExit => MODE_NULL,
+            Event::ThreadExit => (Kind::ThreadExit, MODE_NULL),
             Event::Fork { child_pid } => {
-                put_varint(&mut self.streams[AUX], child_pid as u64);
-                MODE_NULL
+                self.aux.varint(child_pid as u64);
+                (Kind::Fork, MODE_NULL)
             }
         };
-        self.streams[OPS].push(kind << 4 | mode);
+        (kind as u8) << 4 | mode
+    }
+
+    /// Codes a realloc's fields; returns the result's mode.
+    #[inline(always)]
+    fn realloc(&mut self, old_ptr: u64, size: u64, ptr: u64) -> u8 {
+        self.sizes.varint(size);
+        // The old block is gone when the call moved it, or freed it (size 0); it goes into its
+        // bin only after the result is coded, as the decoder does.
+        let frees = old_ptr != 0 && ptr != old_ptr && (ptr != 0 || size == 0);
+        let (old_mode, old_class) = self.consumed(old_ptr, false);
+        self.aux.varint(old_mode as u64);
+        let mode = if ptr != 0 && ptr == old_ptr {
+            let i = self.live.slot(ptr);
+            if let Some(v) = self.live.at(i).filter(|v| v & BINNED == 0) {
+                self.live.slots[i].val = live_state(v & SEQ_MASK, size_class(size));
+            }
+            MODE_SAME
+        } else {
+            self.produced(ptr, size)
+        };
+        if frees && let Some(class) = old_class {
+            self.pred.push(old_ptr, class);
+            self.live.replace(old_ptr, BINNED | class as u32);
+        }
+        mode
     }
 
     /// Codes a pointer the call consumed (free, realloc's input); returns its mode and, when
-    /// the object was allocated in this frame, its size. With `frees`, a frame-known object
-    /// goes into its class's bin (one hash lookup does both).
-    #[inline]
-    fn consumed(&mut self, ptr: u64, frees: bool) -> (u8, Option<u64>) {
+    /// the object was allocated in this frame, its size class. With `frees`, a frame-known
+    /// object goes into its class's bin (one hash lookup does both).
+    #[inline(always)]
+    fn consumed(&mut self, ptr: u64, frees: bool) -> (u8, Option<usize>) {
         if ptr == 0 {
             return (MODE_NULL, None);
         }
         let i = self.live.slot(ptr);
-        let v = self.live.vals[i];
-        if self.live.keys[i] != 0 && v & BINNED == 0 {
-            let size = self.sizes[v as usize];
-            put_varint(
-                &mut self.streams[REFS],
-                (self.sizes.len() - 1 - v as usize) as u64,
-            );
-            if frees {
-                // Pushed-out bin entries keep a stale binned mark: a later lookup then
-                // searches one bin in vain, which costs less than removing them here.
-                let (class, _) = self.pred.freed(ptr, size);
-                self.live.vals[i] = BINNED | class as u32;
+        match self.live.at(i) {
+            Some(v) if v & BINNED == 0 => {
+                let class = (v >> SEQ_BITS) as usize;
+                self.refs.varint((self.allocs - 1 - (v & SEQ_MASK)) as u64);
+                if frees {
+                    // Pushed-out bin entries keep a stale binned mark: a later lookup then
+                    // searches one bin in vain, which costs less than removing them here.
+                    self.pred.push(ptr, class);
+                    self.live.slots[i].val = BINNED | class as u32;
+                }
+                (MODE_REF, Some(class))
             }
-            (MODE_REF, Some(size))
-        } else {
-            (self.raw(ptr), None)
+            _ => (self.raw(ptr), None),
         }
     }
 
     /// Codes a pointer an allocation of `size` bytes returned and returns its mode; remembers
     /// it as live.
-    #[inline]
+    #[inline(always)]
     fn produced(&mut self, ptr: u64, size: u64) -> u8 {
         if ptr == 0 {
             return MODE_NULL;
         }
         let class = size_class(size);
-        let seq = self.sizes.len() as u32;
-        self.sizes.push(size);
-        let hit = match self.live.replace(ptr, seq) {
+        let seq = self.allocs;
+        self.allocs += 1;
+        let hit = match self.live.replace(ptr, live_state(seq, class)) {
             Some(v) if v == BINNED | class as u32 => self.pred.take_bin(class, ptr),
             _ => None,
         };
         match hit {
             Some(depth) if depth < 8 => MODE_BIN + depth as u8,
             Some(depth) => {
-                self.streams[IDX].push(depth as u8);
+                self.idx.byte(depth as u8);
                 MODE_BIN_DEEP
             }
             None => self.raw(ptr),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn raw(&mut self, ptr: u64) -> u8 {
-        put_varint(
-            &mut self.streams[PTRS],
-            zigzag(ptr.wrapping_sub(self.pred.last_raw) as i64),
-        );
+        self.ptrs
+            .varint(zigzag(ptr.wrapping_sub(self.pred.last_raw) as i64));
         self.pred.last_raw = ptr;
         MODE_RAW
     }
@@ -507,28 +890,37 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
+    /// The next varint. Fast path, while 8 bytes remain: one 8-byte load; a 1-byte varint
+    /// returns at once; a longer one ending within the word is found by its first clear high
+    /// bit and its 7-bit groups are packed with a few shifts (in 32 bits up to 4 bytes): no
+    /// branch and no bounds check per byte. Longer varints, and a stream's last 7 bytes, take
+    /// the byte-by-byte path, which alone reports errors.
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, Bad> {
-        // Fast path: ten bytes available, so no per-byte bounds checks.
-        if let Some(chunk) = self.buf.get(self.pos..self.pos + 10) {
-            let chunk: &[u8; 10] = chunk.try_into().expect("10 bytes");
-            let b = chunk[0];
-            if b < 0x80 {
+        if let Some(word) = self.buf.get(self.pos..self.pos + 8) {
+            let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            if w & 0x80 == 0 {
                 self.pos += 1;
-                return Ok(b as u64);
+                return Ok(w & 0x7f);
             }
-            let mut v = (b & 0x7f) as u64;
-            for (i, &b) in chunk.iter().enumerate().skip(1) {
-                v |= ((b & 0x7f) as u64) << (7 * i);
-                if b < 0x80 {
-                    if i == 9 && b > 1 {
-                        return Err(Bad::Overlong(self.id));
-                    }
-                    self.pos += i + 1;
-                    return Ok(v);
-                }
+            // The varint's last byte holds the lowest clear high bit: at 8 × its length − 1.
+            let ends = !w & 0x8080_8080_8080_8080;
+            let bits = ends.trailing_zeros() + 1;
+            if bits <= 32 {
+                let x = (w as u32) & (u32::MAX >> (32 - bits));
+                let x = (x & 0x007f_007f) | ((x & 0x7f00_7f00) >> 1);
+                let x = (x & 0x0000_3fff) | ((x & 0x3fff_0000) >> 2);
+                self.pos += (bits / 8) as usize;
+                return Ok(x as u64);
             }
-            return Err(Bad::Overlong(self.id));
+            if ends != 0 {
+                let x = w & 0x7f7f_7f7f_7f7f_7f7f & (u64::MAX >> (64 - bits));
+                let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+                let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+                let x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+                self.pos += (bits / 8) as usize;
+                return Ok(x);
+            }
         }
         self.varint_slow()
     }
@@ -553,7 +945,7 @@ impl<'a> Stream<'a> {
         Err(Bad::Overlong(self.id))
     }
 
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, Bad> {
         let b = *self.buf.get(self.pos).ok_or(Bad::StreamEnd(self.id))?;
         self.pos += 1;
@@ -585,7 +977,7 @@ impl PayloadDecoder {
 
     /// Decodes `count` events from `payload`, the first stamped `first_ts`, appending them to
     /// `out`. Every length and reference is checked: malformed input is an error, never a panic
-    /// or an allocation larger than `count` events.
+    /// or an allocation larger than `count` events (`count` is at most the payload's length).
     pub fn decode(
         &mut self,
         payload: &[u8],
@@ -628,14 +1020,15 @@ impl PayloadDecoder {
             st
         });
         out.reserve(count as usize);
-        self.decode_streams(streams, count, first_ts, out)
+        self.decode_streams(streams, first_ts, out)
             .map_err(Bad::describe)
     }
 
+    /// Decodes one event per op byte into `out`'s spare capacity, which holds at least that
+    /// many.
     fn decode_streams(
         &mut self,
         streams: [Stream<'_>; STREAMS],
-        count: u32,
         first_ts: u64,
         out: &mut Vec<Timed>,
     ) -> Result<(), Bad> {
@@ -648,7 +1041,10 @@ impl PayloadDecoder {
             mut aux,
             mut idx,
         ] = streams;
+        let count = ops.buf.len();
         self.allocs.clear();
+        // At most one allocation per event: pushes below never reallocate.
+        self.allocs.reserve(count);
         self.pred.reset();
         let pred = &mut self.pred;
         let allocs = &mut self.allocs;
@@ -657,23 +1053,28 @@ impl PayloadDecoder {
             return Err(Bad::ZeroQuantum);
         }
         let mut ts = first_ts;
+        let len = out.len();
+        let spare: &mut [MaybeUninit<Timed>] = out.spare_capacity_mut();
+        debug_assert!(spare.len() >= count);
+        let mut written = 0;
 
-        for &op in ops.buf {
+        for (&op, slot) in ops.buf.iter().zip(spare) {
             let dt = ts_s.varint()?.checked_mul(q).ok_or(Bad::TsOverflow)?;
             ts = ts.checked_add(dt).ok_or(Bad::TsOverflow)?;
             let mode = op & 0x0f;
-            let kind = Kind::from_code(op >> 4).ok_or(Bad::KindCode(op >> 4))?;
             // Mirrors PayloadEncoder::{consumed, produced, raw}.
-            let mut raw = |ptrs: &mut Stream<'_>| -> Result<u64, Bad> {
-                let d = unzigzag(ptrs.varint()?);
-                pred.last_raw = pred.last_raw.wrapping_add(d as u64);
-                Ok(pred.last_raw)
-            };
+            macro_rules! raw {
+                () => {{
+                    let d = unzigzag(ptrs.varint()?);
+                    pred.last_raw = pred.last_raw.wrapping_add(d as u64);
+                    pred.last_raw
+                }};
+            }
             macro_rules! consumed {
-                ($mode:expr) => {
+                ($kind:expr, $mode:expr) => {
                     match $mode {
                         MODE_NULL => (0, None),
-                        MODE_RAW => (raw(&mut ptrs)?, None),
+                        MODE_RAW => (raw!(), None),
                         MODE_REF => {
                             let d = refs.varint()?;
                             let n = allocs.len() as u64;
@@ -683,16 +1084,16 @@ impl PayloadDecoder {
                             let i = (n - 1 - d) as usize;
                             (allocs[i].0, Some(i))
                         }
-                        mode => return Err(Bad::Mode { kind, mode }),
+                        mode => return Err(Bad::Mode { kind: $kind, mode }),
                     }
                 };
             }
             macro_rules! produced {
-                ($mode:expr, $size:expr) => {{
+                ($kind:expr, $mode:expr, $size:expr) => {{
                     let size: u64 = $size;
                     let p = match $mode {
                         MODE_NULL => 0,
-                        MODE_RAW => raw(&mut ptrs)?,
+                        MODE_RAW => raw!(),
                         MODE_BIN_DEEP => {
                             let d = idx.byte()?;
                             if !(8..BIN_DEPTH as u8).contains(&d) {
@@ -701,7 +1102,7 @@ impl PayloadDecoder {
                             pred.pop_bin(size, d as usize)?
                         }
                         m if m >= MODE_BIN => pred.pop_bin(size, (m - MODE_BIN) as usize)?,
-                        mode => return Err(Bad::Mode { kind, mode }),
+                        mode => return Err(Bad::Mode { kind: $kind, mode }),
                     };
                     if p != 0 {
                         allocs.push((p, size));
@@ -709,52 +1110,47 @@ impl PayloadDecoder {
                     p
                 }};
             }
-            let event = match kind {
-                Kind::Malloc => {
+            // A thread marker has no pointer: its mode must be 0 (checked after its fields).
+            macro_rules! marker {
+                ($kind:expr, $event:expr) => {{
+                    let event = $event;
+                    if mode != MODE_NULL {
+                        return Err(Bad::Mode { kind: $kind, mode });
+                    }
+                    event
+                }};
+            }
+            let event = match op >> 4 {
+                0 => {
                     let size = sizes.varint()?;
                     Event::Malloc {
                         size,
-                        ptr: produced!(mode, size),
+                        ptr: produced!(Kind::Malloc, mode, size),
                     }
                 }
-                Kind::Calloc => {
-                    let size = sizes.varint()?;
-                    let nmemb = aux.varint()?;
-                    Event::Calloc {
-                        nmemb,
-                        size,
-                        ptr: produced!(mode, nmemb.saturating_mul(size)),
-                    }
-                }
-                Kind::PosixMemalign
-                | Kind::AlignedAlloc
-                | Kind::Memalign
-                | Kind::Valloc
-                | Kind::Pvalloc => {
-                    let size = sizes.varint()?;
-                    let align = aux.varint()?;
-                    let func = AlignedFn::ALL[kind as usize - Kind::PosixMemalign as usize];
-                    Event::Aligned {
-                        func,
-                        align,
-                        size,
-                        ptr: produced!(mode, size),
-                    }
-                }
-                Kind::Free => {
-                    let (ptr, seq) = consumed!(mode);
+                3 => {
+                    let (ptr, seq) = consumed!(Kind::Free, mode);
                     if let Some(i) = seq {
                         pred.freed(ptr, allocs[i].1);
                     }
                     Event::Free { ptr }
                 }
-                Kind::Realloc => {
+                1 => {
+                    let size = sizes.varint()?;
+                    let nmemb = aux.varint()?;
+                    Event::Calloc {
+                        nmemb,
+                        size,
+                        ptr: produced!(Kind::Calloc, mode, nmemb.saturating_mul(size)),
+                    }
+                }
+                2 => {
                     let size = sizes.varint()?;
                     let old_mode = aux.varint()?;
                     if old_mode > 15 {
                         return Err(Bad::OldMode(old_mode));
                     }
-                    let (old_ptr, seq) = consumed!(old_mode as u8);
+                    let (old_ptr, seq) = consumed!(Kind::Realloc, old_mode as u8);
                     let ptr = if mode == MODE_SAME {
                         if old_ptr == 0 {
                             return Err(Bad::SameOfNull);
@@ -764,7 +1160,7 @@ impl PayloadDecoder {
                         }
                         old_ptr
                     } else {
-                        let p = produced!(mode, size);
+                        let p = produced!(Kind::Realloc, mode, size);
                         if p != 0 && p == old_ptr {
                             return Err(Bad::NotCanonicalSame);
                         }
@@ -779,25 +1175,41 @@ impl PayloadDecoder {
                     }
                     Event::Realloc { old_ptr, size, ptr }
                 }
-                Kind::ThreadStart => {
+                k @ 4..=8 => {
+                    let kind = Kind::ALL[k as usize];
+                    let size = sizes.varint()?;
+                    let align = aux.varint()?;
+                    Event::Aligned {
+                        func: AlignedFn::ALL[k as usize - Kind::PosixMemalign as usize],
+                        align,
+                        size,
+                        ptr: produced!(kind, mode, size),
+                    }
+                }
+                9 => marker!(Kind::ThreadStart, {
                     let t = aux.varint()?;
                     Event::ThreadStart {
                         os_tid: u32::try_from(t).map_err(|_| Bad::Tid(t))?,
                     }
-                }
-                Kind::ThreadExit => Event::ThreadExit,
-                Kind::Fork => {
+                }),
+                10 => marker!(Kind::ThreadExit, Event::ThreadExit),
+                11 => marker!(Kind::Fork, {
                     let p = aux.varint()?;
                     Event::Fork {
                         child_pid: u32::try_from(p).map_err(|_| Bad::Pid(p))?,
                     }
-                }
+                }),
+                k => return Err(Bad::KindCode(k)),
             };
-            if !kind.is_op() && mode != MODE_NULL {
-                return Err(Bad::Mode { kind, mode });
-            }
-            out.push(Timed { ts, event });
+            slot.write(Timed { ts, event });
+            written += 1;
         }
+        debug_assert_eq!(written, count);
+        // SAFETY: the loop wrote the first `written` elements of `out`'s spare capacity, in
+        // order (`zip` pairs the i-th op with the i-th spare slot), each with a complete
+        // `Timed`; so the first `len + written` elements are initialised. (An error returns
+        // before this, leaving `out` as it was.)
+        unsafe { out.set_len(len + written) };
         for st in [ts_s, sizes, refs, ptrs, aux, idx] {
             st.finished()?;
         }
@@ -977,5 +1389,264 @@ mod tests {
             .encode(&evs, &mut Vec::new())
             .unwrap_err();
         assert!(err.contains("earlier than the previous"), "{err}");
+    }
+
+    /// LEB128 the plain way, byte by byte.
+    fn reference_varint(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    }
+
+    fn interesting_values() -> Vec<u64> {
+        let mut vs = vec![0, 1, 0x7f, 0x80, u64::MAX, u64::MAX - 1, 1 << 63];
+        for bits in 1..64 {
+            let b = 1u64 << bits;
+            vs.extend([b - 1, b, b + 1, b | (b >> 1), b + 0x5555_5555_5555_5555 % b]);
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vs.push(x >> (x % 64));
+        }
+        vs
+    }
+
+    #[test]
+    fn varints_match_plain_leb128_on_every_path() {
+        for v in interesting_values() {
+            let want = reference_varint(v);
+            let mut buf = vec![0xAAu8; 32];
+            let mut sink = Sink {
+                buf: &mut buf,
+                pos: 3,
+            };
+            sink.varint(v);
+            assert_eq!(sink.pos, 3 + want.len(), "length of {v:#x}");
+            assert_eq!(&buf[3..3 + want.len()], &want[..], "bytes of {v:#x}");
+            // Read back with 0..=12 bytes after it: the word path and the byte-by-byte one.
+            for tail in 0..=12 {
+                let mut stream_bytes = want.clone();
+                stream_bytes.extend(std::iter::repeat_n(0x81, tail));
+                let mut st = Stream {
+                    buf: &stream_bytes,
+                    pos: 0,
+                    id: SIZES,
+                };
+                assert_eq!(st.varint().unwrap(), v, "{v:#x} with {tail} bytes after");
+                assert_eq!(st.pos, want.len());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_varints_are_errors_on_every_path() {
+        for tail in [0usize, 12] {
+            let read = |bytes: &[u8]| {
+                let mut b = bytes.to_vec();
+                b.extend(std::iter::repeat_n(0, tail));
+                Stream {
+                    buf: &b,
+                    pos: 0,
+                    id: PTRS,
+                }
+                .varint()
+                .map_err(Bad::describe)
+            };
+            // Ten bytes whose last carries more than the 64th bit; eleven bytes.
+            let mut over = vec![0xff; 9];
+            over.push(0x02);
+            assert!(read(&over).unwrap_err().contains("longer than 64 bits"));
+            assert!(
+                read(&[0x80; 11])
+                    .unwrap_err()
+                    .contains("longer than 64 bits")
+            );
+            let mut max = vec![0xff; 9];
+            max.push(0x01);
+            assert_eq!(read(&max), Ok(u64::MAX));
+            if tail == 0 {
+                assert!(
+                    read(&[0x80, 0x80])
+                        .unwrap_err()
+                        .contains("ends inside a value")
+                );
+                assert!(
+                    read(&[])
+                        .unwrap_err()
+                        .contains("stream ptrs ends inside a value")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantum_divides_like_division() {
+        let qs = [
+            1u64,
+            2,
+            3,
+            7,
+            10,
+            1000,
+            1024,
+            3 << 20,
+            999_999_937,
+            u64::MAX,
+            1 << 63,
+        ];
+        for &q in &qs {
+            let quantum = Quantum::new(q);
+            for v in interesting_values() {
+                assert_eq!(quantum.divides(v), v % q == 0, "{v} by {q}");
+                if let Some(m) = v.checked_mul(q) {
+                    assert!(quantum.divides(m));
+                    assert_eq!(quantum.div_exact(m), v, "{m} / {q}");
+                }
+            }
+        }
+        // The running quantum is the gcd of the deltas, whatever their order.
+        for deltas in [
+            vec![0, 0, 3000, 6000, 0, 9000],
+            vec![4096, 1024, 0, 65536],
+            vec![1000, 1001],
+            vec![0],
+            vec![u64::MAX, u64::MAX - 1],
+        ] {
+            let mut quantum = Quantum::NONE;
+            for &d in &deltas {
+                quantum.include(d);
+            }
+            let want = deltas.iter().fold(0, |g, &d| gcd(g, d));
+            assert_eq!(quantum.q, want, "{deltas:?}");
+        }
+    }
+
+    #[test]
+    fn pointer_table_grows_and_forgets_per_frame() {
+        let mut t = PtrTable::default();
+        for frame in 0..3u64 {
+            t.reset();
+            for k in 1..5000u64 {
+                assert_eq!(t.replace(k * 16 + frame, k as u32), None);
+            }
+            for k in 1..5000u64 {
+                assert_eq!(t.replace(k * 16 + frame, 7), Some(k as u32));
+                assert_eq!(t.at(t.slot(k * 16 + frame)), Some(7));
+            }
+            assert!(t.slots.len() >= 2 * 4999 && t.slots.len().is_power_of_two());
+            // Nothing of the previous frame is left.
+            if frame > 0 {
+                assert_eq!(t.at(t.slot(16 + frame - 1)), None);
+            }
+        }
+    }
+
+    #[test]
+    fn bins_find_the_newest_copy_and_keep_order() {
+        let mut p = Predictor::default();
+        let c = size_class(40);
+        for ptr in 1..=40u64 {
+            p.push(ptr * 16, c); // 40 pushes: the 8 oldest fall out
+        }
+        p.push(30 * 16, c); // a second copy, newest
+        assert_eq!(p.lens[c] as usize, BIN_DEPTH);
+        assert_eq!(p.take_bin(c, 30 * 16), Some(0));
+        assert_eq!(p.take_bin(c, 30 * 16), Some(10));
+        assert_eq!(p.take_bin(c, 5 * 16), None); // pushed out
+        // What is left, newest first: 40, 39, …, 31, 29, …, 10.
+        let left: Vec<u64> = (0..p.lens[c] as usize)
+            .map(|d| p.bins[c][(p.heads[c] as usize + d) & MASK] / 16)
+            .collect();
+        let want: Vec<u64> = (10..=40).rev().filter(|&x| x != 30).collect();
+        assert_eq!(left, want);
+        assert_eq!(p.pop_bin(40, 3).unwrap(), 37 * 16);
+        assert!(p.pop_bin(40, 29).is_err());
+    }
+
+    #[test]
+    fn a_frame_with_a_big_pointer_table_round_trips() {
+        // 60 Ki distinct pointers: the table outgrows PREFETCH_SLOTS mid-frame, so later
+        // blocks prefetch; frees in scattered order, and reallocs of both pointer kinds.
+        let n = 60_000u64;
+        let mut evs = Vec::new();
+        let mut ts = 0;
+        let mut push = |event| {
+            ts += 1000;
+            evs.push(Timed { ts, event });
+        };
+        for i in 0..n {
+            push(Event::Malloc {
+                size: 16 + i % 2000,
+                ptr: 0x1000_0000 + i * 32,
+            });
+        }
+        for i in 0..n {
+            let p = 0x1000_0000 + (i * 7919 % n) * 32;
+            if i % 5 == 0 {
+                push(Event::Realloc {
+                    old_ptr: p,
+                    size: 100,
+                    ptr: p + 0x4000_0000,
+                });
+                push(Event::Free {
+                    ptr: p + 0x4000_0000,
+                });
+            } else {
+                push(Event::Free { ptr: p });
+            }
+        }
+        let mut enc = PayloadEncoder::new();
+        let mut buf = Vec::new();
+        enc.encode(&evs, &mut buf).unwrap();
+        assert!(enc.live.slots.len() >= PREFETCH_SLOTS);
+        assert_eq!(roundtrip(&evs), evs);
+    }
+
+    #[test]
+    fn a_reused_encoder_writes_what_a_fresh_one_writes() {
+        // Frames whose quanta differ (the encoder's guess is the previous frame's), empty
+        // frames, and frames large enough to fill several blocks and grow the table.
+        let frames: Vec<Vec<Timed>> = [1u64, 1000, 1000, 7, 1, 0, 1000]
+            .iter()
+            .map(|&q| {
+                let n = if q == 0 { 0 } else { 3000 };
+                (0..n)
+                    .map(|i| Timed {
+                        ts: 5_000_000 + q * (2 * (i / 3) + (i % 3 == 2) as u64),
+                        event: if i % 2 == 0 {
+                            Event::Malloc {
+                                size: 24 + i % 100,
+                                ptr: 0x7000_0000 + (i % 700) * 48,
+                            }
+                        } else {
+                            Event::Free {
+                                ptr: 0x7000_0000 + ((i - 1) % 700) * 48,
+                            }
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut reused = PayloadEncoder::new();
+        for evs in &frames {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            reused.encode(evs, &mut a).unwrap();
+            PayloadEncoder::new().encode(evs, &mut b).unwrap();
+            assert_eq!(a, b);
+            if !evs.is_empty() {
+                let mut out = Vec::new();
+                PayloadDecoder::new()
+                    .decode(&a, evs.len() as u32, evs[0].ts, &mut out)
+                    .unwrap();
+                assert_eq!(&out, evs);
+            }
+        }
     }
 }

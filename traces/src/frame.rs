@@ -19,7 +19,7 @@
 
 use std::io::Read;
 
-use crate::codec::{PayloadDecoder, PayloadEncoder};
+use crate::codec::{PayloadDecoder, PayloadEncoder, STREAMS, TABLE_LEN};
 use crate::error::{ErrorKind, Result, TraceError};
 use crate::event::{Event, ThreadId, Timed};
 use crate::header::Trailer;
@@ -213,11 +213,15 @@ impl FrameEncoder {
             ));
         }
         self.compressed.clear();
-        self.compressed
-            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
-        self.zstd
-            .compress_to_buffer(&self.raw, &mut self.compressed)
-            .map_err(|e| format!("zstd: {e}"))?;
+        if (SPLIT_MIN_RAW..=SPLIT_MAX_RAW).contains(&self.raw.len()) {
+            compress_by_stream(&mut self.zstd, &self.raw, &mut self.compressed)?;
+        } else {
+            self.compressed
+                .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+            self.zstd
+                .compress_to_buffer(&self.raw, &mut self.compressed)
+                .map_err(|e| format!("zstd: {e}"))?;
+        }
         let h = FrameHeader {
             kind: KIND_EVENTS,
             flags: 0,
@@ -244,6 +248,98 @@ impl FrameEncoder {
             bytes: out.len() - before,
         })
     }
+}
+
+/// Payloads from this size on are compressed with a zstd block boundary at each boundary of
+/// their streams (see [`compress_by_stream`]); smaller ones in one call (the golden trace's
+/// frames, among others, so their bytes do not depend on this).
+const SPLIT_MIN_RAW: usize = 16 << 10;
+/// Larger payloads (rare: a default frame's is 1–2 MiB) are compressed in one call, so that
+/// the window below, which zstd's input buffer is sized by, stays at most 8 MiB.
+const SPLIT_MAX_RAW: usize = 8 << 20;
+/// Streams shorter than this share their zstd block with the streams after them: every block
+/// carries its own Huffman table, which a few hundred bytes do not repay.
+const SPLIT_MIN_SEGMENT: usize = 4 << 10;
+
+/// Compresses `raw`, an events payload, into `out` as one zstd frame (as the format wants)
+/// whose blocks end where the payload's streams end. zstd's blocks carry their own literal
+/// Huffman tables and sequence statistics, and a block that mixes two streams (a few thousand
+/// 1-byte op codes and the 2–3-byte sizes after them, say) codes both worse than two blocks.
+/// This is only the encoder's choice of zstd blocks; readers see an ordinary zstd frame. At the
+/// default frame size it saves 0.7 % (churn) to 2.7 % (program-like traces) of the bytes, and
+/// 3–15 % for frames of 4 Ki–64 Ki events (whose payload fits one or two 128 KiB blocks), for
+/// 2–5 % more zstd instructions (README, "The trace format").
+fn compress_by_stream(
+    zstd: &mut zstd::bulk::Compressor<'static>,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use zstd::zstd_safe::{self, CParameter, ResetDirective};
+    let zerr = |code: usize| format!("zstd: {}", zstd_safe::get_error_name(code));
+    let cctx = zstd.context_mut();
+    cctx.reset(ResetDirective::SessionOnly).map_err(zerr)?;
+    // A window over the whole payload: zstd's input buffer then holds it contiguously, as a
+    // one-call compression sees it, and its match finder needs no slower "external
+    // dictionary" variant for data that wrapped around a smaller buffer.
+    let window_log = (usize::BITS - (raw.len() - 1).leading_zeros()).max(10);
+    cctx.set_parameter(CParameter::WindowLog(window_log))
+        .map_err(zerr)?;
+    let done = compress_blocks(cctx, raw, out);
+    // Back to the level's own window for the one-call compressions of small payloads.
+    cctx.set_parameter(CParameter::WindowLog(0)).map_err(zerr)?;
+    done
+}
+
+/// [`compress_by_stream`]'s streaming part, on a context reset and configured for it.
+fn compress_blocks(
+    cctx: &mut zstd::zstd_safe::CCtx<'static>,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use zstd::zstd_safe::{self, InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
+    let zerr = |code: usize| format!("zstd: {}", zstd_safe::get_error_name(code));
+    // The stream lengths are in the table the codec just wrote before them.
+    let mut lens = [0usize; STREAMS];
+    for (i, len) in lens.iter_mut().enumerate() {
+        *len = u32::from_le_bytes(raw[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
+    }
+    debug_assert_eq!(TABLE_LEN + lens.iter().sum::<usize>(), raw.len());
+    // With the size pledged, the frame header states it, as a one-call compression's does.
+    cctx.set_pledged_src_size(Some(raw.len() as u64))
+        .map_err(zerr)?;
+    // Each block boundary may cost a block header more than one call's bound.
+    out.reserve(zstd_safe::compress_bound(raw.len()) + 8 * (STREAMS + 1));
+    let mut output = OutBuffer::around(out);
+    let (mut start, mut end) = (0, TABLE_LEN);
+    for (i, len) in lens.into_iter().enumerate() {
+        end += len;
+        let last = i + 1 == STREAMS;
+        if end - start < SPLIT_MIN_SEGMENT && !last {
+            continue;
+        }
+        // `flush` compresses all input given so far and ends the block there; `end` also
+        // ends the frame.
+        let directive = if last {
+            ZSTD_EndDirective::ZSTD_e_end
+        } else {
+            ZSTD_EndDirective::ZSTD_e_flush
+        };
+        let mut input = InBuffer::around(&raw[start..end]);
+        loop {
+            let pending = cctx
+                .compress_stream2(&mut output, &mut input, directive)
+                .map_err(zerr)?;
+            if pending == 0 && input.pos() == end - start {
+                break;
+            }
+            if output.pos() == output.capacity() {
+                // Cannot happen: the bound holds any frame of this size.
+                return Err("zstd: compressed frame larger than its bound".into());
+            }
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 /// Appends the trailer frame (stored uncompressed) to `out`.
@@ -277,7 +373,11 @@ pub(crate) enum Next {
 
 /// Reads frames from a byte stream into reusable buffers and decodes them.
 pub(crate) struct FrameReader {
+    /// The frame's stored payload is `stored[..stored_len]`. The buffer keeps its largest
+    /// length (the bytes past `stored_len` are stale), so reading a frame does not zero-fill
+    /// it again; it grows only as data actually arrives (see [`FrameReader::read`]).
     stored: Vec<u8>,
+    stored_len: usize,
     raw: Vec<u8>,
     zstd: zstd::bulk::Decompressor<'static>,
     payload: PayloadDecoder,
@@ -358,10 +458,16 @@ impl FrameReader {
     pub(crate) fn new() -> std::io::Result<FrameReader> {
         Ok(FrameReader {
             stored: Vec::new(),
+            stored_len: 0,
             raw: Vec::new(),
             zstd: zstd::bulk::Decompressor::new()?,
             payload: PayloadDecoder::new(),
         })
+    }
+
+    /// The stored payload of the frame just read.
+    fn stored(&self) -> &[u8] {
+        &self.stored[..self.stored_len]
     }
 
     /// Reads the frame at `offset` (the current position of `src`) and checks its CRC.
@@ -392,25 +498,27 @@ impl FrameReader {
         // header claims.
         let want = h.stored_len as usize;
         let mut got = 0;
-        self.stored.clear();
+        self.stored_len = 0;
         while got < want {
             let step = (want - got).min(1 << 20);
-            self.stored.resize(got + step, 0);
+            if self.stored.len() < got + step {
+                self.stored.resize(got + step, 0);
+            }
             let n = read_full(src, &mut self.stored[got..got + step])
                 .map_err(|e| err(offset, ErrorKind::Io(e)))?;
             got += n;
             if n < step {
-                self.stored.truncate(got);
                 break;
             }
         }
+        self.stored_len = got;
         if got < want {
             return Ok(Next::Cut {
                 bytes: (FRAME_HEADER_LEN + got) as u64,
                 events: Some(h.event_count as u64),
             });
         }
-        let actual = h.checksum(&self.stored);
+        let actual = h.checksum(self.stored());
         if actual != h.crc {
             return Err(err(
                 offset,
@@ -434,12 +542,12 @@ impl FrameReader {
     ) -> Result<()> {
         let err = |kind| TraceError::new(path, offset, kind);
         let raw: &[u8] = if h.flags & FLAG_STORED != 0 {
-            &self.stored
+            &self.stored[..self.stored_len]
         } else {
             // The buffer is sized by `raw_len` only once the zstd data shows it can hold that
             // much: a header claiming 64 MiB over a few stored bytes must not allocate 64 MiB.
             let bound =
-                zstd_output_bound(&self.stored).map_err(|m| err(ErrorKind::Decompress(m)))?;
+                zstd_output_bound(self.stored()).map_err(|m| err(ErrorKind::Decompress(m)))?;
             if h.raw_len as u64 > bound {
                 return Err(err(ErrorKind::Decompress(format!(
                     "the header says {} bytes, but the zstd frame's blocks hold at most {bound}",
@@ -450,7 +558,7 @@ impl FrameReader {
             self.raw.reserve(h.raw_len as usize);
             let n = self
                 .zstd
-                .decompress_to_buffer(&self.stored, &mut self.raw)
+                .decompress_to_buffer(&self.stored[..self.stored_len], &mut self.raw)
                 .map_err(|e| err(ErrorKind::Decompress(e.to_string())))?;
             if n != h.raw_len as usize {
                 return Err(err(ErrorKind::Decompress(format!(
@@ -478,13 +586,14 @@ impl FrameReader {
     /// Decodes the trailer frame just read.
     pub(crate) fn decode_trailer(&self, path: &str, offset: u64) -> Result<Trailer> {
         let cfg = bincode::config::standard().with_limit::<{ MAX_FRAME_RAW as usize }>();
-        let (t, used): (Trailer, usize) = bincode::serde::decode_from_slice(&self.stored, cfg)
+        let stored = self.stored();
+        let (t, used): (Trailer, usize) = bincode::serde::decode_from_slice(stored, cfg)
             .map_err(|e| TraceError::new(path, offset, ErrorKind::BadTrailer(e.to_string())))?;
-        if used != self.stored.len() {
+        if used != stored.len() {
             return Err(TraceError::new(
                 path,
                 offset,
-                ErrorKind::BadTrailer(format!("{} bytes left over", self.stored.len() - used)),
+                ErrorKind::BadTrailer(format!("{} bytes left over", stored.len() - used)),
             ));
         }
         Ok(t)
@@ -533,5 +642,88 @@ mod tests {
         }
         assert!(zstd_output_bound(b"").is_err());
         assert!(zstd_output_bound(b"not zstd at all").is_err());
+    }
+
+    /// The block types and lengths of one zstd frame (RFC 8878 §3.1.1), and whether its header
+    /// states the content size.
+    fn zstd_blocks(src: &[u8]) -> (Vec<(u32, usize)>, bool) {
+        let fhd = src[4];
+        let single_segment = fhd & 0x20 != 0;
+        let fcs_len = match fhd >> 6 {
+            0 => single_segment as usize,
+            1 => 2,
+            2 => 4,
+            _ => 8,
+        };
+        let mut pos = 5 + !single_segment as usize + [0, 1, 2, 4][(fhd & 3) as usize] + fcs_len;
+        let mut blocks = Vec::new();
+        loop {
+            let h = u32::from_le_bytes([src[pos], src[pos + 1], src[pos + 2], 0]);
+            let (kind, size) = ((h >> 1) & 3, (h >> 3) as usize);
+            blocks.push((kind, size));
+            pos += 3 + if kind == 1 { 1 } else { size };
+            if h & 1 != 0 {
+                return (blocks, fcs_len > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn big_payloads_get_a_zstd_block_per_stream_and_read_back() {
+        // 6000 events: a ~30 KB payload, one 128 KiB block's worth, split at its streams.
+        let mut events = Vec::new();
+        let mut live = Vec::new();
+        for i in 0..6000u64 {
+            let ts = 1_000 + i * 1000;
+            let event = if i % 3 == 2 {
+                Event::Free {
+                    ptr: live.swap_remove((i as usize * 7) % live.len()),
+                }
+            } else {
+                let ptr = 0x5555_0000_0000 + (i * 2654435761 % 100_000) * 16;
+                live.push(ptr);
+                Event::Malloc {
+                    size: 1 + i * 7919 % 5000,
+                    ptr,
+                }
+            };
+            events.push(Timed { ts, event });
+        }
+        let mut enc = FrameEncoder::new(DEFAULT_ZSTD_LEVEL).unwrap();
+        let mut out = Vec::new();
+        let info = enc.encode(3, &events, &mut out).unwrap();
+        assert_eq!(info.bytes, out.len());
+        let h = FrameHeader::parse(out[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+        assert!(h.raw_len as usize >= SPLIT_MIN_RAW);
+        let stored = &out[FRAME_HEADER_LEN..];
+        let (blocks, sized) = zstd_blocks(stored);
+        assert!(sized, "the frame header states the content size");
+        assert!(blocks.len() >= 3, "one block per big stream: {blocks:?}");
+        assert!(zstd_output_bound(stored).unwrap() >= h.raw_len as u64);
+        // The same payload as a one-call compression holds, and the reader reads it back.
+        let raw = zstd::bulk::decompress(stored, h.raw_len as usize).unwrap();
+        let mut payload = Vec::new();
+        PayloadEncoder::new().encode(&events, &mut payload).unwrap();
+        assert_eq!(raw, payload);
+        let mut reader = FrameReader::new().unwrap();
+        let Next::Frame(h2) = reader.read(&mut &out[..], "mem", 0).unwrap() else {
+            panic!("a whole frame")
+        };
+        let mut back = Vec::new();
+        reader.decode_events(&h2, "mem", 0, &mut back).unwrap();
+        assert_eq!(back, events);
+        // The block boundaries cost little even where they gain nothing (here the streams
+        // are uniform noise; on real traces they save 0.7–15 %, see `compress_by_stream`).
+        let one_call = zstd::bulk::compress(&payload, DEFAULT_ZSTD_LEVEL).unwrap();
+        assert!(stored.len() <= one_call.len() + one_call.len() / 100);
+        // A small frame after it is compressed as by a fresh encoder (the window is reset).
+        let small = &events[..50];
+        let (mut after, mut fresh) = (Vec::new(), Vec::new());
+        enc.encode(3, small, &mut after).unwrap();
+        FrameEncoder::new(DEFAULT_ZSTD_LEVEL)
+            .unwrap()
+            .encode(3, small, &mut fresh)
+            .unwrap();
+        assert_eq!(after, fresh);
     }
 }
