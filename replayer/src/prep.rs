@@ -54,6 +54,18 @@ struct Bucket {
     slot: u32,
 }
 
+/// Hints the CPU to fetch `p`'s cache line.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and changes no state.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Address → slot, open addressing with linear probing over 16-byte buckets (four to a cache
 /// line), Fibonacci hashing of the address, doubled at half full. Addresses are never
 /// removed (a freed one keeps [`FREED`]): programs reuse addresses, so the table stays near
@@ -82,17 +94,7 @@ impl AddrMap {
     /// Hints the CPU to fetch `addr`'s bucket now (it is looked up a few records later).
     #[inline(always)]
     fn prefetch(&self, addr: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.buckets.as_ptr().wrapping_add(self.home(addr));
-            // SAFETY: a prefetch is only a hint: it never faults and changes no state (and the
-            // address is inside the bucket array anyway).
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-            };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = addr;
+        prefetch(self.buckets.as_ptr().wrapping_add(self.home(addr)));
     }
 
     #[inline(always)]
@@ -164,12 +166,23 @@ struct Obj {
     size: u64,
 }
 
+/// What preprocessing keeps per slot, in one 16-byte record so that an op touches one cache
+/// line of it (a free's slot is old, so usually not in cache). (Prefetching the records of a
+/// batch's frees, after a read-only lookup, moved the time from here to that lookup: no gain.)
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct SlotMeta {
+    /// The requested size of the object in it.
+    size: u64,
+    /// Transitions so far (mod 2^16).
+    generation: u16,
+    /// The replay thread of the last transition ([`NONE`] before the first).
+    last: u16,
+}
+
 struct Builder {
     map: AddrMap,
-    /// Per slot: the requested size of the object in it.
-    sizes: Vec<u64>,
-    gen_: Vec<u16>,
-    last: Vec<u16>,
+    slots: Vec<SlotMeta>,
     local: Vec<Vec<u32>>,
     pool: VecDeque<u32>,
     arrays: Vec<ThreadArrays>,
@@ -193,10 +206,12 @@ impl Builder {
         if let Some(s) = self.pool.pop_front() {
             return s;
         }
-        let s = self.gen_.len() as u32;
-        self.gen_.push(0);
-        self.last.push(NONE);
-        self.sizes.push(0);
+        let s = self.slots.len() as u32;
+        self.slots.push(SlotMeta {
+            size: 0,
+            generation: 0,
+            last: NONE,
+        });
         s
     }
 
@@ -230,14 +245,15 @@ impl Builder {
         };
         if kind != op::FREE_NULL {
             let s = slot as usize;
-            o.generation = self.gen_[s];
-            let last = self.last[s];
+            let m = &mut self.slots[s];
+            o.generation = m.generation;
+            let last = m.last;
             if last != NONE && last as usize != t {
                 o.kind |= op::WAIT;
                 self.meta.waiting_ops += 1;
             }
-            self.gen_[s] = o.generation.wrapping_add(1);
-            self.last[s] = t as u16;
+            m.generation = o.generation.wrapping_add(1);
+            m.last = t as u16;
         }
         self.meta.ops_by_class[OpClass::of(kind) as usize] += 1;
         if allocates {
@@ -270,7 +286,7 @@ impl Builder {
             Some(slot) if *slot != FREED => {
                 let r = Obj {
                     slot: *slot,
-                    size: self.sizes[*slot as usize],
+                    size: self.slots[*slot as usize].size,
                 };
                 *slot = FREED;
                 self.live_bytes -= r.size;
@@ -296,7 +312,7 @@ impl Builder {
         let prev = self.map.insert(ptr, slot);
         if let Some(p) = prev.filter(|p| *p != FREED).map(|p| Obj {
             slot: p,
-            size: self.sizes[p as usize],
+            size: self.slots[p as usize].size,
         }) {
             // The address is still live: its free is missing from the trace. Free the old
             // object first (the address could not have been handed out otherwise).
@@ -306,7 +322,7 @@ impl Builder {
             self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
             self.give_slot(t, p.slot);
         }
-        self.sizes[slot as usize] = size;
+        self.slots[slot as usize].size = size;
         self.emit(t, kind, slot, call_size, align_log2, size as i64);
         self.live_bytes += size;
         self.live_objects += 1;
@@ -386,7 +402,7 @@ impl Builder {
             && let Some(&mut slot) = self.map.get_mut(ptr).filter(|s| **s != FREED)
         {
             // Resized in place: same object, new size.
-            let old = std::mem::replace(&mut self.sizes[slot as usize], size);
+            let old = std::mem::replace(&mut self.slots[slot as usize].size, size);
             self.live_bytes = self.live_bytes - old + size;
             self.emit(t, op::REALLOC, slot, size, 0, size as i64 - old as i64);
             self.note_peak(t);
@@ -404,9 +420,9 @@ impl Builder {
                     .filter(|p| *p != FREED)
                     .map(|p| Obj {
                         slot: p,
-                        size: self.sizes[p as usize],
+                        size: self.slots[p as usize].size,
                     });
-                self.sizes[slot as usize] = size;
+                self.slots[slot as usize].size = size;
                 if let Some(p) = prev {
                     // Inversion at the new address (see `alloc`).
                     self.meta.inversions += 1;
@@ -508,9 +524,7 @@ pub fn preprocess(
     };
     let mut b = Builder {
         map: AddrMap::with_capacity_log2(12),
-        sizes: Vec::new(),
-        gen_: Vec::new(),
-        last: Vec::new(),
+        slots: Vec::new(),
         local: vec![Vec::new(); n],
         pool: VecDeque::new(),
         arrays: groups
@@ -608,7 +622,7 @@ pub fn preprocess(
         l.ops = a.ops.len() as u64;
     }
     b.meta.events = events;
-    b.meta.slots = b.gen_.len() as u64;
+    b.meta.slots = b.slots.len() as u64;
     b.meta.final_live_bytes = b.live_bytes;
     b.meta.free_null_ops = b
         .arrays
