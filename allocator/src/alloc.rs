@@ -48,6 +48,11 @@ fn small_slow(c: usize) -> *mut u8 {
 #[inline(never)]
 fn large(size: usize, align: usize) -> *mut u8 {
     if size <= MEDIUM_MAX && align <= MEDIUM_MAX_ALIGN {
+        let h = tls::get();
+        if heap::is_real(h) {
+            // SAFETY: the calling thread owns its bound heap.
+            return unsafe { medium::alloc(h, size, align) };
+        }
         tls::with_heap(|h| {
             if h.is_null() {
                 return ptr::null_mut();
@@ -98,7 +103,17 @@ unsafe fn free_generic(p: *mut u8, a: *mut arena::Arena, h: *mut heap::Heap) {
     // SAFETY: `a` is one of our arenas (checked); `p` is a live block of it (caller).
     unsafe {
         match (*a).kind {
-            Kind::Small => heap::remote_free((*a).small_owner, h, p),
+            Kind::Small => {
+                let owner = (*a).small_owner;
+                if owner == h {
+                    // A heap this thread adopted between the fast-path test and the bind above.
+                    small::free_local(h, a, p)
+                } else if heap::is_real(h) {
+                    small::free_foreign(h, a, p)
+                } else {
+                    heap::remote_free(owner, h, p)
+                }
+            }
             Kind::Medium => {
                 if (*a).heap == h {
                     medium::free_local(h, a, p)

@@ -29,6 +29,8 @@ pub const ARENA_SHIFT: usize = 22;
 pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
 /// The header occupies the first OS page of every arena.
 pub const ARENA_HEADER: usize = 4096;
+/// `Arena::flags` bit: the pages after the header were given back to the OS (cached arenas).
+pub const DECOMMITTED: u8 = 1;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -49,7 +51,7 @@ pub struct Arena {
     /// The owning heap (Small and Medium), null for Huge and Free. Same rules as `small_owner`.
     pub heap: *mut Heap,
     pub kind: Kind,
-    /// Huge: the block was mapped with `MAP_HUGETLB`-free THP hint (informational).
+    /// `DECOMMITTED`: a cached arena whose pages were given back (acquire clears it).
     pub flags: u8,
     /// Pages of a Small arena assigned to a size class (owner only).
     pub used_pages: u32,
@@ -65,6 +67,9 @@ pub struct Arena {
     pub prev: *mut Arena,
     /// Reclaimer tick when the arena entered the cache.
     pub cached_at: u64,
+    /// Medium: offset of the end of the highest chunk ever handed out (memory above it has
+    /// never been touched). Allocation prefers chunks below it (owner only).
+    pub top: usize,
     /// Small: one descriptor per 64 KiB page.
     pub pages: [Page; PAGES_PER_ARENA],
 }
@@ -112,14 +117,16 @@ fn map_set(a: *const Arena, on: bool) {
 
 /// Maps a new arena region of `size` bytes such that `base + offset` is aligned to `align` (the
 /// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
-pub(crate) fn map_region(size: usize, align: usize, offset: usize) -> *mut Arena {
+/// `huge_hint`: ask for transparent huge pages whatever the threshold (huge blocks).
+pub(crate) fn map_region(size: usize, align: usize, offset: usize, huge_hint: bool) -> *mut Arena {
     let a = os::map_aligned(size, align, offset) as *mut Arena;
     if !a.is_null() && !(a as usize).is_multiple_of(ARENA_SIZE) {
         crate::fatal::fatal("map_region: base not arena-aligned");
     }
     if !a.is_null() {
-        if crate::config::HUGE_PAGES.load(Ordering::Relaxed)
-            || os::MAPPED.load(Ordering::Relaxed) as usize
+        if huge_hint
+            || crate::config::HUGE_PAGES.load(Ordering::Relaxed)
+            || crate::heap::footprint() as usize
                 >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
         {
             // SAFETY: the range is the mapping we just made.
@@ -188,7 +195,7 @@ pub(crate) fn acquire() -> *mut Arena {
     };
     let a = if a.is_null() {
         crate::reclaim::maybe_start();
-        map_region(ARENA_SIZE, ARENA_SIZE, 0)
+        map_region(ARENA_SIZE, ARENA_SIZE, 0, false)
     } else {
         CACHED_ARENAS.fetch_sub(1, Ordering::Relaxed);
         a
@@ -202,11 +209,20 @@ pub(crate) fn acquire() -> *mut Arena {
 }
 
 /// Takes back a fully free arena: cached for reuse, or unmapped when the cache is full.
+/// `decommit`: give its pages back to the OS now, keeping the address range for reuse (an
+/// arena freed by a heap whose thread has exited).
 ///
 /// # Safety
 /// `a` must be an arena from `acquire` that holds no live block and is in no list.
-pub(crate) unsafe fn release(a: *mut Arena) {
+pub(crate) unsafe fn release(a: *mut Arena, decommit: bool) {
     LIVE_ARENAS.fetch_sub(1, Ordering::Relaxed);
+    if decommit {
+        // SAFETY: the arena holds no live block; its header page stays (written just below).
+        unsafe {
+            os::decommit(a.cast::<u8>().add(ARENA_HEADER), ARENA_SIZE - ARENA_HEADER);
+            (*a).flags |= DECOMMITTED;
+        }
+    }
     // SAFETY: the arena is dead and ours (caller's contract).
     unsafe {
         (*a).kind = Kind::Free;

@@ -5,7 +5,7 @@
 //! | `reclaim` | `FANCY_RECLAIM` | off | background thread returning free arenas, cached huge blocks and abandoned heaps' memory to the OS |
 //! | `reclaim_interval_ms` | `FANCY_RECLAIM_INTERVAL_MS` | 50 | period of the reclaimer |
 //! | `huge_pages` | `FANCY_HUGE_PAGES` | off | `MADV_HUGEPAGE` on every arena and huge block |
-//! | `huge_pages_above_mib` | `FANCY_HUGE_PAGES_ABOVE_MIB` | 64 | `MADV_HUGEPAGE` on regions mapped once fancy has this many MiB mapped (big heaps take 512× fewer page faults; small programs stay lean); `usize::MAX` never |
+//! | `huge_pages_above_mib` | `FANCY_HUGE_PAGES_ABOVE_MIB` | 64 | `MADV_HUGEPAGE` on arenas mapped once the heaps use this many MiB (touched small pages and medium chunks, live huge blocks: big heaps take 512× fewer page faults; small programs stay lean); `usize::MAX` never. Huge blocks of 2 MiB and more get the hint always |
 //! | `arena_cache` | `FANCY_ARENA_CACHE` | 16 | fully free arenas kept mapped for reuse (4 MiB each) |
 //! | `huge_cache_mib` | `FANCY_HUGE_CACHE_MIB` | 256 | MiB of freed huge blocks kept mapped for reuse |
 //! | `verbose` | `FANCY_VERBOSE` | off | print the options at start and the stats at exit (preload) |
@@ -25,9 +25,10 @@ pub struct Config {
     pub reclaim_interval_ms: u32,
     /// Ask for transparent huge pages (`MADV_HUGEPAGE`) on arenas and huge blocks.
     pub huge_pages: bool,
-    /// Ask for transparent huge pages on regions mapped once the allocator has mapped at least
-    /// this many MiB (`usize::MAX`: never). Big heaps then take 2 MiB faults instead of 4 KiB
-    /// ones; small programs keep 4 KiB pages and their small RSS.
+    /// Ask for transparent huge pages on arenas mapped once the heaps use at least this many MiB
+    /// (touched small pages and medium chunks, live huge blocks; `usize::MAX`: never). Big heaps
+    /// then take 2 MiB faults instead of 4 KiB ones; small programs keep 4 KiB pages and their
+    /// small RSS. (Huge blocks of 2 MiB and more get the hint whatever this says.)
     pub huge_pages_above_mib: usize,
     /// Fully free arenas kept mapped for reuse when reclamation is off (4 MiB each).
     pub arena_cache: usize,

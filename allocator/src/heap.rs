@@ -5,10 +5,14 @@
 //!                      ▲  remote list (lock-free MPSC stack of freed blocks)
 //!  thread B: free(p of A) ─ CAS push ─┘     heap A's owner pops the whole list (one swap) in
 //!                                           its slow paths and frees each block locally.
+//!            (a small block B frees is first kept in B's foreign list and reused by B; only
+//!             beyond a bound, or when B trims or exits, does it go to A's remote list)
 //!  thread A exits ──► heap A "abandoned" → pool ──► adopted whole by the next new thread, or
 //!                                                   cleaned by a thread short of memory / the
 //!                                                   reclaimer (remote frees collected, empty
-//!                                                   pages and arenas released).
+//!                                                   pages and arenas released); a block freed
+//!                                                   into a pooled heap is taken back at once
+//!                                                   by the freeing thread (pool lock, try).
 //! ```
 //! A heap's memory is owned by exactly one thread at a time: its bound thread, or whoever popped
 //! it from the pool (under the pool lock). Other threads only push onto its remote list and read
@@ -36,6 +40,19 @@ pub struct HeapLocal {
     pub small_arenas: *mut Arena,
     pub medium_arenas: *mut Arena,
     pub medium_arena_count: usize,
+    /// Set while the heap is being handed over or sits in the pool: memory it frees then goes
+    /// back to the OS (no thread is left to reuse it soon), and the front cache is bypassed.
+    pub abandoned: bool,
+    /// Set when the heap was handed over by the last thread that had one (no heap is owned
+    /// now): the program is winding down its threads, and what the heap frees goes back to the
+    /// OS at once (see `gives_back`).
+    pub last_out: bool,
+    /// Set during the hand-over itself (`abandon`'s trim).
+    pub handing_over: bool,
+    /// Per class, small blocks of *other* heaps this thread freed and keeps for its own next
+    /// allocations (see `small::free_foreign`): a pseudo-page whose free list they form, made
+    /// the class's current page when its own run out. `capacity - used` is the list's length.
+    pub foreign: [Page; NUM_CLASSES],
     pub bins: Bins,
 }
 
@@ -60,6 +77,10 @@ pub struct HeapShared {
     pub medium_free: AtomicU64,
     /// Bytes of medium chunks parked in the front cache.
     pub medium_cached: AtomicU64,
+    /// Bytes of small pages carved into blocks (touched by small blocks).
+    pub small_carved: AtomicU64,
+    /// Bytes of medium arenas below their high-water marks (touched by medium chunks).
+    pub medium_touched: AtomicU64,
     pub small_arenas: AtomicU64,
     pub medium_arenas: AtomicU64,
     /// Frees this heap's thread pushed to other heaps.
@@ -91,6 +112,10 @@ impl Heap {
                 small_arenas: ptr::null_mut(),
                 medium_arenas: ptr::null_mut(),
                 medium_arena_count: 0,
+                abandoned: false,
+                last_out: false,
+                handing_over: false,
+                foreign: [Page::EMPTY; NUM_CLASSES],
                 bins: Bins::EMPTY,
             },
             shared: HeapShared {
@@ -102,6 +127,8 @@ impl Heap {
                 medium_blocks: AtomicU64::new(0),
                 medium_free: AtomicU64::new(0),
                 medium_cached: AtomicU64::new(0),
+                small_carved: AtomicU64::new(0),
+                medium_touched: AtomicU64::new(0),
                 small_arenas: AtomicU64::new(0),
                 medium_arenas: AtomicU64::new(0),
                 remote_issued: AtomicU64::new(0),
@@ -183,6 +210,45 @@ pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
     }
 }
 
+/// Whether an arena the heap frees should go back to the OS now: the heap's thread has exited
+/// and the heap holds no block any more, and either its thread freed everything itself before
+/// handing it over (a worker that is done) or no thread has a heap any more (the program winds
+/// down). A heap handed over with blocks in use and emptied later by other threads' frees keeps
+/// its memory resident: in thread-churning programs (larson, mstress) the next new thread
+/// adopts it, and would fault given-back memory in again.
+///
+/// # Safety
+/// The caller must own `h`.
+pub(crate) unsafe fn gives_back(h: *mut Heap) -> bool {
+    // SAFETY: owner (caller); counters are atomics.
+    unsafe {
+        if !(*h).local.abandoned
+            || !((*h).local.last_out || (*h).local.handing_over)
+            || (*h).shared.medium_blocks.load(Ordering::Relaxed) != 0
+        {
+            return false;
+        }
+        let mut live = 0u64;
+        for c in 0..NUM_CLASSES {
+            live = live.wrapping_add((*h).shared.class_live[c].load(Ordering::Relaxed));
+        }
+        live == 0
+    }
+}
+
+/// Memory the heaps have touched (small pages carved, medium arenas below their high-water
+/// marks) plus live huge blocks: what the program uses, unlike the mapped address space, which
+/// counts every arena of every thread in full. Decides when new regions get huge pages.
+pub(crate) fn footprint() -> u64 {
+    let mut n = crate::huge::HUGE_BYTES.load(Ordering::Relaxed);
+    for_each_heap(|h| {
+        // SAFETY: heaps are never freed; these are atomics.
+        let sh = unsafe { &(*h).shared };
+        n += sh.small_carved.load(Ordering::Relaxed) + sh.medium_touched.load(Ordering::Relaxed);
+    });
+    n
+}
+
 fn new_heap() -> *mut Heap {
     let size = core::mem::size_of::<Heap>();
     let h = {
@@ -207,6 +273,7 @@ fn new_heap() -> *mut Heap {
     // SAFETY: `h` is fresh metadata memory, ours alone until published below.
     unsafe {
         ptr::write(h, Heap::sentinel());
+        small::init_foreign(&mut (*h).local.foreign);
         (*h).shared.state.store(OWNED, Ordering::Relaxed);
         let mut head = ALL_HEAPS.load(Ordering::Relaxed);
         loop {
@@ -230,8 +297,12 @@ pub(crate) fn acquire() -> *mut Heap {
         let mut pool = POOL.lock();
         let h = pool.head;
         if !h.is_null() {
-            // SAFETY: pool list under its lock.
-            pool.head = unsafe { *(*h).shared.pool_next.get() };
+            // SAFETY: pool list under its lock; the state changes under it too (remote_free
+            // relies on ABANDONED meaning "in the pool" while it holds the lock).
+            unsafe {
+                pool.head = *(*h).shared.pool_next.get();
+                (*h).shared.state.store(OWNED, Ordering::Relaxed);
+            }
         }
         h
     };
@@ -241,7 +312,7 @@ pub(crate) fn acquire() -> *mut Heap {
     ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: popped from the pool: ours alone now.
     unsafe {
-        (*h).shared.state.store(OWNED, Ordering::Relaxed);
+        (*h).local.abandoned = false;
         collect_remote(h);
     }
     h
@@ -254,9 +325,14 @@ pub(crate) fn acquire() -> *mut Heap {
 pub(crate) unsafe fn abandon(h: *mut Heap) {
     // SAFETY: owner (caller).
     unsafe {
+        (*h).local.abandoned = true;
+        (*h).local.last_out =
+            HEAP_COUNT.load(Ordering::Relaxed) <= ABANDONED_COUNT.load(Ordering::Relaxed) + 1;
+        (*h).local.handing_over = true;
         trim(h);
-        (*h).shared.state.store(ABANDONED, Ordering::Relaxed);
+        (*h).local.handing_over = false;
         let mut pool = POOL.lock();
+        (*h).shared.state.store(ABANDONED, Ordering::Relaxed);
         *(*h).shared.pool_next.get() = pool.head;
         pool.head = h;
     }
@@ -321,6 +397,61 @@ pub unsafe fn remote_free(owner: *mut Heap, me: *mut Heap, p: *mut u8) {
             bump(&(*me).shared.remote_issued, 1);
         } else {
             REMOTE_ISSUED_UNBOUND.fetch_add(1, Ordering::Relaxed);
+        }
+        if (*owner).shared.state.load(Ordering::Relaxed) == ABANDONED {
+            collect_abandoned(owner);
+        }
+    }
+}
+
+/// The owner of a block just freed by another thread has exited (its heap is in the pool):
+/// nobody would take the block back until a new thread adopts the heap, so the freeing thread
+/// does it now, as the pool lock's holder, and what becomes free goes back to the OS. Skipped
+/// if another thread holds the pool.
+#[cold]
+#[inline(never)]
+fn collect_abandoned(h: *mut Heap) {
+    let Some(pool) = POOL.try_lock() else { return };
+    // SAFETY: under the pool lock a heap whose state is ABANDONED is in the pool, owned by the
+    // lock holder (us) for as long as we hold it.
+    unsafe {
+        if (*h).shared.state.load(Ordering::Relaxed) == ABANDONED {
+            collect_remote(h);
+        }
+    }
+    drop(pool);
+}
+
+/// Pushes the chain `first ..= last` (`n` blocks linked through their first words, all of heap
+/// `owner`, dead) onto `owner`'s remote list with one CAS.
+///
+/// # Safety
+/// As `remote_free`, for every block of the chain.
+pub(crate) unsafe fn remote_free_chain(
+    owner: *mut Heap,
+    me: *mut Heap,
+    first: *mut Block,
+    last: *mut Block,
+    n: u64,
+) {
+    // SAFETY: the blocks are dead and linked by the caller; the owner heap is never unmapped.
+    unsafe {
+        let head = &(*owner).shared.remote;
+        let mut old = head.load(Ordering::Relaxed);
+        loop {
+            (*last).next = old;
+            match head.compare_exchange_weak(old, first, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(x) => old = x,
+            }
+        }
+        if is_real(me) {
+            bump(&(*me).shared.remote_issued, n);
+        } else {
+            REMOTE_ISSUED_UNBOUND.fetch_add(n, Ordering::Relaxed);
+        }
+        if (*owner).shared.state.load(Ordering::Relaxed) == ABANDONED {
+            collect_abandoned(owner);
         }
     }
 }
@@ -390,11 +521,17 @@ pub(crate) unsafe fn trim(h: *mut Heap) {
     unsafe {
         (*h).shared.trim_request.store(false, Ordering::Relaxed);
         collect_remote(h);
+        small::flush_foreign(h);
         for c in 0..NUM_CLASSES {
             let page = (*h).local.current[c];
             if page != empty_page() && (*page).used == 0 {
                 (*h).local.current[c] = empty_page();
                 small::release_page(h, page);
+            } else if page != empty_page() && (*h).local.abandoned {
+                // Handed over with blocks still in use: an ordinary page from now on, so the
+                // free of its last block (by anyone) releases it.
+                (*h).local.current[c] = empty_page();
+                small::retire_current(h, page);
             }
         }
         medium::tc_flush(h);

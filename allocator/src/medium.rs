@@ -15,8 +15,15 @@
 //! bin is non-empty.
 //!
 //! Bins: sizes < 256 B one bin per 16 B; above, 8 bins per power of two (TLSF-like), 128 bins.
-//! Allocation looks at up to 8 chunks of the request's own bin (first fit), then takes the head
-//! of the first non-empty larger bin (every chunk there fits): O(1) with a bitmap.
+//! Allocation looks at the head of the request's own bin, then takes the head of the first
+//! non-empty larger bin (every chunk there fits): O(1) with a bitmap.
+//!
+//! Footprint: each arena has a high-water mark (`Arena::top`, the end of the highest chunk ever
+//! handed out; nothing above it was touched). A request whose chunk would reach above it is a
+//! growth: before new memory is touched, remote frees are collected, the front cache is flushed
+//! into the bins if it holds more than 1/32 of the touched memory, and the bins are searched
+//! harder for a chunk below the mark. So the heap touches new memory only when what it already
+//! touched cannot serve the request, as a plain coalescing heap would.
 
 use crate::arena::{self, ARENA_HEADER, ARENA_SIZE, Arena, Kind};
 use crate::heap::{self, Heap};
@@ -58,10 +65,41 @@ const TC_MIN_CHUNK: usize = 512 + 16 + HDR - 16; // chunk_size(513) = 544; 528 k
 pub const TC_SIZES: usize = (TC_MAX_CHUNK - TC_MIN_CHUNK) / 16 + 1;
 /// Chunks parked per exact size.
 pub const TC_COUNT: u8 = 8;
+/// The front cache may always hold this many bytes; beyond, at most 1/16 of the heap's touched
+/// medium memory (`TC_SHARE`), so parked chunks cost the heap at most ~6 % of its footprint.
+pub const TC_MIN_BUDGET: usize = 64 * 1024;
+pub const TC_SHARE: u32 = 2;
+/// The heap flushes the front cache before touching new memory when it holds more than
+/// 1/2^TC_FLUSH_SHARE of the touched medium memory.
+pub const TC_FLUSH_SHARE: u32 = 5;
 
 #[inline(always)]
 fn tc_index(cs: usize) -> usize {
     (cs - TC_MIN_CHUNK) >> 4
+}
+
+/// How many exact sizes a request of chunk size `cs` may take a parked chunk from: its own and
+/// the next ones up, so a chunk at most `cs / 16` larger is handed out whole (no split).
+#[inline(always)]
+fn tc_window(cs: usize) -> usize {
+    (cs >> 8).max(1)
+}
+
+/// First non-empty front-cache list in `i .. i + w`, if any (one bitmap look, two at a word
+/// boundary).
+#[inline(always)]
+fn tc_find(bins: &Bins, i: usize, w: usize) -> Option<usize> {
+    let end = (i + w).min(TC_SIZES);
+    let mut j = i;
+    while j < end {
+        let word = bins.tc_map[j >> 6] >> (j & 63);
+        if word != 0 {
+            let k = j + word.trailing_zeros() as usize;
+            return (k < end).then_some(k);
+        }
+        j = (j | 63) + 1;
+    }
+    None
 }
 
 /// The heap's bins (owner only).
@@ -70,12 +108,21 @@ pub struct Bins {
     pub bitmap: [u64; 2],
     pub heads: [*mut Chunk; NBINS],
     /// The front cache, as glibc's tcache: up to `TC_COUNT` recently freed chunks per exact size
-    /// (≤ 4 KiB), parked *in use* (not coalesced) and handed out again first. Bounded (≤ 4.2 MiB
-    /// per heap), flushed into the coalescing heap before a new arena is mapped and on every
-    /// trim. It saves the 4–7 cache misses of coalescing on the hottest medium sizes.
+    /// (≤ 4 KiB), parked *in use* (not coalesced) and handed out again first, to a request of
+    /// the same size or up to 1/16 smaller. Bounded in bytes (`TC_MIN_BUDGET`, or 1/16 of the
+    /// heap's touched medium memory), flushed into the coalescing heap before the heap touches
+    /// new memory and on every trim. It saves the 4–7 cache misses of coalescing on the hottest
+    /// medium sizes.
     pub tc: [*mut Chunk; TC_SIZES],
     pub tc_count: [u8; TC_SIZES],
+    /// Bit `i` set iff `tc[i]` is non-empty (flushes visit only those).
+    pub tc_map: [u64; TC_WORDS],
+    /// Bytes of parked chunks (the owner's copy of `shared.medium_cached`).
+    pub tc_bytes: usize,
 }
+
+/// Words of the front cache's occupancy bitmap.
+pub const TC_WORDS: usize = TC_SIZES.div_ceil(64);
 
 impl Bins {
     pub const EMPTY: Bins = Bins {
@@ -83,6 +130,8 @@ impl Bins {
         heads: [ptr::null_mut(); NBINS],
         tc: [ptr::null_mut(); TC_SIZES],
         tc_count: [0; TC_SIZES],
+        tc_map: [0; TC_WORDS],
+        tc_bytes: 0,
     };
 }
 
@@ -107,8 +156,7 @@ unsafe fn tc_unpark(heap: *mut Heap, c: *mut Chunk) -> bool {
             if *link == c {
                 (*c).head &= !PARKED;
                 *link = (*c).next;
-                (*heap).local.bins.tc_count[i] -= 1;
-                drop_by(&(*heap).shared.medium_cached, size as u64);
+                tc_taken(heap, i, size);
                 coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
                 return true;
             }
@@ -125,18 +173,64 @@ unsafe fn tc_unpark(heap: *mut Heap, c: *mut Chunk) -> bool {
 pub(crate) unsafe fn tc_flush(heap: *mut Heap) {
     // SAFETY: owner-only lists; parked chunks are in-use chunks of the heap's arenas.
     unsafe {
-        for i in 0..TC_SIZES {
-            let mut c = (*heap).local.bins.tc[i];
-            (*heap).local.bins.tc[i] = ptr::null_mut();
-            (*heap).local.bins.tc_count[i] = 0;
-            while !c.is_null() {
-                let next = (*c).next;
-                (*c).head &= !PARKED;
-                let size = size_of_chunk(c);
-                drop_by(&(*heap).shared.medium_cached, size as u64);
-                coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
-                c = next;
+        if (*heap).local.bins.tc_bytes == 0 {
+            return;
+        }
+        for w in 0..TC_WORDS {
+            while (*heap).local.bins.tc_map[w] != 0 {
+                let i = w * 64 + (*heap).local.bins.tc_map[w].trailing_zeros() as usize;
+                let mut c = (*heap).local.bins.tc[i];
+                (*heap).local.bins.tc[i] = ptr::null_mut();
+                (*heap).local.bins.tc_count[i] = 0;
+                (*heap).local.bins.tc_map[w] &= !(1u64 << (i & 63));
+                while !c.is_null() {
+                    let next = (*c).next;
+                    (*c).head &= !PARKED;
+                    let size = size_of_chunk(c);
+                    (*heap).local.bins.tc_bytes -= size;
+                    drop_by(&(*heap).shared.medium_cached, size as u64);
+                    coalesce_free(heap, arena::arena_of(c.cast::<u8>().add(HDR)), c);
+                    c = next;
+                }
             }
+        }
+    }
+}
+
+/// Bookkeeping after chunk `size` left front-cache list `i` (its links are already updated).
+#[inline(always)]
+unsafe fn tc_taken(heap: *mut Heap, i: usize, size: usize) {
+    // SAFETY: owner-only (caller).
+    unsafe {
+        let bins = &mut (*heap).local.bins;
+        bins.tc_count[i] -= 1;
+        if bins.tc_count[i] == 0 {
+            bins.tc_map[i >> 6] &= !(1u64 << (i & 63));
+        }
+        bins.tc_bytes -= size;
+        drop_by(&(*heap).shared.medium_cached, size as u64);
+    }
+}
+
+/// Whether handing out `[c, c + need)` would touch memory of its arena above the high-water
+/// mark (memory never used before).
+#[inline(always)]
+unsafe fn grows(c: *mut Chunk, need: usize) -> bool {
+    let a = arena::arena_of(c.cast::<u8>().wrapping_add(HDR));
+    // SAFETY: `c` is a chunk of one of our medium arenas (callers).
+    unsafe { c as usize + need - a as usize > (*a).top }
+}
+
+/// Raises the arena's high-water mark to the end of chunk `c` of `size` bytes.
+#[inline(always)]
+unsafe fn raise_top(heap: *mut Heap, c: *mut Chunk, size: usize) {
+    let a = arena::arena_of(c.cast::<u8>().wrapping_add(HDR));
+    // SAFETY: as in grows; owner-only header field and counter.
+    unsafe {
+        let end = c as usize + size - a as usize;
+        if end > (*a).top {
+            bump(&(*heap).shared.medium_touched, (end - (*a).top) as u64);
+            (*a).top = end;
         }
     }
 }
@@ -177,9 +271,16 @@ pub fn chunk_size(n: usize) -> usize {
 }
 
 unsafe fn bin_insert(heap: *mut Heap, c: *mut Chunk) {
-    // SAFETY: owner-only bins; `c` is a free chunk in no bin.
+    // SAFETY: `c` is a chunk header of ours (caller).
+    unsafe { bin_insert_sized(heap, c, size_of_chunk(c)) }
+}
+
+/// `bin_insert` for a chunk whose size the caller knows (no re-read of the header just written).
+#[inline(always)]
+unsafe fn bin_insert_sized(heap: *mut Heap, c: *mut Chunk, size: usize) {
+    // SAFETY: owner-only bins; `c` is a free chunk of `size` bytes in no bin.
     unsafe {
-        let b = bin_of(size_of_chunk(c));
+        let b = bin_of(size);
         let bins = &mut (*heap).local.bins;
         let head = bins.heads[b];
         (*c).prev = ptr::null_mut();
@@ -230,7 +331,8 @@ fn first_bin_from(bins: &Bins, from: usize) -> Option<usize> {
     }
 }
 
-/// Finds and unlinks a free chunk of at least `cs` bytes.
+/// Finds a free chunk of at least `cs` bytes (left in its bin), or null.
+#[inline]
 unsafe fn find(heap: *mut Heap, cs: usize) -> *mut Chunk {
     // SAFETY: owner-only bins.
     unsafe {
@@ -239,15 +341,88 @@ unsafe fn find(heap: *mut Heap, cs: usize) -> *mut Chunk {
         // miss, and any chunk of a larger bin fits (TLSF's good fit).
         let c = (*heap).local.bins.heads[b];
         if !c.is_null() && size_of_chunk(c) >= cs {
-            bin_remove(heap, c);
             return c;
         }
         if let Some(nb) = first_bin_from(&(*heap).local.bins, b + 1) {
-            let c = (*heap).local.bins.heads[nb];
-            bin_remove(heap, c);
-            return c;
+            return (*heap).local.bins.heads[nb];
         }
         ptr::null_mut()
+    }
+}
+
+/// A free chunk of at least `cs` bytes lying wholly below its arena's high-water mark, looked
+/// for harder than `find` does (up to 32 chunks of the request's own bin, up to 4 of each
+/// larger bin), or null. Only on the growth path: it is what keeps the heap from touching new
+/// memory while a fitting hole exists.
+unsafe fn find_below_top(heap: *mut Heap, cs: usize) -> *mut Chunk {
+    // SAFETY: owner-only bins; every chunk in them is a free chunk of our arenas.
+    unsafe {
+        let b = bin_of(cs);
+        let mut c = (*heap).local.bins.heads[b];
+        let mut k = 0;
+        while !c.is_null() && k < 32 {
+            if size_of_chunk(c) >= cs && !grows(c, cs) {
+                return c;
+            }
+            c = (*c).next;
+            k += 1;
+        }
+        let mut from = b + 1;
+        while let Some(nb) = first_bin_from(&(*heap).local.bins, from) {
+            let mut c = (*heap).local.bins.heads[nb];
+            let mut k = 0;
+            while !c.is_null() && k < 4 {
+                if !grows(c, cs) {
+                    return c;
+                }
+                c = (*c).next;
+                k += 1;
+            }
+            from = nb + 1;
+        }
+        ptr::null_mut()
+    }
+}
+
+/// The growth path of a medium allocation: `find` found nothing, or only a chunk that reaches
+/// above its arena's high-water mark (`cand`). Before new memory is touched, everything that
+/// may give back used memory is done — remote frees collected, the front cache flushed into
+/// the coalescing heap — and the bins are searched harder; then the candidate is taken, or a
+/// new arena. Returns a free chunk (in its bin) of at least `need` bytes, or null.
+#[cold]
+#[inline(never)]
+unsafe fn grow(heap: *mut Heap, need: usize, cand: *mut Chunk) -> *mut Chunk {
+    // SAFETY: owner of `heap` (caller).
+    unsafe {
+        let mut cand = cand;
+        let pending = !(*heap).shared.remote.load(core::sync::atomic::Ordering::Relaxed).is_null()
+            || (*heap).shared.trim_request.load(core::sync::atomic::Ordering::Relaxed);
+        // Parked chunks are flushed once they hold more than 1/32 of the touched memory: below
+        // that, growing costs less than coalescing them all again and again.
+        let touched = (*heap).shared.medium_touched.load(core::sync::atomic::Ordering::Relaxed);
+        let flush = (*heap).local.bins.tc_bytes as u64 > touched >> TC_FLUSH_SHARE;
+        if pending || flush {
+            // Either may coalesce with, or release the arena of, the candidate: look again.
+            heap::maintenance(heap);
+            if flush {
+                tc_flush(heap);
+            }
+            cand = find(heap, need);
+            if !cand.is_null() && !grows(cand, need) {
+                return cand;
+            }
+        }
+        let c = find_below_top(heap, need);
+        if !c.is_null() {
+            return c;
+        }
+        if !cand.is_null() {
+            return cand;
+        }
+        if !add_arena(heap) {
+            return ptr::null_mut();
+        }
+        find(heap, need)
     }
 }
 
@@ -262,10 +437,11 @@ unsafe fn carve(heap: *mut Heap, c: *mut Chunk, cs: usize) -> usize {
             (*c).head = cs | keep_flags;
             let rest = at(c, cs);
             (*rest).head = (size - cs) | FREE;
+            // The chunk after `c` has PREV_FREE already (`c` was free): only its prev_size
+            // changes. A store that misses the cache does not stall; a read-modify-write would.
             let after = at(rest, size - cs);
             (*after).prev_size = size - cs;
-            (*after).head |= PREV_FREE;
-            bin_insert(heap, rest);
+            bin_insert_sized(heap, rest, size - cs);
             cs
         } else {
             (*c).head = size | keep_flags;
@@ -279,45 +455,49 @@ unsafe fn carve(heap: *mut Heap, c: *mut Chunk, cs: usize) -> usize {
 ///
 /// # Safety
 /// `heap` must be a real heap owned by the calling thread.
+#[inline]
 pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
     // SAFETY: owner of `heap` (caller); chunks are inside our arenas.
     unsafe {
         let cs = chunk_size(n);
-        if cs <= TC_MAX_CHUNK {
-            let i = tc_index(cs);
-            let c = (*heap).local.bins.tc[i];
+        if cs <= TC_MAX_CHUNK
+            && let Some(j) = tc_find(&(*heap).local.bins, tc_index(cs), tc_window(cs))
+        {
+            let c = (*heap).local.bins.tc[j];
             // An aligned request takes a parked chunk only if its payload is aligned already
             // (chunks freed by aligned allocations of the same size usually are).
-            if !c.is_null() && (c as usize + HDR) & (align - 1) == 0 {
+            if (c as usize + HDR) & (align - 1) == 0 {
+                let size = size_of_chunk(c);
                 (*c).head &= !PARKED;
-                (*heap).local.bins.tc[i] = (*c).next;
-                (*heap).local.bins.tc_count[i] -= 1;
-                drop_by(&(*heap).shared.medium_cached, cs as u64);
-                bump(&(*heap).shared.medium_in_use, (cs - HDR) as u64);
+                (*heap).local.bins.tc[j] = (*c).next;
+                tc_taken(heap, j, size);
+                bump(&(*heap).shared.medium_in_use, (size - HDR) as u64);
                 bump(&(*heap).shared.medium_blocks, 1);
                 return c.cast::<u8>().add(HDR);
             }
         }
+        alloc_bins(heap, cs, align)
+    }
+}
+
+/// A medium allocation the front cache could not serve: from the bins (boundary-tag chunks).
+#[inline(never)]
+unsafe fn alloc_bins(heap: *mut Heap, cs: usize, align: usize) -> *mut u8 {
+    // SAFETY: owner of `heap` (caller); chunks are inside our arenas.
+    unsafe {
         let need = if align <= 16 {
             cs
         } else {
             cs + align + MIN_CHUNK
         };
         let mut c = find(heap, need);
-        if c.is_null() {
-            heap::maintenance(heap);
-            tc_flush(heap);
-            c = find(heap, need);
+        if c.is_null() || grows(c, need) {
+            c = grow(heap, need, c);
             if c.is_null() {
-                if !add_arena(heap) {
-                    return ptr::null_mut();
-                }
-                c = find(heap, need);
-                if c.is_null() {
-                    return ptr::null_mut();
-                }
+                return ptr::null_mut();
             }
         }
+        bin_remove(heap, c);
         if align > 16 {
             let p0 = c as usize + HDR;
             let mut p = (p0 + align - 1) & !(align - 1);
@@ -338,6 +518,7 @@ pub unsafe fn alloc(heap: *mut Heap, n: usize, align: usize) -> *mut u8 {
             }
         }
         let got = carve(heap, c, cs);
+        raise_top(heap, c, got);
         drop_by(&(*heap).shared.medium_free, got as u64);
         bump(&(*heap).shared.medium_in_use, (got - HDR) as u64);
         bump(&(*heap).shared.medium_blocks, 1);
@@ -356,6 +537,7 @@ unsafe fn add_arena(heap: *mut Heap) -> bool {
         (*a).kind = Kind::Medium;
         (*a).heap = heap;
         (*a).map_size = ARENA_SIZE;
+        (*a).top = AREA_START + HDR;
         let c = at(a.cast(), AREA_START);
         (*c).prev_size = 0;
         (*c).head = AREA_LEN | FREE;
@@ -375,6 +557,7 @@ unsafe fn add_arena(heap: *mut Heap) -> bool {
 ///
 /// # Safety
 /// `p` must be a live medium block of arena `a` owned by `heap`, held by the caller.
+#[inline]
 pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
     // SAFETY: caller's contract; neighbours found through the boundary tags stay in the arena
     // (first chunk never has PREV_FREE, the end sentinel is never free).
@@ -386,13 +569,19 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         let size = size_of_chunk(c);
         drop_by(&(*heap).shared.medium_in_use, (size - HDR) as u64);
         drop_by(&(*heap).shared.medium_blocks, 1);
-        if (TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) {
+        if (TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) && !(*heap).local.abandoned {
             let i = tc_index(size);
-            if (*heap).local.bins.tc_count[i] < TC_COUNT {
+            let budget = TC_MIN_BUDGET
+                .max(((*heap).shared.medium_touched.load(core::sync::atomic::Ordering::Relaxed)
+                    >> TC_SHARE) as usize);
+            let bins = &mut (*heap).local.bins;
+            if bins.tc_count[i] < TC_COUNT && bins.tc_bytes + size <= budget {
                 (*c).head |= PARKED;
-                (*c).next = (*heap).local.bins.tc[i];
-                (*heap).local.bins.tc[i] = c;
-                (*heap).local.bins.tc_count[i] += 1;
+                (*c).next = bins.tc[i];
+                bins.tc[i] = c;
+                bins.tc_count[i] += 1;
+                bins.tc_map[i >> 6] |= 1u64 << (i & 63);
+                bins.tc_bytes += size;
                 bump(&(*heap).shared.medium_cached, size as u64);
                 return;
             }
@@ -402,6 +591,7 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
 }
 
 /// Frees the in-use chunk `c` into the coalescing heap (its in-use counters already dropped).
+#[inline(never)]
 unsafe fn coalesce_free(heap: *mut Heap, a: *mut Arena, c: *mut Chunk) {
     // SAFETY: `c` is an in-use chunk of arena `a` owned by `heap` (caller); see free_local.
     unsafe {
@@ -409,7 +599,8 @@ unsafe fn coalesce_free(heap: *mut Heap, a: *mut Arena, c: *mut Chunk) {
         let mut size = size_of_chunk(c);
         bump(&(*heap).shared.medium_free, size as u64);
         let next = at(c, size);
-        if is_free(next) {
+        let merged_next = is_free(next);
+        if merged_next {
             bin_remove(heap, next);
             size += size_of_chunk(next);
         }
@@ -422,11 +613,15 @@ unsafe fn coalesce_free(heap: *mut Heap, a: *mut Arena, c: *mut Chunk) {
         (*c).head = size | FREE;
         let after = at(c, size);
         (*after).prev_size = size;
-        (*after).head |= PREV_FREE;
-        if size == AREA_LEN && (*heap).local.medium_arena_count > 1 {
+        if !merged_next {
+            // (After a merge with `next`, the chunk after it has PREV_FREE already: a store-only
+            // update, no read of a cold header.)
+            (*after).head |= PREV_FREE;
+        }
+        if size == AREA_LEN && ((*heap).local.medium_arena_count > 1 || (*heap).local.abandoned) {
             release_arena(heap, a);
         } else {
-            bin_insert(heap, c);
+            bin_insert_sized(heap, c, size);
         }
     }
 }
@@ -438,7 +633,8 @@ unsafe fn release_arena(heap: *mut Heap, a: *mut Arena) {
         (*heap).local.medium_arena_count -= 1;
         drop_by(&(*heap).shared.medium_arenas, 1);
         drop_by(&(*heap).shared.medium_free, AREA_LEN as u64);
-        arena::release(a);
+        drop_by(&(*heap).shared.medium_touched, ((*a).top - AREA_START - HDR) as u64);
+        arena::release(a, heap::gives_back(heap));
     }
 }
 
@@ -459,7 +655,9 @@ pub(crate) unsafe fn release_free_arenas(heap: *mut Heap) {
     }
 }
 
-/// Gives back to the OS the interior pages of free chunks of at least 64 KiB. Returns bytes.
+/// Gives back to the OS the interior pages of free chunks of at least 64 KiB that lie below
+/// their arena's high-water mark (above it nothing was ever touched); a free chunk holding the
+/// mark lowers it to where its returned pages start. Returns bytes.
 pub(crate) unsafe fn decommit_free_chunks(heap: *mut Heap) -> usize {
     let mut n = 0;
     // SAFETY: owner-only; free chunks hold no live data beyond their header and links, which
@@ -469,11 +667,19 @@ pub(crate) unsafe fn decommit_free_chunks(heap: *mut Heap) -> usize {
         for b in from..NBINS {
             let mut c = (*heap).local.bins.heads[b];
             while !c.is_null() {
+                let a = arena::arena_of(c.cast::<u8>().add(HDR));
+                let top = a as usize + (*a).top;
+                let end = c as usize + size_of_chunk(c);
                 let lo = crate::os::align_up(c as usize + core::mem::size_of::<Chunk>(), 4096);
-                let hi = (c as usize + size_of_chunk(c) - HDR) & !4095;
+                let hi = ((end - HDR) & !4095).min(crate::os::align_up(top, 4096));
                 if hi > lo {
                     crate::os::decommit(lo as *mut u8, hi - lo);
                     n += hi - lo;
+                }
+                if top > lo && top <= end {
+                    // Every in-use chunk of the arena lies below this free one.
+                    drop_by(&(*heap).shared.medium_touched, (top - lo) as u64);
+                    (*a).top = lo - a as usize;
                 }
                 c = (*c).next;
             }
@@ -534,6 +740,7 @@ pub unsafe fn realloc_in_place(heap: *mut Heap, p: *mut u8, n: usize) -> bool {
             total
         };
         (*c).head = final_size | flags;
+        raise_top(heap, c, final_size);
         bump(&(*heap).shared.medium_in_use, (final_size - size) as u64);
         true
     }

@@ -2,8 +2,11 @@
 //!
 //! Each heap keeps, per class, a *current* page (the thread-local cache: allocation is a pop from
 //! its free list) and a list of other pages with free blocks (`avail`). A page's free list is
-//! carved lazily, 4 KiB at a time, so memory is touched only when it is handed out. Pages are
-//! owned by one heap; a block freed by another thread goes to the owner's remote list
+//! carved lazily, 4 KiB at a time, so memory is touched only when it is handed out; when the
+//! current page runs dry, pages with freed blocks are used before any new memory is carved, so a
+//! class holds about its peak of live blocks rather than a full page each time. Pages are owned
+//! by one heap; a block freed by another thread is kept by that thread for its own next
+//! allocations of the class (its *foreign* list, bounded), or goes to the owner's remote list
 //! (`heap.rs`) and is freed here by the owner later. A page whose last block is freed returns to
 //! the heap's free pages, and an arena whose pages are all free returns to the arena cache.
 //!
@@ -77,6 +80,10 @@ pub const STATE_AVAIL: u8 = 1;
 pub const STATE_CURRENT: u8 = 2;
 /// No free block and nothing left to carve; in no list.
 pub const STATE_FULL: u8 = 3;
+/// The heap's pseudo-page of foreign blocks of a class (`HeapLocal::foreign`), not current.
+pub const STATE_FOREIGN: u8 = 4;
+/// Bytes of foreign blocks a heap keeps per class before it sends further ones to their owners.
+pub const FOREIGN_BYTES: u32 = 8 * 1024;
 
 /// A page descriptor, in the arena header. Owner-only: other threads never touch it.
 #[repr(C)]
@@ -150,8 +157,10 @@ pub unsafe fn alloc_fast(heap: *mut Heap, c: usize) -> *mut u8 {
     }
 }
 
-/// Slow path of a small allocation: collect remote frees, carve more of the current page, move
-/// to another page with free blocks, or take a fresh page.
+/// Slow path of a small allocation: collect remote frees; then, in this order, take a page of
+/// the class that has freed blocks (memory already touched), carve more of the current page,
+/// take a page with room to carve, or a fresh page. Free blocks are reused before new memory is
+/// touched: a class's pages then hold about its peak of live blocks, not one page-full each.
 ///
 /// # Safety
 /// `heap` must be a real heap owned by the calling thread.
@@ -161,22 +170,46 @@ pub unsafe fn alloc_slow(heap: *mut Heap, c: usize) -> *mut u8 {
     // SAFETY: exclusive owner of `heap` (caller), pages and arenas of the heap are ours.
     unsafe {
         heap::maintenance(heap);
-        let mut page = (*heap).local.current[c];
-        if page != empty_page() {
-            if (*page).free.is_null() && (*page).capacity < (*page).reserved {
-                extend(page);
-            }
-            if (*page).free.is_null() {
-                (*page).state = STATE_FULL;
-                page = avail_pop(heap, c);
-                if page.is_null() {
-                    page = new_page(heap, c);
+        let fp: *mut Page = &raw mut (*heap).local.foreign[c];
+        let mut cur = (*heap).local.current[c];
+        if cur == fp && !(*fp).free.is_null() {
+            return alloc_fast(heap, c);
+        }
+        if cur == fp {
+            // The foreign blocks are used up: back to the heap's own pages.
+            (*fp).capacity = 0;
+            (*fp).used = 0;
+            (*fp).state = STATE_FOREIGN;
+            (*heap).local.current[c] = empty_page();
+            cur = empty_page();
+        }
+        let mut page = cur;
+        if cur == empty_page() || (*cur).free.is_null() {
+            // Blocks of other heaps this thread freed come first: nobody else would reuse them
+            // soon; then freed blocks of the heap's own pages, then new memory.
+            page = if (*fp).free.is_null() {
+                avail_take_free(heap, c)
+            } else {
+                fp
+            };
+            if page.is_null() {
+                if cur != empty_page() && (*cur).capacity < (*cur).reserved {
+                    page = cur;
+                } else {
+                    page = avail_pop(heap, c);
+                    if page.is_null() {
+                        page = new_page(heap, c);
+                    }
                 }
             }
-        } else {
-            page = avail_pop(heap, c);
-            if page.is_null() {
-                page = new_page(heap, c);
+            if cur != empty_page() && page != cur {
+                // Leaving the current page: it keeps its room to carve in `avail`, or is full.
+                if (*cur).capacity < (*cur).reserved {
+                    (*cur).state = STATE_AVAIL;
+                    avail_push_back(heap, c, cur);
+                } else {
+                    (*cur).state = STATE_FULL;
+                }
             }
         }
         if page.is_null() {
@@ -186,14 +219,164 @@ pub unsafe fn alloc_slow(heap: *mut Heap, c: usize) -> *mut u8 {
         (*page).state = STATE_CURRENT;
         (*heap).local.current[c] = page;
         if (*page).free.is_null() {
-            extend(page);
+            extend(heap, page);
         }
         alloc_fast(heap, c)
     }
 }
 
+/// Frees a small block of a page another heap owns (a cross-thread free). The block is kept in
+/// this heap's foreign list of its class (up to `FOREIGN_BYTES`) and handed out by this
+/// thread's next allocations of the class, as jemalloc's tcache keeps any block it is given;
+/// beyond that it goes to its owner's remote list. Without this, memory freed for an owner that
+/// is idle (a main thread waiting, a producer between bursts) waits there until the owner's
+/// next slow path, while the freeing thread maps new memory. The owner still counts the block
+/// as in use; the list is sent back to the owners by `flush_foreign` (trim, thread exit).
+///
+/// # Safety
+/// `heap` must be a real heap owned by the calling thread; `p` a live small block of arena
+/// `a`, which another heap owns.
+#[inline(never)]
+pub unsafe fn free_foreign(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
+    // SAFETY: a page's class is written only while the page holds no block, and `p` is live,
+    // so reading it races with nothing (the owner writes other fields of the descriptor, never
+    // this one, meanwhile); the foreign page is this thread's own.
+    unsafe {
+        let idx = (p as usize - a as usize) >> PAGE_SHIFT;
+        let c = (*a).pages[idx].class as usize;
+        let fp: *mut Page = &raw mut (*heap).local.foreign[c];
+        if (*fp).capacity - (*fp).used < (*fp).reserved {
+            let b = p as *mut Block;
+            (*b).next = (*fp).free;
+            (*fp).free = b;
+            (*fp).capacity += 1;
+            // The owner still counts the block; this heap's count compensates (it may wrap
+            // below zero; sums over heaps are exact).
+            drop_by((*heap).shared.class_live.get_unchecked(c), 1);
+        } else {
+            heap::remote_free((*a).small_owner, heap, p);
+        }
+    }
+}
+
+/// Sends every kept foreign block back to its owner's remote list, one CAS per run of blocks
+/// of the same owner.
+///
+/// # Safety
+/// The caller must own `heap`.
+pub(crate) unsafe fn flush_foreign(heap: *mut Heap) {
+    // SAFETY: owner-only foreign pages; the blocks are live blocks of other heaps (their arena
+    // headers' owner fields are stable while they hold a block).
+    unsafe {
+        for c in 0..NUM_CLASSES {
+            let fp: *mut Page = &raw mut (*heap).local.foreign[c];
+            if (*heap).local.current[c] == fp {
+                (*heap).local.current[c] = empty_page();
+            }
+            let n = (*fp).capacity - (*fp).used;
+            let mut b = (*fp).free;
+            (*fp).free = ptr::null_mut();
+            (*fp).capacity = 0;
+            (*fp).used = 0;
+            (*fp).state = STATE_FOREIGN;
+            if n == 0 {
+                continue;
+            }
+            bump((*heap).shared.class_live.get_unchecked(c), n as u64);
+            while !b.is_null() {
+                let owner = (*arena::arena_of(b.cast::<u8>())).small_owner;
+                let first = b;
+                let mut last = b;
+                let mut k = 1u64;
+                while !(*last).next.is_null()
+                    && (*arena::arena_of((*last).next.cast::<u8>())).small_owner == owner
+                {
+                    last = (*last).next;
+                    k += 1;
+                }
+                b = (*last).next;
+                heap::remote_free_chain(owner, heap, first, last, k);
+            }
+        }
+    }
+}
+
+/// Sets up the foreign pseudo-pages of a new heap.
+pub(crate) fn init_foreign(pages: &mut [Page; NUM_CLASSES]) {
+    for (c, p) in pages.iter_mut().enumerate() {
+        p.class = c as u8;
+        p.block_size = CLASS_SIZES[c];
+        p.reserved = FOREIGN_BYTES / CLASS_SIZES[c];
+        p.state = STATE_FOREIGN;
+    }
+}
+
+/// Makes a current page with blocks in use an ordinary page again: in `avail` if it has free
+/// blocks or room, else full.
+///
+/// # Safety
+/// The caller owns `heap`; `page` was its current page (no longer named by `current`).
+pub(crate) unsafe fn retire_current(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: owner-only page and list.
+    unsafe {
+        if (*page).free.is_null() && (*page).capacity == (*page).reserved {
+            (*page).state = STATE_FULL;
+        } else {
+            (*page).state = STATE_AVAIL;
+            list_push(&mut (*heap).local.avail[(*page).class as usize], page);
+        }
+    }
+}
+
+/// Pages of `avail` looked at for freed blocks before new memory is carved.
+const AVAIL_SCAN: usize = 8;
+
+/// Unlinks and returns a page of class `c` that has freed blocks (among the first
+/// `AVAIL_SCAN` of `avail`), or null.
+unsafe fn avail_take_free(heap: *mut Heap, c: usize) -> *mut Page {
+    // SAFETY: owner-only list.
+    unsafe {
+        let mut p = (*heap).local.avail[c];
+        let mut k = 0;
+        while !p.is_null() && k < AVAIL_SCAN {
+            if !(*p).free.is_null() {
+                list_remove(&mut (*heap).local.avail[c], p);
+                return p;
+            }
+            p = (*p).next;
+            k += 1;
+        }
+        ptr::null_mut()
+    }
+}
+
+/// Appends `p` (in no list) after the first `AVAIL_SCAN` pages of `avail[c]` at most, so pages
+/// with freed blocks stay in front of it.
+unsafe fn avail_push_back(heap: *mut Heap, c: usize, p: *mut Page) {
+    // SAFETY: owner-only list; `p` is in no list.
+    unsafe {
+        let head = (*heap).local.avail[c];
+        if head.is_null() {
+            list_push(&mut (*heap).local.avail[c], p);
+            return;
+        }
+        let mut q = head;
+        let mut k = 1;
+        while !(*q).next.is_null() && k < AVAIL_SCAN {
+            q = (*q).next;
+            k += 1;
+        }
+        (*p).prev = q;
+        (*p).next = (*q).next;
+        if !(*q).next.is_null() {
+            (*(*q).next).prev = p;
+        }
+        (*q).next = p;
+    }
+}
+
 /// Carves up to 4 KiB (at least 4 blocks) more of the page into its free list.
-unsafe fn extend(page: *mut Page) {
+unsafe fn extend(heap: *mut Heap, page: *mut Page) {
     // SAFETY: owner-only page; the carved range lies inside the page.
     unsafe {
         let bs = (*page).block_size as usize;
@@ -209,6 +392,7 @@ unsafe fn extend(page: *mut Page) {
         (*(p as *mut Block)).next = (*page).free;
         (*page).free = start.cast();
         (*page).capacity += n as u32;
+        bump(&(*heap).shared.small_carved, (n * bs) as u64);
     }
 }
 
@@ -393,6 +577,10 @@ pub(crate) unsafe fn release_page(heap: *mut Heap, page: *mut Page) {
     unsafe {
         let c = (*page).class as usize;
         drop_by(&(*heap).shared.class_pages[c], 1);
+        drop_by(
+            &(*heap).shared.small_carved,
+            (*page).capacity as u64 * (*page).block_size as u64,
+        );
         (*page).state = STATE_FREE;
         (*page).free = ptr::null_mut();
         (*page).used = 0;
@@ -409,7 +597,7 @@ pub(crate) unsafe fn release_page(heap: *mut Heap, page: *mut Page) {
             }
             arena_list_remove(&mut (*heap).local.small_arenas, a);
             drop_by(&(*heap).shared.small_arenas, 1);
-            arena::release(a);
+            arena::release(a, heap::gives_back(heap));
         }
     }
 }

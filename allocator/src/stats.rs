@@ -33,6 +33,12 @@ pub struct Stats {
     pub medium_bytes_free: u64,
     /// Bytes of freed medium chunks parked in the heaps' front caches, bytes.
     pub medium_bytes_parked: u64,
+    /// Bytes of small pages carved into blocks (live or free): the memory small blocks have
+    /// touched, bytes.
+    pub small_bytes_carved: u64,
+    /// Bytes of medium arenas below their high-water marks (live, free or parked chunks): the
+    /// memory medium blocks have touched, bytes.
+    pub medium_bytes_touched: u64,
     /// Arenas (4 MiB regions) owned by heaps, small + medium, count.
     pub arenas: u64,
     /// Small-block arenas, count.
@@ -89,21 +95,37 @@ pub fn stats() -> Stats {
         // SAFETY: heaps are never freed; every field read here is an atomic.
         let sh = unsafe { &(*h).shared };
         for c in 0..NUM_CLASSES {
+            // A heap's count may have wrapped below zero (blocks of other heaps it keeps, see
+            // small::free_foreign): the sums over heaps are exact, with wrapping arithmetic.
             let live = sh.class_live[c].load(Relaxed);
-            s.class_live_blocks[c] += live;
+            s.class_live_blocks[c] = s.class_live_blocks[c].wrapping_add(live);
             s.class_pages[c] += sh.class_pages[c].load(Relaxed);
-            s.small_bytes_in_use += live * CLASS_SIZES[c] as u64;
+            s.small_bytes_in_use = s
+                .small_bytes_in_use
+                .wrapping_add(live.wrapping_mul(CLASS_SIZES[c] as u64));
         }
         s.medium_bytes_in_use += sh.medium_in_use.load(Relaxed);
         s.medium_live_blocks += sh.medium_blocks.load(Relaxed);
         s.medium_bytes_free += sh.medium_free.load(Relaxed);
         s.medium_bytes_parked += sh.medium_cached.load(Relaxed);
+        s.small_bytes_carved += sh.small_carved.load(Relaxed);
+        s.medium_bytes_touched += sh.medium_touched.load(Relaxed);
         s.arenas_small += sh.small_arenas.load(Relaxed);
         s.arenas_medium += sh.medium_arenas.load(Relaxed);
         issued += sh.remote_issued.load(Relaxed);
         collected += sh.remote_collected.load(Relaxed);
         s.heaps += 1;
     });
+    // Read while threads run, the sums may catch a keep before the matching allocation: never
+    // report that as a wrapped-around count.
+    for c in 0..NUM_CLASSES {
+        if s.class_live_blocks[c] > i64::MAX as u64 {
+            s.class_live_blocks[c] = 0;
+        }
+    }
+    if s.small_bytes_in_use > i64::MAX as u64 {
+        s.small_bytes_in_use = 0;
+    }
     s.huge_blocks = huge::HUGE_BLOCKS.load(Relaxed);
     s.huge_bytes_in_use = huge::HUGE_BYTES.load(Relaxed);
     s.bytes_in_use = s.small_bytes_in_use + s.medium_bytes_in_use + s.huge_bytes_in_use;

@@ -94,6 +94,7 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
         let mut live = [0u64; NUM_CLASSES];
         let mut pages = [0u64; NUM_CLASSES];
         let mut free_pages = 0usize;
+        let mut carved = 0u64;
         let mut avail = [0usize; NUM_CLASSES];
         let mut a = (*h).local.small_arenas;
         let mut n_arenas = 0;
@@ -185,13 +186,44 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
                 }
                 live[c] += (*page).used as u64;
                 pages[c] += 1;
+                carved += (*page).capacity as u64 * bs as u64;
             }
             if used_pages != (*a).used_pages {
                 return err(a as usize, "arena used_pages ≠ pages in use");
             }
             a = (*a).next;
         }
+        if carved != (*h).shared.small_carved.load(Relaxed) {
+            return err(h as usize, "small carved-bytes counter ≠ carved blocks of the pages");
+        }
         for c in 0..NUM_CLASSES {
+            // Kept blocks of other heaps: on this heap's foreign list, counted by their owners.
+            let fp: *mut small::Page = &raw mut (*h).local.foreign[c];
+            let kept = (*fp).capacity.wrapping_sub((*fp).used);
+            if kept > (*fp).reserved || (*fp).class as usize != c {
+                return err(fp as usize, "foreign list count out of range");
+            }
+            let mut n = 0u32;
+            let mut b = (*fp).free;
+            while !b.is_null() {
+                let ar = arena::arena_of(b.cast::<u8>());
+                if !is_arena(ar) || (*ar).kind != Kind::Small || (*ar).small_owner == h {
+                    return err(b as usize, "foreign list holds a block that is not another heap's");
+                }
+                n += 1;
+                if n > kept {
+                    return err(fp as usize, "foreign list longer than its count");
+                }
+                b = (*b).next;
+            }
+            if n != kept {
+                return err(fp as usize, "foreign list shorter than its count");
+            }
+            let is_current = (*h).local.current[c] == fp;
+            if (*fp).state != if is_current { small::STATE_CURRENT } else { small::STATE_FOREIGN } {
+                return err(fp as usize, "foreign page in the wrong state");
+            }
+            live[c] = live[c].wrapping_sub(kept as u64);
             if live[c] != (*h).shared.class_live[c].load(Relaxed) {
                 return err(h as usize, "class live counter ≠ blocks in use");
             }
@@ -252,6 +284,7 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
         let mut blocks = 0u64;
         let mut free_bytes = 0u64;
         let mut free_chunks = 0u64;
+        let mut touched = 0u64;
         let mut a = (*h).local.medium_arenas;
         let mut n_arenas = 0;
         while !a.is_null() {
@@ -263,11 +296,19 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
             {
                 return err(a as usize, "medium arena header wrong");
             }
-            medium::walk(a, |_c, size, free| {
+            let top = (*a).top;
+            if !(ARENA_HEADER + HDR..=arena::ARENA_SIZE).contains(&top) {
+                return err(a as usize, "medium arena high-water mark out of range");
+            }
+            touched += (top - ARENA_HEADER - HDR) as u64;
+            medium::walk(a, |c, size, free| {
                 if free {
                     free_bytes += size as u64;
                     free_chunks += 1;
                 } else {
+                    if c as usize + size - a as usize > top {
+                        return Err("in-use medium chunk above its arena's high-water mark");
+                    }
                     in_use += (size - HDR) as u64;
                     blocks += 1;
                 }
@@ -278,6 +319,9 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
                 what,
             })?;
             a = (*a).next;
+        }
+        if touched != (*h).shared.medium_touched.load(Relaxed) {
+            return err(h as usize, "medium touched-bytes counter ≠ the arenas' high-water marks");
         }
         if n_arenas != (*h).local.medium_arena_count
             || n_arenas as u64 != (*h).shared.medium_arenas.load(Relaxed)
@@ -346,6 +390,12 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
             if n != bins.tc_count[i] {
                 return err(h as usize, "front cache count wrong");
             }
+            if (bins.tc_map[i >> 6] >> (i & 63)) & 1 != (n != 0) as u64 {
+                return err(h as usize, "front cache bitmap disagrees with its lists");
+            }
+        }
+        if parked != bins.tc_bytes as u64 {
+            return err(h as usize, "front cache byte count wrong");
         }
         if parked != (*h).shared.medium_cached.load(Relaxed) {
             return err(h as usize, "front cache bytes counter wrong");
