@@ -500,6 +500,9 @@ fn live_at(plan: &PlanView<'_>, progress: &[Padded]) -> (u64, u64) {
 /// The sampler: every `period`, RSS, progress and live bytes, into a buffer sized up front
 /// (when it fills, every other sample is dropped and the period doubles: no allocation).
 fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut Vec<Sample>) {
+    // Counted with the replay threads: the go is given once this thread has started, so what
+    // its start allocates is never counted against the loop.
+    sh.arrived.fetch_add(1, Ordering::AcqRel);
     while !sh.go.load(Ordering::Acquire) {
         if sh.abort.load(Ordering::Acquire) {
             return;
@@ -680,7 +683,8 @@ pub fn run<A: Allocator>(
                 return Err(e);
             }
         };
-        while sh.arrived.load(Ordering::Acquire) < n {
+        let arrivals = n + usize::from(sampler_h.is_some());
+        while sh.arrived.load(Ordering::Acquire) < arrivals {
             std::thread::sleep(Duration::from_micros(100));
         }
         // Baseline: everything the harness needs is in place; no op has run.
