@@ -157,12 +157,6 @@ pub(crate) fn unregister(a: *mut Arena) {
     map_set(a, false);
 }
 
-/// Registers the new base of a huge region that moved (mremap).
-pub(crate) fn remapped(old: *mut Arena, new: *mut Arena) {
-    map_set(old, false);
-    map_set(new, true);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The global cache of fully free arenas.
 

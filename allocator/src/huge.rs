@@ -366,13 +366,20 @@ pub unsafe fn realloc(a: *mut Arena, p: *mut u8, n: usize) -> *mut u8 {
         if total < old {
             os::unmap(a.cast::<u8>().add(total), old - total);
         } else if !os::remap_in_place(a.cast(), old, total) {
+            // Unregistered before the move: once mremap has vacated `a`, another thread's mmap
+            // may get that very address for a new arena and register it; clearing the bit
+            // after the move would then disown that arena (found by the reclaim stress test:
+            // a later free of one of its blocks was refused as "not allocated by fancy").
+            // Nobody else looks `a` up meanwhile: the block is the caller's alone.
+            arena::unregister(a);
             na = os::remap_move_aligned(a.cast(), old, total, ARENA_SIZE) as *mut Arena;
             if na.is_null() {
+                arena::register(a);
                 let mut l = LISTS.lock();
                 push(&mut l.live, a);
                 return ptr::null_mut();
             }
-            arena::remapped(a, na);
+            arena::register(na);
         }
         HUGE_BYTES.fetch_sub((*na).size as u64, Ordering::Relaxed);
         (*na).map_size = total;
