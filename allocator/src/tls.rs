@@ -9,7 +9,7 @@
 //! already bound, so the nested calloc is served normally).
 
 use crate::heap::{self, Heap};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 // On x86-64 Linux the slot is an initial-exec TLS variable defined in assembly: in a shared
 // library (the preload cdylib) Rust's `thread_local!` compiles to a `__tls_get_addr` call on every
@@ -97,7 +97,12 @@ fn set(h: *mut Heap) {
 }
 
 /// 0 = no key, 1 = being created, 2 = ready, 3 = failed.
-static KEY_STATE: AtomicU8 = AtomicU8::new(0);
+/// 0 = no key yet, `pid << 8 | 1` = being created by a thread of process `pid`, 2 = created,
+/// 3 = creation failed. The creator's pid is in the state so that a child forked while its
+/// parent was creating the key (the creating thread does not exist in the child) sees that
+/// nobody will finish and starts over, instead of waiting forever (found by the fork stress
+/// test: a child hung in `key()`).
+static KEY_STATE: AtomicU64 = AtomicU64::new(0);
 static mut KEY: libc::pthread_key_t = 0;
 
 unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
@@ -111,6 +116,7 @@ unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
 }
 
 fn key() -> Option<libc::pthread_key_t> {
+    let mut spins = 0u32;
     loop {
         match KEY_STATE.load(Ordering::Acquire) {
             2 => {
@@ -119,8 +125,9 @@ fn key() -> Option<libc::pthread_key_t> {
             }
             3 => return None,
             0 => {
+                let creating = (my_pid() << 8) | 1;
                 if KEY_STATE
-                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(0, creating, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
                     let mut k: libc::pthread_key_t = 0;
@@ -137,9 +144,32 @@ fn key() -> Option<libc::pthread_key_t> {
                     return None;
                 }
             }
-            _ => core::hint::spin_loop(),
+            creating => {
+                spins = spins.wrapping_add(1);
+                if spins % 1024 == 0 {
+                    if creating >> 8 != my_pid() {
+                        // Forked while another thread of the parent was creating the key.
+                        let _ = KEY_STATE.compare_exchange(
+                            creating,
+                            0,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        continue;
+                    }
+                    // SAFETY: plain syscall.
+                    unsafe { libc::sched_yield() };
+                } else {
+                    core::hint::spin_loop();
+                }
+            }
         }
     }
+}
+
+fn my_pid() -> u64 {
+    // SAFETY: getpid has no preconditions and does not allocate.
+    unsafe { libc::getpid() as u64 }
 }
 
 /// Binds a heap to the calling thread (which has none). Returns it, or null if the OS gives no
