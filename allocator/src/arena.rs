@@ -117,7 +117,8 @@ fn map_set(a: *const Arena, on: bool) {
 
 /// Maps a new arena region of `size` bytes such that `base + offset` is aligned to `align` (the
 /// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
-/// `huge_hint`: ask for transparent huge pages whatever the threshold (huge blocks).
+/// `huge_hint`: ask for transparent huge pages whatever the global threshold (huge blocks, arenas
+/// of a big heap).
 pub(crate) fn map_region(size: usize, align: usize, offset: usize, huge_hint: bool) -> *mut Arena {
     let a = os::map_aligned(size, align, offset) as *mut Arena;
     if !a.is_null() && !(a as usize).is_multiple_of(ARENA_SIZE) {
@@ -175,8 +176,12 @@ pub(crate) static CACHED_ARENAS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LIVE_ARENAS: AtomicU64 = AtomicU64::new(0);
 
 /// Gives a heap an arena: from the cache if one is there, else freshly mapped. The header is
-/// zeroed; the caller sets it up. Null if the OS refuses memory.
-pub(crate) fn acquire() -> *mut Arena {
+/// zeroed; the caller sets it up. Null if the OS refuses memory. `heap_bytes`: the memory the
+/// heap has touched so far; past `huge_pages_heap_above_mib` its arenas get transparent huge
+/// pages (a cached arena too: the hint covers the pages it faults in from now on).
+pub(crate) fn acquire(heap_bytes: u64) -> *mut Arena {
+    let heap_big = heap_bytes as usize
+        >= crate::config::HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed);
     let a = {
         let mut c = CACHE.lock();
         let a = c.head;
@@ -189,9 +194,13 @@ pub(crate) fn acquire() -> *mut Arena {
     };
     let a = if a.is_null() {
         crate::reclaim::maybe_start();
-        map_region(ARENA_SIZE, ARENA_SIZE, 0, false)
+        map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big)
     } else {
         CACHED_ARENAS.fetch_sub(1, Ordering::Relaxed);
+        if heap_big {
+            // SAFETY: the arena's whole range is our mapping, taken out of the cache by us.
+            unsafe { os::hint_huge_pages(a.cast(), ARENA_SIZE) };
+        }
         a
     };
     if !a.is_null() {

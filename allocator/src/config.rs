@@ -6,6 +6,7 @@
 //! | `reclaim_interval_ms` | `FANCY_RECLAIM_INTERVAL_MS` | 50 | period of the reclaimer |
 //! | `huge_pages` | `FANCY_HUGE_PAGES` | off | `MADV_HUGEPAGE` on every arena and huge block |
 //! | `huge_pages_above_mib` | `FANCY_HUGE_PAGES_ABOVE_MIB` | 64 | `MADV_HUGEPAGE` on arenas mapped once the heaps use this many MiB (touched small pages and medium chunks, live huge blocks: big heaps take 512× fewer page faults; small programs stay lean); `usize::MAX` never. Huge blocks of 2 MiB and more get the hint always |
+//! | `huge_pages_heap_above_mib` | `FANCY_HUGE_PAGES_HEAP_ABOVE_MIB` | 16 | `MADV_HUGEPAGE` on the arenas a heap takes once *that heap* has touched this many MiB: one thread with a big working set gets 2 MiB pages early, many threads with small heaps keep 4 KiB pages; `usize::MAX` never |
 //! | `arena_cache` | `FANCY_ARENA_CACHE` | 16 | fully free arenas kept mapped for reuse (4 MiB each) |
 //! | `huge_cache_mib` | `FANCY_HUGE_CACHE_MIB` | 256 | MiB of freed huge blocks kept mapped for reuse |
 //! | `verbose` | `FANCY_VERBOSE` | off | print the options at start and the stats at exit (preload) |
@@ -30,6 +31,12 @@ pub struct Config {
     /// then take 2 MiB faults instead of 4 KiB ones; small programs keep 4 KiB pages and their
     /// small RSS. (Huge blocks of 2 MiB and more get the hint whatever this says.)
     pub huge_pages_above_mib: usize,
+    /// Ask for transparent huge pages on the arenas a heap takes once that heap alone has
+    /// touched this many MiB (small pages carved, medium memory below the high-water marks;
+    /// `usize::MAX`: never). A thread with a big working set stops paying a 4 KiB fault per page
+    /// long before the process as a whole reaches `huge_pages_above_mib`, while many threads
+    /// with small heaps keep their RSS tight.
+    pub huge_pages_heap_above_mib: usize,
     /// Fully free arenas kept mapped for reuse when reclamation is off (4 MiB each).
     pub arena_cache: usize,
     /// MiB of freed huge blocks kept mapped for reuse when reclamation is off.
@@ -45,6 +52,7 @@ impl Default for Config {
             reclaim_interval_ms: 50,
             huge_pages: false,
             huge_pages_above_mib: 64,
+            huge_pages_heap_above_mib: 16,
             arena_cache: 16,
             huge_cache_mib: 256,
             verbose: false,
@@ -68,6 +76,7 @@ pub(crate) static RECLAIM: AtomicBool = AtomicBool::new(false);
 pub(crate) static INTERVAL_MS: AtomicU32 = AtomicU32::new(50);
 pub(crate) static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
 pub(crate) static HUGE_PAGES_ABOVE: AtomicUsize = AtomicUsize::new(64 << 20);
+pub(crate) static HUGE_PAGES_HEAP_ABOVE: AtomicUsize = AtomicUsize::new(16 << 20);
 pub(crate) static ARENA_CACHE: AtomicUsize = AtomicUsize::new(16);
 pub(crate) static HUGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(256 << 20);
 pub(crate) static VERBOSE: AtomicBool = AtomicBool::new(false);
@@ -145,6 +154,9 @@ fn read_env_slow() {
     if let Some(n) = env_u64(c"FANCY_HUGE_PAGES_ABOVE_MIB") {
         HUGE_PAGES_ABOVE.store((n as usize).saturating_mul(1 << 20), Ordering::Relaxed);
     }
+    if let Some(n) = env_u64(c"FANCY_HUGE_PAGES_HEAP_ABOVE_MIB") {
+        HUGE_PAGES_HEAP_ABOVE.store((n as usize).saturating_mul(1 << 20), Ordering::Relaxed);
+    }
     if let Some(n) = env_u64(c"FANCY_ARENA_CACHE") {
         ARENA_CACHE.store(n.min(1 << 20) as usize, Ordering::Relaxed);
     }
@@ -165,6 +177,7 @@ pub fn config() -> Config {
         reclaim_interval_ms: INTERVAL_MS.load(Ordering::Relaxed),
         huge_pages: HUGE_PAGES.load(Ordering::Relaxed),
         huge_pages_above_mib: HUGE_PAGES_ABOVE.load(Ordering::Relaxed) >> 20,
+        huge_pages_heap_above_mib: HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed) >> 20,
         arena_cache: ARENA_CACHE.load(Ordering::Relaxed),
         huge_cache_mib: HUGE_CACHE_BYTES.load(Ordering::Relaxed) >> 20,
         verbose: VERBOSE.load(Ordering::Relaxed),
@@ -183,6 +196,10 @@ pub fn configure(cfg: Config) -> Result<(), ConfigError> {
     HUGE_PAGES.store(cfg.huge_pages, Ordering::Relaxed);
     HUGE_PAGES_ABOVE.store(
         cfg.huge_pages_above_mib.saturating_mul(1 << 20),
+        Ordering::Relaxed,
+    );
+    HUGE_PAGES_HEAP_ABOVE.store(
+        cfg.huge_pages_heap_above_mib.saturating_mul(1 << 20),
         Ordering::Relaxed,
     );
     ARENA_CACHE.store(cfg.arena_cache, Ordering::Relaxed);

@@ -236,6 +236,16 @@ pub(crate) unsafe fn gives_back(h: *mut Heap) -> bool {
     }
 }
 
+/// Memory one heap has touched: small pages carved, medium arenas below their high-water marks.
+///
+/// # Safety
+/// `h` must be a heap (heaps are never freed).
+pub(crate) unsafe fn touched(h: *mut Heap) -> u64 {
+    // SAFETY: caller; atomics.
+    let sh = unsafe { &(*h).shared };
+    sh.small_carved.load(Ordering::Relaxed) + sh.medium_touched.load(Ordering::Relaxed)
+}
+
 /// Memory the heaps have touched (small pages carved, medium arenas below their high-water
 /// marks) plus live huge blocks: what the program uses, unlike the mapped address space, which
 /// counts every arena of every thread in full. Decides when new regions get huge pages.

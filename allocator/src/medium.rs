@@ -528,7 +528,8 @@ unsafe fn alloc_bins(heap: *mut Heap, cs: usize, align: usize) -> *mut u8 {
 
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
-    let a = arena::acquire();
+    // SAFETY: heaps are never freed; atomics.
+    let a = arena::acquire(unsafe { heap::touched(heap) });
     if a.is_null() {
         return false;
     }

@@ -470,7 +470,8 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
 /// Takes an arena for small pages and puts its 64 pages on the heap's free page list.
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
-    let a = arena::acquire();
+    // SAFETY: heaps are never freed; atomics.
+    let a = arena::acquire(unsafe { heap::touched(heap) });
     if a.is_null() {
         return false;
     }
