@@ -8,7 +8,7 @@ geometric mean of throughput over every trace × threads (target: fancy >= mimal
 multithreaded ring-buffer (target: fancy >= 2x glibc); peak heap RSS over the lowest of glibc,
 jemalloc and mimalloc (target: <= 1.15 on every workload); retained heap RSS of fancy-reclaim
 after the last op (and 1 s / 0.1 s later, whichever the sweep measured) against glibc's (target:
-<=). Medians over ok repetitions. Needs Python Polars (analysis/requirements.txt).
+<=); malloc and free P99 (latency.parquet). Medians over ok repetitions. Needs Python Polars (analysis/requirements.txt).
 """
 import math
 import sys
@@ -19,12 +19,46 @@ import polars as pl
 PEERS = ["system", "jemalloc", "mimalloc"]
 
 
-def load(root: Path) -> pl.DataFrame:
-    files = sorted(root.rglob("runs.parquet"))
+def load(root: Path, name: str = "runs.parquet") -> pl.DataFrame:
+    files = sorted(root.rglob(name))
     if not files:
-        sys.exit(f"lab_targets: no runs.parquet under {root}")
+        sys.exit(f"lab_targets: no {name} under {root}")
     df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-    return df.filter(pl.col("status") == "ok")
+    return df.filter(pl.col("status") == "ok") if "status" in df.columns else df
+
+
+def p99_section(root: Path, allocs) -> None:
+    """malloc and free P99 per trace x threads (median over repetitions): the geometric mean of
+    each allocator's P99 and the rows where fancy's is highest against mimalloc's."""
+    lat = load(root, "latency.parquet").filter(
+        (pl.col("quantile") == 0.99) & pl.col("op").is_in(["malloc", "free"]))
+    if lat.height == 0:
+        return
+    print("\n### P99 latency (timed pass; ns, median over repetitions; lower is better)\n")
+    for op in ["malloc", "free"]:
+        t = (lat.filter(pl.col("op") == op)
+             .group_by(["trace_name", "replay_threads", "allocator"])
+             .agg(pl.col("latency_ns").median())
+             .pivot(on="allocator", index=["trace_name", "replay_threads"], values="latency_ns"))
+        logs = {a: [] for a in allocs}
+        worst = []
+        for r in t.iter_rows(named=True):
+            if any(not r.get(a) for a in allocs):
+                continue
+            for a in allocs:
+                logs[a].append(math.log(r[a]))
+            worst.append((r["fancy"] / r["mimalloc"], r["trace_name"], r["replay_threads"],
+                          *[r[a] for a in allocs]))
+        if not worst:
+            continue
+        geo = {a: math.exp(sum(v) / len(v)) for a, v in logs.items()}
+        print(f"`{op}` P99, geometric mean over {len(worst)} trace × threads: "
+              + ", ".join(f"{a} {g:.0f} ns" for a, g in geo.items()) + "\n")
+        worst.sort(reverse=True)
+        print(f"Highest fancy/mimalloc `{op}` P99:\n")
+        print(table([[w[1], w[2]] + [f"{x:.0f}" for x in w[3:]] + [f"{w[0]:.2f}×"] for w in worst[:6]],
+                    ["trace", "threads"] + allocs + ["fancy/mimalloc"]))
+        print()
 
 
 def med(df: pl.DataFrame, col: str) -> pl.DataFrame:
@@ -55,7 +89,7 @@ def main() -> None:
         for a in allocs:
             logs[a].append(math.log(r[a]))
         rows.append([r["trace_name"], r["replay_threads"]]
-                    + [f"{r[a] / 1e6:.1f}" for a in allocs]
+                    + [f"{r[a] / 1e6:.3g}" for a in allocs]
                     + [f"{r['fancy'] / r['system']:.2f}×", f"{r['fancy'] / r['mimalloc']:.2f}×"])
     print("### Throughput (M ops/s, median over repetitions)\n")
     print(table(rows, ["trace", "threads"] + allocs + ["fancy/glibc", "fancy/mimalloc"]))
@@ -86,6 +120,8 @@ def main() -> None:
     print(table([[w[1], w[2], f"{w[3] / 2**20:.2f}", f"{w[4] / 2**20:.2f}", f"{w[0]:.2f}×"]
                  for w in worst[:12]],
                 ["trace", "threads", "fancy MiB", "lowest peer MiB", "ratio"]))
+
+    p99_section(Path(sys.argv[1]), allocs)
 
     col = next((c for c in ["retained_heap_rss_1s_bytes", "retained_heap_rss_100ms_bytes",
                             "retained_heap_rss_bytes"]
