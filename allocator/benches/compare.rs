@@ -595,12 +595,13 @@ fn python_bench(reps: usize) -> Vec<(String, f64, f64)> {
     ];
     for (n, l) in &libs {
         if let Some(l) = l
-            && !std::path::Path::new(l).exists() {
-                eprintln!(
-                    "python row: {n} library {l} missing (apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; cargo build --release -p fancy-preload)"
-                );
-                return Vec::new();
-            }
+            && !std::path::Path::new(l).exists()
+        {
+            eprintln!(
+                "python row: {n} library {l} missing (apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; cargo build --release -p fancy-preload)"
+            );
+            return Vec::new();
+        }
     }
     let script = "d={}\nfor i in range(1500000):\n d[str(i)]=[i,str(i)*3,(i,i+1)]\n if i%3==0: d.pop(str(i//2),None)\nimport json\ns=json.dumps(list(d.items())[:200000])\nx=json.loads(s)\nprint(len(d),len(x))";
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); libs.len()];

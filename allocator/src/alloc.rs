@@ -157,15 +157,17 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     if align <= 16 {
         return malloc(size);
     }
-    if size <= SMALL_MAX && align <= SMALL_MAX
-        && let Some(c) = small::class_for_aligned(size, align) {
-            // SAFETY: this thread's heap or a sentinel; c < 16.
-            let p = unsafe { small::alloc_fast(tls::get(), c) };
-            if !p.is_null() {
-                return p;
-            }
-            return small_slow(c);
+    if size <= SMALL_MAX
+        && align <= SMALL_MAX
+        && let Some(c) = small::class_for_aligned(size, align)
+    {
+        // SAFETY: this thread's heap or a sentinel; c < 16.
+        let p = unsafe { small::alloc_fast(tls::get(), c) };
+        if !p.is_null() {
+            return p;
         }
+        return small_slow(c);
+    }
     large(size.max(SMALL_MAX + 1), align)
 }
 

@@ -82,7 +82,7 @@ unsafe fn remove(head: *mut *mut Arena, a: *mut Arena) {
 }
 
 fn offset_for(align: usize) -> usize {
-    align.max(OS_PAGE).min(ARENA_SIZE)
+    align.clamp(OS_PAGE, ARENA_SIZE)
 }
 
 /// Allocates a huge block of `n` bytes aligned to `align`. `zero`: the caller needs zeroes.
@@ -99,9 +99,10 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     let total = total & !(OS_PAGE - 1);
     crate::reclaim::maybe_start();
     if align <= ARENA_SIZE
-        && let Some(p) = reuse_whole_piece(total, off, zero) {
-            return p;
-        }
+        && let Some(p) = reuse_whole_piece(total, off, zero)
+    {
+        return p;
+    }
     // The base must be arena-aligned and base + off aligned to `align`: for align ≤ ARENA_SIZE
     // an arena-aligned base does both; above, off = ARENA_SIZE and base + off carries `align`.
     let a = if align <= ARENA_SIZE {

@@ -395,11 +395,21 @@ unsafe fn grow(heap: *mut Heap, need: usize, cand: *mut Chunk) -> *mut Chunk {
     // SAFETY: owner of `heap` (caller).
     unsafe {
         let mut cand = cand;
-        let pending = !(*heap).shared.remote.load(core::sync::atomic::Ordering::Relaxed).is_null()
-            || (*heap).shared.trim_request.load(core::sync::atomic::Ordering::Relaxed);
+        let pending = !(*heap)
+            .shared
+            .remote
+            .load(core::sync::atomic::Ordering::Relaxed)
+            .is_null()
+            || (*heap)
+                .shared
+                .trim_request
+                .load(core::sync::atomic::Ordering::Relaxed);
         // Parked chunks are flushed once they hold more than 1/32 of the touched memory: below
         // that, growing costs less than coalescing them all again and again.
-        let touched = (*heap).shared.medium_touched.load(core::sync::atomic::Ordering::Relaxed);
+        let touched = (*heap)
+            .shared
+            .medium_touched
+            .load(core::sync::atomic::Ordering::Relaxed);
         let flush = (*heap).local.bins.tc_bytes as u64 > touched >> TC_FLUSH_SHARE;
         if pending || flush {
             // Either may coalesce with, or release the arena of, the candidate: look again.
@@ -572,9 +582,13 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         drop_by(&(*heap).shared.medium_blocks, 1);
         if (TC_MIN_CHUNK..=TC_MAX_CHUNK).contains(&size) && !(*heap).local.abandoned {
             let i = tc_index(size);
-            let budget = TC_MIN_BUDGET
-                .max(((*heap).shared.medium_touched.load(core::sync::atomic::Ordering::Relaxed)
-                    >> TC_SHARE) as usize);
+            let budget = TC_MIN_BUDGET.max(
+                ((*heap)
+                    .shared
+                    .medium_touched
+                    .load(core::sync::atomic::Ordering::Relaxed)
+                    >> TC_SHARE) as usize,
+            );
             let bins = &mut (*heap).local.bins;
             if bins.tc_count[i] < TC_COUNT && bins.tc_bytes + size <= budget {
                 (*c).head |= PARKED;
@@ -634,7 +648,18 @@ unsafe fn release_arena(heap: *mut Heap, a: *mut Arena) {
         (*heap).local.medium_arena_count -= 1;
         drop_by(&(*heap).shared.medium_arenas, 1);
         drop_by(&(*heap).shared.medium_free, AREA_LEN as u64);
-        drop_by(&(*heap).shared.medium_touched, ((*a).top - AREA_START - HDR) as u64);
+        drop_by(
+            &(*heap).shared.medium_touched,
+            ((*a).top - AREA_START - HDR) as u64,
+        );
+        // Pages below the high-water mark were touched (some may have been given back by a
+        // trim since: an overestimate only ranks this arena higher in the cache).
+        let pages = (*a).top.div_ceil(crate::small::PAGE_SIZE);
+        (*a).resident_pages = if pages >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << pages) - 1
+        };
         arena::release(a, heap::gives_back(heap));
     }
 }

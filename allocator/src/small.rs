@@ -440,8 +440,18 @@ pub(crate) unsafe fn list_push(head: *mut *mut Page, p: *mut Page) {
 unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
     // SAFETY: owner-only heap lists; a fresh arena is ours alone.
     unsafe {
-        if (*heap).local.free_pages.is_null() && !add_arena(heap) {
-            return ptr::null_mut();
+        let front = (*heap).local.free_pages;
+        if front.is_null() {
+            if !add_arena(heap) {
+                return ptr::null_mut();
+            }
+        } else if arena::cache_has_resident() && !page_resident(front) {
+            // The heap's next free page was never touched (the rest of an arena it used only in
+            // part) while a cached arena holds pages already faulted in: take that arena, whose
+            // resident pages go to the front. A program that frees everything and allocates it
+            // again then stays on the memory it had, instead of faulting in the rest of a
+            // partly used arena (the `small` workload's second round touched 3 MiB more).
+            add_arena(heap);
         }
         let page = (*heap).local.free_pages;
         list_remove(&mut (*heap).local.free_pages, page);
@@ -449,6 +459,7 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
         (*a).used_pages += 1;
         let bs = CLASS_SIZES[c];
         let idx = page.offset_from((*a).pages.as_ptr()) as usize;
+        (*a).resident_pages |= 1 << idx;
         let len = if idx == 0 {
             PAGE_SIZE - ARENA_HEADER
         } else {
@@ -467,6 +478,19 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
     }
 }
 
+/// Whether a free page's memory is resident from an earlier use.
+///
+/// # Safety
+/// `page` must be a page descriptor of one of the heap's small arenas.
+unsafe fn page_resident(page: *mut Page) -> bool {
+    // SAFETY: caller; the arena header holds the descriptor.
+    unsafe {
+        let a = arena::arena_of((*page).area.add(1));
+        let idx = page.offset_from((*a).pages.as_ptr()) as usize;
+        (*a).resident_pages >> idx & 1 != 0
+    }
+}
+
 /// Takes an arena for small pages and puts its 64 pages on the heap's free page list.
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
@@ -480,16 +504,24 @@ unsafe fn add_arena(heap: *mut Heap) -> bool {
         (*a).kind = Kind::Small;
         (*a).heap = heap;
         (*a).map_size = arena::ARENA_SIZE;
-        for i in (0..PAGES_PER_ARENA).rev() {
-            let page = (*a).pages.as_mut_ptr().add(i);
-            ptr::write(page, Page::EMPTY);
-            (*page).state = STATE_FREE;
-            (*page).area = if i == 0 {
-                a.cast::<u8>().add(ARENA_HEADER)
-            } else {
-                a.cast::<u8>().add(i * PAGE_SIZE)
-            };
-            list_push(&mut (*heap).local.free_pages, page);
+        // Pages still resident from the arena's last use go to the front of the free page list
+        // (pushed last), in address order, so they are handed out before fresh ones.
+        let resident = (*a).resident_pages;
+        for pass in [false, true] {
+            for i in (0..PAGES_PER_ARENA).rev() {
+                if ((resident >> i) & 1 != 0) != pass {
+                    continue;
+                }
+                let page = (*a).pages.as_mut_ptr().add(i);
+                ptr::write(page, Page::EMPTY);
+                (*page).state = STATE_FREE;
+                (*page).area = if i == 0 {
+                    a.cast::<u8>().add(ARENA_HEADER)
+                } else {
+                    a.cast::<u8>().add(i * PAGE_SIZE)
+                };
+                list_push(&mut (*heap).local.free_pages, page);
+            }
         }
         // Publish the owner last: from here on frees of this heap's blocks may test it.
         (*a).small_owner = heap;
@@ -621,6 +653,7 @@ pub(crate) unsafe fn decommit_free_pages(heap: *mut Heap) -> usize {
                 };
                 crate::os::decommit((*p).area, len);
                 (*p).decommitted = true;
+                (*a).resident_pages &= !(1u64 << idx);
                 n += len;
             }
             p = (*p).next;

@@ -146,7 +146,7 @@ fn key() -> Option<libc::pthread_key_t> {
             }
             creating => {
                 spins = spins.wrapping_add(1);
-                if spins % 1024 == 0 {
+                if spins.is_multiple_of(1024) {
                     if creating >> 8 != my_pid() {
                         // Forked while another thread of the parent was creating the key.
                         let _ = KEY_STATE.compare_exchange(

@@ -61,7 +61,10 @@ pub fn validate_heap() -> Result<(), HeapError> {
         let (kind, map, off, size) = unsafe { ((*a).kind, (*a).map_size, (*a).offset, (*a).size) };
         if !is_arena(a) {
             res = err(a as usize, "huge mapping not registered");
-        } else if kind != Kind::Huge || !(4096..=arena::ARENA_SIZE).contains(&off) || off + size != map {
+        } else if kind != Kind::Huge
+            || !(4096..=arena::ARENA_SIZE).contains(&off)
+            || off + size != map
+        {
             res = err(a as usize, "huge block header inconsistent");
         }
         live += 1;
@@ -194,7 +197,10 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
             a = (*a).next;
         }
         if carved != (*h).shared.small_carved.load(Relaxed) {
-            return err(h as usize, "small carved-bytes counter ≠ carved blocks of the pages");
+            return err(
+                h as usize,
+                "small carved-bytes counter ≠ carved blocks of the pages",
+            );
         }
         for c in 0..NUM_CLASSES {
             // Kept blocks of other heaps: on this heap's foreign list, counted by their owners.
@@ -208,7 +214,10 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
             while !b.is_null() {
                 let ar = arena::arena_of(b.cast::<u8>());
                 if !is_arena(ar) || (*ar).kind != Kind::Small || (*ar).small_owner == h {
-                    return err(b as usize, "foreign list holds a block that is not another heap's");
+                    return err(
+                        b as usize,
+                        "foreign list holds a block that is not another heap's",
+                    );
                 }
                 n += 1;
                 if n > kept {
@@ -220,7 +229,13 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
                 return err(fp as usize, "foreign list shorter than its count");
             }
             let is_current = (*h).local.current[c] == fp;
-            if (*fp).state != if is_current { small::STATE_CURRENT } else { small::STATE_FOREIGN } {
+            if (*fp).state
+                != if is_current {
+                    small::STATE_CURRENT
+                } else {
+                    small::STATE_FOREIGN
+                }
+            {
                 return err(fp as usize, "foreign page in the wrong state");
             }
             live[c] = live[c].wrapping_sub(kept as u64);
@@ -321,7 +336,10 @@ unsafe fn validate_medium(h: *mut Heap) -> Result<(), HeapError> {
             a = (*a).next;
         }
         if touched != (*h).shared.medium_touched.load(Relaxed) {
-            return err(h as usize, "medium touched-bytes counter ≠ the arenas' high-water marks");
+            return err(
+                h as usize,
+                "medium touched-bytes counter ≠ the arenas' high-water marks",
+            );
         }
         if n_arenas != (*h).local.medium_arena_count
             || n_arenas as u64 != (*h).shared.medium_arenas.load(Relaxed)

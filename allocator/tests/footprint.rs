@@ -7,7 +7,9 @@
 //! - small: freed blocks of a class are reused before new memory is carved;
 //! - cross-thread: a thread that frees another thread's small blocks reuses them itself;
 //! - hand-over: the last thread with a heap that exits with everything freed gives the memory
-//!   back to the OS.
+//!   back to the OS;
+//! - rounds: allocating the same set again after freeing it all touches no new memory (the
+//!   resident pages of cached arenas come before the untouched rest of a partly used one).
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -114,8 +116,14 @@ fn freed_foreign_blocks_are_reused_by_the_freeing_thread() {
             unsafe { fancy::free(p as *mut u8) };
         }
         let mine: Vec<*mut u8> = (0..100).map(|_| fancy::malloc(64)).collect();
-        let reused = mine.iter().filter(|p| set.contains(&(**p as usize))).count();
-        assert_eq!(reused, 100, "the freeing thread did not reuse the blocks it freed");
+        let reused = mine
+            .iter()
+            .filter(|p| set.contains(&(**p as usize)))
+            .count();
+        assert_eq!(
+            reused, 100,
+            "the freeing thread did not reuse the blocks it freed"
+        );
         fancy::validate_heap().unwrap();
         for p in mine {
             // SAFETY: live blocks of this thread, freed once.
@@ -151,8 +159,50 @@ fn last_thread_out_gives_memory_back() {
     fancy::validate_heap().unwrap();
 }
 
+fn rss_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// The `small` workload's shape: 200 000 blocks of 8–64 B, freed in random order, twice. The
+/// second round must fit in the memory the first one faulted in.
+fn a_second_round_touches_no_new_memory() {
+    on_fresh_thread(|| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let mut v: Vec<*mut u8> = Vec::with_capacity(200_000);
+        let mut after = [0usize; 2];
+        for round in after.iter_mut() {
+            for _ in 0..200_000 {
+                let n = rng.random_range(8..=64);
+                let p = fancy::malloc(n);
+                assert!(!p.is_null());
+                // SAFETY: a fresh block of at least one byte.
+                unsafe { p.write(1) };
+                v.push(p);
+            }
+            *round = rss_bytes();
+            while !v.is_empty() {
+                let p = v.swap_remove(rng.random_range(0..v.len()));
+                // SAFETY: a live block of this test, freed once.
+                unsafe { fancy::free(p) };
+            }
+        }
+        eprintln!(
+            "rounds: RSS after the first {} B, after the second {} B",
+            after[0], after[1]
+        );
+        assert!(
+            after[1] <= after[0] + 512 * 1024,
+            "the second round faulted in {} B more than the first",
+            after[1] - after[0]
+        );
+    });
+}
+
 #[test]
 fn footprint_policies() {
+    a_second_round_touches_no_new_memory();
     medium_churn_stays_near_live_peak();
     small_holes_are_reused_before_new_memory();
     freed_foreign_blocks_are_reused_by_the_freeing_thread();
