@@ -19,11 +19,11 @@ use std::hint::black_box;
 use std::io::Cursor;
 use std::time::Instant;
 
-use traces::{Event, Frame, Header, MergedReader, Timed, TraceReader, TraceWriter};
+use traces::{Event, Header, MergedReader, Timed, TraceWriter};
 
 #[path = "workloads/mod.rs"]
 mod workloads;
-use workloads::{churn, now, program};
+use workloads::{churn, cpu_now, decode_sequential, now, program};
 
 fn header() -> Header {
     Header::for_this_process("alloclab codec bench")
@@ -55,17 +55,6 @@ fn encode(threads: &[(u32, &[Timed])], level: i32) -> Vec<u8> {
         }
     }
     w.finish(0).unwrap()
-}
-
-fn decode_sequential(bytes: &[u8]) -> u64 {
-    let mut r = TraceReader::new(Cursor::new(bytes), "mem").unwrap();
-    let mut f = Frame::default();
-    let mut n = 0u64;
-    while r.next_frame(&mut f).unwrap() {
-        n += f.events.len() as u64;
-        black_box(&f.events);
-    }
-    n
 }
 
 /// Global order from a file, with frames decoded ahead on a second thread (`MergedReader::open`).
@@ -123,18 +112,6 @@ fn bincode_baseline(evs: &[Timed]) -> usize {
         .collect();
     let raw = bincode::serde::encode_to_vec(&flat, bincode::config::standard()).unwrap();
     zstd::bulk::compress(&raw, 1).unwrap().len()
-}
-
-/// CPU time of this thread, in seconds: unlike wall time, it does not count the time other
-/// processes on this shared machine take the core away.
-fn cpu_now() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 /// The same events with timestamps rounded down to whole microseconds (what a recorder at

@@ -5,10 +5,10 @@
 //! # once: make the traces (real glibc calls, as in benches/codec.rs), stored as trace files:
 //! # churn.zst, program.zst (ns timestamps) and churn-us.zst, program-us.zst (µs)
 //! cargo run --release -p traces --example codec_profile -- gen /tmp/codec 1000000
-//! # then, per operation (the measured part is the `encode_all` / `decode_all` functions):
+//! # then, per operation (the measured part is the `encode_all` / `decode_sequential` functions):
 //! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*encode_all*' \
 //!     target/release/examples/codec_profile encode /tmp/codec/churn-us.zst
-//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*decode_all*' \
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*decode_sequential*' \
 //!     target/release/examples/codec_profile decode /tmp/codec/churn-us.zst
 //! ```
 //!
@@ -33,7 +33,7 @@ use traces::{Event, Frame, FrameEncoder, Header, Timed, TraceReader, TraceWriter
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
-use workloads::{churn, program};
+use workloads::{churn, cpu_now, decode_sequential, program};
 
 fn header() -> Header {
     Header::for_this_process("alloclab codec profile")
@@ -72,29 +72,6 @@ fn encode_all(enc: &mut FrameEncoder, frames: &[(u32, Vec<Timed>)], out: &mut Ve
         enc.encode(*t, evs, out).unwrap();
     }
     out.len()
-}
-
-#[inline(never)]
-fn decode_all(bytes: &[u8]) -> u64 {
-    let mut r = TraceReader::new(Cursor::new(bytes), "mem").unwrap();
-    let mut f = Frame::default();
-    let mut n = 0u64;
-    while r.next_frame(&mut f).unwrap() {
-        n += f.events.len() as u64;
-        black_box(&f.events);
-    }
-    n
-}
-
-/// CPU time of this thread, in seconds.
-fn cpu_now() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn main() {
@@ -147,7 +124,7 @@ fn main() {
             let reps = num(2, 1);
             let mut n = 0;
             for _ in 0..reps {
-                n = decode_all(&bytes);
+                n = decode_sequential(&bytes);
             }
             println!("decode: {n} events x {reps}");
         }
@@ -176,7 +153,7 @@ fn main() {
                     black_box(encode_all(&mut encoder, &frames, &mut out));
                     enc.push(events as f64 / (cpu_now() - c) / 1e6);
                     let c = cpu_now();
-                    black_box(decode_all(&bytes));
+                    black_box(decode_sequential(&bytes));
                     dec.push(events as f64 / (cpu_now() - c) / 1e6);
                 }
                 enc.sort_by(f64::total_cmp);

@@ -1,9 +1,38 @@
-//! The codec bench's traces, shared by `benches/codec.rs` and `examples/codec_profile.rs`: real
-//! glibc malloc/free calls stamped with CLOCK_MONOTONIC, as the recorder stamps them.
+//! What `benches/codec.rs` and `examples/codec_profile.rs` share: their traces (real glibc
+//! malloc/free calls stamped with CLOCK_MONOTONIC, as the recorder stamps them), the sequential
+//! decode they time, and the thread CPU clock they time it with.
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use traces::{AlignedFn, Event, Timed};
+use std::hint::black_box;
+use std::io::Cursor;
+use traces::{AlignedFn, Event, Frame, Timed, TraceReader};
+
+/// Decodes every frame of an in-memory trace in file order; returns the events read. Not
+/// inlined, so a profile shows the decode as one function.
+#[inline(never)]
+pub fn decode_sequential(bytes: &[u8]) -> u64 {
+    let mut r = TraceReader::new(Cursor::new(bytes), "mem").unwrap();
+    let mut f = Frame::default();
+    let mut n = 0u64;
+    while r.next_frame(&mut f).unwrap() {
+        n += f.events.len() as u64;
+        black_box(&f.events);
+    }
+    n
+}
+
+/// CPU time of this thread, in seconds: unlike wall time, it does not count the time other
+/// processes on this shared machine take the core away.
+pub fn cpu_now() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
 
 pub fn now() -> u64 {
     traces::monotonic_now_ns()
