@@ -274,8 +274,7 @@ fn compress_by_stream(
     raw: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    use zstd::zstd_safe::{self, CParameter, ResetDirective};
-    let zerr = |code: usize| format!("zstd: {}", zstd_safe::get_error_name(code));
+    use zstd::zstd_safe::{CParameter, ResetDirective};
     let cctx = zstd.context_mut();
     cctx.reset(ResetDirective::SessionOnly).map_err(zerr)?;
     // A window over the whole payload: zstd's input buffer then holds it contiguously, as a
@@ -290,6 +289,11 @@ fn compress_by_stream(
     done
 }
 
+/// A zstd error code as the writer reports it.
+fn zerr(code: usize) -> String {
+    format!("zstd: {}", zstd::zstd_safe::get_error_name(code))
+}
+
 /// [`compress_by_stream`]'s streaming part, on a context reset and configured for it.
 fn compress_blocks(
     cctx: &mut zstd::zstd_safe::CCtx<'static>,
@@ -297,7 +301,6 @@ fn compress_blocks(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     use zstd::zstd_safe::{self, InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
-    let zerr = |code: usize| format!("zstd: {}", zstd_safe::get_error_name(code));
     // The stream lengths are in the table the codec just wrote before them.
     let mut lens = [0usize; STREAMS];
     for (i, len) in lens.iter_mut().enumerate() {
