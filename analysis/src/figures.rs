@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigRow, op_rank, series_groups};
+use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigKey, ConfigRow, op_rank, series_groups};
 use crate::plots::{
     Bar, BarChart, Chart, Figure, Group, LegendEntry, Line, LineChart, Swatch, XAxis, YUnit,
     wide_span,
@@ -272,32 +272,60 @@ fn bars_by_trace(
         .iter()
         .filter(|c| c.key.threads == threads)
         .collect();
-    let groups: Vec<String> = rows
-        .iter()
-        .map(|c| c.key.trace.clone())
+    let groups = traces_of(&rows, |r| &r.key);
+    let series = present_series(colors, &rows, |r| &r.key);
+    let values = bar_grid(&groups, &series, &rows, |r| &r.key, |r, _| value(r));
+    bar_figure(groups, series, values, log, spec)
+}
+
+/// The traces `rows` cover, by name: a bar chart's groups.
+fn traces_of<R>(rows: &[&R], key: impl Fn(&R) -> &ConfigKey) -> Vec<String> {
+    rows.iter()
+        .map(|r| key(r).trace.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// The allocators `rows` cover with their colour indices, in legend (colour) order: a bar
+/// chart's series.
+fn present_series<R>(
+    colors: &BTreeMap<String, usize>,
+    rows: &[&R],
+    key: impl Fn(&R) -> &ConfigKey,
+) -> Vec<(String, usize)> {
     let mut series: Vec<(String, usize)> = colors
         .iter()
-        .filter(|(n, _)| rows.iter().any(|r| &r.key.allocator == *n))
+        .filter(|(n, _)| rows.iter().any(|r| &key(r).allocator == *n))
         .map(|(n, &c)| (n.clone(), c))
         .collect();
     series.sort_by_key(|s| s.1);
-    let values: Vec<Vec<Option<Bar>>> = groups
+    series
+}
+
+/// Per group (trace) and series (allocator), `value` of the row of that trace and allocator
+/// (given the trace too), or `None` where `rows` has none.
+fn bar_grid<R>(
+    groups: &[String],
+    series: &[(String, usize)],
+    rows: &[&R],
+    key: impl Fn(&R) -> &ConfigKey,
+    value: impl Fn(&R, &str) -> Option<Bar>,
+) -> Vec<Vec<Option<Bar>>> {
+    groups
         .iter()
         .map(|g| {
             series
                 .iter()
                 .map(|(al, _)| {
-                    rows.iter()
-                        .find(|r| &r.key.trace == g && &r.key.allocator == al)
-                        .and_then(|r| value(r))
+                    let r = rows
+                        .iter()
+                        .find(|r| &key(r).trace == g && &key(r).allocator == al)?;
+                    value(r, g)
                 })
                 .collect()
         })
-        .collect();
-    bar_figure(groups, series, values, log, spec)
+        .collect()
 }
 
 fn bar_figure(
@@ -368,36 +396,26 @@ fn throughput_vs_system(
         return None;
     }
     let groups: Vec<String> = base.keys().map(|t| (*t).to_owned()).collect();
-    let mut series: Vec<(String, usize)> = colors
-        .iter()
-        .filter(|(n, _)| n.as_str() != BASELINE_ALLOCATOR)
-        .filter(|(n, _)| rows.iter().any(|r| &r.key.allocator == *n))
-        .map(|(n, &c)| (n.clone(), c))
-        .collect();
+    let mut series = present_series(colors, &rows, |r| &r.key);
+    series.retain(|(n, _)| n.as_str() != BASELINE_ALLOCATOR);
     if series.is_empty() {
         return None;
     }
-    series.sort_by_key(|s| s.1);
-    let values: Vec<Vec<Option<Bar>>> = groups
-        .iter()
-        .map(|g| {
-            let sys = base[g.as_str()];
-            series
-                .iter()
-                .map(|(al, _)| {
-                    let r = rows
-                        .iter()
-                        .find(|r| &r.key.trace == g && &r.key.allocator == al)?;
-                    let v = r.ops_per_sec_median?;
-                    Some(Bar {
-                        value: v / sys,
-                        low: r.ops_per_sec_min.unwrap_or(v) / sys,
-                        high: r.ops_per_sec_max.unwrap_or(v) / sys,
-                    })
-                })
-                .collect()
-        })
-        .collect();
+    let values = bar_grid(
+        &groups,
+        &series,
+        &rows,
+        |r| &r.key,
+        |r, g| {
+            let sys = base[g];
+            let v = r.ops_per_sec_median?;
+            Some(Bar {
+                value: v / sys,
+                low: r.ops_per_sec_min.unwrap_or(v) / sys,
+                high: r.ops_per_sec_max.unwrap_or(v) / sys,
+            })
+        },
+    );
     bar_figure(
         groups,
         series,
@@ -435,38 +453,23 @@ fn p99_by_trace(
     let ops: BTreeSet<(usize, String)> = rows.iter().map(|l| op_rank(&l.op)).collect();
     let mut out = Vec::new();
     for (_, op) in ops {
-        let mine: Vec<_> = rows.iter().filter(|l| l.op == op).collect();
-        let groups: Vec<String> = mine
-            .iter()
-            .map(|l| l.key.trace.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut series: Vec<(String, usize)> = colors
-            .iter()
-            .filter(|(n, _)| mine.iter().any(|l| &l.key.allocator == *n))
-            .map(|(n, &c)| (n.clone(), c))
-            .collect();
-        series.sort_by_key(|s| s.1);
-        let values = groups
-            .iter()
-            .map(|g| {
-                series
-                    .iter()
-                    .map(|(al, _)| {
-                        let l = mine
-                            .iter()
-                            .find(|l| &l.key.trace == g && &l.key.allocator == al)?;
-                        let v = *l.quantiles.get(&99_000)?;
-                        Some(Bar {
-                            value: v,
-                            low: v,
-                            high: v,
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
+        let mine: Vec<_> = rows.iter().filter(|l| l.op == op).copied().collect();
+        let groups = traces_of(&mine, |l| &l.key);
+        let series = present_series(colors, &mine, |l| &l.key);
+        let values = bar_grid(
+            &groups,
+            &series,
+            &mine,
+            |l| &l.key,
+            |l, _| {
+                let v = *l.quantiles.get(&99_000)?;
+                Some(Bar {
+                    value: v,
+                    low: v,
+                    high: v,
+                })
+            },
+        );
         let caption = format!(
             "The 99th percentile of `{op}` latency in the timed pass (median over \
              repetitions), per trace and allocator: lower is better; the per-trace latency curves show the whole \
