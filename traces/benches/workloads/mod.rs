@@ -45,33 +45,27 @@ struct Rec {
 }
 
 impl Rec {
-    fn ts(&self) -> u64 {
-        now() - self.start
+    /// Appends `event`, stamped now.
+    fn stamp(&mut self, event: Event) {
+        let ts = now() - self.start;
+        self.out.push(Timed { ts, event });
     }
     fn malloc(&mut self, size: usize) -> *mut libc::c_void {
         // SAFETY: plain libc malloc; the result is only used as an opaque pointer or freed.
         let p = unsafe { libc::malloc(size) };
-        let ts = self.ts();
-        self.out.push(Timed {
-            ts,
-            event: Event::Malloc {
-                size: size as u64,
-                ptr: p as u64,
-            },
+        self.stamp(Event::Malloc {
+            size: size as u64,
+            ptr: p as u64,
         });
         p
     }
     fn calloc(&mut self, n: usize, size: usize) -> *mut libc::c_void {
         // SAFETY: as above.
         let p = unsafe { libc::calloc(n, size) };
-        let ts = self.ts();
-        self.out.push(Timed {
-            ts,
-            event: Event::Calloc {
-                nmemb: n as u64,
-                size: size as u64,
-                ptr: p as u64,
-            },
+        self.stamp(Event::Calloc {
+            nmemb: n as u64,
+            size: size as u64,
+            ptr: p as u64,
         });
         p
     }
@@ -79,38 +73,26 @@ impl Rec {
         let mut p = std::ptr::null_mut();
         // SAFETY: `p` is a valid out-pointer; align is a power of two multiple of sizeof(void*).
         unsafe { libc::posix_memalign(&mut p, align, size) };
-        let ts = self.ts();
-        self.out.push(Timed {
-            ts,
-            event: Event::Aligned {
-                func: AlignedFn::PosixMemalign,
-                align: align as u64,
-                size: size as u64,
-                ptr: p as u64,
-            },
+        self.stamp(Event::Aligned {
+            func: AlignedFn::PosixMemalign,
+            align: align as u64,
+            size: size as u64,
+            ptr: p as u64,
         });
         p
     }
     fn realloc(&mut self, old: *mut libc::c_void, size: usize) -> *mut libc::c_void {
         // SAFETY: `old` came from this allocator and is live (or null).
         let p = unsafe { libc::realloc(old, size) };
-        let ts = self.ts();
-        self.out.push(Timed {
-            ts,
-            event: Event::Realloc {
-                old_ptr: old as u64,
-                size: size as u64,
-                ptr: p as u64,
-            },
+        self.stamp(Event::Realloc {
+            old_ptr: old as u64,
+            size: size as u64,
+            ptr: p as u64,
         });
         p
     }
     fn free(&mut self, p: *mut libc::c_void) {
-        let ts = self.ts();
-        self.out.push(Timed {
-            ts,
-            event: Event::Free { ptr: p as u64 },
-        });
+        self.stamp(Event::Free { ptr: p as u64 });
         // SAFETY: `p` came from this allocator and is live.
         unsafe { libc::free(p) };
     }
