@@ -252,9 +252,8 @@ pub(crate) unsafe fn touched(h: *mut Heap) -> u64 {
 pub(crate) fn footprint() -> u64 {
     let mut n = crate::huge::HUGE_BYTES.load(Ordering::Relaxed);
     for_each_heap(|h| {
-        // SAFETY: heaps are never freed; these are atomics.
-        let sh = unsafe { &(*h).shared };
-        n += sh.small_carved.load(Ordering::Relaxed) + sh.medium_touched.load(Ordering::Relaxed);
+        // SAFETY: heaps are never freed.
+        n += unsafe { touched(h) };
     });
     n
 }

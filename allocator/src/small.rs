@@ -455,16 +455,11 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
         }
         let page = (*heap).local.free_pages;
         list_remove(&mut (*heap).local.free_pages, page);
-        let a = arena::arena_of((*page).area.add(1));
+        let (a, idx) = page_slot(page);
         (*a).used_pages += 1;
         let bs = CLASS_SIZES[c];
-        let idx = page.offset_from((*a).pages.as_ptr()) as usize;
         (*a).resident_pages |= 1 << idx;
-        let len = if idx == 0 {
-            PAGE_SIZE - ARENA_HEADER
-        } else {
-            PAGE_SIZE
-        };
+        let len = page_bytes(idx);
         (*page).class = c as u8;
         (*page).block_size = bs;
         (*page).reserved = (len / bs as usize) as u32;
@@ -478,6 +473,28 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
     }
 }
 
+/// The arena of a page descriptor and the page's index in it.
+///
+/// # Safety
+/// `page` must be a page descriptor in a small arena's header.
+unsafe fn page_slot(page: *mut Page) -> (*mut Arena, usize) {
+    // SAFETY: caller; `area` points into the page's own memory, inside its arena.
+    unsafe {
+        let a = arena::arena_of((*page).area.add(1));
+        (a, page.offset_from((*a).pages.as_ptr()) as usize)
+    }
+}
+
+/// Bytes of blocks page `idx` of an arena holds: the first page shares its 64 KiB with the
+/// arena header.
+pub(crate) fn page_bytes(idx: usize) -> usize {
+    if idx == 0 {
+        PAGE_SIZE - ARENA_HEADER
+    } else {
+        PAGE_SIZE
+    }
+}
+
 /// Whether a free page's memory is resident from an earlier use.
 ///
 /// # Safety
@@ -485,8 +502,7 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
 unsafe fn page_resident(page: *mut Page) -> bool {
     // SAFETY: caller; the arena header holds the descriptor.
     unsafe {
-        let a = arena::arena_of((*page).area.add(1));
-        let idx = page.offset_from((*a).pages.as_ptr()) as usize;
+        let (a, idx) = page_slot(page);
         (*a).resident_pages >> idx & 1 != 0
     }
 }
@@ -644,13 +660,8 @@ pub(crate) unsafe fn decommit_free_pages(heap: *mut Heap) -> usize {
         let mut p = (*heap).local.free_pages;
         while !p.is_null() {
             if !(*p).decommitted {
-                let a = arena::arena_of((*p).area.add(1));
-                let idx = p.offset_from((*a).pages.as_ptr()) as usize;
-                let len = if idx == 0 {
-                    PAGE_SIZE - ARENA_HEADER
-                } else {
-                    PAGE_SIZE
-                };
+                let (a, idx) = page_slot(p);
+                let len = page_bytes(idx);
                 crate::os::decommit((*p).area, len);
                 (*p).decommitted = true;
                 (*a).resident_pages &= !(1u64 << idx);

@@ -136,11 +136,7 @@ unsafe fn validate_small(h: *mut Heap) -> Result<(), HeapError> {
                 if c >= NUM_CLASSES || (*page).block_size != CLASS_SIZES[c] {
                     return err(page as usize, "page class or block size wrong");
                 }
-                let len = if i == 0 {
-                    PAGE_SIZE - ARENA_HEADER
-                } else {
-                    PAGE_SIZE
-                };
+                let len = small::page_bytes(i);
                 let bs = (*page).block_size as usize;
                 if (*page).reserved as usize != len / bs
                     || (*page).capacity > (*page).reserved
