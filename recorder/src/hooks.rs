@@ -4,7 +4,7 @@
 //!
 //! Every allocation function calls glibc first and records after it returned (its stamp is
 //! taken after the call); `free` records first (its stamp is taken before the block can be
-//! handed out again) — contract 3 of DESIGN.md. Arguments are passed on untouched.
+//! handed out again) — contract 3 of docs/DESIGN.md. Arguments are passed on untouched.
 
 #![allow(clippy::missing_safety_doc)]
 

@@ -1,4 +1,4 @@
-//! The replay child: one measured pass of one allocator, in a process of its own (DESIGN.md
+//! The replay child: one measured pass of one allocator, in a process of its own (docs/DESIGN.md
 //! contract 6), so its RSS, page faults and allocator state belong to that run alone.
 //!
 //! The parent starts `replay` again (`/proc/self/exe`) with the hidden `--child` flag, passes a

@@ -1,6 +1,6 @@
 //! A sweep: one trace, preprocessed once, replayed by every allocator × repetition in child
 //! processes of their own, interleaved (a b c a b c …) so that drift of a shared machine hits
-//! every allocator alike (DESIGN.md contract 6).
+//! every allocator alike (docs/DESIGN.md, contract 6).
 //!
 //! Each run is one untimed pass (throughput, RSS over time, memory figures) and, unless
 //! latency is turned off, one timed pass (every call timed), each in a fresh child: the

@@ -1,5 +1,5 @@
 //! `mimalloc`: mimalloc linked in through libmimalloc-sys (`extended` feature for its process
-//! info and statistics). Transparent huge pages change its figures a lot here (see FACTS.md):
+//! info and statistics). Transparent huge pages change its figures a lot (docs/DESIGN.md, Facts):
 //! the THP mode is recorded with every run, `MIMALLOC_*` options with the allocator.
 
 use libmimalloc_sys as mi;

@@ -206,7 +206,7 @@ impl AllocSpec {
                 let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
                 vec![("LD_PRELOAD".into(), abs.display().to_string())]
             }
-            // Without it tcmalloc grows its heap with sbrk beside glibc's (see FACTS.md).
+            // Without it tcmalloc grows its heap with sbrk beside glibc's (docs/DESIGN.md, Facts).
             AllocSpec::Tcmalloc if std::env::var_os("TCMALLOC_SKIP_SBRK").is_none() => {
                 vec![("TCMALLOC_SKIP_SBRK".into(), "true".into())]
             }
