@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fancy against the issue's targets, from a lab sweep's results (replayer/SCHEMA.md).
 
-    python3 allocator/bench/lab_targets.py results/lab-default/runs
+    scripts/python allocator/bench/lab_targets.py results/lab-default/runs   (Python Polars, in the lab's venv)
 
 Prints Markdown: per trace × threads, median ops/s of each allocator and fancy's ratios; the
 geometric mean of throughput over every trace × threads (target: fancy >= mimalloc); the

@@ -794,7 +794,9 @@ fn failed_runs_only_still_give_a_report() {
 /// The Python that runs the notebook, with a message naming the requirements file when its
 /// packages are missing.
 fn python() -> String {
-    let py = std::env::var("ALLOCLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    // The lab's venv (scripts/python makes it on first use); scripts/test-all sets the variable.
+    let py = std::env::var("ALLOCLAB_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python").into());
     let check = Command::new(&py)
         .args([
             "-c",
@@ -804,12 +806,12 @@ fn python() -> String {
     match check {
         Ok(o) if o.status.success() => py,
         Ok(o) => panic!(
-            "{py} lacks the notebook's Python packages ({}): run `pip install -r \
-             analysis/requirements.txt` (or set ALLOCLAB_PYTHON to a Python that has them)",
+            "{py} lacks the notebook's Python packages ({}): run scripts/install-deps \
+             (it fills the venv of scripts/python with analysis/requirements.txt)",
             String::from_utf8_lossy(&o.stderr).trim()
         ),
         Err(e) => panic!(
-            "cannot run {py} ({e}): install Python 3 and `pip install -r analysis/requirements.txt`"
+            "cannot run {py} ({e}): run scripts/install-deps (Debian's python3 and python3-venv)"
         ),
     }
 }

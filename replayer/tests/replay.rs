@@ -382,14 +382,16 @@ print("ops", runs["ops"].sum())
 "#;
 
 fn python_polars() -> String {
-    let py = std::env::var("ALLOCLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    // The lab's venv (scripts/python makes it on first use); scripts/test-all sets the variable.
+    let py = std::env::var("ALLOCLAB_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python").into());
     let ok = Command::new(&py)
         .args(["-c", "import polars"])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "{py} cannot import polars: `pip install -r analysis/requirements.txt` (or set ALLOCLAB_PYTHON)"
+        "{py} cannot import polars: run scripts/install-deps (it fills the venv of scripts/python)"
     );
     py
 }
