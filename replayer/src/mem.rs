@@ -470,8 +470,8 @@ mod tests {
         let l = Layout::from_size_align(64, 8).unwrap();
         // SAFETY: valid layout; zeroed memory of 64 bytes.
         let z = unsafe { a.alloc_zeroed(l) };
-        // SAFETY: 64 bytes long.
         assert!(
+            // SAFETY: `z` is a live allocation of 64 bytes, zeroed.
             unsafe { std::slice::from_raw_parts(z, 64) }
                 .iter()
                 .all(|b| *b == 0)

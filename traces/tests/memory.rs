@@ -52,6 +52,7 @@ fn inspect_peak_kib(path: &std::path::Path) -> (i64, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid out-pointer; RUSAGE_CHILDREN reports waited-for children.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
