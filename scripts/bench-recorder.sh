@@ -2,7 +2,8 @@
 # Benchmark of the recorder (issue 3): the `py` and `churn` workloads run bare, under `record`
 # and under Debian's heaptrack, interleaved (bare, record, heaptrack, bare, …) so that machine
 # drift hits all alike. Prints medians, overhead ratios, bytes/event, the program thread's and
-# the writer thread's cost per event, and the load average before and after.
+# the writer thread's cost per event, the load average before and after, and a verdict for each
+# of record's targets, compared at full precision (printed with the digits that show it).
 #
 #   scripts/bench-recorder.sh [ROUNDS]        (default 5; needs gcc, /usr/bin/python3, heaptrack, bc)
 #
@@ -99,6 +100,22 @@ done
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
+# calc EXPR: floating-point arithmetic at full (double) precision, printed with 17 digits.
+calc() { awk "BEGIN { printf \"%.17g\n\", $1 }"; }
+# verdict LABEL VALUE OP TARGET: one line comparing VALUE with TARGET at full precision; VALUE is
+# printed with as many decimals as it takes (2 at least) for the printed figure to fall on the
+# same side of the target as the exact one (1.3040 > 1.3, never "1.30 … missed").
+verdicts=()
+verdict() {
+    verdicts+=("$(awk -v l="$1" -v v="$2" -v op="$3" -v t="$4" 'BEGIN {
+        ok = (op == "<=") ? (v <= t) : (v >= t)
+        for (d = 2; d <= 9; d++) {
+            f = sprintf("%." d "f", v)
+            if (((op == "<=") ? (f + 0 <= t) : (f + 0 >= t)) == ok) break
+        }
+        printf "  %-26s %12s  %s %-4s  %s\n", l, f, (op == "<=" ? "<=" : ">="), t, (ok ? "met" : "MISSED")
+    }')")
+}
 printf '\n%-6s %-10s %9s %8s %12s %10s %10s %9s %12s\n' workload mode "wall s" ratio "bytes/event" "app ns/ev" "wrt ns/ev" "waits ms" "events"
 for name in py churn; do
     bare=$(col 1 "$WORK/$name.bare")
@@ -108,27 +125,44 @@ for name in py churn; do
     for mode in "${MODES[@]}"; do
         f=$WORK/$name.$mode
         wall=$(col 1 "$f")
-        bpe=-; appns=-; wns=-; waits=-; ev=$events
+        ratio=$(calc "$wall / $bare")
+        bpe=-; appns=-; wns=-; waits=-; ev=$events; bpe_full=; appns_full=
         if [ "$mode" != bare ]; then
-            bpe=$(printf '%.2f' "$(echo "scale=4; $(col 4 "$f") / $events" | bc)")
+            bpe_full=$(calc "$(col 4 "$f") / $events")
+            bpe=$(printf '%.2f' "$bpe_full")
         fi
         if [ "$mode" != bare ] && [ "$mode" != heaptrack ]; then
             ev=$(col 5 "$f")
-            wns=$(echo "scale=1; $(col 6 "$f") * 1000000 / $ev" | bc)
+            wns=$(printf '%.1f' "$(calc "$(col 6 "$f") * 1000000 / $ev")")
             waits=$(printf '%.0f' "$(col 7 "$f")")
             if [ "$name" = churn ]; then
-                appns=$(echo "scale=1; ($(col 3 "$f") - $bare_app) * 1000000 / $ev" | bc)
+                appns_full=$(calc "($(col 3 "$f") - $bare_app) * 1000000 / $ev")
             else
                 # Per run: user+sys minus the writer's CPU, then the median.
-                appns=$(awk -v b="$bare_cpu" -v ev="$ev" '{ printf "%.1f\n", (($2 - $6 / 1000) - b) * 1e9 / ev }' "$f" | median)
+                appns_full=$(awk -v b="$bare_cpu" -v ev="$ev" '{ printf "%.17g\n", (($2 - $6 / 1000) - b) * 1e9 / ev }' "$f" | median)
             fi
+            appns=$(printf '%.1f' "$appns_full")
         elif [ "$mode" = heaptrack ] && [ "$name" = churn ]; then
-            appns=$(echo "scale=1; ($(col 3 "$f") - $bare_app) * 1000000 / $events" | bc)
+            appns=$(printf '%.1f' "$(calc "($(col 3 "$f") - $bare_app) * 1000000 / $events")")
         fi
-        printf '%-6s %-10s %9.3f %7.2fx %12s %10s %10s %9s %12s\n' "$name" "$mode" "$wall" \
-            "$(echo "scale=3; $wall / $bare" | bc)" "$bpe" "$appns" "$wns" "$waits" "$ev"
+        printf '%-6s %-10s %9.3f %7.3fx %12s %10s %10s %9s %12s\n' "$name" "$mode" "$wall" \
+            "$ratio" "$bpe" "$appns" "$wns" "$waits" "$ev"
+        if [ "$mode" = record ]; then
+            # The recorder's targets (recorder/README.md).
+            if [ "$name" = py ]; then
+                verdict "py wall / bare" "$ratio" "<=" 1.3
+                verdict "py bytes/event" "$bpe_full" "<=" 1.5
+            else
+                verdict "churn wall / bare" "$ratio" "<=" 2
+                verdict "churn bytes/event" "$bpe_full" "<=" 3.5
+            fi
+            verdict "$name app ns/event" "$appns_full" "<=" 25
+        fi
     done
 done
 echo "(medians of $ROUNDS interleaved rounds; load average after: $(cut -d' ' -f1-3 /proc/loadavg);"
 echo " heaptrack bytes/event: its file size over the recorder's event count; its app ns/ev: churn's"
 echo " main thread only)"
+echo
+echo "targets of record (medians, compared at full precision; printed with the digits that show it):"
+printf '%s\n' "${verdicts[@]}"

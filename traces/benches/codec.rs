@@ -125,6 +125,28 @@ fn to_micros(evs: &[Timed]) -> Vec<Timed> {
         .collect()
 }
 
+/// `v` printed with as many decimals as it takes (`min` at least) for the printed figure to fall
+/// on the same side of `target` as the exact value: 29.96 is "29.96", not "30.0", against ≥ 30.
+fn shown(v: f64, at_least: bool, target: f64, min: usize) -> String {
+    let holds = |x: f64| if at_least { x >= target } else { x <= target };
+    (min..=9)
+        .map(|d| format!("{v:.d$}"))
+        .find(|f| f.parse::<f64>().is_ok_and(|x| holds(x) == holds(v)))
+        .unwrap_or_else(|| format!("{v}"))
+}
+
+/// One target's line: the figure the target is judged on (at least `min` decimals), compared at
+/// full precision.
+fn verdict(what: &str, v: f64, min: usize, at_least: bool, target: f64, also: &str) -> String {
+    let met = if at_least { v >= target } else { v <= target };
+    format!(
+        "  {what:<24} {:>10}{also:<14}  {} {target:<4}  {}",
+        shown(v, at_least, target, min),
+        if at_least { ">=" } else { "<=" },
+        if met { "met" } else { "MISSED" }
+    )
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -157,7 +179,9 @@ fn main() {
     let half = n / 2;
     let churn_us = to_micros(&churn);
     let program_us = to_micros(&program);
-    let traces: Vec<(&str, Vec<(u32, &[Timed])>)> = vec![
+    // (name, its threads' events).
+    type Trace<'a> = (&'a str, Vec<(u32, &'a [Timed])>);
+    let traces: Vec<Trace> = vec![
         ("churn", vec![(0, &churn[..])]),
         ("program", vec![(0, &program[..])]),
         ("mixed", vec![(0, &churn[..half]), (1, &program[..half])]),
@@ -173,6 +197,7 @@ fn main() {
         "{:<12} {:>9} {:>11} {:>16} {:>16} {:>16} {:>16}",
         "trace", "events", "bytes/event", "encode", "decode", "merged", "merged+ahead"
     );
+    let mut verdicts = Vec::new();
     let tmp = std::env::temp_dir().join(format!("alloclab-codec-bench-{}.zst", std::process::id()));
     for (name, threads) in &traces {
         let events: usize = threads.iter().map(|(_, e)| e.len()).sum();
@@ -203,9 +228,47 @@ fn main() {
         }
         let fmt =
             |cpu: Vec<f64>, wall: Vec<f64>| format!("{:.1} ({:.1})", median(cpu), median(wall));
+        let bpe = bytes.len() as f64 / events as f64;
+        // The targets are judged on the coding thread's CPU time; wall time is shown beside it.
+        let (e, ew, d, dw) = (
+            median(enc.clone()),
+            median(encw.clone()),
+            median(dec.clone()),
+            median(decw.clone()),
+        );
+        verdicts.push(verdict(
+            &format!("{name} encode"),
+            e,
+            1,
+            true,
+            30.0,
+            &format!(" (wall {ew:.1})"),
+        ));
+        verdicts.push(verdict(
+            &format!("{name} decode"),
+            d,
+            1,
+            true,
+            50.0,
+            &format!(" (wall {dw:.1})"),
+        ));
+        let bytes_target = match *name {
+            "churn@1µs" => Some(3.5),
+            "program@1µs" => Some(1.5),
+            _ => None,
+        };
+        if let Some(t) = bytes_target {
+            verdicts.push(verdict(
+                &format!("{name} bytes/event"),
+                bpe,
+                3,
+                false,
+                t,
+                "",
+            ));
+        }
         println!(
-            "{name:<12} {events:>9} {:>11.3} {:>16} {:>16} {:>16} {:>16}",
-            bytes.len() as f64 / events as f64,
+            "{name:<12} {events:>9} {bpe:>11.3} {:>16} {:>16} {:>16} {:>16}",
             fmt(enc, encw),
             fmt(dec, decw),
             fmt(mer, merw),
@@ -213,6 +276,14 @@ fn main() {
         );
     }
     let _ = std::fs::remove_file(&tmp);
+    println!(
+        "\ntargets, compared at full precision: encode >= 30 and decode >= 50 M events/s of the \
+         coding thread's CPU time (the targets use CPU time; wall time in brackets, for reference); \
+         bytes/event at 1 µs resolution"
+    );
+    for v in &verdicts {
+        println!("{v}");
+    }
     if let Some(dir) = std::env::var_os("CODEC_DUMP") {
         // Raw events as little-endian u64 rows (ts, kind, size, old, ptr) for offline analysis.
         for (name, evs) in [("churn", &churn), ("program", &program)] {
