@@ -16,6 +16,7 @@
 //!   zstd, thread start-up) out of the trace; Rust allocations inside the library go straight
 //!   to `__libc_malloc` through [`real::LibcAllocator`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
 // Unit tests keep glibc's malloc: the hooks are not exported there, so mostly unused.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
@@ -23,8 +24,6 @@ mod calls;
 mod clock;
 mod diag;
 mod error;
-// One line per export (bytehound's layout): rustfmt would spread each over five.
-#[rustfmt::skip]
 mod hooks;
 mod local;
 pub mod naming;
