@@ -11,7 +11,9 @@
 //!   `const`-initialised thread-local pointer): no lock, no syscall, no allocation.
 //! * One background thread ([`session`]) drains the rings, encodes and compresses frames with
 //!   `traces`, and writes them; every `ALLOCLAB_FLUSH_MS` (100 ms) everything drained so far
-//!   reaches the file. When a ring is full its thread waits: nothing is ever dropped.
+//!   reaches the file. When a ring is full its thread waits: nothing is dropped for want of
+//!   room. What is lost under hostile conditions (a signal handler re-entering the recorder,
+//!   memory exhaustion) is counted in the trailer's `dropped_events`; README.md lists them.
 //! * A per-thread guard ([`local`]) keeps the recorder's own allocations (the writer thread,
 //!   zstd, thread start-up) out of the trace; Rust allocations inside the library go straight
 //!   to `__libc_malloc` through [`real::LibcAllocator`].
