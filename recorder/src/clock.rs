@@ -173,7 +173,7 @@ pub fn init() {
         let why = if want == MONOTONIC { 1 } else { tsc_unusable() };
         WHY_NOT.store(why, Ordering::Relaxed);
         if why != 0 && want == TSC {
-            crate::diag::say(&format!(
+            crate::diag::say(&format_args!(
                 "ALLOCLAB_CLOCK=tsc, but {}: using clock_gettime",
                 WHY[why as usize]
             ));

@@ -31,9 +31,60 @@ fn fd() -> i32 {
     }
 }
 
-/// Writes `alloclab-recorder[pid]: msg` and a newline, ignoring errors.
-pub fn say(msg: &str) {
+/// A line being formatted on the stack: `say` must not allocate (it reports, among others,
+/// that memory ran out). Text past its capacity is cut, ending in `…`.
+struct Line {
+    buf: [u8; 1024],
+    len: usize,
+    cut: bool,
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.buf.len() - 4 - self.len; // keep room for "…\n"
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        self.cut |= n < s.len();
+        Ok(())
+    }
+}
+
+/// Writes `alloclab-recorder[pid]: msg` and a newline, ignoring errors. Never allocates.
+pub fn say(msg: &dyn std::fmt::Display) {
+    use std::fmt::Write as _;
     let _g = crate::local::InternalScope::enter();
-    let line = format!("alloclab-recorder[{}]: {msg}\n", std::process::id());
-    crate::sys::write_all(fd(), line.as_bytes());
+    let mut line = Line {
+        buf: [0; 1024],
+        len: 0,
+        cut: false,
+    };
+    let _ = write!(line, "alloclab-recorder[{}]: {msg}", crate::sys::getpid());
+    if line.cut {
+        let _ = line.write_str("…");
+    }
+    line.buf[line.len] = b'\n';
+    crate::sys::write_all(fd(), &line.buf[..line.len + 1]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let mut l = Line {
+            buf: [0; 1024],
+            len: 0,
+            cut: false,
+        };
+        write!(l, "{}", "é".repeat(600)).unwrap();
+        assert!(l.cut);
+        assert!(std::str::from_utf8(&l.buf[..l.len]).is_ok());
+        assert!(l.len <= 1020);
+    }
 }

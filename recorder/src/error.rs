@@ -27,6 +27,11 @@ pub enum RecorderError {
         path: String,
         source: traces::TraceError,
     },
+    #[error(
+        "out of memory for {0}: recording stopped, the program runs on (events recorded so far \
+         are in the trace; raise the memory limit, e.g. `ulimit -v`, to record all of it)"
+    )]
+    NoMemory(&'static str),
     #[error("cannot start the writer thread: {0}. The program runs on unrecorded")]
     Thread(std::io::Error),
 }

@@ -1,10 +1,15 @@
-//! The exported symbols. Each is one line calling an `#[inline(always)]` function of [`crate::calls`]
+//! The exported symbols. Each is one call of an `#[inline(always)]` function of [`crate::calls`]
 //! (bytehound's layout); exports are `no_mangle` only outside unit tests, so the test harness
 //! keeps glibc's malloc.
 //!
 //! Every allocation function calls glibc first and records after it returned (its stamp is
 //! taken after the call); `free` records first (its stamp is taken before the block can be
 //! handed out again) — contract 3 of docs/DESIGN.md. Arguments are passed on untouched.
+
+//!
+//! Each export is `unsafe extern "C"`: its safety contract is the C function's own (a pointer
+//! argument must be what that function accepts); its `// SAFETY:` line says what the body
+//! relies on. The bodies only forward to glibc and record.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -15,39 +20,105 @@ use libc::pid_t;
 use crate::calls;
 
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void { unsafe { calls::malloc(size) } }
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // SAFETY: the caller passes what C's malloc takes; the body forwards it to glibc untouched.
+    unsafe { calls::malloc(size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn free(ptr: *mut c_void) { unsafe { calls::free(ptr) } }
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: the caller passes a pointer from this malloc family or NULL (free's contract), forwarded untouched.
+    unsafe { calls::free(ptr) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void { unsafe { calls::calloc(n, size) } }
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    // SAFETY: plain sizes, forwarded untouched to glibc.
+    unsafe { calls::calloc(n, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void { unsafe { calls::realloc(ptr, size) } }
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: ptr is NULL or from this malloc family (realloc's contract), forwarded untouched.
+    unsafe { calls::realloc(ptr, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void { unsafe { calls::reallocarray(ptr, n, size) } }
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: as realloc; the product is checked for overflow before glibc sees it.
+    unsafe { calls::reallocarray(ptr, n, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void { unsafe { calls::memalign(align, size) } }
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: plain sizes, forwarded untouched to glibc.
+    unsafe { calls::memalign(align, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void { unsafe { calls::aligned_alloc(align, size) } }
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: plain sizes, forwarded to glibc's memalign (what its aligned_alloc is).
+    unsafe { calls::aligned_alloc(align, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int { unsafe { calls::posix_memalign(out, align, size) } }
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    // SAFETY: out is writable (posix_memalign's contract); it is written only on success.
+    unsafe { calls::posix_memalign(out, align, size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void { unsafe { calls::valloc(size) } }
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    // SAFETY: a plain size, forwarded untouched to glibc.
+    unsafe { calls::valloc(size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void { unsafe { calls::pvalloc(size) } }
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: a plain size, forwarded untouched to glibc.
+    unsafe { calls::pvalloc(size) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn fork() -> pid_t { unsafe { calls::fork() } }
+pub unsafe extern "C" fn fork() -> pid_t {
+    // SAFETY: no arguments; calls glibc's fork found by dlsym.
+    unsafe { calls::fork() }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int { unsafe { calls::execve(path, argv, envp) } }
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: path/argv/envp are the caller's NUL-terminated strings and arrays (execve's contract), passed to glibc untouched.
+    unsafe { calls::execve(path, argv, envp) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int { unsafe { calls::execv(&crate::real::EXECV, path, argv) } }
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    // SAFETY: as execve; glibc's execv is called with the caller's arguments.
+    unsafe { calls::execv(&crate::real::EXECV, path, argv) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int { unsafe { calls::execv(&crate::real::EXECVP, file, argv) } }
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    // SAFETY: as execve; glibc's execvp is called with the caller's arguments.
+    unsafe { calls::execv(&crate::real::EXECVP, file, argv) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int { unsafe { calls::execvpe(file, argv, envp) } }
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: as execve; glibc's execvpe is called with the caller's arguments.
+    unsafe { calls::execvpe(file, argv, envp) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int { unsafe { calls::fexecve(fd, argv, envp) } }
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: fd and the arrays are the caller's (fexecve's contract), passed to glibc untouched.
+    unsafe { calls::fexecve(fd, argv, envp) }
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn _exit(status: c_int) -> ! { calls::exit_now(status) }
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    // SAFETY: nothing unsafe is done (no pointer argument): the trace is finished, the process ends.
+    calls::exit_now(status)
+}
 #[cfg_attr(not(test), unsafe(no_mangle))]
 #[allow(non_snake_case)]
-pub unsafe extern "C" fn _Exit(status: c_int) -> ! { calls::exit_now(status) }
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    // SAFETY: as _exit.
+    calls::exit_now(status)
+}

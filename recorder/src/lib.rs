@@ -11,11 +11,14 @@
 //!   `const`-initialised thread-local pointer): no lock, no syscall, no allocation.
 //! * One background thread ([`session`]) drains the rings, encodes and compresses frames with
 //!   `traces`, and writes them; every `ALLOCLAB_FLUSH_MS` (100 ms) everything drained so far
-//!   reaches the file. When a ring is full its thread waits: nothing is ever dropped.
+//!   reaches the file. When a ring is full its thread waits: nothing is dropped for want of
+//!   room. What is lost under hostile conditions (a signal handler re-entering the recorder,
+//!   memory exhaustion) is counted in the trailer's `dropped_events`; README.md lists them.
 //! * A per-thread guard ([`local`]) keeps the recorder's own allocations (the writer thread,
 //!   zstd, thread start-up) out of the trace; Rust allocations inside the library go straight
 //!   to `__libc_malloc` through [`real::LibcAllocator`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
 // Unit tests keep glibc's malloc: the hooks are not exported there, so mostly unused.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
@@ -23,8 +26,6 @@ mod calls;
 mod clock;
 mod diag;
 mod error;
-// One line per export (bytehound's layout): rustfmt would spread each over five.
-#[rustfmt::skip]
 mod hooks;
 mod local;
 pub mod naming;

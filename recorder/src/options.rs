@@ -102,7 +102,7 @@ pub fn read(env: impl Fn(&str) -> Option<String>) -> Options {
             Some(v) => match v.trim().parse::<i64>() {
                 Ok(n) if (lo..=hi).contains(&n) => n,
                 _ => {
-                    crate::diag::say(&format!(
+                    crate::diag::say(&format_args!(
                         "{name}={v:?} is not a number in {lo}..={hi}; using {d}"
                     ));
                     d
@@ -114,7 +114,7 @@ pub fn read(env: impl Fn(&str) -> Option<String>) -> Options {
     let mut ring = num("ALLOCLAB_RING_EVENTS", 1024, 1 << 24) as u64;
     if !ring.is_power_of_two() {
         let up = ring.next_power_of_two();
-        crate::diag::say(&format!(
+        crate::diag::say(&format_args!(
             "ALLOCLAB_RING_EVENTS={ring} is not a power of two; using {up}"
         ));
         ring = up;
@@ -128,7 +128,7 @@ pub fn read(env: impl Fn(&str) -> Option<String>) -> Options {
         Some("tsc") => crate::clock::TSC,
         Some("monotonic") => crate::clock::MONOTONIC,
         Some(v) => {
-            crate::diag::say(&format!(
+            crate::diag::say(&format_args!(
                 "ALLOCLAB_CLOCK={v:?} is not auto, tsc or monotonic; using auto"
             ));
             crate::clock::AUTO

@@ -34,26 +34,71 @@ unsafe extern "C" {
 const MALLOC_ALIGN: usize = 16;
 
 /// The library's global allocator: glibc's allocator, reached without the hooks.
+///
+/// On the writer thread, a failed allocation is retried for up to [`STARVED_RETRY_MS`] while
+/// [`STARVED`] tells the program's threads not to wait for the writer (a full ring then drops
+/// its event, counted): a program that hits its memory limit usually frees soon after, and the
+/// writer's allocations (inside `traces` and zstd, which cannot fail gracefully) then succeed
+/// instead of aborting the process. Only if the memory stays gone longer is the allocation
+/// refused (and std aborts).
 pub struct LibcAllocator;
+
+/// The writer thread is waiting for memory.
+pub static STARVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long the writer waits for memory before giving up.
+pub const STARVED_RETRY_MS: u32 = 2000;
+
+std::thread_local! {
+    /// Set on the writer thread: its failed allocations wait and retry.
+    pub static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `p`, or — on the writer thread, when `p` is null — the result of retrying `again` every
+/// millisecond for up to [`STARVED_RETRY_MS`].
+fn retry_on_writer(p: *mut u8, mut again: impl FnMut() -> *mut u8) -> *mut u8 {
+    if !p.is_null() || !WRITER.with(|w| w.get()) {
+        return p;
+    }
+    STARVED.store(true, Ordering::Release);
+    let mut p = p;
+    for _ in 0..STARVED_RETRY_MS {
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: ts is a valid relative time; a null remainder is allowed.
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        p = again();
+        if !p.is_null() {
+            break;
+        }
+    }
+    STARVED.store(false, Ordering::Release);
+    p
+}
 
 // SAFETY: every method forwards to glibc's allocator, which returns memory valid for the
 // layout (memalign for alignments above what malloc guarantees) or NULL; dealloc/realloc get
 // pointers that came from these same functions.
 unsafe impl GlobalAlloc for LibcAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: plain calls into glibc's allocator.
-        unsafe {
-            if layout.align() <= MALLOC_ALIGN {
-                malloc(layout.size()) as *mut u8
-            } else {
-                memalign(layout.align(), layout.size()) as *mut u8
+        let once = || {
+            // SAFETY: plain calls into glibc's allocator.
+            unsafe {
+                if layout.align() <= MALLOC_ALIGN {
+                    malloc(layout.size()) as *mut u8
+                } else {
+                    memalign(layout.align(), layout.size()) as *mut u8
+                }
             }
-        }
+        };
+        retry_on_writer(once(), once)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
             // SAFETY: plain call into glibc's allocator.
-            unsafe { calloc(1, layout.size()) as *mut u8 }
+            let once = || unsafe { calloc(1, layout.size()) as *mut u8 };
+            retry_on_writer(once(), once)
         } else {
             // SAFETY: alloc returns NULL or a block of layout.size() bytes.
             unsafe {
@@ -71,8 +116,10 @@ unsafe impl GlobalAlloc for LibcAllocator {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: ptr came from this allocator with malloc alignment.
-            unsafe { realloc(ptr as *mut c_void, new_size) as *mut u8 }
+            // SAFETY: ptr came from this allocator with malloc alignment; a failed realloc
+            // leaves it valid, so it may be retried.
+            let once = || unsafe { realloc(ptr as *mut c_void, new_size) as *mut u8 };
+            retry_on_writer(once(), once)
         } else {
             // SAFETY: the caller's contract for GlobalAlloc::realloc, forwarded.
             unsafe {

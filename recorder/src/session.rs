@@ -56,6 +56,17 @@ static INTERNAL_CALLS: AtomicU64 = AtomicU64::new(0);
 static WAITS: AtomicU64 = AtomicU64::new(0);
 static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 static WRITER_CPU_NS: AtomicU64 = AtomicU64::new(0);
+/// Events lost, for any reason (a hook entered from a signal handler while the thread was
+/// storing an event, no memory for a staging batch or a frame): the trailer's
+/// `dropped_events`, the one place every loss is counted.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// A word in a page the kernel zeroes in every child that gets a copy of our memory (fork,
+/// `_Fork`, `clone` without `CLONE_VM`: `MADV_WIPEONFORK`) but shares with a vfork child. It
+/// holds 1 in the process that owns the session; null until the constructor mapped it.
+static TOKEN: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// This process was made without our fork handler and said so (see [`orphaned`]).
+static ORPHAN_SAID: AtomicBool = AtomicBool::new(false);
 
 /// glibc runs pthread-key destructors in at most this many rounds.
 const PTHREAD_DESTRUCTOR_ITERATIONS: u8 = 4;
@@ -107,7 +118,28 @@ struct Known {
 struct Output {
     w: TraceWriter<BufWriter<sys::TraceFile>>,
     path: String,
+    /// Events of the largest frame written so far (`traces`' buffers are that large now).
+    largest: usize,
+    /// A probe for a larger frame failed: frames stay at most `largest` events from now on.
+    pressed: bool,
 }
+
+/// An upper bound of what `traces` allocates to encode one event of a frame: the raw payload
+/// (at most ~40 bytes an event), zstd's output bound of it, and slack.
+const ENCODE_BYTES_PER_EVENT: usize = 96;
+
+/// What the writer's small allocations (a thread's entry in `traces`' tables, the trailer)
+/// may need at once.
+const SMALL_PROBE: usize = 64 << 10;
+
+/// Whether `bytes` can be allocated now (allocated and released at once).
+fn memory_for(bytes: usize) -> bool {
+    Vec::<u8>::new().try_reserve_exact(bytes).is_ok()
+}
+
+/// What opening a trace needs besides the frame buffers: the 1 MiB output buffer, zstd's
+/// context, the header.
+const OPEN_BYTES: usize = 4 << 20;
 
 /// The consumer's state, under the session's lock.
 struct Sink {
@@ -222,6 +254,7 @@ impl Session {
 pub fn guarded(g: u8) {
     if g == HOT {
         REENTRIES.fetch_add(1, Ordering::Relaxed);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     } else {
         INTERNAL_CALLS.fetch_add(1, Ordering::Relaxed);
     }
@@ -231,7 +264,7 @@ pub fn guarded(g: u8) {
 #[cold]
 #[inline(never)]
 pub fn first_event(l: &Local, k: u64, a: u64, b: u64, c: u64) {
-    if l.broken.get() {
+    if l.broken.get() || orphaned() {
         return;
     }
     let prev = l.guard.replace(INTERNAL);
@@ -240,7 +273,7 @@ pub fn first_event(l: &Local, k: u64, a: u64, b: u64, c: u64) {
     if ring.is_null() {
         l.broken.set(true);
         l.guard.set(prev);
-        say("cannot map memory for a thread's event ring; this thread is not recorded");
+        say(&"cannot map memory for a thread's event ring; this thread is not recorded");
         return;
     }
     l.ring.set(ring);
@@ -333,7 +366,8 @@ pub fn ring_quarter(_ring: &Ring) {
     let s = session();
     std::sync::atomic::fence(Ordering::SeqCst);
     if s.sleeping.load(Ordering::Relaxed) {
-        let _g = InternalScope::enter();
+        // No guard change: a futex wake allocates nothing, and a signal handler that
+        // allocates meanwhile must count as a re-entry (dropped), not as our own call.
         s.wake_writer();
     }
 }
@@ -342,8 +376,14 @@ pub fn ring_quarter(_ring: &Ring) {
 /// stopped meanwhile (the event is then not recorded).
 #[cold]
 #[inline(never)]
+///
+/// The guard stays `HOT` while the thread sleeps (nothing here allocates; `start_writer` sets
+/// `INTERNAL` itself): a signal handler that allocates meanwhile is counted as dropped, never
+/// mistaken for the recorder's own calls.
 pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
-    let _g = InternalScope::enter();
+    if orphaned() {
+        return false;
+    }
     let s = session();
     let t0 = now_ns();
     WAITS.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +398,11 @@ pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
             IDLE if !start_writer(s) => break false,
             FAILED | FINISHED => break false,
             _ => {}
+        }
+        if crate::real::STARVED.load(Ordering::Acquire) {
+            // The writer waits for memory: the program must not wait for it.
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            break false;
         }
         ring.waiting.store(true, Ordering::SeqCst);
         let seen = ring.progress.load(Ordering::Acquire);
@@ -415,28 +460,24 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
 // The consumer.
 
 impl Sink {
-    /// Picks up rings registered since the last call, in creation order.
-    fn refresh(&mut self, s: &Session) {
-        let have = self.known.len() as u64;
-        if s.next_seq.load(Ordering::Acquire) == have {
-            return;
-        }
-        let mut new = Vec::new();
-        let mut p = s.rings.load(Ordering::Acquire);
-        while !p.is_null() {
-            // SAFETY: rings in the registry are never unmapped.
-            let r = unsafe { &*p };
-            if r.seq >= have {
-                new.push((r.seq, p));
-            }
-            p = r.next.load(Ordering::Acquire);
-        }
-        new.sort_unstable_by_key(|x| x.0);
+    /// Picks up rings registered since the last call, in creation order (without allocating
+    /// beyond `known` itself, whose growth is fallible: see [`Sink::drain`]).
+    fn refresh(&mut self, s: &Session) -> Result<(), RecorderError> {
         // Only a gap-free run: a ring whose creator has not pushed it yet comes next time.
-        for (seq, p) in new {
-            if seq != self.known.len() as u64 {
+        while (self.known.len() as u64) < s.next_seq.load(Ordering::Acquire) {
+            let want = self.known.len() as u64;
+            let mut p = s.rings.load(Ordering::Acquire);
+            // SAFETY: rings in the registry are never unmapped.
+            while !p.is_null() && unsafe { (*p).seq } != want {
+                // SAFETY: as above.
+                p = unsafe { (*p).next.load(Ordering::Acquire) };
+            }
+            if p.is_null() {
                 break;
             }
+            self.known
+                .try_reserve(16)
+                .map_err(|_| RecorderError::NoMemory("the list of threads"))?;
             self.known.push(Known {
                 ring: RingRef(p),
                 generation: 0,
@@ -446,6 +487,7 @@ impl Sink {
                 staging: Vec::new(),
             });
         }
+        Ok(())
     }
 
     /// Moves published events into staging batches, writing full batches as frames. A ring's
@@ -455,7 +497,7 @@ impl Sink {
     /// non-empty batch (a flush). `ending`: the process is leaving, so every exiting thread gets
     /// its ThreadExit now. Returns the events moved.
     fn drain(&mut self, s: &Session, partial: bool, ending: bool) -> Result<u64, RecorderError> {
-        self.refresh(s);
+        self.refresh(s)?;
         let frame_events = options::get().frame_events;
         let map = clock::anchor_map();
         let Sink {
@@ -487,6 +529,9 @@ impl Sink {
                 *next_thread += 1;
                 k.last_ts = 0;
                 k.last_rel = map.rel(r.start_stamp.load(Ordering::Relaxed));
+                if k.staging.try_reserve(1).is_err() {
+                    return Err(RecorderError::NoMemory("a thread's first frame"));
+                }
                 k.staging.push(Timed {
                     ts: k.last_rel,
                     event: Event::ThreadStart {
@@ -503,16 +548,25 @@ impl Sink {
             };
             loop {
                 let room = frame_events.saturating_sub(k.staging.len()) as u64;
+                let want = room.min(budget).min(r.pending());
+                // Staging grows fallibly: events that find no memory are counted as dropped
+                // (the slots are freed all the same: the program never waits on a full ring
+                // because the recorder ran out of memory).
+                let stage = k.staging.try_reserve(want as usize).is_ok();
                 // SAFETY: we hold the sink lock: we are the ring's only consumer.
                 let n = unsafe {
-                    r.drain(room.min(budget), |slots| {
-                        k.staging.extend(slots.iter().map(|sl| {
-                            let (stamp, event) = ring::decode(sl);
-                            Timed {
-                                ts: map.rel(stamp),
-                                event,
-                            }
-                        }));
+                    r.drain(want, |slots| {
+                        if stage {
+                            k.staging.extend(slots.iter().map(|sl| {
+                                let (stamp, event) = ring::decode(sl);
+                                Timed {
+                                    ts: map.rel(stamp),
+                                    event,
+                                }
+                            }));
+                        } else {
+                            DROPPED.fetch_add(slots.len() as u64, Ordering::Relaxed);
+                        }
                     })
                 };
                 if let Some(e) = k.staging.last() {
@@ -530,6 +584,9 @@ impl Sink {
             if gone {
                 let exit = map.rel(r.exit_stamp.load(Ordering::Relaxed));
                 k.last_rel = k.last_rel.max(exit);
+                if k.staging.try_reserve(1).is_err() {
+                    return Err(RecorderError::NoMemory("a thread's last frame"));
+                }
                 k.staging.push(Timed {
                     ts: k.last_rel,
                     event: Event::ThreadExit,
@@ -562,6 +619,9 @@ impl Sink {
             return Ok(None);
         }
         self.drain(s, true, true)?;
+        if !memory_for(16 * SMALL_PROBE) {
+            return Err(RecorderError::NoMemory("the trailer"));
+        }
         let out = self.out.take().expect("checked above");
         let events = out.w.events_written();
         let bytes = out.w.bytes_written();
@@ -576,10 +636,10 @@ impl Sink {
         let extra = extra.into_iter().chain(clock::facts()).collect();
         let path = out.path.clone();
         out.w
-            .finish_with(0, extra)
+            .finish_with(DROPPED.load(Ordering::Relaxed), extra)
             .map_err(|source| RecorderError::Write { path, source })?;
         if options::get().verbose {
-            say(&format!(
+            say(&format_args!(
                 "{events} events, {} threads, {bytes} bytes ({:.2} bytes/event) in {}",
                 self.next_thread,
                 bytes as f64 / events.max(1) as f64,
@@ -608,6 +668,35 @@ fn write(out: &mut Output, k: &mut Known) -> Result<(), RecorderError> {
     if k.staging.is_empty() {
         return Ok(());
     }
+    // Encoding a frame larger than any before grows `traces`' buffers, and a thread new to the
+    // file adds to its tables; both abort on failure. Make sure (with a fallible probe,
+    // released at once into this thread's malloc arena, where the writer's next allocations
+    // find it) that the memory is there, else lose the batch and count it.
+    // A batch larger than the buffers that finds no memory is written as frames of the
+    // largest size so far, which need none.
+    // Once a probe failed, frames never grow again: the memory the program leaves is what the
+    // writer has. (A probe is released before `traces` allocates, so a program allocating at
+    // that very moment can still take the memory: the probe asks for twice the estimate.)
+    let len = k.staging.len();
+    let chunk = if len > out.largest && !out.pressed && memory_for(2 * len * ENCODE_BYTES_PER_EVENT)
+    {
+        out.largest = len;
+        len
+    } else {
+        // The buffers were sized in bytes by an earlier frame of `largest` events; other
+        // events may encode larger: a quarter of that leaves room for the difference.
+        out.pressed |= len > out.largest;
+        if len > out.largest {
+            (out.largest / 4).max(1)
+        } else {
+            len
+        }
+    };
+    if chunk == 0 || !memory_for(SMALL_PROBE) {
+        DROPPED.fetch_add(len as u64, Ordering::Relaxed);
+        k.staging.clear();
+        return Ok(());
+    }
     let map = clock::map();
     let mut prev = k.last_ts;
     let mut clamped = 0;
@@ -624,7 +713,10 @@ fn write(out: &mut Output, k: &mut Known) -> Result<(), RecorderError> {
         clock::CLAMPED.fetch_add(clamped, Ordering::Relaxed);
     }
     k.last_ts = prev;
-    let r = out.w.write_batch(k.thread, &k.staging);
+    let r = k
+        .staging
+        .chunks(chunk)
+        .try_for_each(|c| out.w.write_batch(k.thread, c));
     k.staging.clear();
     r.map_err(|e| out.error(e))
 }
@@ -643,7 +735,7 @@ fn fail(s: &Session, sink: &mut Sink, err: &RecorderError) {
     RECORDING.store(false, Ordering::Release);
     s.phase.store(FAILED, Ordering::Release);
     sink.out = None;
-    say(&err.to_string());
+    say(err);
 }
 
 /// The command line the constructor was given (argv), or std's view of it.
@@ -668,6 +760,11 @@ fn command_line() -> Vec<String> {
 /// Creates the next trace file of session `s` and writes its header.
 fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
     let opts = options::get();
+    // The allocations below (header, zstd, output buffer) are not fallible one by one: check
+    // the memory is there first.
+    if !memory_for(OPEN_BYTES) {
+        return Err(RecorderError::NoMemory("opening the trace file"));
+    }
     let template = crate::naming::parse(&opts.output);
     let pid = sys::getpid();
     // Only the first file of the first process may take the template's own name.
@@ -764,7 +861,12 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
         k.generation = 0;
     }
     s.set_path(&path);
-    Ok(Output { w, path })
+    Ok(Output {
+        w,
+        path,
+        largest: 0,
+        pressed: false,
+    })
 }
 
 /// Opens the session's file and starts its writer thread (once). `false` if recording failed.
@@ -776,6 +878,8 @@ fn start_writer(s: &'static Session) -> bool {
         // Someone else started (or failed): wait for the outcome.
         loop {
             match s.phase.load(Ordering::Acquire) {
+                // A copy of a parent caught starting its writer: nobody will finish here.
+                STARTING if orphaned() => return false,
                 // SAFETY: sched_yield has no preconditions.
                 STARTING => unsafe {
                     libc::sched_yield();
@@ -815,6 +919,7 @@ fn spawn_writer(s: &'static Session) -> std::io::Result<()> {
     extern "C" fn start(arg: *mut c_void) -> *mut c_void {
         // The guard first: nothing this thread does is ever recorded.
         LOCAL.with(|l| l.guard.set(INTERNAL));
+        crate::real::WRITER.with(|w| w.set(true));
         // SAFETY: arg is the &'static Session passed below.
         let s = unsafe { &*(arg as *const Session) };
         // A panic must not unwind out of an extern "C" fn; stop recording instead.
@@ -823,7 +928,7 @@ fn spawn_writer(s: &'static Session) -> std::io::Result<()> {
             sink.out = None;
             RECORDING.store(false, Ordering::Release);
             s.phase.store(FAILED, Ordering::Release);
-            say("the writer thread failed; recording stopped, the program runs on");
+            say(&"the writer thread failed; recording stopped, the program runs on");
         }
         std::ptr::null_mut()
     }
@@ -858,6 +963,13 @@ fn writer_main(s: &'static Session) {
         let now = now_ns();
         let r = if now >= next_flush {
             next_flush = now + interval;
+            if sys::only_thread_left() {
+                // The program's threads are all gone (its main thread called pthread_exit and
+                // the others ended): the process would have exited already. Returning lets
+                // glibc end it as it would have, with exit(0) from this, its last thread —
+                // the library's destructor then writes the trailer.
+                return;
+            }
             sink.flush(s).map(|_| 0)
         } else {
             sink.drain(s, false, false)
@@ -895,10 +1007,11 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
         return;
     }
     if o.verbose {
-        say(&format!("recording with {}", o.describe()));
+        say(&format_args!("recording with {}", o.describe()));
     }
     crate::real::resolve_all();
     ensure_key();
+    map_token();
     // SAFETY: registering an extern "C" fn with no arguments, valid for the process's life.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     LOADED.store(true, Ordering::Release);
@@ -926,7 +1039,14 @@ extern "C" fn after_fork_child() {
     let parent = session();
     let parent_pid = PID.load(Ordering::Relaxed);
     PID.store(sys::getpid(), Ordering::Release);
+    // The kernel zeroed the token page in this child: it is ours now.
+    let token = TOKEN.load(Ordering::Acquire);
+    if !token.is_null() {
+        // SAFETY: the token page is mapped for the life of the process (and its copies).
+        unsafe { (*token).store(1, Ordering::Release) };
+    }
     for c in [
+        &DROPPED,
         &REENTRIES,
         &INTERNAL_CALLS,
         &WAITS,
@@ -945,7 +1065,22 @@ extern "C" fn after_fork_child() {
     });
     // Always a session of its own: the parent's (copied) sink holds the parent's file, which
     // the child must never write, not even at its exit.
-    let child = Box::leak(Box::new(Session::new(true)));
+    let layout = std::alloc::Layout::new::<Session>();
+    // SAFETY: Session is not zero-sized; a null result is handled.
+    let child = unsafe { std::alloc::alloc(layout) }.cast::<Session>();
+    if child.is_null() {
+        // The parent's (copied) session must never be finished here: it writes its file.
+        static NONE: Session = Session::new(true);
+        RECORDING.store(false, Ordering::Release);
+        CURRENT.store(&NONE as *const Session as *mut Session, Ordering::Release);
+        say(&RecorderError::NoMemory("a forked child's session"));
+        return;
+    }
+    // SAFETY: child is a fresh allocation for one Session; it is leaked (sessions live forever).
+    let child: &'static mut Session = unsafe {
+        child.write(Session::new(true));
+        &mut *child
+    };
     if !options::get().follow_fork || !RECORDING.load(Ordering::Acquire) {
         RECORDING.store(false, Ordering::Release);
         child.phase.store(FINISHED, Ordering::Release);
@@ -960,21 +1095,73 @@ extern "C" fn after_fork_child() {
     CURRENT.store(child, Ordering::Release);
 }
 
+/// Maps the [`TOKEN`] page (once, at load). Without `MADV_WIPEONFORK` (Linux < 4.14) no
+/// token is kept, and a child made without fork handlers is taken for a vfork child: it is
+/// not recorded either, but says nothing.
+fn map_token() {
+    let page = sys::map_anon(4096);
+    if page.is_null() {
+        return;
+    }
+    // SAFETY: page is a fresh private anonymous mapping of one page.
+    if unsafe { libc::madvise(page.cast(), 4096, libc::MADV_WIPEONFORK) } != 0 {
+        return;
+    }
+    let token = page.cast::<AtomicU32>();
+    // SAFETY: the page is zeroed, writable and aligned for an AtomicU32; it is never unmapped.
+    unsafe { (*token).store(1, Ordering::Release) };
+    TOKEN.store(token, Ordering::Release);
+}
+
+/// Whether the calling process is the one the current session belongs to (a vfork child, or
+/// a child made without our fork handler, is not).
 fn is_our_process() -> bool {
     let pid = PID.load(Ordering::Acquire);
     pid == 0 || pid == sys::getpid()
 }
 
+/// Whether this process is a copy of the recorded one made without our fork handler
+/// (`_Fork()`, `clone()` without `CLONE_VM`, `syscall(SYS_fork)`): it has the parent's rings
+/// and session, but no writer thread. The first time it is noticed (at the latest at exit),
+/// recording stops in this process and one line says so; the parent records on. A vfork
+/// child (same memory, token intact) is not an orphan.
+pub fn orphaned() -> bool {
+    if is_our_process() {
+        return false;
+    }
+    let token = TOKEN.load(Ordering::Acquire);
+    // SAFETY: the token page, once mapped, is never unmapped (a copy of it is ours too).
+    if token.is_null() || unsafe { (*token).load(Ordering::Acquire) } != 0 {
+        return false;
+    }
+    if !ORPHAN_SAID.swap(true, Ordering::AcqRel) {
+        // Private memory: stopping here cannot stop the parent.
+        RECORDING.store(false, Ordering::Release);
+        let parent = PID.load(Ordering::Relaxed);
+        say(&format_args!(
+            "this process was made from process {parent} without fork handlers (_Fork(), clone() \
+             or a raw fork system call), so it has no writer thread: its allocations are not \
+             recorded (the parent's trace goes on). Use fork() to record both"
+        ));
+    }
+    true
+}
+
 /// Drains everything, writes the trailer and stops recording (exit, `_exit`).
 pub fn finish(end: &str) {
     if !is_our_process() {
-        return; // a vfork child: the trace is its parent's
+        orphaned(); // says so if a fork without handlers made us; a vfork child stays quiet
+        return; // the trace is the parent's
     }
     let _g = InternalScope::enter();
     RECORDING.store(false, Ordering::Release);
     let s = session();
     let mut sink = s.lock();
-    if let Err(e) = sink.finish(s, end) {
+    // This thread consumes now: its allocations wait for memory as the writer's do.
+    let was = crate::real::WRITER.with(|w| w.replace(true));
+    let r = sink.finish(s, end);
+    crate::real::WRITER.with(|w| w.set(was));
+    if let Err(e) = r {
         fail(s, &mut sink, &e);
     }
     s.phase.store(FINISHED, Ordering::Release);
@@ -984,13 +1171,16 @@ pub fn finish(end: &str) {
 
 /// Before an exec: finish the trace (the exec'd program writes its own).
 pub fn before_exec() {
-    if !is_our_process() || !RECORDING.load(Ordering::Acquire) {
+    if orphaned() || !is_our_process() || !RECORDING.load(Ordering::Acquire) {
         return;
     }
     let _g = InternalScope::enter();
     let s = session();
     let mut sink = s.lock();
-    match sink.finish(s, "exec") {
+    let was = crate::real::WRITER.with(|w| w.replace(true));
+    let r = sink.finish(s, "exec");
+    crate::real::WRITER.with(|w| w.set(was));
+    match r {
         Ok(p) => sink.exec_pending = p,
         Err(e) => fail(s, &mut sink, &e),
     }

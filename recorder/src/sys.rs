@@ -199,3 +199,68 @@ impl Drop for TraceFile {
         }
     }
 }
+
+/// Reads up to `buf.len()` bytes of the file at `path` (a NUL-terminated path) with plain
+/// system calls (no allocation); `None` if it cannot be opened.
+fn read_small(path: &std::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: path is NUL-terminated; the descriptor is ours until closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: buf is a live, writable slice of buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: fd was opened above.
+    unsafe { libc::close(fd) };
+    (n >= 0).then_some(n as usize)
+}
+
+/// Whether the calling thread is the only live thread of the process: its main thread ended
+/// (a main thread that called `pthread_exit` stays a zombie in `/proc` until the process ends)
+/// and `/proc/self/task` lists nothing but that zombie and us. Cheap when the main thread
+/// lives (one small read); a directory scan only once it is a zombie. False when in doubt.
+pub fn only_thread_left() -> bool {
+    let pid = getpid();
+    let mut path = [0u8; 48];
+    let mut w = &mut path[..];
+    if std::io::Write::write_fmt(&mut w, format_args!("/proc/self/task/{pid}/stat\0")).is_err() {
+        return false;
+    }
+    let Ok(path) = std::ffi::CStr::from_bytes_until_nul(&path) else {
+        return false;
+    };
+    let mut stat = [0u8; 512];
+    let Some(n) = read_small(path, &mut stat) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let stat = &stat[..n];
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    if stat.get(close + 2) != Some(&b'Z') {
+        return false;
+    }
+    // SAFETY: a NUL-terminated path; the stream is closed below.
+    let dir = unsafe { libc::opendir(c"/proc/self/task".as_ptr()) };
+    if dir.is_null() {
+        return false;
+    }
+    let mut tasks = 0;
+    loop {
+        // SAFETY: dir is an open directory stream.
+        let e = unsafe { libc::readdir(dir) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) };
+        if name.to_bytes().first().is_some_and(u8::is_ascii_digit) {
+            tasks += 1;
+        }
+    }
+    // SAFETY: dir is open and closed once.
+    unsafe { libc::closedir(dir) };
+    // The zombie main thread and the caller.
+    tasks <= 2
+}

@@ -218,10 +218,20 @@ impl<W: Write> TraceWriter<W> {
             .map_err(|e| TraceError::new(&self.path, self.offset, ErrorKind::Io(e)))
     }
 
+    /// Writes every thread's buffered events. Allocates nothing beyond the frames themselves
+    /// (the recorder flushes with it while the program may have exhausted memory).
     fn write_pending(&mut self) -> Result<()> {
-        let threads: Vec<ThreadId> = self.threads.keys().copied().collect();
-        for t in threads {
+        let mut next = self.threads.keys().next().copied();
+        while let Some(t) = next {
             self.write_pending_of(t)?;
+            next = self
+                .threads
+                .range(t.saturating_add(1)..)
+                .next()
+                .map(|(k, _)| *k);
+            if t == ThreadId::MAX {
+                break;
+            }
         }
         Ok(())
     }

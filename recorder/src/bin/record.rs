@@ -7,6 +7,8 @@
 //! the first one `FILE`, the others (forked children, exec'd programs) `FILE` with `.<pid>`
 //! before the extension (`%p` in `FILE` puts every pid where you want it).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[path = "../naming.rs"]
 #[allow(dead_code)]
 mod naming;
@@ -219,11 +221,10 @@ fn run(args: Args) -> Result<ExitCode> {
     let template = naming::parse(&output);
     if let Some(root) = &template.root {
         // The first process creates FILE with O_EXCL: a trace of an earlier run is replaced.
-        match std::fs::remove_file(root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => bail!("cannot replace the old trace {root}: {e}"),
-        }
+        // If it cannot be removed (read-only file system, …), the program still runs: the
+        // library then cannot create its file either and says why in one line, as for every
+        // other output problem.
+        let _ = std::fs::remove_file(root);
     }
     let mut preload = lib.to_string_lossy().into_owned();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
