@@ -125,7 +125,8 @@ fn map_set(a: *const Arena, on: bool) {
 /// `huge_hint`: ask for transparent huge pages whatever the global threshold (huge blocks, arenas
 /// of a big heap).
 pub(crate) fn map_region(size: usize, align: usize, offset: usize, huge_hint: bool) -> *mut Arena {
-    let a = os::map_aligned(size, align, offset) as *mut Arena;
+    // Huge blocks are accounted by the kernel like glibc's mappings (see `os::map_hint`).
+    let a = os::map_aligned(size, align, offset, size != ARENA_SIZE) as *mut Arena;
     if !a.is_null() && !(a as usize).is_multiple_of(ARENA_SIZE) {
         crate::fatal::fatal("map_region: base not arena-aligned");
     }
@@ -224,7 +225,11 @@ pub(crate) fn acquire(heap_bytes: u64) -> *mut Arena {
     };
     let a = if a.is_null() {
         crate::reclaim::maybe_start();
-        map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big)
+        let mut a = map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big);
+        if a.is_null() && release_for_retry() {
+            a = map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big);
+        }
+        a
     } else {
         CACHED_ARENAS.fetch_sub(1, Ordering::Relaxed);
         if heap_big {
@@ -289,6 +294,15 @@ pub(crate) unsafe fn release(a: *mut Arena, decommit: bool) {
     }
     // SAFETY: dead arena of ARENA_SIZE bytes.
     unsafe { unmap_region(a, ARENA_SIZE) };
+}
+
+/// The OS refused a mapping (out of memory, or out of address space under `ulimit -v`): gives
+/// back everything mapped and unused — cached arenas, pooled huge pages, the free memory of
+/// exited threads' heaps — so that a retry can succeed where glibc, which keeps no such caches,
+/// would. Returns whether anything was released.
+pub(crate) fn release_for_retry() -> bool {
+    crate::heap::clean_abandoned(true);
+    purge_cache(u64::MAX) + crate::huge::purge_cache(u64::MAX) > 0
 }
 
 /// Unmaps cached arenas that entered the cache before tick `before` (reclaimer), or all.
