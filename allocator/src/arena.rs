@@ -120,6 +120,11 @@ fn map_set(a: *const Arena, on: bool) {
     }
 }
 
+/// Whether all heaps together (and live huge blocks) have touched `huge_pages_above_mib`.
+fn process_big() -> bool {
+    crate::heap::footprint() as usize >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
+}
+
 /// Maps a new arena region of `size` bytes such that `base + offset` is aligned to `align` (the
 /// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
 /// `huge_hint`: ask for transparent huge pages whatever the global threshold (huge blocks, arenas
@@ -133,8 +138,7 @@ pub(crate) fn map_region(size: usize, align: usize, offset: usize, huge_hint: bo
     if !a.is_null() {
         if huge_hint
             || crate::config::HUGE_PAGES.load(Ordering::Relaxed)
-            || crate::heap::footprint() as usize
-                >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
+            || (size != ARENA_SIZE && process_big())
         {
             // SAFETY: the range is the mapping we just made.
             unsafe { os::hint_huge_pages(a.cast(), size) };
@@ -195,8 +199,14 @@ pub(crate) static LIVE_ARENAS: AtomicU64 = AtomicU64::new(0);
 /// heap has touched so far; past `huge_pages_heap_above_mib` its arenas get transparent huge
 /// pages (a cached arena too: the hint covers the pages it faults in from now on).
 pub(crate) fn acquire(heap_bytes: u64) -> *mut Arena {
-    let heap_big =
-        heap_bytes as usize >= crate::config::HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed);
+    // A heap gets huge pages once it alone has touched `huge_pages_heap_above_mib`, or once the
+    // process has touched `huge_pages_above_mib` and this heap at least a whole arena. Without
+    // that last condition, a program of 1000 threads with a few KiB each (64 MiB together)
+    // gave every new thread's arenas 2 MiB pages where it touched one 4 KiB page: 490 MB of RSS
+    // where glibc takes 38 MB (`cargo bench -p fancy-preload --bench live_threads`).
+    let heap_big = heap_bytes as usize
+        >= crate::config::HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed)
+        || (heap_bytes as usize >= ARENA_SIZE && process_big());
     let a = {
         let mut c = CACHE.lock();
         // The cached arena with the most resident pages: a program that frees everything and
