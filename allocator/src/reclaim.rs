@@ -91,7 +91,7 @@ extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
         }
         // /proc is read about every 100 ms whatever the period.
         let proc_every = (100 / ms).max(1) as u64;
-        if crate::heap::bound_threads() == 0 || (tick() % proc_every == 0 && alone()) {
+        if crate::heap::bound_threads() == 0 || (tick().is_multiple_of(proc_every) && alone()) {
             // Nobody left to reclaim for: end, so the process can end with its threads.
             STATE.store(0, Ordering::Release);
             return core::ptr::null_mut();
