@@ -118,8 +118,14 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
         }
     };
     let mut a = map();
-    if a.is_null() && arena::release_for_retry() {
-        a = map();
+    if a.is_null() {
+        let h = crate::tls::get();
+        // SAFETY: the calling thread owns its bound heap and holds none of its free or parked
+        // chunks here (a huge request never does).
+        let freed = crate::heap::is_real(h) && unsafe { crate::medium::release_for_retry(h) };
+        if arena::release_for_retry() || freed {
+            a = map();
+        }
     }
     if a.is_null() {
         return ptr::null_mut();

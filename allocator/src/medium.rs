@@ -586,7 +586,12 @@ unsafe fn alloc_bins(heap: *mut Heap, cs: usize, align: usize) -> *mut u8 {
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
     // SAFETY: heaps are never freed; atomics.
-    let a = arena::acquire(unsafe { heap::touched(heap) });
+    let mut a = arena::acquire(unsafe { heap::touched(heap) });
+    // SAFETY: the caller owns `heap` (see `medium::release_for_retry`).
+    if a.is_null() && unsafe { crate::medium::release_for_retry(heap) } {
+        // SAFETY: as above.
+        a = arena::acquire(unsafe { heap::touched(heap) });
+    }
     if a.is_null() {
         return false;
     }
@@ -712,6 +717,24 @@ unsafe fn release_arena(heap: *mut Heap, a: *mut Arena) {
             (1u64 << pages) - 1
         };
         arena::release(a, heap::gives_back(heap));
+    }
+}
+
+/// The OS refused an arena (out of memory or address space): flushes the heap's front cache
+/// into the bins and releases its fully free medium arenas, so that their address space can
+/// serve the request (a program that freed its medium blocks and now allocates small ones, under
+/// `ulimit -v`). Returns whether an arena was released.
+///
+/// # Safety
+/// The caller must own `heap` and hold no pointer to one of its free chunks or parked chunks
+/// (both add_arena callers: a small page allocation, or a medium one that found no chunk).
+pub(crate) unsafe fn release_for_retry(heap: *mut Heap) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let before = (*heap).local.medium_arena_count;
+        tc_flush(heap);
+        release_free_arenas(heap);
+        (*heap).local.medium_arena_count < before
     }
 }
 

@@ -623,7 +623,12 @@ unsafe fn page_resident(page: *mut Page) -> bool {
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
     // SAFETY: heaps are never freed; atomics.
-    let a = arena::acquire(unsafe { heap::touched(heap) });
+    let mut a = arena::acquire(unsafe { heap::touched(heap) });
+    // SAFETY: the caller owns `heap` (see `medium::release_for_retry`).
+    if a.is_null() && unsafe { crate::medium::release_for_retry(heap) } {
+        // SAFETY: as above.
+        a = arena::acquire(unsafe { heap::touched(heap) });
+    }
     if a.is_null() {
         return false;
     }
@@ -710,11 +715,12 @@ pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         let word = a
             .cast::<u8>()
             .add((p as usize - a as usize) & (arena::ARENA_SIZE - 16));
-        // One branch for all four tests (`|`, not `||`): the valid free pays no mispredictions.
+        // One branch for the three tests (`|`, not `||`). A page with no live block needs no
+        // test of its own: a released page has carved nothing (capacity 0), and every carved
+        // block of a page with none live is on its free list, with its key.
         let bad = (i * (*page).block_size as u64 != off as u64)
             | (i >= (*page).capacity as u64)
-            | ((*(word as *const Block)).key == key)
-            | ((*page).used == 0);
+            | ((*(word as *const Block)).key == key);
         if bad {
             owner_bad_free(
                 heap,
@@ -782,7 +788,7 @@ unsafe fn owner_bad_free(heap: *mut Heap, page: *mut Page, p: *mut u8, on_block:
     // a carved block of the page.
     unsafe {
         if !has_free_key(p) {
-            bad_free(p, "no block of its page is live (freed before?)");
+            bad_free(p, "not a live block");
         }
         if list_holds((*page).free, p) {
             double_free(p, "the block is already free (on its page's free list)");

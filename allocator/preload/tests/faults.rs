@@ -136,8 +136,8 @@ fn impossible_requests_fail_with_enomem_as_under_glibc() {
 
 /// Under `RLIMIT_AS` a program that handles NULL keeps working under fancy: every NULL comes
 /// with ENOMEM, memory freed by one kind of block serves the next kind (cached arenas and
-/// pooled huge pages are given back when a mapping fails), and each kind fills a good part of
-/// the space glibc fills.
+/// pooled huge pages, parked and free medium memory are given back when a mapping fails), and
+/// each kind fills at least 85 % of the space glibc fills (93–102 % when measured).
 #[test]
 fn exhaustion_under_rlimit_as_is_handled() {
     let (_d, exe) = build("exhaust");
@@ -158,10 +158,8 @@ fn exhaustion_under_rlimit_as_is_handled() {
         let (fk, fv) = fl.rsplit_once(' ').unwrap();
         assert_eq!(gk, fk);
         match (gv.parse::<f64>(), fv.parse::<f64>()) {
-            // 0.4: small blocks get 47 % of glibc's figure today (README, "Memory
-            // exhaustion"); below that is a regression.
             (Ok(gm), Ok(fm)) => assert!(
-                fm >= 0.4 * gm,
+                fm >= 0.85 * gm,
                 "{fk}: fancy got {fm} MiB under the limit where glibc got {gm}\nglibc:\n{g}\nfancy:\n{f}"
             ),
             _ => assert_eq!(gv, fv, "{gl} / {fl}"),
