@@ -150,8 +150,10 @@ pub(crate) unsafe fn has_free_key(b: *const u8) -> bool {
     unsafe { (*(b as *const Block)).key == free_key(b) }
 }
 
-/// `ceil(2^32 / size)` for each class: `off * MAGIC[c] >> 32 == off / size` for every offset
-/// below 4 MiB, so a free finds the index of a block without a division.
+/// `ceil(2^32 / size)` for each class. For every offset below 64 KiB, one multiply
+/// `off * MAGIC[c]` gives `off / size` in its high 32 bits and, in its low 32 bits, a value below
+/// `MAGIC[c]` exactly when `size` divides `off`: a free checks its pointer without a division
+/// (`magic_is_exact` tries every offset).
 static MAGIC: [u32; NUM_CLASSES] = {
     let mut t = [0u32; NUM_CLASSES];
     let mut c = 0;
@@ -708,7 +710,12 @@ pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         let key = free_key(p);
         let (idx, off) = locate(a, p);
         let page = (*a).pages.as_mut_ptr().add(idx);
-        let i = (off as u64).wrapping_mul((*page).magic as u64) >> 32;
+        // One multiply gives both the block index (high half) and whether `off` is a multiple
+        // of the block size (low half below the reciprocal: Lemire, Kaser & Kurz, "Faster
+        // remainder by direct computation", exact for offsets below 2^16 and sizes ≤ 512).
+        let magic = (*page).magic;
+        let prod = (off as u64).wrapping_mul(magic as u64);
+        let i = prod >> 32;
         // The key word is read before `p` is known to be a block: from the 16-aligned address
         // at or below it inside the arena (the same word for every valid pointer), so a stray
         // pointer never makes it read outside the arena or misaligned.
@@ -718,16 +725,10 @@ pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         // One branch for the three tests (`|`, not `||`). A page with no live block needs no
         // test of its own: a released page has carved nothing (capacity 0), and every carved
         // block of a page with none live is on its free list, with its key.
-        let bad = (i * (*page).block_size as u64 != off as u64)
-            | (i >= (*page).capacity as u64)
-            | ((*(word as *const Block)).key == key);
+        let on_block = (off < PAGE_SIZE) & ((prod as u32) < magic) & (i < (*page).capacity as u64);
+        let bad = !on_block | ((*(word as *const Block)).key == key);
         if bad {
-            owner_bad_free(
-                heap,
-                page,
-                p,
-                i < (*page).capacity as u64 && i * (*page).block_size as u64 == off as u64,
-            );
+            owner_bad_free(heap, page, p, on_block);
         }
         push_local(heap, page, p, key);
     }
@@ -748,11 +749,13 @@ pub unsafe fn check_foreign_free(heap: *mut Heap, a: *mut Arena, p: *mut u8, wha
         let (idx, off) = locate(a, p);
         let page = (*a).pages.as_ptr().add(idx);
         let c = (*page).class as usize & (NUM_CLASSES - 1);
-        let i = (off as u64).wrapping_mul((*page).magic as u64) >> 32;
+        let magic = (*page).magic;
         let bs = (*page).block_size as u64;
-        // `|`: one branch; the bound is the page's size, not its carved part (the owner's).
-        let on_block =
-            (i * bs == off as u64) & (bs != 0) & (off as u64 + bs <= page_bytes(idx) as u64);
+        // As in `free_checked`; the bound is the page's size, not its carved part (the owner's).
+        let on_block = (off < PAGE_SIZE)
+            & (((off as u64).wrapping_mul(magic as u64) as u32) < magic)
+            & (bs != 0)
+            & (off as u64 + bs <= page_bytes(idx) as u64);
         if !on_block {
             crate::fatal::fatal_ptr(
                 what,
@@ -979,6 +982,18 @@ mod tests {
                     (CLASS_SIZES[c - 1] as usize) < size,
                     "size {size} class {c}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn magic_is_exact() {
+        for c in 0..NUM_CLASSES {
+            let (bs, m) = (CLASS_SIZES[c] as u64, MAGIC[c]);
+            for off in 0..PAGE_SIZE as u64 {
+                let prod = off * m as u64;
+                assert_eq!(prod >> 32, off / bs, "class {c} offset {off}");
+                assert_eq!((prod as u32) < m, off % bs == 0, "class {c} offset {off}");
             }
         }
     }
