@@ -80,7 +80,7 @@ pub unsafe fn free(p: *mut u8) {
     // arena whose owner is our heap means the block is ours to free locally.
     unsafe {
         if is_arena(a) && (*a).small_owner == h {
-            small::free_local(h, a, p);
+            small::free_checked(h, a, p);
             return;
         }
         free_generic(p, a, h);
@@ -90,7 +90,7 @@ pub unsafe fn free(p: *mut u8) {
 #[inline(never)]
 unsafe fn free_generic(p: *mut u8, a: *mut arena::Arena, h: *mut heap::Heap) {
     if !is_arena(a) {
-        crate::fatal::fatal("free(): invalid pointer (not allocated by fancy)");
+        crate::fatal::fatal_ptr("free(): invalid pointer", p, "not allocated by fancy");
     }
     // A thread that only frees (a consumer) gets a heap too, so its counters stay per-thread
     // instead of one contended global atomic.
@@ -107,8 +107,10 @@ unsafe fn free_generic(p: *mut u8, a: *mut arena::Arena, h: *mut heap::Heap) {
                 let owner = (*a).small_owner;
                 if owner == h {
                     // A heap this thread adopted between the fast-path test and the bind above.
-                    small::free_local(h, a, p)
-                } else if heap::is_real(h) {
+                    return small::free_checked(h, a, p);
+                }
+                small::check_foreign_free(h, a, p, "free(): invalid pointer");
+                if heap::is_real(h) {
                     small::free_foreign(h, a, p)
                 } else {
                     heap::remote_free(owner, h, p)
@@ -118,16 +120,25 @@ unsafe fn free_generic(p: *mut u8, a: *mut arena::Arena, h: *mut heap::Heap) {
                 if (*a).heap == h {
                     medium::free_local(h, a, p)
                 } else {
+                    medium::check_free(p, "free(): invalid pointer");
                     heap::remote_free((*a).heap, h, p)
                 }
             }
             Kind::Huge => {
                 if p as usize != a as usize + (*a).offset {
-                    crate::fatal::fatal("free(): invalid pointer into a huge block");
+                    crate::fatal::fatal_ptr(
+                        "free(): invalid pointer",
+                        p,
+                        "inside a huge block, not its start",
+                    );
                 }
                 huge::free(a)
             }
-            Kind::Free => crate::fatal::fatal("free(): pointer into a free arena (double free?)"),
+            Kind::Free => crate::fatal::fatal_ptr(
+                "free(): invalid pointer",
+                p,
+                "into a free arena (freed before?)",
+            ),
         }
     }
 }
@@ -211,10 +222,22 @@ pub unsafe fn realloc(p: *mut u8, n: usize) -> *mut u8 {
     }
     let a = arena_of(p);
     if !is_arena(a) {
-        crate::fatal::fatal("realloc(): invalid pointer (not allocated by fancy)");
+        crate::fatal::fatal_ptr("realloc(): invalid pointer", p, "not allocated by fancy");
     }
-    // SAFETY: our arena, live block (caller).
+    // SAFETY: our arena; the block is checked to be live before its size is read.
     unsafe {
+        match (*a).kind {
+            Kind::Small => {
+                small::check_foreign_free(tls::get(), a, p, "realloc(): invalid pointer")
+            }
+            Kind::Medium => medium::check_free(p, "realloc(): invalid pointer"),
+            Kind::Huge if p as usize != a as usize + (*a).offset => crate::fatal::fatal_ptr(
+                "realloc(): invalid pointer",
+                p,
+                "inside a huge block, not its start",
+            ),
+            _ => {}
+        }
         let old = usable_size(p);
         match (*a).kind {
             Kind::Small => {
@@ -241,7 +264,11 @@ pub unsafe fn realloc(p: *mut u8, n: usize) -> *mut u8 {
                     return p;
                 }
             }
-            Kind::Free => crate::fatal::fatal("realloc(): pointer into a free arena"),
+            Kind::Free => crate::fatal::fatal_ptr(
+                "realloc(): invalid pointer",
+                p,
+                "into a free arena (freed before?)",
+            ),
         }
         let q = malloc(n);
         if q.is_null() {

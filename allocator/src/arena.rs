@@ -120,20 +120,25 @@ fn map_set(a: *const Arena, on: bool) {
     }
 }
 
+/// Whether all heaps together (and live huge blocks) have touched `huge_pages_above_mib`.
+fn process_big() -> bool {
+    crate::heap::footprint() as usize >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
+}
+
 /// Maps a new arena region of `size` bytes such that `base + offset` is aligned to `align` (the
 /// caller makes sure that leaves `base` arena-aligned), and registers it. Null on failure.
 /// `huge_hint`: ask for transparent huge pages whatever the global threshold (huge blocks, arenas
 /// of a big heap).
 pub(crate) fn map_region(size: usize, align: usize, offset: usize, huge_hint: bool) -> *mut Arena {
-    let a = os::map_aligned(size, align, offset) as *mut Arena;
+    // Huge blocks are accounted by the kernel like glibc's mappings (see `os::map_hint`).
+    let a = os::map_aligned(size, align, offset, size != ARENA_SIZE) as *mut Arena;
     if !a.is_null() && !(a as usize).is_multiple_of(ARENA_SIZE) {
         crate::fatal::fatal("map_region: base not arena-aligned");
     }
     if !a.is_null() {
         if huge_hint
             || crate::config::HUGE_PAGES.load(Ordering::Relaxed)
-            || crate::heap::footprint() as usize
-                >= crate::config::HUGE_PAGES_ABOVE.load(Ordering::Relaxed)
+            || (size != ARENA_SIZE && process_big())
         {
             // SAFETY: the range is the mapping we just made.
             unsafe { os::hint_huge_pages(a.cast(), size) };
@@ -194,8 +199,14 @@ pub(crate) static LIVE_ARENAS: AtomicU64 = AtomicU64::new(0);
 /// heap has touched so far; past `huge_pages_heap_above_mib` its arenas get transparent huge
 /// pages (a cached arena too: the hint covers the pages it faults in from now on).
 pub(crate) fn acquire(heap_bytes: u64) -> *mut Arena {
-    let heap_big =
-        heap_bytes as usize >= crate::config::HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed);
+    // A heap gets huge pages once it alone has touched `huge_pages_heap_above_mib`, or once the
+    // process has touched `huge_pages_above_mib` and this heap at least a whole arena. Without
+    // that last condition, a program of 1000 threads with a few KiB each (64 MiB together)
+    // gave every new thread's arenas 2 MiB pages where it touched one 4 KiB page: 490 MB of RSS
+    // where glibc takes 38 MB (`cargo bench -p fancy-preload --bench live_threads`).
+    let heap_big = heap_bytes as usize
+        >= crate::config::HUGE_PAGES_HEAP_ABOVE.load(Ordering::Relaxed)
+        || (heap_bytes as usize >= ARENA_SIZE && process_big());
     let a = {
         let mut c = CACHE.lock();
         // The cached arena with the most resident pages: a program that frees everything and
@@ -224,7 +235,11 @@ pub(crate) fn acquire(heap_bytes: u64) -> *mut Arena {
     };
     let a = if a.is_null() {
         crate::reclaim::maybe_start();
-        map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big)
+        let mut a = map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big);
+        if a.is_null() && release_for_retry() {
+            a = map_region(ARENA_SIZE, ARENA_SIZE, 0, heap_big);
+        }
+        a
     } else {
         CACHED_ARENAS.fetch_sub(1, Ordering::Relaxed);
         if heap_big {
@@ -289,6 +304,15 @@ pub(crate) unsafe fn release(a: *mut Arena, decommit: bool) {
     }
     // SAFETY: dead arena of ARENA_SIZE bytes.
     unsafe { unmap_region(a, ARENA_SIZE) };
+}
+
+/// The OS refused a mapping (out of memory, or out of address space under `ulimit -v`): gives
+/// back everything mapped and unused — cached arenas, pooled huge pages, the free memory of
+/// exited threads' heaps — so that a retry can succeed where glibc, which keeps no such caches,
+/// would. Returns whether anything was released.
+pub(crate) fn release_for_retry() -> bool {
+    crate::heap::clean_abandoned(true);
+    purge_cache(u64::MAX) + crate::huge::purge_cache(u64::MAX) > 0
 }
 
 /// Unmaps cached arenas that entered the cache before tick `before` (reclaimer), or all.

@@ -207,6 +207,8 @@ pub fn configure(cfg: Config) -> Result<(), ConfigError> {
     VERBOSE.store(cfg.verbose, Ordering::Relaxed);
     RECLAIM.store(cfg.reclaim, Ordering::Relaxed);
     if cfg.reclaim {
+        // The reclaimer runs while some thread holds a heap: the caller is about to allocate.
+        crate::tls::thread_attach();
         crate::reclaim::start().map_err(ConfigError::ReclaimThread)?;
     }
     Ok(())

@@ -14,6 +14,18 @@ pub fn fatal(msg: &str) -> ! {
     unsafe { libc::abort() }
 }
 
+/// Writes `fancy: <what> <p>: <why>` (the pointer in hex) to fd 2 as one line and aborts: the
+/// message for a misused pointer (double free, interior or foreign pointer).
+#[cold]
+#[inline(never)]
+pub fn fatal_ptr(what: &str, p: *const u8, why: &str) -> ! {
+    let mut w = StackWriter::<256>::new();
+    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("fancy: {what} {p:p}: {why}\n"));
+    w.flush_to(2);
+    // SAFETY: abort has no preconditions; it never returns.
+    unsafe { libc::abort() }
+}
+
 /// Writes bytes to fd 2, retrying on short writes; errors are ignored (nothing else to do).
 pub fn write_stderr(s: &str) {
     write_fd(2, s.as_bytes());

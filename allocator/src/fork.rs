@@ -48,5 +48,6 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     unlock_all();
+    crate::heap::after_fork_child(crate::heap::is_real(crate::tls::get()));
     crate::reclaim::after_fork_child();
 }

@@ -200,6 +200,21 @@ fn meta_lock() -> &'static SpinLock<Meta> {
     &META
 }
 
+/// Heaps bound to threads of this process: made or adopted, not yet handed back (a heap
+/// borrowed for one call by an exited thread counts while it is borrowed). The reclaimer ends
+/// when it reaches 0.
+static BOUND: AtomicU64 = AtomicU64::new(0);
+
+/// Threads of this process holding a heap.
+pub(crate) fn bound_threads() -> u64 {
+    BOUND.load(Ordering::Acquire)
+}
+
+/// After fork, in the child: only the forking thread exists; it holds a heap or not.
+pub(crate) fn after_fork_child(forker_has_heap: bool) {
+    BOUND.store(forker_has_heap as u64, Ordering::Release);
+}
+
 /// Visits every heap ever created (they are never freed).
 pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
     let mut h = ALL_HEAPS.load(Ordering::Acquire);
@@ -259,6 +274,8 @@ pub(crate) fn footprint() -> u64 {
 }
 
 fn new_heap() -> *mut Heap {
+    // Before the first block is carved: free blocks and chunk headers carry keys made from it.
+    small::init_key();
     let size = core::mem::size_of::<Heap>();
     let h = {
         let mut m = meta_lock().lock();
@@ -302,6 +319,14 @@ const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
 /// A heap for the calling thread: an abandoned one if the pool has one (adopted whole, with its
 /// arenas and pending remote frees), else a new one. Null only if the OS gives no memory.
 pub(crate) fn acquire() -> *mut Heap {
+    let h = acquire_inner();
+    if !h.is_null() {
+        BOUND.fetch_add(1, Ordering::AcqRel);
+    }
+    h
+}
+
+fn acquire_inner() -> *mut Heap {
     let h = {
         let mut pool = POOL.lock();
         let h = pool.head;
@@ -316,7 +341,11 @@ pub(crate) fn acquire() -> *mut Heap {
         h
     };
     if h.is_null() {
-        return new_heap();
+        let h = new_heap();
+        if h.is_null() && crate::arena::release_for_retry() {
+            return new_heap();
+        }
+        return h;
     }
     ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: popped from the pool: ours alone now.
@@ -346,6 +375,9 @@ pub(crate) unsafe fn abandon(h: *mut Heap) {
         pool.head = h;
     }
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
+    if BOUND.fetch_sub(1, Ordering::AcqRel) == 1 {
+        crate::reclaim::wake();
+    }
 }
 
 /// Cleans abandoned heaps (collects their remote frees, releases empty pages and arenas) so
@@ -393,6 +425,8 @@ pub unsafe fn remote_free(owner: *mut Heap, me: *mut Heap, p: *mut u8) {
     // never unmapped.
     unsafe {
         let b = p as *mut Block;
+        // A second free of the block while it waits here is refused by its key.
+        small::set_free_key(p);
         let head = &(*owner).shared.remote;
         let mut old = head.load(Ordering::Relaxed);
         loop {

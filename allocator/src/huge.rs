@@ -93,7 +93,12 @@ fn offset_for(align: usize) -> usize {
 /// what glibc gets from its heap — without keeping address ranges of fixed sizes.
 pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     let off = offset_for(align);
-    let Some(total) = n.checked_add(off).and_then(|t| t.checked_add(OS_PAGE - 1)) else {
+    // No object may be larger than PTRDIFF_MAX (C) / isize::MAX (Rust).
+    let Some(total) = n
+        .checked_add(off)
+        .and_then(|t| t.checked_add(OS_PAGE - 1))
+        .filter(|&t| t <= isize::MAX as usize)
+    else {
         return ptr::null_mut();
     };
     let total = total & !(OS_PAGE - 1);
@@ -105,11 +110,23 @@ pub fn alloc(n: usize, align: usize, zero: bool) -> *mut u8 {
     }
     // The base must be arena-aligned and base + off aligned to `align`: for align ≤ ARENA_SIZE
     // an arena-aligned base does both; above, off = ARENA_SIZE and base + off carries `align`.
-    let a = if align <= ARENA_SIZE {
-        arena::map_region(total, ARENA_SIZE, 0, total >= HUGE_PAGE_HINT_MIN)
-    } else {
-        arena::map_region(total, align, ARENA_SIZE, total >= HUGE_PAGE_HINT_MIN)
+    let map = || {
+        if align <= ARENA_SIZE {
+            arena::map_region(total, ARENA_SIZE, 0, total >= HUGE_PAGE_HINT_MIN)
+        } else {
+            arena::map_region(total, align, ARENA_SIZE, total >= HUGE_PAGE_HINT_MIN)
+        }
     };
+    let mut a = map();
+    if a.is_null() {
+        let h = crate::tls::get();
+        // SAFETY: the calling thread owns its bound heap and holds none of its free or parked
+        // chunks here (a huge request never does).
+        let freed = crate::heap::is_real(h) && unsafe { crate::medium::release_for_retry(h) };
+        if arena::release_for_retry() || freed {
+            a = map();
+        }
+    }
     if a.is_null() {
         return ptr::null_mut();
     }
@@ -352,7 +369,10 @@ pub unsafe fn realloc(a: *mut Arena, p: *mut u8, n: usize) -> *mut u8 {
         if off > ARENA_SIZE {
             return ptr::null_mut();
         }
-        let Some(total) = n.checked_add(off + OS_PAGE - 1) else {
+        let Some(total) = n
+            .checked_add(off + OS_PAGE - 1)
+            .filter(|&t| t <= isize::MAX as usize)
+        else {
             return ptr::null_mut();
         };
         let total = total & !(OS_PAGE - 1);

@@ -43,6 +43,53 @@ const PREV_FREE: usize = 2;
 /// free, caught here as glibc's tcache key catches it).
 const PARKED: usize = 4;
 const FLAGS: usize = 15;
+/// The size bits of a chunk's `head` (chunks are smaller than 4 MiB). The high 32 bits hold the
+/// chunk's tag (`tag`): a free checks it, so a pointer that is not the start of a chunk (an
+/// interior pointer, a stray one, a chunk merged into a neighbour since) is refused instead of
+/// its preceding bytes being taken for a header.
+const SIZE_MASK: usize = 0xFFFF_FFFF & !FLAGS;
+const TAG_MASK: usize = !0xFFFF_FFFF;
+
+/// The tag of a chunk header at `c`: its address mixed with the process's secret.
+#[inline(always)]
+fn tag(c: *const Chunk) -> usize {
+    ((c as usize >> 4) ^ (crate::small::key_secret() >> 32)) << 32
+}
+
+/// Writes a chunk's `head` (size and flags) with its tag.
+#[inline(always)]
+unsafe fn set_head(c: *mut Chunk, v: usize) {
+    // SAFETY: callers pass chunk headers inside our arenas.
+    unsafe { (*c).head = v | tag(c) }
+}
+
+/// Checks the program's free (or realloc: `what` names the call) of a pointer into a medium
+/// arena: it must be the payload of a live chunk — 16-aligned, its header tagged for its
+/// address, neither free nor parked in the front cache. Aborts with a line naming the pointer
+/// otherwise.
+///
+/// # Safety
+/// `p` must lie inside one of our medium arenas (`arena_of(p)` is one).
+#[inline(always)]
+pub unsafe fn check_free(p: *mut u8, what: &str) {
+    if p as usize & 15 != 0 {
+        crate::fatal::fatal_ptr(what, p, "not the start of a medium block (misaligned)");
+    }
+    let c = p.wrapping_sub(HDR) as *const Chunk;
+    // SAFETY: `p` is 16-aligned inside an arena whose first 4 KiB are its header, so `c` is an
+    // aligned, mapped word pair of the same arena (or of its header).
+    let h = unsafe { (*c).head };
+    if h & TAG_MASK != tag(c) {
+        crate::fatal::fatal_ptr(
+            what,
+            p,
+            "not the start of a live medium block (an interior or stray pointer, or a block freed before)",
+        );
+    }
+    if h & (FREE | PARKED) != 0 {
+        crate::fatal::fatal_ptr(what, p, "the medium block is already free (double free)");
+    }
+}
 pub const NBINS: usize = 128;
 /// First chunk of a medium arena.
 const AREA_START: usize = ARENA_HEADER;
@@ -238,7 +285,7 @@ unsafe fn raise_top(heap: *mut Heap, c: *mut Chunk, size: usize) {
 #[inline(always)]
 pub fn size_of_chunk(c: *const Chunk) -> usize {
     // SAFETY: callers pass chunk headers inside our arenas.
-    unsafe { (*c).head & !FLAGS }
+    unsafe { (*c).head & SIZE_MASK }
 }
 
 #[inline(always)]
@@ -444,9 +491,9 @@ unsafe fn carve(heap: *mut Heap, c: *mut Chunk, cs: usize) -> usize {
         let size = size_of_chunk(c);
         let keep_flags = (*c).head & PREV_FREE;
         if size - cs >= MIN_CHUNK {
-            (*c).head = cs | keep_flags;
+            set_head(c, cs | keep_flags);
             let rest = at(c, cs);
-            (*rest).head = (size - cs) | FREE;
+            set_head(rest, (size - cs) | FREE);
             // The chunk after `c` has PREV_FREE already (`c` was free): only its prev_size
             // changes. A store that misses the cache does not stall; a read-modify-write would.
             let after = at(rest, size - cs);
@@ -454,7 +501,7 @@ unsafe fn carve(heap: *mut Heap, c: *mut Chunk, cs: usize) -> usize {
             bin_insert_sized(heap, rest, size - cs);
             cs
         } else {
-            (*c).head = size | keep_flags;
+            set_head(c, size | keep_flags);
             (*at(c, size)).head &= !PREV_FREE;
             size
         }
@@ -519,10 +566,10 @@ unsafe fn alloc_bins(heap: *mut Heap, cs: usize, align: usize) -> *mut u8 {
                 // Split off the front as a free chunk; its predecessor is in use.
                 let size = size_of_chunk(c);
                 let flags = (*c).head & PREV_FREE;
-                (*c).head = front | FREE | flags;
+                set_head(c, front | FREE | flags);
                 let d = at(c, front);
                 (*d).prev_size = front;
-                (*d).head = (size - front) | PREV_FREE;
+                set_head(d, (size - front) | PREV_FREE);
                 bin_insert(heap, c);
                 c = d;
             }
@@ -539,7 +586,12 @@ unsafe fn alloc_bins(heap: *mut Heap, cs: usize, align: usize) -> *mut u8 {
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
     // SAFETY: heaps are never freed; atomics.
-    let a = arena::acquire(unsafe { heap::touched(heap) });
+    let mut a = arena::acquire(unsafe { heap::touched(heap) });
+    // SAFETY: the caller owns `heap` (see `medium::release_for_retry`).
+    if a.is_null() && unsafe { crate::medium::release_for_retry(heap) } {
+        // SAFETY: as above.
+        a = arena::acquire(unsafe { heap::touched(heap) });
+    }
     if a.is_null() {
         return false;
     }
@@ -551,9 +603,10 @@ unsafe fn add_arena(heap: *mut Heap) -> bool {
         (*a).top = AREA_START + HDR;
         let c = at(a.cast(), AREA_START);
         (*c).prev_size = 0;
-        (*c).head = AREA_LEN | FREE;
+        set_head(c, AREA_LEN | FREE);
         let end = at(a.cast(), AREA_END);
         (*end).prev_size = AREA_LEN;
+        // The end sentinel carries no tag: a pointer just past the arena is never a block.
         (*end).head = HDR | PREV_FREE;
         bin_insert(heap, c);
         arena_list_push(&mut (*heap).local.medium_arenas, a);
@@ -564,7 +617,9 @@ unsafe fn add_arena(heap: *mut Heap) -> bool {
     true
 }
 
-/// Frees a medium block on its owner's thread, coalescing with free neighbours.
+/// Frees a medium block on its owner's thread, coalescing with free neighbours. The pointer is
+/// checked first (`check_free`): this is also where a block freed twice through the remote list
+/// is caught, when its owner collects it the second time.
 ///
 /// # Safety
 /// `p` must be a live medium block of arena `a` owned by `heap`, held by the caller.
@@ -573,10 +628,8 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
     // SAFETY: caller's contract; neighbours found through the boundary tags stay in the arena
     // (first chunk never has PREV_FREE, the end sentinel is never free).
     unsafe {
+        check_free(p, "free(): invalid pointer");
         let c = p.sub(HDR) as *mut Chunk;
-        if (*c).head & (FREE | PARKED) != 0 {
-            crate::fatal::fatal("double free of a medium block");
-        }
         let size = size_of_chunk(c);
         drop_by(&(*heap).shared.medium_in_use, (size - HDR) as u64);
         drop_by(&(*heap).shared.medium_blocks, 1);
@@ -618,14 +671,17 @@ unsafe fn coalesce_free(heap: *mut Heap, a: *mut Arena, c: *mut Chunk) {
         if merged_next {
             bin_remove(heap, next);
             size += size_of_chunk(next);
+            // An absorbed header keeps no tag: a later free of its address is refused.
+            (*next).head = 0;
         }
         if (*c).head & PREV_FREE != 0 {
             let prev = c.cast::<u8>().sub((*c).prev_size).cast::<Chunk>();
             bin_remove(heap, prev);
             size += size_of_chunk(prev);
+            (*c).head = 0;
             c = prev;
         }
-        (*c).head = size | FREE;
+        set_head(c, size | FREE);
         let after = at(c, size);
         (*after).prev_size = size;
         if !merged_next {
@@ -661,6 +717,24 @@ unsafe fn release_arena(heap: *mut Heap, a: *mut Arena) {
             (1u64 << pages) - 1
         };
         arena::release(a, heap::gives_back(heap));
+    }
+}
+
+/// The OS refused an arena (out of memory or address space): flushes the heap's front cache
+/// into the bins and releases its fully free medium arenas, so that their address space can
+/// serve the request (a program that freed its medium blocks and now allocates small ones, under
+/// `ulimit -v`). Returns whether an arena was released.
+///
+/// # Safety
+/// The caller must own `heap` and hold no pointer to one of its free chunks or parked chunks
+/// (both add_arena callers: a small page allocation, or a medium one that found no chunk).
+pub(crate) unsafe fn release_for_retry(heap: *mut Heap) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        let before = (*heap).local.medium_arena_count;
+        tc_flush(heap);
+        release_free_arenas(heap);
+        (*heap).local.medium_arena_count < before
     }
 }
 
@@ -755,7 +829,7 @@ pub unsafe fn realloc_in_place(heap: *mut Heap, p: *mut u8, n: usize) -> bool {
         let flags = (*c).head & PREV_FREE;
         let final_size = if total - cs >= MIN_CHUNK {
             let rest = at(c, cs);
-            (*rest).head = (total - cs) | FREE;
+            set_head(rest, (total - cs) | FREE);
             let after = at(c, total);
             (*after).prev_size = total - cs;
             bin_insert(heap, rest);
@@ -765,7 +839,7 @@ pub unsafe fn realloc_in_place(heap: *mut Heap, p: *mut u8, n: usize) -> bool {
             (*at(c, total)).head &= !PREV_FREE;
             total
         };
-        (*c).head = final_size | flags;
+        set_head(c, final_size | flags);
         raise_top(heap, c, final_size);
         bump(&(*heap).shared.medium_in_use, (final_size - size) as u64);
         true
@@ -776,7 +850,7 @@ unsafe fn shrink(heap: *mut Heap, c: *mut Chunk, size: usize, cs: usize) {
     // SAFETY: `c` is a live chunk of `size` bytes (owner-only); the tail becomes a free chunk.
     unsafe {
         let flags = (*c).head & PREV_FREE;
-        (*c).head = cs | flags;
+        set_head(c, cs | flags);
         let rest = at(c, cs);
         let mut rsize = size - cs;
         drop_by(&(*heap).shared.medium_in_use, rsize as u64);
@@ -786,7 +860,7 @@ unsafe fn shrink(heap: *mut Heap, c: *mut Chunk, size: usize, cs: usize) {
             bin_remove(heap, next);
             rsize += size_of_chunk(next);
         }
-        (*rest).head = rsize | FREE;
+        set_head(rest, rsize | FREE);
         let after = at(rest, rsize);
         (*after).prev_size = rsize;
         (*after).head |= PREV_FREE;

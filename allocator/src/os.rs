@@ -20,10 +20,17 @@ pub const fn align_up(x: usize, a: usize) -> usize {
 
 /// Maps `size` bytes of fresh zeroed read/write memory, or null.
 pub(crate) fn map(size: usize) -> *mut u8 {
-    map_hint(ptr::null_mut(), size)
+    map_hint(ptr::null_mut(), size, false)
 }
 
-fn map_hint(hint: *mut u8, size: usize) -> *mut u8 {
+/// Maps `size` bytes near `hint` (a hint only: the kernel may place it elsewhere), or null.
+/// `accounted`: without `MAP_NORESERVE`, so the kernel's overcommit policy judges the request as
+/// it judges glibc's own mappings — a huge block larger than the machine can ever back (64 TiB)
+/// is refused under the default heuristic mode, as glibc's malloc is. Arenas (4 MiB, touched
+/// page by page) keep `MAP_NORESERVE`.
+fn map_hint(hint: *mut u8, size: usize, accounted: bool) -> *mut u8 {
+    let flags =
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if accounted { 0 } else { libc::MAP_NORESERVE };
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing (the hint is
     // only a hint, without MAP_FIXED) cannot overlap or invalidate any existing memory.
     let p = unsafe {
@@ -31,7 +38,7 @@ fn map_hint(hint: *mut u8, size: usize) -> *mut u8 {
             hint.cast(),
             size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            flags,
             -1,
             0,
         )
@@ -61,11 +68,17 @@ pub(crate) unsafe fn unmap(p: *mut u8, size: usize) {
 }
 
 /// Maps `size` bytes such that `result + offset` is aligned to `align` (a power of two ≥ the OS
-/// page), by over-mapping and trimming. Returns null on failure.
-pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
+/// page): an exact mapping if it comes out aligned, else one asked for at the aligned address
+/// next to it, else by over-mapping and trimming (which needs `size + align` of address space
+/// for a moment: under `ulimit -v` the first two are what still succeed). `accounted`: see
+/// `map_hint`. Returns null on failure.
+pub(crate) fn map_aligned(size: usize, align: usize, offset: usize, accounted: bool) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align >= OS_PAGE && size.is_multiple_of(OS_PAGE));
+    if size > isize::MAX as usize {
+        return ptr::null_mut();
+    }
     // First try an exact-size mapping: consecutive mappings usually come out aligned.
-    let p = map(size);
+    let p = map_hint(ptr::null_mut(), size, accounted);
     if p.is_null() {
         return p;
     }
@@ -74,10 +87,37 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
     }
     // SAFETY: `p` is the mapping we just made and nothing else knows it.
     unsafe { unmap(p, size) };
-    let Some(total) = size.checked_add(align) else {
+    // The aligned addresses just below and above where the kernel put it (the space there was
+    // free a moment ago, at least in part).
+    let up = align_up(p as usize + offset, align) - offset;
+    // (Not for alignments above an arena: those are huge blocks, over-mapped and accounted
+    // like glibc's, so an alignment no machine could back fails as it does there.)
+    let hints = if align <= crate::arena::ARENA_SIZE {
+        [up, up.wrapping_sub(align)]
+    } else {
+        [0, 0]
+    };
+    for hint in hints {
+        if hint == 0 || hint > isize::MAX as usize {
+            continue;
+        }
+        let q = map_hint(hint as *mut u8, size, accounted);
+        if q.is_null() {
+            break;
+        }
+        if q as usize == hint {
+            return q;
+        }
+        // SAFETY: `q` is the mapping we just made and nothing else knows it.
+        unsafe { unmap(q, size) };
+    }
+    let Some(total) = size
+        .checked_add(align)
+        .filter(|&t| t <= isize::MAX as usize)
+    else {
         return ptr::null_mut();
     };
-    let raw = map(total);
+    let raw = map_hint(ptr::null_mut(), total, accounted);
     if raw.is_null() {
         return raw;
     }
@@ -146,7 +186,7 @@ pub(crate) unsafe fn remap_move_aligned(
     new: usize,
     align: usize,
 ) -> *mut u8 {
-    let dst = map_aligned(new, align, 0);
+    let dst = map_aligned(new, align, 0, true);
     if dst.is_null() {
         return dst;
     }

@@ -67,10 +67,116 @@ pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
     None
 }
 
-/// A free block: its first word links to the next.
+/// A free block: its first word links to the next; its second holds `free_key(block)` while the
+/// block sits on any free list (a page's, a foreign list, a remote list) and is cleared when
+/// the block is handed out, so a second free of a block finds its key and is refused.
 #[repr(C)]
 pub struct Block {
     pub next: *mut Block,
+    pub key: usize,
+}
+
+/// The secret of the free-block keys (and of medium chunk tags): random per process, set before
+/// the first heap carves a block (`init_key`).
+static KEY: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0x9e37_79b9_7f4a_7c15);
+
+/// Sets the key secret from `getrandom` (no allocation). Called by every new heap before it is
+/// used; the value is drawn once, so concurrent callers agree.
+pub(crate) fn init_key() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::Acquire) {
+        return;
+    }
+    static LOCK: crate::sync::SpinLock<()> = crate::sync::SpinLock::new(());
+    let _g = LOCK.lock();
+    if DONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut k: usize = 0;
+    // SAFETY: getrandom writes at most size_of::<usize>() bytes into `k`.
+    let n = unsafe {
+        libc::getrandom(
+            (&raw mut k).cast(),
+            core::mem::size_of::<usize>(),
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if n != core::mem::size_of::<usize>() as isize {
+        // No entropy yet (early boot): the stack address and the clock still vary per process.
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        k = (&raw const ts as usize).rotate_left(17) ^ (ts.tv_nsec as usize) ^ (ts.tv_sec as usize);
+    }
+    KEY.store(k | 1, Ordering::Relaxed);
+    DONE.store(true, Ordering::Release);
+}
+
+/// The process's key secret.
+#[inline(always)]
+pub(crate) fn key_secret() -> usize {
+    KEY.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The key a free block at `b` carries.
+#[inline(always)]
+pub(crate) fn free_key(b: *const u8) -> usize {
+    key_secret() ^ b as usize
+}
+
+/// Marks a block as free (it is about to enter a free list).
+///
+/// # Safety
+/// `b` must be a dead small or medium block of ours (at least 16 bytes).
+#[inline(always)]
+pub(crate) unsafe fn set_free_key(b: *mut u8) {
+    // SAFETY: caller's contract: the block's second word is ours to write.
+    unsafe { (*(b as *mut Block)).key = free_key(b) };
+}
+
+/// Whether a block carries the free key: it sits on a free list (or the program wrote that
+/// exact value, random per process and per block, into the second word of a live block).
+///
+/// # Safety
+/// `b` must point to at least 16 readable bytes.
+#[inline(always)]
+pub(crate) unsafe fn has_free_key(b: *const u8) -> bool {
+    // SAFETY: caller's contract.
+    unsafe { (*(b as *const Block)).key == free_key(b) }
+}
+
+/// `ceil(2^32 / size)` for each class. For every offset below 64 KiB, one multiply
+/// `off * MAGIC[c]` gives `off / size` in its high 32 bits and, in its low 32 bits, a value below
+/// `MAGIC[c]` exactly when `size` divides `off`: a free checks its pointer without a division
+/// (`magic_is_exact` tries every offset).
+static MAGIC: [u32; NUM_CLASSES] = {
+    let mut t = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        t[c] = (1u64 << 32).div_ceil(CLASS_SIZES[c] as u64) as u32;
+        c += 1;
+    }
+    t
+};
+
+/// Where `p` lies in its arena's page: (page index, offset from the page's first block).
+#[inline(always)]
+fn locate(a: *mut Arena, p: *const u8) -> (usize, usize) {
+    let rel = p as usize - a as usize;
+    // `& 63`: a pointer at the arena's very end (the next arena's base) maps to page 0 with an
+    // offset no block has, instead of a descriptor past the array.
+    let idx = (rel >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+    let start = if idx == 0 {
+        ARENA_HEADER
+    } else {
+        idx << PAGE_SHIFT
+    };
+    (idx, rel.wrapping_sub(start))
 }
 
 pub const STATE_FREE: u8 = 0;
@@ -101,7 +207,9 @@ pub struct Page {
     pub state: u8,
     /// Free page whose memory was given back (MADV_DONTNEED) since it was last used.
     pub decommitted: bool,
-    _pad: [u8; 5],
+    _pad: u8,
+    /// `MAGIC[class]`, here so that a free checks its pointer without a second dependent load.
+    pub magic: u32,
     /// Links in `avail` (class) or the heap's free pages.
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -119,7 +227,8 @@ impl Page {
         class: 0,
         state: STATE_FULL,
         decommitted: false,
-        _pad: [0; 5],
+        _pad: 0,
+        magic: 0,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
         area: ptr::null_mut(),
@@ -150,6 +259,7 @@ pub unsafe fn alloc_fast(heap: *mut Heap, c: usize) -> *mut u8 {
         let b = (*page).free;
         if !b.is_null() {
             (*page).free = (*b).next;
+            (*b).key = 0;
             (*page).used += 1;
             bump((*heap).shared.class_live.get_unchecked(c), 1);
         }
@@ -248,6 +358,7 @@ pub unsafe fn free_foreign(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
         if (*fp).capacity - (*fp).used < (*fp).reserved {
             let b = p as *mut Block;
             (*b).next = (*fp).free;
+            (*b).key = free_key(p);
             (*fp).free = b;
             (*fp).capacity += 1;
             // The owner still counts the block; this heap's count compensates (it may wrap
@@ -387,9 +498,11 @@ unsafe fn extend(heap: *mut Heap, page: *mut Page) {
         for _ in 1..n {
             let next = p.add(bs);
             (*(p as *mut Block)).next = next.cast();
+            set_free_key(p);
             p = next;
         }
         (*(p as *mut Block)).next = (*page).free;
+        set_free_key(p);
         (*page).free = start.cast();
         (*page).capacity += n as u32;
         bump(&(*heap).shared.small_carved, (n * bs) as u64);
@@ -462,6 +575,7 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
         let len = page_bytes(idx);
         (*page).class = c as u8;
         (*page).block_size = bs;
+        (*page).magic = MAGIC[c];
         (*page).reserved = (len / bs as usize) as u32;
         (*page).capacity = 0;
         (*page).used = 0;
@@ -511,7 +625,12 @@ unsafe fn page_resident(page: *mut Page) -> bool {
 unsafe fn add_arena(heap: *mut Heap) -> bool {
     heap::help_abandoned();
     // SAFETY: heaps are never freed; atomics.
-    let a = arena::acquire(unsafe { heap::touched(heap) });
+    let mut a = arena::acquire(unsafe { heap::touched(heap) });
+    // SAFETY: the caller owns `heap` (see `medium::release_for_retry`).
+    if a.is_null() && unsafe { crate::medium::release_for_retry(heap) } {
+        // SAFETY: as above.
+        a = arena::acquire(unsafe { heap::touched(heap) });
+    }
     if a.is_null() {
         return false;
     }
@@ -575,7 +694,155 @@ pub(crate) unsafe fn arena_list_remove(head: *mut *mut Arena, a: *mut Arena) {
     }
 }
 
-/// Frees a small block of a page owned by `heap`, on the owner thread.
+/// The program's free of a pointer into a small arena the calling thread owns. Refuses —
+/// aborting with a line naming the pointer — a pointer that is not a live block: one off a
+/// block boundary (an interior pointer), past what the page has carved, in a page with no live
+/// block, or carrying the free key (a double free: the block is on a free list already).
+///
+/// # Safety
+/// `a` must be a small arena owned by `heap`, held by the caller, and `p` a pointer for which
+/// `arena_of(p) == a`.
+#[inline(always)]
+pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
+    // SAFETY: caller's contract; `locate` keeps the page index below 64; the block's second word
+    // lies inside the arena whatever `p` is (an arena ends with a whole page).
+    unsafe {
+        let key = free_key(p);
+        let (idx, off) = locate(a, p);
+        let page = (*a).pages.as_mut_ptr().add(idx);
+        // One multiply gives both the block index (high half) and whether `off` is a multiple
+        // of the block size (low half below the reciprocal: Lemire, Kaser & Kurz, "Faster
+        // remainder by direct computation", exact for offsets below 2^16 and sizes ≤ 512).
+        let magic = (*page).magic;
+        let prod = (off as u64).wrapping_mul(magic as u64);
+        let i = prod >> 32;
+        // The key word is read before `p` is known to be a block: from the 16-aligned address
+        // at or below it inside the arena (the same word for every valid pointer), so a stray
+        // pointer never makes it read outside the arena or misaligned.
+        let word = a
+            .cast::<u8>()
+            .add((p as usize - a as usize) & (arena::ARENA_SIZE - 16));
+        // One branch for the three tests (`|`, not `||`). A page with no live block needs no
+        // test of its own: a released page has carved nothing (capacity 0), and every carved
+        // block of a page with none live is on its free list, with its key.
+        let on_block = (off < PAGE_SIZE) & ((prod as u32) < magic) & (i < (*page).capacity as u64);
+        let bad = !on_block | ((*(word as *const Block)).key == key);
+        if bad {
+            owner_bad_free(heap, page, p, on_block);
+        }
+        push_local(heap, page, p, key);
+    }
+}
+
+/// Checks the program's free (or realloc: `what` names the call) of a small block whose page another heap owns (or that a thread
+/// without a heap frees), before it is kept or sent to the owner: the pointer must be on a
+/// block boundary of its page's class, and must not carry the free key. A block found on the
+/// caller's own foreign list is a confirmed double free; one carrying the key elsewhere is on
+/// a list another thread owns, where pushing it again would corrupt that list: refused too.
+///
+/// # Safety
+/// `a` must be a small arena of ours and `heap` the caller's heap or a sentinel.
+pub unsafe fn check_foreign_free(heap: *mut Heap, a: *mut Arena, p: *mut u8, what: &str) {
+    // SAFETY: a page's class is written only while the page holds no block (see
+    // `free_foreign`); the block's words are read once `p` is on a block boundary inside it.
+    unsafe {
+        let (idx, off) = locate(a, p);
+        let page = (*a).pages.as_ptr().add(idx);
+        let c = (*page).class as usize & (NUM_CLASSES - 1);
+        let magic = (*page).magic;
+        let bs = (*page).block_size as u64;
+        // As in `free_checked`; the bound is the page's size, not its carved part (the owner's).
+        let on_block = (off < PAGE_SIZE)
+            & (((off as u64).wrapping_mul(magic as u64) as u32) < magic)
+            & (bs != 0)
+            & (off as u64 + bs <= page_bytes(idx) as u64);
+        if !on_block {
+            crate::fatal::fatal_ptr(
+                what,
+                p,
+                "not the start of a small block (an interior or stray pointer)",
+            );
+        }
+        if has_free_key(p) {
+            let why = if heap::is_real(heap) && list_holds((*heap).local.foreign[c].free, p) {
+                "already freed (this thread freed it before)"
+            } else {
+                "already freed (it carries the free-list key; another thread holds it)"
+            };
+            crate::fatal::fatal_ptr(what, p, why);
+        }
+    }
+}
+
+/// The owner's free of `p` failed a check (`on_block`: it is at least on a carved block
+/// boundary). A key match is confirmed on the page's free list (or, after collecting the heap's
+/// remote frees, there) for the message; either way the block is on a free list, so freeing it
+/// again would hand it out twice: abort.
+#[cold]
+#[inline(never)]
+unsafe fn owner_bad_free(heap: *mut Heap, page: *mut Page, p: *mut u8, on_block: bool) -> ! {
+    if !on_block {
+        bad_free(
+            p,
+            "not the start of a live block (an interior or stray pointer)",
+        );
+    }
+    // SAFETY: the caller owns the heap, so the page's list and the remote list are ours; `p` is
+    // a carved block of the page.
+    unsafe {
+        if !has_free_key(p) {
+            bad_free(p, "not a live block");
+        }
+        if list_holds((*page).free, p) {
+            double_free(p, "the block is already free (on its page's free list)");
+        }
+        heap::collect_remote(heap);
+        if list_holds((*page).free, p) {
+            double_free(
+                p,
+                "the block is already free (freed before by another thread)",
+            );
+        }
+    }
+    double_free(
+        p,
+        "the block is already free (it carries the free-list key; another thread holds it)",
+    )
+}
+
+/// Whether the free list starting at `b` holds `p` (at most a page's worth of blocks looked at).
+///
+/// # Safety
+/// `b` must be a free list the caller owns.
+unsafe fn list_holds(mut b: *mut Block, p: *mut u8) -> bool {
+    let mut n = 0;
+    // SAFETY: caller's contract: every block on the list is a free block of ours.
+    unsafe {
+        while !b.is_null() && n <= PAGE_SIZE / 16 {
+            if b.cast::<u8>() == p {
+                return true;
+            }
+            b = (*b).next;
+            n += 1;
+        }
+    }
+    false
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(p: *mut u8, why: &str) -> ! {
+    crate::fatal::fatal_ptr("free(): double free of", p, why)
+}
+
+#[cold]
+#[inline(never)]
+fn bad_free(p: *mut u8, why: &str) -> ! {
+    crate::fatal::fatal_ptr("free(): invalid pointer", p, why)
+}
+
+/// Puts a small block of a page owned by `heap` on the page's free list, on the owner thread
+/// (the program's free after `free_checked`, or a block collected from the remote list).
 ///
 /// # Safety
 /// `p` must be a live small block of arena `a`, and `heap` its owner, held by the caller.
@@ -584,9 +851,21 @@ pub unsafe fn free_local(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
     // SAFETY: caller's contract; the page index is < 64 since p is inside the arena.
     unsafe {
         let idx = (p as usize - a as usize) >> PAGE_SHIFT;
-        let page = (*a).pages.as_mut_ptr().add(idx);
+        push_local(heap, (*a).pages.as_mut_ptr().add(idx), p, free_key(p));
+    }
+}
+
+/// Pushes block `p` (its key `key`) on its page's free list.
+///
+/// # Safety
+/// As `free_local`; `page` is the descriptor of the page holding `p`.
+#[inline(always)]
+unsafe fn push_local(heap: *mut Heap, page: *mut Page, p: *mut u8, key: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
         let b = p as *mut Block;
         (*b).next = (*page).free;
+        (*b).key = key;
         (*page).free = b;
         (*page).used -= 1;
         drop_by(
@@ -703,6 +982,18 @@ mod tests {
                     (CLASS_SIZES[c - 1] as usize) < size,
                     "size {size} class {c}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn magic_is_exact() {
+        for c in 0..NUM_CLASSES {
+            let (bs, m) = (CLASS_SIZES[c] as u64, MAGIC[c]);
+            for off in 0..PAGE_SIZE as u64 {
+                let prod = off * m as u64;
+                assert_eq!(prod >> 32, off / bs, "class {c} offset {off}");
+                assert_eq!((prod as u32) < m, off % bs == 0, "class {c} offset {off}");
             }
         }
     }

@@ -94,7 +94,7 @@ pub fn stats() -> Stats {
     heap::for_each_heap(|h| {
         // SAFETY: heaps are never freed; every field read here is an atomic.
         let sh = unsafe { &(*h).shared };
-        for c in 0..NUM_CLASSES {
+        for (c, &size) in CLASS_SIZES.iter().enumerate() {
             // A heap's count may have wrapped below zero (blocks of other heaps it keeps, see
             // small::free_foreign): the sums over heaps are exact, with wrapping arithmetic.
             let live = sh.class_live[c].load(Relaxed);
@@ -102,7 +102,7 @@ pub fn stats() -> Stats {
             s.class_pages[c] += sh.class_pages[c].load(Relaxed);
             s.small_bytes_in_use = s
                 .small_bytes_in_use
-                .wrapping_add(live.wrapping_mul(CLASS_SIZES[c] as u64));
+                .wrapping_add(live.wrapping_mul(size as u64));
         }
         s.medium_bytes_in_use += sh.medium_in_use.load(Relaxed);
         s.medium_live_blocks += sh.medium_blocks.load(Relaxed);

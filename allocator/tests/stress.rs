@@ -51,7 +51,7 @@ fn fancy_producer_consumer_after_producer_exit() {
                 let n = HDR + (i * 37) % 2000;
                 let p = fancy::malloc(n);
                 // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
-                unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | (i as u64 & 0xFFFF)) };
+                unsafe { stamp(p, n, 0x00C0_FFEE_0000_0000 | (i as u64 & 0xFFFF)) };
                 p as usize
             })
             .collect()
@@ -96,7 +96,7 @@ fn fancy_fork_while_threads_allocate() {
                     let n = pick_size(&mut r).min(100_000);
                     let p = fancy::malloc(n);
                     // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
-                    unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | t) };
+                    unsafe { stamp(p, n, 0x00C0_FFEE_0000_0000 | t) };
                     v.push(p);
                     if v.len() > 500 {
                         for p in v.drain(..) {
@@ -131,7 +131,7 @@ fn fancy_fork_while_threads_allocate() {
                         break;
                     }
                     // SAFETY: every pointer here is a live block this test allocated and has not freed, used within its size.
-                    unsafe { stamp(p, n, 0xC0FFEE_0000_0000 | 7) };
+                    unsafe { stamp(p, n, 0x00C0_FFEE_0000_0000 | 7) };
                     v.push(p);
                 }
                 for p in v {

@@ -117,7 +117,7 @@ const TRANSFER: usize = 1000;
 pub fn worker<A: Alloc>(a: &A, transfer: &[AtomicPtr<u8>], seed: u64, iters: usize) {
     let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut local: Vec<*mut u8> = Vec::with_capacity(1024);
-    let mut cookie = 0xC0FFEE_0000_0000u64 | (seed & 0xFFFF) << 16;
+    let mut cookie = 0x00C0_FFEE_0000_0000u64 | (seed & 0xFFFF) << 16;
     for _ in 0..iters {
         cookie = (cookie & !0xFFFF) | ((cookie + 1) & 0xFFFF);
         match r.random_range(0..100) {
