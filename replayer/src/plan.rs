@@ -393,17 +393,16 @@ impl PlanView<'_> {
             {
                 return Err(format!("replay thread {i}: wrong number of op positions"));
             }
-            if let Some(l) = self.meta.threads.get(i) {
-                if l.marks.iter().any(|m| *m > t.ops.len() as u64)
+            if let Some(l) = self.meta.threads.get(i)
+                && (l.marks.iter().any(|m| *m > t.ops.len() as u64)
                     || l.start.is_some_and(|s| {
                         s.after.is_some_and(|(c, k)| {
                             c as usize >= self.threads.len()
                                 || k > self.threads[c as usize].ops.len() as u64
                         }) || s.exits as usize > self.meta.exit_order.len()
-                    })
-                {
-                    return Err(format!("replay thread {i}: start or marks out of range"));
-                }
+                    }))
+            {
+                return Err(format!("replay thread {i}: start or marks out of range"));
             }
             let bigs = t
                 .ops
