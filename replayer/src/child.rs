@@ -56,8 +56,49 @@ impl WithAdapter for Pass<'_> {
     }
 }
 
+/// Checks that `malloc` in this process resolves into `lib` (the library `LD_PRELOAD` should
+/// have put first): otherwise a `preload:` replay would measure glibc under `lib`'s name.
+pub fn check_preload_serves_malloc(lib: &std::path::Path) -> Result<(), ReplayError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: dlsym with the default handle and a NUL-terminated name only looks the symbol
+    // up.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) };
+    // SAFETY: an all-zero Dl_info is a valid value to be filled in.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`, whose strings point into the
+    // loader's data (valid while the object stays loaded; read at once below).
+    let found = !sym.is_null() && unsafe { libc::dladdr(sym, &mut info) } != 0;
+    let object = if found && !info.dli_fname.is_null() {
+        // SAFETY: a NUL-terminated string from the loader (see above).
+        unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        String::new()
+    };
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if !object.is_empty()
+        && id(std::path::Path::new(&object)).is_some()
+        && id(std::path::Path::new(&object)) == id(lib)
+    {
+        return Ok(());
+    }
+    Err(ReplayError::BadInput(format!(
+        "preload:{} does not replace malloc (under LD_PRELOAD, malloc resolves to {}): give a malloc replacement, as preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        lib.display(),
+        if object.is_empty() {
+            "no shared object"
+        } else {
+            &object
+        }
+    )))
+}
+
 /// Runs the pass `req` describes.
 pub fn run_request(req: &ChildRequest) -> Result<PassResult, ReplayError> {
+    if let AllocSpec::Preload(lib) = &req.spec {
+        check_preload_serves_malloc(lib)?;
+    }
     let plan = MappedPlan::open(req.plan_fd, req.meta.clone())
         .map_err(|e| ReplayError::io("mapping the replay plan", e))?;
     let progress = match req.progress_fd {

@@ -1,13 +1,27 @@
 //! The replay engine: one pass of a plan through one allocator, in the calling process.
 //!
-//! One replay thread per plan thread; all start together from a barrier. Each walks its op
+//! One replay thread per plan thread. Those the trace had from its start begin together from
+//! a barrier; one whose traced thread started later is created (a new OS thread,
+//! `pthread_create`) by the controlling thread when the plan's [`StartAfter`] holds: the op
+//! before its start in the trace is done and the threads that had ended by then are joined —
+//! so their allocator per-thread state is torn down as in the program, and no more threads
+//! are alive than the trace had. Each walks its op
 //! array: an op that depends on another thread (WAIT flag) spins until its slot shows the
 //! generation it expects (Acquire; `spin_loop`, then `yield` after 128 tries), then calls the
 //! allocator, writes the new block as the touch policy says, and publishes the slot's new
 //! pointer and generation (Release) — touching before publishing, so no other thread can free
 //! a block still being written. No locks, no harness allocation, no system call in the loop:
 //! every checkpoint period (1–1024 ops, the plan's) the thread stores its progress (a relaxed store), which the sampler
-//! thread turns into live bytes through the plan's checkpoints.
+//! thread turns into live bytes through the plan's checkpoints. At each checkpoint a thread also
+//! adds its period's live-bytes change to one shared counter and raises the shared peak by
+//! the period's largest rise (from the plan): the peak live bytes the replay really reached,
+//! exact when the plan checkpoints every op (`--order strict`) or the trace has one thread,
+//! otherwise to within one checkpoint period of each thread.
+//!
+//! In an ordered replay ([`Order`]) each op also carries its position in the trace's global
+//! order; a thread runs op `g` only once at least `g − K` ops are done (the shared `done`
+//! counter, which threads add to at checkpoints and before any wait): at most `K` earlier ops
+//! of the trace are still pending when an op runs (`K` = 0: the trace's order exactly).
 //!
 //! The untimed pass measures wall time from the barrier to the last thread's last op, RSS over
 //! time (sampler every `sample_ms`), RSS when the op reaching the trace's peak live bytes is
@@ -19,7 +33,8 @@
 //! The baseline RSS is read with the plan mapped, the slot table, histograms and sample buffer
 //! allocated and prefaulted, and every replay thread waiting at the barrier.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -28,7 +43,9 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{AllocStats, Allocator};
 use crate::error::ReplayError;
 use crate::mem::{self, Mapping};
-use crate::plan::{BIG, ClassCounts, Op, OpClass, PlanView, ThreadView, op};
+#[cfg(doc)]
+use crate::plan::StartAfter;
+use crate::plan::{BIG, ClassCounts, Op, OpClass, Order, PlanView, ThreadView, op};
 use crate::sys::{self, Statm, Usage};
 
 /// How much of each new block the replay writes.
@@ -67,6 +84,9 @@ pub struct PassOptions {
     pub pace: bool,
     /// Pin replay thread i to CPU i mod CPUs.
     pub pin: bool,
+    /// How the trace's interleaving is kept (the plan must have been made for it).
+    #[serde(default)]
+    pub order: Order,
     /// Time every call (the latency pass).
     pub timed: bool,
     /// Sampler period, ms (0: no samples).
@@ -82,6 +102,7 @@ impl Default for PassOptions {
             touch: Touch::Pages,
             pace: false,
             pin: false,
+            order: Order::Deps,
             timed: false,
             sample_ms: 10,
             retained_wait: 0.0,
@@ -172,6 +193,11 @@ pub struct PassResult {
     pub timer_overhead_ns: Option<f64>,
     /// Replay threads pinned as asked.
     pub pinned: bool,
+    /// The largest live bytes (requested sizes) the replay reached, from the threads'
+    /// checkpoint updates of one shared counter (see the module documentation).
+    pub measured_peak_live_bytes: u64,
+    /// Most replay threads alive (created and not yet joined) at once.
+    pub peak_replay_threads: u32,
 }
 
 impl PassResult {
@@ -196,6 +222,7 @@ impl PassResult {
 struct Padded(AtomicU64);
 
 /// What a replay thread hands back.
+#[derive(Default)]
 struct ThreadOut {
     counts: [u64; op::KINDS as usize],
     failed: u64,
@@ -220,11 +247,63 @@ struct Shared<'a> {
     /// RSS at the peak-live op (0: not reached).
     rss_at_peak: AtomicU64,
     live_at_peak: AtomicU64,
+    /// Live bytes as of every thread's last checkpoint, and the largest value reached.
+    live: PaddedI64,
+    live_peak: PaddedI64,
+    /// Ordered replays: ops done and published (the gate), and the window.
+    done: Padded,
+    window: u64,
     start: std::sync::OnceLock<Instant>,
     statm: Statm,
     touch: Touch,
     /// Where external progress goes (the parent's bar), updated by the sampler.
     external: Option<&'a AtomicU64>,
+}
+
+/// A cache line of its own for a shared signed counter.
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedI64(AtomicI64);
+
+/// What an ordered thread keeps about the gate: ops done but not yet added to `done`, and
+/// the largest op position it may run without looking at `done` again.
+#[derive(Clone, Copy, Debug)]
+struct Gate {
+    unpublished: u64,
+    limit: u64,
+}
+
+impl Gate {
+    /// Adds the ops done so far to the shared count (before any wait, and at checkpoints).
+    #[inline(always)]
+    fn publish(&mut self, done: &AtomicU64) {
+        if self.unpublished > 0 {
+            done.fetch_add(self.unpublished, Ordering::AcqRel);
+            self.unpublished = 0;
+        }
+    }
+}
+
+/// Waits until the op at global position `g` may run: `g − window` ops are done.
+#[cold]
+#[inline(never)]
+fn gate_wait(sh: &Shared<'_>, g: u64, gate: &mut Gate) {
+    gate.publish(&sh.done.0);
+    let mut spins = 0u32;
+    loop {
+        let d = sh.done.0.load(Ordering::Acquire);
+        if g <= d + sh.window {
+            gate.limit = d + sh.window;
+            return;
+        }
+        spins += 1;
+        if spins < 128 {
+            std::hint::spin_loop();
+        } else {
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
 }
 
 const PTR_MASK: u64 = (1 << 48) - 1;
@@ -315,27 +394,33 @@ fn pace_until(start: Instant, target_ns: u64) {
 }
 
 /// The loop over `ops` (a chunk of one thread's array); `ts` are their timestamps with
-/// `PACE`, `hist` the thread's histograms with `TIMED`.
+/// `PACE`, `seq` their global positions with `ORDER`, `hist` the thread's histograms with
+/// `TIMED`.
 ///
 /// # Safety
 /// Every op's slot is inside `slots` ([`PlanView::check`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
+unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER: bool>(
     a: &A,
     ops: &[Op],
     ts: &[u64],
+    seq: &[u64],
     big: &[u64],
     next_big: &mut usize,
     sh: &Shared<'_>,
     out: &mut ThreadOut,
     hist: &mut [Histogram<u64>],
     start: Instant,
+    gate: &mut Gate,
 ) {
     let how = sh.touch;
     for (j, o) in ops.iter().enumerate() {
         if PACE && ts[j] > start.elapsed().as_nanos() as u64 {
             pace_until(start, ts[j]);
+        }
+        if ORDER && seq[j] > gate.limit {
+            gate_wait(sh, seq[j], gate);
         }
         let kind = o.kind & op::KIND_MASK;
         if kind == op::FREE_NULL {
@@ -344,6 +429,9 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
             unsafe { a.free(std::ptr::null_mut()) };
             if TIMED {
                 hist[OpClass::Free as usize].saturating_record(sys::ticks() - t0);
+            }
+            if ORDER {
+                gate.unpublished += 1;
             }
             continue;
         }
@@ -355,6 +443,10 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
                 w
             } else {
                 out.waits += 1;
+                if ORDER {
+                    // The op waited for may be held back by the ops this thread has done.
+                    gate.publish(&sh.done.0);
+                }
                 wait_for(slot, o.generation)
             }
         } else {
@@ -405,18 +497,23 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool>(
             0
         };
         slot.store(new | next, Ordering::Release);
+        if ORDER {
+            gate.unpublished += 1;
+        }
     }
 }
 
-/// One replay thread: its whole array, in checkpoint-period chunks, with the peak mark.
+/// One replay thread: its whole array, in checkpoint-period chunks, with the peak mark and
+/// the marks where another thread's start waits for its progress.
 ///
 /// # Safety
 /// As [`run_ops`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
+unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER: bool>(
     a: &A,
     view: ThreadView<'_>,
     mark: Option<usize>,
+    marks: &[u64],
     plan: &PlanView<'_>,
     sh: &Shared<'_>,
     me: usize,
@@ -424,9 +521,14 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
     hist: &mut [Histogram<u64>],
 ) {
     let start = *sh.start.get().expect("set before go");
-    let (ops, ts, big) = (view.ops, view.ts, view.big);
+    let (ops, ts, big, seq) = (view.ops, view.ts, view.big, view.seq);
     let every = plan.meta.checkpoint.max(1) as usize;
     let mut next_big = 0;
+    let mut gate = Gate {
+        unpublished: 0,
+        limit: sh.window,
+    };
+    let mut marks = marks.iter().map(|&m| m as usize).peekable();
     let len = ops.len();
     let mut i = 0;
     while i < len {
@@ -437,10 +539,29 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
         {
             end = m;
         }
+        while marks.next_if(|&m| m <= i).is_some() {}
+        if let Some(&m) = marks.peek()
+            && m < end
+        {
+            end = m;
+        }
         let t = ts.map_or(&[][..], |t| &t[i..end]);
+        let g = seq.map_or(&[][..], |g| &g[i..end]);
         // SAFETY: forwarded.
         unsafe {
-            run_ops::<A, TIMED, PACE>(a, &ops[i..end], t, big, &mut next_big, sh, out, hist, start)
+            run_ops::<A, TIMED, PACE, ORDER>(
+                a,
+                &ops[i..end],
+                t,
+                g,
+                big,
+                &mut next_big,
+                sh,
+                out,
+                hist,
+                start,
+                &mut gate,
+            )
         };
         i = end;
         if mark == Some(i) {
@@ -462,13 +583,152 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool>(
             sh.rss_at_peak.store(rss, Ordering::Relaxed);
         }
         if i.is_multiple_of(every) || i == len {
-            sh.progress[me].0.store(i as u64, Ordering::Relaxed);
+            // The period's change goes into the shared live bytes; the period's largest rise
+            // on top of what the counter held is a peak candidate.
+            let k = i.div_ceil(every);
+            let d = view.checkpoints[k] - view.checkpoints[k - 1];
+            let before = sh.live.0.fetch_add(d, Ordering::AcqRel);
+            sh.live_peak
+                .0
+                .fetch_max(before + view.rise[k], Ordering::AcqRel);
+            if ORDER {
+                gate.publish(&sh.done.0);
+            }
+            sh.progress[me].0.store(i as u64, Ordering::Release);
+        } else if marks.peek() == Some(&i) {
+            sh.progress[me].0.store(i as u64, Ordering::Release);
         }
+    }
+    if ORDER {
+        gate.publish(&sh.done.0);
     }
     // Counted here, not in the loop (a counter per op costs the loop a store-forwarding
     // stall): the loop has no way out but the array's end, so it ran exactly these ops.
     for o in ops {
         out.counts[(o.kind & op::KIND_MASK) as usize] += 1;
+    }
+}
+
+/// Waits until a replay thread's published progress reaches `k` ops.
+#[cold]
+fn wait_progress(p: &AtomicU64, k: u64) {
+    let mut spins = 0u32;
+    while p.load(Ordering::Acquire) < k {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else if spins < 1024 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+}
+
+/// Replay threads as OS threads of their own, created and joined without the harness
+/// allocating (`pthread_create` on a launch record made before the replay started), so that a
+/// thread created or ended during the replay costs what it cost the program: the allocator
+/// sees a new thread, and a joined one has run its thread teardown.
+mod os_thread {
+    use std::ffi::c_void;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// What a new thread runs: `f(me, set)`.
+    pub struct Launch<'a, F> {
+        f: &'a F,
+        me: usize,
+        set: AtomicUsize,
+    }
+
+    impl<'a, F: Fn(usize, usize) + Sync> Launch<'a, F> {
+        pub fn new(f: &'a F, me: usize) -> Self {
+            Launch {
+                f,
+                me,
+                set: AtomicUsize::new(0),
+            }
+        }
+
+        /// The histogram set the thread uses (set before it is created).
+        pub fn set(&self, set: usize) {
+            self.set.store(set, Ordering::Relaxed);
+        }
+    }
+
+    extern "C" fn entry<F: Fn(usize, usize) + Sync>(arg: *mut c_void) -> *mut c_void {
+        // SAFETY: `arg` is the `Launch<F>` given to `Threads::spawn`; the engine drops its
+        // `Threads` (which joins every thread it created) before the launches.
+        let l = unsafe { &*(arg as *const Launch<'_, F>) };
+        (l.f)(l.me, l.set.load(Ordering::Relaxed));
+        std::ptr::null_mut()
+    }
+
+    /// The threads created, by replay thread; every one is joined at the latest on drop.
+    pub struct Threads {
+        ids: Vec<Option<libc::pthread_t>>,
+    }
+
+    impl Threads {
+        pub fn new(n: usize) -> Threads {
+            Threads { ids: vec![None; n] }
+        }
+
+        /// Creates replay thread `me`, running `l`, which must outlive this `Threads`.
+        pub fn spawn<F: Fn(usize, usize) + Sync>(
+            &mut self,
+            me: usize,
+            l: &Launch<'_, F>,
+        ) -> std::io::Result<()> {
+            let mut id: libc::pthread_t = 0;
+            // SAFETY: `entry::<F>` has the start routine's signature and reads `l` as the
+            // `Launch<F>` it is; `l` outlives the thread (the caller's promise, kept by the
+            // engine: see `entry`); default attributes (as a program's threads).
+            let rc = unsafe {
+                libc::pthread_create(
+                    &mut id,
+                    std::ptr::null(),
+                    entry::<F>,
+                    l as *const Launch<'_, F> as *mut c_void,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            self.ids[me] = Some(id);
+            Ok(())
+        }
+
+        /// Waits for replay thread `me` to end; false if it was not (or no longer) running.
+        pub fn join(&mut self, me: usize) -> bool {
+            match self.ids[me].take() {
+                Some(id) => {
+                    // SAFETY: `id` is a joinable thread this value created and has not joined.
+                    unsafe { libc::pthread_join(id, std::ptr::null_mut()) };
+                    true
+                }
+                None => false,
+            }
+        }
+
+        /// Joins every thread still running.
+        pub fn join_all(&mut self) {
+            for me in 0..self.ids.len() {
+                self.join(me);
+            }
+        }
+    }
+
+    impl Drop for Threads {
+        fn drop(&mut self) {
+            self.join_all();
+        }
+    }
+
+    /// The replay cannot go on (other threads may wait for the one that failed): one line and
+    /// abort, which the parent reports as a crash.
+    pub fn fatal(what: &str) -> ! {
+        eprintln!("replay: {what}: {}", std::io::Error::last_os_error());
+        std::process::abort()
     }
 }
 
@@ -575,6 +835,13 @@ pub fn run<A: Allocator>(
     } else {
         (None, None)
     };
+    if opts.order != plan.meta.order {
+        return Err(ReplayError::BadInput(format!(
+            "the pass asks for --order {} but the plan was made for {}",
+            opts.order.name(),
+            plan.meta.order.name()
+        )));
+    }
     let sh = Shared {
         slots,
         progress: (0..n).map(|_| Padded::default()).collect(),
@@ -587,103 +854,125 @@ pub fn run<A: Allocator>(
         allocs_at_end: AtomicU64::new(0),
         rss_at_peak: AtomicU64::new(0),
         live_at_peak: AtomicU64::new(0),
+        live: PaddedI64::default(),
+        live_peak: PaddedI64::default(),
+        done: Padded::default(),
+        window: plan.meta.order.window().unwrap_or(0),
         start: std::sync::OnceLock::new(),
         statm,
         touch: opts.touch,
         external,
     };
-    let mut hists: Vec<Vec<Histogram<u64>>> = if opts.timed {
-        (0..n).map(|_| new_histograms()).collect()
-    } else {
-        (0..n).map(|_| Vec::new()).collect()
-    };
+    let meta = plan.meta;
+    let initial: Vec<usize> = (0..n)
+        .filter(|&i| meta.threads[i].start.is_none())
+        .collect();
+    // One set of histograms per replay thread alive at once (a thread created later takes
+    // the set of one that was joined).
+    let sets = (meta.replay_peak_threads as usize)
+        .max(initial.len())
+        .clamp(1, n.max(1));
+    let hists: Vec<Mutex<Vec<Histogram<u64>>>> = (0..sets)
+        .map(|_| {
+            Mutex::new(if opts.timed {
+                new_histograms()
+            } else {
+                Vec::new()
+            })
+        })
+        .collect();
+    let outs: Vec<Mutex<ThreadOut>> = (0..n).map(|_| Mutex::default()).collect();
     let mut samples: Vec<Sample> =
         Vec::with_capacity(if opts.sample_ms > 0 { SAMPLE_CAP } else { 1 });
-    let mark = plan.meta.peak_at;
+    let mark = meta.peak_at;
     let ncpu = sys::cpus();
+    let (timed, pace, ordered, pin) = (opts.timed, opts.pace, opts.order != Order::Deps, opts.pin);
 
     let mut result = PassResult {
         ns_per_tick,
         timer_overhead_ns: overhead,
         ..Default::default()
     };
-    let (usage0, outs) = std::thread::scope(|s| {
-        let sh = &sh;
-        let mut handles = Vec::with_capacity(n);
-        for (me, hist) in hists.iter_mut().enumerate() {
-            let t = plan.threads[me];
-            let my_mark = mark.filter(|m| m.0 as usize == me).map(|m| m.1 as usize);
-            let timed = opts.timed;
-            let pace = opts.pace;
-            let pin = opts.pin;
-            let h = std::thread::Builder::new()
-                .name(format!("replay-{me}"))
-                .spawn_scoped(s, move || {
-                    let mut out = ThreadOut {
-                        counts: [0; op::KINDS as usize],
-                        failed: 0,
-                        waits: 0,
-                        pinned: !pin || sys::pin_to(me % ncpu),
-                    };
-                    a.thread_attach();
-                    sh.arrived.fetch_add(1, Ordering::AcqRel);
-                    let mut spins = 0u32;
-                    while !sh.go.load(Ordering::Acquire) {
-                        if sh.abort.load(Ordering::Acquire) {
-                            return out;
-                        }
-                        spins += 1;
-                        if spins < 64 {
-                            std::hint::spin_loop();
-                        } else {
-                            std::thread::yield_now();
-                        }
-                    }
-                    // SAFETY: the plan was checked above.
-                    unsafe {
-                        match (timed, pace) {
-                            (false, false) => replay_thread::<A, false, false>(
-                                a, t, my_mark, plan, sh, me, &mut out, hist,
-                            ),
-                            (true, false) => replay_thread::<A, true, false>(
-                                a, t, my_mark, plan, sh, me, &mut out, hist,
-                            ),
-                            (false, true) => replay_thread::<A, false, true>(
-                                a, t, my_mark, plan, sh, me, &mut out, hist,
-                            ),
-                            (true, true) => replay_thread::<A, true, true>(
-                                a, t, my_mark, plan, sh, me, &mut out, hist,
-                            ),
-                        }
-                    }
-                    // The count is monotonic: the largest snapshot is the latest loop end's.
-                    sh.allocs_at_end
-                        .fetch_max(mem::process_allocs(), Ordering::AcqRel);
-                    let end = sh.start.get().expect("set before go").elapsed();
-                    sh.end_ns.fetch_max(end.as_nanos() as u64, Ordering::AcqRel);
-                    sh.finished.fetch_add(1, Ordering::AcqRel);
-                    a.thread_detach();
-                    out
-                })
-                .map_err(|e| ReplayError::io("starting a replay thread", e));
-            handles.push(h);
+    let sh = &sh;
+    // What every replay thread runs (replay thread `me`, histogram set `set`).
+    let body = |me: usize, set: usize| {
+        let t = plan.threads[me];
+        let mut out = ThreadOut {
+            pinned: !pin || sys::pin_to(me % ncpu),
+            ..ThreadOut::default()
+        };
+        a.thread_attach();
+        if meta.threads[me].start.is_none() {
+            sh.arrived.fetch_add(1, Ordering::AcqRel);
+            let mut spins = 0u32;
+            while !sh.go.load(Ordering::Acquire) {
+                if sh.abort.load(Ordering::Acquire) {
+                    *outs[me].lock().unwrap_or_else(|e| e.into_inner()) = out;
+                    return;
+                }
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
         }
+        let my_mark = mark.filter(|m| m.0 as usize == me).map(|m| m.1 as usize);
+        let marks = &meta.threads[me].marks[..];
+        let mut hist = hists[set].lock().unwrap_or_else(|e| e.into_inner());
+        let hist = &mut hist[..];
+        macro_rules! go {
+            ($t:literal, $p:literal, $o:literal) => {
+                replay_thread::<A, $t, $p, $o>(a, t, my_mark, marks, plan, sh, me, &mut out, hist)
+            };
+        }
+        // SAFETY: the plan was checked above.
+        unsafe {
+            match (timed, pace, ordered) {
+                (false, false, false) => go!(false, false, false),
+                (true, false, false) => go!(true, false, false),
+                (false, true, false) => go!(false, true, false),
+                (true, true, false) => go!(true, true, false),
+                (false, false, true) => go!(false, false, true),
+                (true, false, true) => go!(true, false, true),
+                (false, true, true) => go!(false, true, true),
+                (true, true, true) => go!(true, true, true),
+            }
+        }
+        // The count is monotonic: the largest snapshot is the latest loop end's.
+        sh.allocs_at_end
+            .fetch_max(mem::process_allocs(), Ordering::AcqRel);
+        let end = sh.start.get().expect("set before go").elapsed();
+        sh.end_ns.fetch_max(end.as_nanos() as u64, Ordering::AcqRel);
+        sh.finished.fetch_add(1, Ordering::AcqRel);
+        a.thread_detach();
+        *outs[me].lock().unwrap_or_else(|e| e.into_inner()) = out;
+    };
+    let launches: Vec<os_thread::Launch<'_, _>> =
+        (0..n).map(|me| os_thread::Launch::new(&body, me)).collect();
+    // Declared after what the threads borrow, so dropped (every thread joined) first.
+    let mut threads = os_thread::Threads::new(n);
+    // Sized now: nothing on this thread may allocate once the replay runs.
+    let mut set_of = vec![0usize; n];
+    let mut free_sets: Vec<usize> = Vec::with_capacity(sets);
+    let usage0 = std::thread::scope(|s| {
         let sampler_h = (opts.sample_ms > 0).then(|| {
             let samples = &mut samples;
             let period = Duration::from_millis(opts.sample_ms);
             s.spawn(move || sampler(plan, sh, period, samples))
         });
-        // Sized now: nothing on this thread may allocate once the replay runs.
-        let mut outs: Vec<ThreadOut> = Vec::with_capacity(n);
-        let handles: Vec<_> = match handles.into_iter().collect::<Result<_, _>>() {
-            Ok(h) => h,
-            Err(e) => {
+        for (k, &me) in initial.iter().enumerate() {
+            set_of[me] = k;
+            launches[me].set(k);
+            if let Err(e) = threads.spawn(me, &launches[me]) {
                 // Let the threads that did start leave the barrier without replaying.
                 sh.abort.store(true, Ordering::Release);
-                return Err(e);
+                threads.join_all();
+                return Err(ReplayError::io("starting a replay thread", e));
             }
-        };
-        let arrivals = n + usize::from(sampler_h.is_some());
+        }
+        let arrivals = initial.len() + usize::from(sampler_h.is_some());
         while sh.arrived.load(Ordering::Acquire) < arrivals {
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -697,14 +986,57 @@ pub fn run<A: Allocator>(
             .store(mem::process_allocs(), Ordering::Relaxed);
         sh.start.set(Instant::now()).expect("set once");
         sh.go.store(true, Ordering::Release);
-        for h in handles {
-            outs.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        // Threads the trace started later: each once the op before its start is done and the
+        // threads that had ended by then are joined (torn down).
+        let (mut live, mut joined, mut next_set) = (initial.len() as u32, 0usize, initial.len());
+        let mut peak = live;
+        for &i in &meta.spawn_order {
+            let i = i as usize;
+            let st = meta.threads[i].start.unwrap_or_default();
+            while joined < st.exits as usize {
+                let j = meta.exit_order[joined] as usize;
+                if threads.join(j) {
+                    live -= 1;
+                    free_sets.push(set_of[j]);
+                }
+                joined += 1;
+            }
+            if let Some((c, k)) = st.after {
+                wait_progress(&sh.progress[c as usize].0, k);
+            }
+            let set = free_sets.pop().unwrap_or_else(|| {
+                next_set += 1;
+                next_set - 1
+            });
+            if set >= sets {
+                os_thread::fatal("the plan's thread bound is wrong (a bug in replay)");
+            }
+            set_of[i] = set;
+            launches[i].set(set);
+            if threads.spawn(i, &launches[i]).is_err() {
+                os_thread::fatal("could not start a replay thread during the replay");
+            }
+            live += 1;
+            peak = peak.max(live);
         }
+        threads.join_all();
+        result.peak_replay_threads = peak;
         if let Some(h) = sampler_h {
             h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         }
-        Ok::<_, ReplayError>((usage0, outs))
+        Ok::<_, ReplayError>(usage0)
     })?;
+    drop(threads);
+    drop(launches);
+    let outs: Vec<ThreadOut> = outs
+        .into_iter()
+        .map(|o| o.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    let hists: Vec<Vec<Histogram<u64>>> = hists
+        .into_iter()
+        .map(|h| h.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    result.measured_peak_live_bytes = sh.live_peak.0.load(Ordering::Acquire).max(0) as u64;
     let start = *sh.start.get().expect("set before go");
     // Every replay thread is gone (joined): what the allocator keeps now is retained.
     let after_ns = start.elapsed().as_nanos() as u64;

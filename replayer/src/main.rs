@@ -11,6 +11,7 @@ use replayer::adapter::{ALLOCATORS, AllocSpec, parse_list};
 use replayer::engine::Touch;
 use replayer::error::ReplayError;
 use replayer::mem::{Counting, HarnessAlloc};
+use replayer::plan::Order;
 use replayer::run::{Sweep, SweepOptions};
 
 // The harness never takes memory from malloc: in a replay child malloc is the allocator under
@@ -65,7 +66,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 #[command(name = "replay", version, after_help = after_help())]
 struct Args {
     /// The trace (.zst, from `record` or `synth`).
-    #[arg(required_unless_present_any = ["list_allocators", "child"])]
+    #[arg(required_unless_present_any = ["list_allocators", "child", "check_preload"])]
     trace: Option<PathBuf>,
     /// Allocators, comma-separated (see --list-allocators); ratios are to the first.
     #[arg(short, long, default_value = "system")]
@@ -82,6 +83,11 @@ struct Args {
     /// Honour the trace's timing instead of replaying as fast as possible.
     #[arg(long)]
     pace: bool,
+    /// How the trace's interleaving is kept: deps (only its dependencies), window:K (at most
+    /// K earlier ops of the trace pending when an op runs; `window` alone: the default K) or
+    /// strict (the trace's global order).
+    #[arg(long, default_value = "deps", value_parser = Order::parse)]
+    order: Order,
     /// How much of each new block to write.
     #[arg(long, value_enum, default_value_t = Touch::Pages)]
     touch: Touch,
@@ -121,6 +127,9 @@ struct Args {
     /// Internal: run one pass as a child (request on stdin).
     #[arg(long, hide = true)]
     child: bool,
+    /// Internal: check that the LD_PRELOAD library given serves malloc (exit 2 if not).
+    #[arg(long, hide = true, value_name = "LIB")]
+    check_preload: Option<PathBuf>,
 }
 
 fn after_help() -> String {
@@ -180,6 +189,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         threads: a.threads,
         touch: a.touch,
         pace: a.pace,
+        order: a.order,
         pin: a.pin,
         latency: !a.no_latency,
         sample_ms: a.sample_ms,
@@ -198,6 +208,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         eprint!("{}", replayer::table::render_trace(sweep.trace()));
     }
     let results = sweep.run()?;
+    let notes = peak_notes(&results.runs);
     let text = if a.json {
         let doc = serde_json::json!({
             "trace": sweep.trace(),
@@ -205,20 +216,30 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
             "timer_overhead_ns": results.timer_overhead_ns,
             "runs": results.runs,
             "latency": results.latency,
+            "notes": notes,
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
     } else {
-        format!(
+        let mut t = format!(
             "{}\n{}",
             replayer::table::render_trace(sweep.trace()),
             replayer::table::render(&results)
-        )
+        );
+        for n in &notes {
+            t += &format!("note: {n}\n");
+        }
+        t
     };
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(ReplayError::io("writing to stdout", e));
+    }
+    if let Some(e) = &results.unwritten {
+        // Printed above; nothing partial is left in the directory.
+        eprintln!("replay: {e}");
+        return Ok(ExitCode::from(1));
     }
     let failed = results.runs.iter().filter(|r| r.status != "ok").count();
     if failed > 0 {
@@ -231,8 +252,56 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the results must say besides the table: runs whose measured peak live bytes exceed the
+/// trace's, and replays with more threads alive at once than the trace had.
+fn peak_notes(runs: &[replayer::results::RunRow]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let over: Vec<&replayer::results::RunRow> = runs
+        .iter()
+        .filter(|r| {
+            r.measured_peak_live_bytes
+                .is_some_and(|m| m > r.peak_live_bytes)
+        })
+        .collect();
+    if let Some(worst) = over
+        .iter()
+        .max_by_key(|r| r.measured_peak_live_bytes.unwrap_or(0))
+    {
+        notes.push(format!(
+            "{} of {} runs reached more live bytes than the trace's peak ({}), up to {} ({}): with --order {} threads run ahead of the trace's interleaving (--order strict keeps it)",
+            over.len(),
+            runs.len(),
+            replayer::fmt::bytes(worst.peak_live_bytes),
+            replayer::fmt::bytes(worst.measured_peak_live_bytes.unwrap_or(0)),
+            worst.run_id,
+            worst.order
+        ));
+    }
+    if let Some(r) = runs.iter().find(|r| {
+        r.peak_replay_threads
+            .is_some_and(|p| p > r.trace_peak_threads)
+    }) {
+        notes.push(format!(
+            "{} had {} replay threads alive at once, the trace {} (threads folded with --threads, or without start/exit events, start together)",
+            r.run_id,
+            r.peak_replay_threads.unwrap_or(0),
+            r.trace_peak_threads
+        ));
+    }
+    notes
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
+    if let Some(lib) = &a.check_preload {
+        return match replayer::child::check_preload_serves_malloc(lib) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("replay: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if a.child {
         return ExitCode::from(replayer::child::main() as u8);
     }

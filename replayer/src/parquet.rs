@@ -77,7 +77,9 @@ pub const RUNS: &[Col] = &[
     ("trace_name", Str, false),
     ("workload", Str, false),
     ("trace_threads", U32, false),
+    ("trace_peak_threads", U32, false),
     ("replay_threads", U32, false),
+    ("peak_replay_threads", U32, true),
     ("allocator", Str, false),
     ("allocator_version", Str, false),
     ("allocator_options", Str, false),
@@ -100,6 +102,7 @@ pub const RUNS: &[Col] = &[
     ("replay_state_bytes", U64, false),
     ("peak_live_bytes", U64, false),
     ("final_live_bytes", U64, false),
+    ("measured_peak_live_bytes", U64, true),
     ("baseline_rss_bytes", U64, true),
     ("peak_rss_bytes", U64, true),
     ("peak_heap_rss_bytes", U64, true),
@@ -120,6 +123,7 @@ pub const RUNS: &[Col] = &[
     ("alloc_stats_json", Str, true),
     ("touch", Str, false),
     ("paced", Bool, false),
+    ("order", Str, false),
     ("pinned", Bool, false),
     ("started_unix_ns", I64, false),
     ("host", Str, false),
@@ -264,16 +268,22 @@ pub fn write_file<T: Serialize>(path: &Path, rows: &[T], cols: &[Col]) -> Result
         )
     };
     let tmp = path.with_extension("parquet.tmp");
-    let f = File::create(&tmp).map_err(io)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(pq)?))
-        .set_created_by(format!("alloclab replay {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut w = ArrowWriter::try_new(f, b.schema(), Some(props)).map_err(pq)?;
-    w.write(&b).map_err(pq)?;
-    w.close().map_err(pq)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    let written = (|| {
+        let f = File::create(&tmp).map_err(io)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(pq)?))
+            .set_created_by(format!("alloclab replay {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut w = ArrowWriter::try_new(f, b.schema(), Some(props)).map_err(pq)?;
+        w.write(&b).map_err(pq)?;
+        w.into_inner().map_err(pq)?.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    })();
+    if written.is_err() {
+        // No partial file is left behind (a full disk, a vanished directory).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Writes runs.parquet, latency.parquet and timeseries.parquet into `dir` (created).

@@ -15,7 +15,15 @@
 //! [`CHECKPOINT`] ops; the
 //! sampler turns the threads' progress into live bytes without the loop counting anything), the
 //! position of the op that reaches the trace's peak live bytes (the engine reads RSS there),
-//! and, for `--pace` only, each op's trace timestamp.
+//! the largest rise of live bytes inside each checkpoint period (so the replay measures the
+//! peak live bytes it really reaches from one shared update per period), for `--pace` only
+//! each op's trace timestamp, and for an ordered replay ([`Order`]) each op's position in the
+//! trace's global order.
+//!
+//! Thread lifetimes: a traced thread whose `thread start` comes after other threads' ops gets a
+//! [`StartAfter`]: its replay thread is created when the op that preceded its start in the
+//! trace is done and once every thread that had exited by then has really ended (joined), so a
+//! replay never has more threads alive than the program had ([`PlanMeta::replay_peak_threads`]).
 //!
 //! The parent preprocesses once and writes the arrays into a memfd; each replay child maps it
 //! read-only ([`MappedPlan`]), so preprocessing never runs in the measured process.
@@ -42,6 +50,74 @@ pub fn checkpoint_for(events: u64, threads: usize) -> u64 {
 /// period and one for the start.
 pub fn checkpoints_len(ops: u64, every: u64) -> usize {
     ops.div_ceil(every.max(1)) as usize + 1
+}
+
+/// How a replay keeps the trace's interleaving (`--order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Only the dependencies the trace implies (an object's allocation before its free, a
+    /// slot's previous object before its next): threads run at their own pace.
+    #[default]
+    Deps,
+    /// A thread runs an op only while at most `K` ops that precede it in the trace's global
+    /// order are not done yet.
+    Window(u64),
+    /// The trace's global order exactly: one op at a time.
+    Strict,
+}
+
+/// The window of `--order window` without a size, in ops (chosen by measuring: README.md).
+pub const DEFAULT_WINDOW: u64 = 256;
+
+impl Order {
+    /// Parses `deps`, `strict`, `window` or `window:K`.
+    pub fn parse(s: &str) -> Result<Order, String> {
+        let s = s.trim();
+        match s {
+            "deps" => return Ok(Order::Deps),
+            "strict" => return Ok(Order::Strict),
+            "window" => return Ok(Order::Window(DEFAULT_WINDOW)),
+            _ => {}
+        }
+        let k = s.strip_prefix("window:").ok_or_else(|| {
+            format!("'{s}' is not an order: give deps, strict, window or window:K (K ops)")
+        })?;
+        match k.trim().parse::<u64>() {
+            Ok(k) if k >= 1 => Ok(Order::Window(k)),
+            _ => Err(format!(
+                "'{s}': the window must be a number of ops of at least 1 (window:0 is strict)"
+            )),
+        }
+    }
+
+    /// The name used in results (`deps`, `window:K`, `strict`).
+    pub fn name(self) -> String {
+        match self {
+            Order::Deps => "deps".into(),
+            Order::Window(k) => format!("window:{k}"),
+            Order::Strict => "strict".into(),
+        }
+    }
+
+    /// The window in ops (0 for strict), or `None` when only dependencies are kept.
+    pub fn window(self) -> Option<u64> {
+        match self {
+            Order::Deps => None,
+            Order::Window(k) => Some(k),
+            Order::Strict => Some(0),
+        }
+    }
+}
+
+/// When a replay thread whose traced thread started during the trace may be created.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StartAfter {
+    /// Replay thread and its op count: the op that preceded the thread's start in the trace's
+    /// global order (its creator, most likely) must be done.
+    pub after: Option<(u32, u64)>,
+    /// The first this many threads of [`PlanMeta::exit_order`] must have ended (joined).
+    pub exits: u32,
 }
 
 /// One allocator call to replay (12 bytes).
@@ -159,6 +235,18 @@ pub struct ThreadLayout {
     pub big: u64,
     /// Byte offset of those sizes.
     pub big_offset: u64,
+    /// Byte offset of the rises ([`checkpoints_len`] i64 values: the largest rise of the
+    /// thread's cumulative live bytes inside each checkpoint period, above its start; 0 for
+    /// the first).
+    pub rise_offset: u64,
+    /// Byte offset of the ops' positions in the trace's global order (u64 each), when the
+    /// plan is ordered.
+    pub seq_offset: Option<u64>,
+    /// When the thread is created: `None` at the start, with the others.
+    pub start: Option<StartAfter>,
+    /// Op counts at which the thread must publish its progress at once (another thread's
+    /// start waits for it), ascending.
+    pub marks: Vec<u64>,
 }
 
 /// Everything about a plan except its arrays: counts, sizes and where the arrays are.
@@ -208,6 +296,21 @@ pub struct PlanMeta {
     pub waiting_ops: u64,
     /// Whether op timestamps are in the plan (`--pace`).
     pub paced: bool,
+    /// How the replay keeps the trace's interleaving; anything but `Deps` has the ops'
+    /// global positions in the plan.
+    pub order: Order,
+    /// Replay threads that end during the trace, in the order their traced threads ended
+    /// (their last event).
+    pub exit_order: Vec<u32>,
+    /// Replay threads with a [`StartAfter`], in the order their traced threads started.
+    pub spawn_order: Vec<u32>,
+    /// Most traced threads alive at once in the trace (from a thread's start, or first
+    /// event, to its exit's last event; a thread without exit lives to the end).
+    pub trace_peak_threads: u32,
+    /// Most replay threads the replay has alive at once (its thread starts and joins follow
+    /// the plan, so it is known in advance; equal to `trace_peak_threads` when every traced
+    /// thread has its start and exit events and none is folded).
+    pub replay_peak_threads: u32,
     /// Wall time of preprocessing, ns.
     pub preprocess_ns: u64,
 }
@@ -228,9 +331,14 @@ impl PlanMeta {
             .map(|t| checkpoints_len(t.ops, self.checkpoint) as u64 * 8)
             .sum();
         ops * size_of::<Op>() as u64
-            + checkpoints
+            + checkpoints * 2
             + big
             + if self.paced { ops * 8 } else { 0 }
+            + if self.order != Order::Deps {
+                ops * 8
+            } else {
+                0
+            }
             + self.slots * 8
     }
 
@@ -252,7 +360,11 @@ pub struct ThreadView<'a> {
     /// Sizes of the thread's [`BIG`] requests, in op order.
     pub big: &'a [u64],
     pub checkpoints: &'a [i64],
+    /// Largest rise of live bytes inside each checkpoint period.
+    pub rise: &'a [i64],
     pub ts: Option<&'a [u64]>,
+    /// The ops' positions in the trace's global order (ordered plans).
+    pub seq: Option<&'a [u64]>,
 }
 
 /// A plan as the engine reads it.
@@ -272,6 +384,25 @@ impl PlanView<'_> {
             }
             if t.ts.is_some_and(|ts| ts.len() != t.ops.len()) {
                 return Err(format!("replay thread {i}: wrong number of timestamps"));
+            }
+            if t.rise.len() != t.checkpoints.len() {
+                return Err(format!("replay thread {i}: wrong number of rises"));
+            }
+            if (self.meta.order != Order::Deps) != t.seq.is_some()
+                || t.seq.is_some_and(|s| s.len() != t.ops.len())
+            {
+                return Err(format!("replay thread {i}: wrong number of op positions"));
+            }
+            if let Some(l) = self.meta.threads.get(i)
+                && (l.marks.iter().any(|m| *m > t.ops.len() as u64)
+                    || l.start.is_some_and(|s| {
+                        s.after.is_some_and(|(c, k)| {
+                            c as usize >= self.threads.len()
+                                || k > self.threads[c as usize].ops.len() as u64
+                        }) || s.exits as usize > self.meta.exit_order.len()
+                    }))
+            {
+                return Err(format!("replay thread {i}: start or marks out of range"));
             }
             let bigs = t
                 .ops
@@ -301,7 +432,9 @@ pub struct ThreadArrays {
     pub ops: Vec<Op>,
     pub big: Vec<u64>,
     pub checkpoints: Vec<i64>,
+    pub rise: Vec<i64>,
     pub ts: Vec<u64>,
+    pub seq: Vec<u64>,
 }
 
 /// A plan built in memory by [`crate::prep`].
@@ -311,8 +444,10 @@ pub struct Plan {
     pub arrays: Vec<ThreadArrays>,
 }
 
-fn align_page(n: u64) -> u64 {
-    (n + 4095) & !4095
+/// Arrays start on a cache line of their own (not a page: a trace of thousands of short
+/// threads would make a plan of mostly padding).
+fn align_array(n: u64) -> u64 {
+    (n + 63) & !63
 }
 
 fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
@@ -333,7 +468,9 @@ impl Plan {
                     ops: &a.ops,
                     big: &a.big,
                     checkpoints: &a.checkpoints,
+                    rise: &a.rise,
                     ts: self.meta.paced.then_some(&a.ts[..]),
+                    seq: (self.meta.order != Order::Deps).then_some(&a.seq[..]),
                 })
                 .collect(),
         }
@@ -344,18 +481,24 @@ impl Plan {
         let mut off = 0u64;
         for (l, a) in self.meta.threads.iter_mut().zip(&self.arrays) {
             l.ops_offset = off;
-            off = align_page(off + a.ops.len() as u64 * size_of::<Op>() as u64);
+            off = align_array(off + a.ops.len() as u64 * size_of::<Op>() as u64);
             l.big = a.big.len() as u64;
             l.big_offset = off;
-            off = align_page(off + a.big.len() as u64 * 8);
+            off = align_array(off + a.big.len() as u64 * 8);
             l.checkpoints_offset = off;
-            off = align_page(off + a.checkpoints.len() as u64 * 8);
+            off = align_array(off + a.checkpoints.len() as u64 * 8);
+            l.rise_offset = off;
+            off = align_array(off + a.rise.len() as u64 * 8);
             if self.meta.paced {
                 l.ts_offset = Some(off);
-                off = align_page(off + a.ts.len() as u64 * 8);
+                off = align_array(off + a.ts.len() as u64 * 8);
+            }
+            if self.meta.order != Order::Deps {
+                l.seq_offset = Some(off);
+                off = align_array(off + a.seq.len() as u64 * 8);
             }
         }
-        self.meta.file_len = off.max(4096);
+        self.meta.file_len = ((off + 4095) & !4095).max(4096);
     }
 
     /// Writes the arrays into a new memfd (inherited by children: no close-on-exec) and returns
@@ -380,9 +523,15 @@ impl Plan {
             f.write_all(bytes_of(&a.big))?;
             f.seek(SeekFrom::Start(l.checkpoints_offset))?;
             f.write_all(bytes_of(&a.checkpoints))?;
+            f.seek(SeekFrom::Start(l.rise_offset))?;
+            f.write_all(bytes_of(&a.rise))?;
             if let Some(o) = l.ts_offset {
                 f.seek(SeekFrom::Start(o))?;
                 f.write_all(bytes_of(&a.ts))?;
+            }
+            if let Some(o) = l.seq_offset {
+                f.seek(SeekFrom::Start(o))?;
+                f.write_all(bytes_of(&a.seq))?;
             }
         }
         Ok(owned)
@@ -421,8 +570,15 @@ impl MappedPlan {
                         l.checkpoints_offset as usize,
                         checkpoints_len(l.ops, self.meta.checkpoint),
                     ),
+                    rise: self.map.slice(
+                        l.rise_offset as usize,
+                        checkpoints_len(l.ops, self.meta.checkpoint),
+                    ),
                     ts: l
                         .ts_offset
+                        .map(|o| self.map.slice(o as usize, l.ops as usize)),
+                    seq: l
+                        .seq_offset
                         .map(|o| self.map.slice(o as usize, l.ops as usize)),
                 })
                 .collect(),

@@ -20,6 +20,11 @@
 //! * failed allocations of the trace are not replayed (counted); `free(NULL)` is.
 //!
 //! Live bytes follow `traces::inspect` exactly, so the plan's peak equals `inspect`'s.
+//!
+//! Thread lifetimes ([`Lifetimes`]): each traced thread's start (its `thread start`, else its
+//! first event) and end (the last event of a thread that has a `thread exit`) in the global
+//! order give the trace's most threads alive at once and, unless threads are folded, when each
+//! replay thread is created and which threads must have ended before it (see `plan.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -28,7 +33,8 @@ use traces::{AlignedFn, Event, MergedReader, Record};
 
 use crate::error::ReplayError;
 use crate::plan::{
-    BIG, Op, OpClass, Plan, PlanMeta, ThreadArrays, ThreadLayout, checkpoint_for, op,
+    BIG, Op, OpClass, Order, Plan, PlanMeta, StartAfter, ThreadArrays, ThreadLayout,
+    checkpoint_for, op,
 };
 
 /// What preprocessing needs besides the trace.
@@ -40,6 +46,9 @@ pub struct PrepOptions {
     pub pace: bool,
     /// Memory preprocessing may use, bytes (`None`: no check).
     pub max_memory: Option<u64>,
+    /// How the replay keeps the trace's interleaving (anything but `Deps` keeps each op's
+    /// global position; `Strict` checkpoints every op, so live bytes are measured exactly).
+    pub order: Order,
 }
 
 /// Slot marker of an address whose object was freed (kept, so a second free of it is told
@@ -188,7 +197,15 @@ struct Builder {
     arrays: Vec<ThreadArrays>,
     /// Per replay thread: cumulative live-bytes change.
     cum: Vec<i64>,
+    /// Per replay thread: the largest `cum` since its last checkpoint.
+    chunk_max: Vec<i64>,
     paced: bool,
+    /// Keep each op's global position (ordered replays).
+    ordered: bool,
+    /// Ops emitted so far, all threads.
+    seq: u64,
+    /// The replay thread of the last op emitted.
+    last_op: Option<usize>,
     /// Ops between checkpoints.
     every: usize,
     ts: u64,
@@ -260,14 +277,30 @@ impl Builder {
             self.meta.max_request = self.meta.max_request.max(size);
         }
         self.cum[t] += delta;
+        self.chunk_max[t] = self.chunk_max[t].max(self.cum[t]);
+        self.last_op = Some(t);
         let a = &mut self.arrays[t];
         a.ops.push(o);
         if self.paced {
             a.ts.push(self.ts);
         }
-        if a.ops.len().is_multiple_of(self.every) {
-            a.checkpoints.push(self.cum[t]);
+        if self.ordered {
+            a.seq.push(self.seq);
         }
+        self.seq += 1;
+        if a.ops.len().is_multiple_of(self.every) {
+            self.checkpoint(t);
+        }
+    }
+
+    /// Closes replay thread `t`'s checkpoint period: its cumulative live bytes and the
+    /// period's largest rise above its start.
+    fn checkpoint(&mut self, t: usize) {
+        let a = &mut self.arrays[t];
+        let prev = a.checkpoints.last().copied().unwrap_or(0);
+        a.checkpoints.push(self.cum[t]);
+        a.rise.push(self.chunk_max[t] - prev);
+        self.chunk_max[t] = self.cum[t];
     }
 
     fn note_peak(&mut self, t: usize) {
@@ -443,6 +476,112 @@ impl Builder {
     }
 }
 
+/// Where each traced thread starts and ends in the trace's global order (event positions).
+#[derive(Clone, Copy, Default)]
+struct Life {
+    /// Position of its first event (its `thread start` if it has one).
+    first: Option<u64>,
+    /// Position of its last event.
+    last: u64,
+    /// Its first event was a `thread start`: replay (op thread and count) of the op before.
+    started: Option<Option<(u32, u64)>>,
+    exited: bool,
+}
+
+/// Thread lifetimes as the trace shows them, by traced thread id.
+struct Lifetimes {
+    lives: Vec<Life>,
+}
+
+impl Lifetimes {
+    /// Record `pos` of traced thread `x`; `before` is the op that precedes it.
+    #[inline(always)]
+    fn see(&mut self, pos: u64, x: usize, e: &Event, before: Option<(u32, u64)>) {
+        let Some(l) = self.lives.get_mut(x) else {
+            return;
+        };
+        if l.first.is_none() {
+            l.first = Some(pos);
+            if matches!(e, Event::ThreadStart { .. }) {
+                l.started = Some(before);
+            }
+        }
+        l.last = pos;
+        if matches!(e, Event::ThreadExit) {
+            l.exited = true;
+        }
+    }
+
+    /// Most threads alive at once: a thread lives from its first event to its last if it
+    /// exited, else to the end.
+    fn peak(&self) -> u32 {
+        let mut edges: Vec<(u64, i32)> = Vec::new();
+        for l in &self.lives {
+            if let Some(f) = l.first {
+                edges.push((f, 1));
+                if l.exited {
+                    // Gone after its last event (positions are distinct, so no tie with a
+                    // start).
+                    edges.push((l.last, -1));
+                }
+            }
+        }
+        edges.sort_unstable();
+        let (mut live, mut peak) = (0i32, 0i32);
+        for (_, d) in edges {
+            live += d;
+            peak = peak.max(live);
+        }
+        peak as u32
+    }
+
+    /// Fills in the start conditions, exit order, marks and thread figures of `meta`, whose
+    /// replay thread `i` replays traced thread `ids[i]` alone (no folding).
+    fn apply(&self, meta: &mut PlanMeta, ids: &[u32]) {
+        let life = |i: usize| self.lives.get(ids[i] as usize).copied().unwrap_or_default();
+        let mut exits: Vec<(u64, u32)> = (0..ids.len())
+            .filter(|&i| life(i).exited && life(i).first.is_some())
+            .map(|i| (life(i).last, i as u32))
+            .collect();
+        exits.sort_unstable();
+        let mut spawn: Vec<(u64, u32)> = Vec::new();
+        for i in 0..ids.len() {
+            let l = life(i);
+            let (Some(first), Some(after)) = (l.first, l.started) else {
+                continue;
+            };
+            let gone = exits.partition_point(|e| e.0 < first) as u32;
+            if after.is_some() || gone > 0 {
+                meta.threads[i].start = Some(StartAfter { after, exits: gone });
+                spawn.push((first, i as u32));
+                if let Some((c, k)) = after {
+                    let m = &mut meta.threads[c as usize].marks;
+                    if m.last() != Some(&k) {
+                        m.push(k);
+                    }
+                }
+            }
+        }
+        spawn.sort_unstable();
+        meta.exit_order = exits.into_iter().map(|e| e.1).collect();
+        meta.spawn_order = spawn.into_iter().map(|e| e.1).collect();
+        // The replay's threads: those started at once, then each later one after the
+        // exits it waits for are joined.
+        let mut live = (ids.len() - meta.spawn_order.len()) as u32;
+        let (mut peak, mut joined) = (live, 0u32);
+        for &i in &meta.spawn_order {
+            let need = meta.threads[i as usize].start.map_or(0, |s| s.exits);
+            if need > joined {
+                live -= need - joined;
+                joined = need;
+            }
+            live += 1;
+            peak = peak.max(live);
+        }
+        meta.replay_peak_threads = peak;
+    }
+}
+
 /// Assigns traced threads (with their event counts) to `n` replay threads: identity when
 /// there are enough, else largest first onto the least loaded.
 fn fold(threads: &[(u32, u64)], n: usize) -> Vec<Vec<u32>> {
@@ -484,7 +623,14 @@ pub fn preprocess(
     }
     let mut threads: Vec<(u32, u64)> = per_thread.into_iter().collect();
     threads.sort_unstable();
-    let state_per_event = size_of::<Op>() as u64 + if opts.pace { 8 } else { 0 } + 8;
+    let state_per_event = size_of::<Op>() as u64
+        + if opts.pace { 8 } else { 0 }
+        + match opts.order {
+            Order::Deps => 0,
+            Order::Window(_) => 8,
+            Order::Strict => 24,
+        }
+        + 8;
     if let Some(avail) = opts.max_memory {
         let need = total * state_per_event;
         if need > avail {
@@ -509,7 +655,11 @@ pub fn preprocess(
         )));
     }
     let groups = fold(&threads, n);
-    let every = checkpoint_for(total, n);
+    let every = if opts.order == Order::Strict {
+        1
+    } else {
+        checkpoint_for(total, n)
+    };
     let max_id = threads.last().map_or(0, |t| t.0) as usize;
     let mut to_replay = vec![0u32; max_id + 1];
     for (i, g) in groups.iter().enumerate() {
@@ -539,7 +689,17 @@ pub fn preprocess(
                         c.push(0);
                         c
                     },
+                    rise: {
+                        let mut c = Vec::with_capacity(e / every as usize + 2);
+                        c.push(0);
+                        c
+                    },
                     ts: if opts.pace {
+                        Vec::with_capacity(e + 16)
+                    } else {
+                        Vec::new()
+                    },
+                    seq: if opts.order != Order::Deps {
                         Vec::with_capacity(e + 16)
                     } else {
                         Vec::new()
@@ -548,7 +708,11 @@ pub fn preprocess(
             })
             .collect(),
         cum: vec![0; n],
+        chunk_max: vec![0; n],
         paced: opts.pace,
+        ordered: opts.order != Order::Deps,
+        seq: 0,
+        last_op: None,
         every: every as usize,
         ts: 0,
         meta: PlanMeta {
@@ -562,10 +726,14 @@ pub fn preprocess(
             trace_threads: threads.len() as u32,
             checkpoint: every,
             paced: opts.pace,
+            order: opts.order,
             ..Default::default()
         },
         live_bytes: 0,
         live_objects: 0,
+    };
+    let mut lifetimes = Lifetimes {
+        lives: vec![Life::default(); max_id + 1],
     };
     let mut first_ts = None;
     let mut events = 0u64;
@@ -606,6 +774,13 @@ pub fn preprocess(
                 Some(&t) => t as usize,
                 None => 0,
             };
+            let before = match r.event {
+                Event::ThreadStart { .. } => {
+                    b.last_op.map(|c| (c as u32, b.arrays[c].ops.len() as u64))
+                }
+                _ => None,
+            };
+            lifetimes.see(events, r.thread as usize, &r.event, before);
             b.feed(t, r);
         }
     }
@@ -617,9 +792,17 @@ pub fn preprocess(
         .enumerate()
     {
         if !a.ops.len().is_multiple_of(b.every) {
+            let prev = a.checkpoints.last().copied().unwrap_or(0);
             a.checkpoints.push(b.cum[i]);
+            a.rise.push(b.chunk_max[i] - prev);
         }
         l.ops = a.ops.len() as u64;
+    }
+    b.meta.trace_peak_threads = lifetimes.peak();
+    b.meta.replay_peak_threads = n as u32;
+    if groups.iter().all(|g| g.len() == 1) {
+        let ids: Vec<u32> = groups.iter().map(|g| g[0]).collect();
+        lifetimes.apply(&mut b.meta, &ids);
     }
     b.meta.events = events;
     b.meta.slots = b.slots.len() as u64;

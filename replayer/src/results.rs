@@ -75,6 +75,8 @@ pub struct SweepInfo {
     pub sweep: String,
     pub touch: String,
     pub paced: bool,
+    /// `--order`: `deps`, `window:K` or `strict`.
+    pub order: String,
     pub pinned_requested: bool,
     pub environment: Environment,
     pub build: BuildInfo,
@@ -90,7 +92,9 @@ pub struct RunRow {
     pub trace_name: String,
     pub workload: String,
     pub trace_threads: u32,
+    pub trace_peak_threads: u32,
     pub replay_threads: u32,
+    pub peak_replay_threads: Option<u32>,
     pub allocator: String,
     pub allocator_version: String,
     pub allocator_options: String,
@@ -113,6 +117,7 @@ pub struct RunRow {
     pub replay_state_bytes: u64,
     pub peak_live_bytes: u64,
     pub final_live_bytes: u64,
+    pub measured_peak_live_bytes: Option<u64>,
     pub baseline_rss_bytes: Option<u64>,
     pub peak_rss_bytes: Option<u64>,
     pub peak_heap_rss_bytes: Option<u64>,
@@ -133,6 +138,7 @@ pub struct RunRow {
     pub alloc_stats_json: Option<String>,
     pub touch: String,
     pub paced: bool,
+    pub order: String,
     pub pinned: bool,
     pub started_unix_ns: i64,
     pub host: String,
@@ -193,6 +199,9 @@ pub struct Results {
     pub runs: Vec<RunRow>,
     pub latency: Vec<LatencyRow>,
     pub samples: Vec<SampleRow>,
+    /// Why the results could not be written to `--out`, if they could not.
+    #[serde(skip)]
+    pub unwritten: Option<String>,
 }
 
 fn nonneg(v: i64) -> u64 {
@@ -277,7 +286,9 @@ impl Results {
             trace_name: trace.name.clone(),
             workload: trace.workload.clone(),
             trace_threads: plan.trace_threads,
+            trace_peak_threads: plan.trace_peak_threads,
             replay_threads,
+            peak_replay_threads: u.map(|r| r.peak_replay_threads),
             allocator: allocator.clone(),
             allocator_version: any.map_or_else(|| spec.name(), |r| r.allocator_version.clone()),
             allocator_options: allocator_options.to_string(),
@@ -302,6 +313,7 @@ impl Results {
             replay_state_bytes: plan.state_bytes(),
             peak_live_bytes: plan.peak_live_bytes,
             final_live_bytes: plan.final_live_bytes,
+            measured_peak_live_bytes: u.map(|r| r.measured_peak_live_bytes),
             baseline_rss_bytes: baseline,
             peak_rss_bytes: u.map(|r| r.peak_rss_bytes),
             peak_heap_rss_bytes: u.map(|r| r.peak_rss_bytes.saturating_sub(r.baseline_rss_bytes)),
@@ -329,6 +341,7 @@ impl Results {
                 .map(|s| serde_json::Value::Object(s.all.clone()).to_string()),
             touch: sweep.touch.clone(),
             paced: sweep.paced,
+            order: sweep.order.clone(),
             pinned: u.is_some_and(|r| r.pinned),
             started_unix_ns: any.map_or(0, |r| r.started_unix_ns),
             host: env.host.clone(),

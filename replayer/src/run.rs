@@ -25,7 +25,7 @@ use crate::engine::{PassOptions, Touch};
 use crate::env::{Environment, build_info};
 use crate::error::ReplayError;
 use crate::mem::Mapping;
-use crate::plan::PlanMeta;
+use crate::plan::{Order, PlanMeta};
 use crate::prep::{PrepOptions, preprocess};
 use crate::results::{Outcome, Results, RunRow, Status, SweepInfo, TraceInfo};
 
@@ -43,6 +43,8 @@ pub struct SweepOptions {
     pub touch: Touch,
     /// Honour the trace's timing.
     pub pace: bool,
+    /// How the trace's interleaving is kept (`--order`).
+    pub order: Order,
     /// Pin replay threads to CPUs.
     pub pin: bool,
     /// Run the timed (latency) pass too.
@@ -78,6 +80,7 @@ impl SweepOptions {
             threads: None,
             touch: Touch::Pages,
             pace: false,
+            order: Order::Deps,
             pin: false,
             latency: true,
             sample_ms: 10,
@@ -185,6 +188,14 @@ impl Sweep {
         if opts.threads == Some(0) {
             return Err(ReplayError::BadInput("--threads must be at least 1".into()));
         }
+        if opts.timeout.is_zero() {
+            return Err(ReplayError::BadInput(
+                "--timeout must be more than 0 seconds (every run would be killed at once)".into(),
+            ));
+        }
+        if let Some(dir) = &opts.out {
+            check_out_dir(dir)?;
+        }
         for a in &opts.allocators {
             a.check_available()?;
         }
@@ -193,6 +204,11 @@ impl Sweep {
             None => std::env::current_exe()
                 .map_err(|e| ReplayError::io("finding the replay executable", e))?,
         };
+        for a in &opts.allocators {
+            if let AllocSpec::Preload(lib) = a {
+                check_preload(&exe, a, lib)?;
+            }
+        }
         let available = opts.max_memory.or_else(crate::env::mem_available);
         let path = opts.trace.display().to_string();
         let reader = traces::MergedReader::open(&opts.trace)?;
@@ -212,6 +228,7 @@ impl Sweep {
                 threads: opts.threads,
                 pace: opts.pace,
                 max_memory: available,
+                order: opts.order,
             },
             &mut |n| pb.set_position(n),
         )?;
@@ -261,6 +278,7 @@ impl Sweep {
             sweep,
             touch: opts.touch.name().to_string(),
             paced: opts.pace,
+            order: opts.order.name(),
             pinned_requested: opts.pin,
             environment: Environment::detect(),
             build: build_info(),
@@ -293,14 +311,15 @@ impl Sweep {
             * self.opts.allocators.len() as u64
     }
 
-    /// Runs every allocator × repetition (interleaved) and returns the results.
+    /// Runs every allocator × repetition (interleaved) and returns the results (with
+    /// [`Results::unwritten`] set if `--out` could not be written).
     pub fn run(&self) -> Result<Results, ReplayError> {
         let pb = bar(
             self.opts.progress,
             self.total_ops(),
             "{msg:24} {bar:30} {percent:>3}% ops {human_pos}/{human_len}, ETA {eta}",
         );
-        let r = self.run_with(&pb, "");
+        let r = self.run_all(&pb, "");
         pb.finish_and_clear();
         r
     }
@@ -308,10 +327,26 @@ impl Sweep {
     /// Like [`Sweep::run`], advancing `pb` (from where it is) by [`Sweep::total_ops`] and
     /// prefixing its messages with `label`: for a caller with one bar over many sweeps.
     pub fn run_with(&self, pb: &ProgressBar, label: &str) -> Result<Results, ReplayError> {
+        let r = self.run_all(pb, label)?;
+        match &r.unwritten {
+            Some(e) => Err(ReplayError::io(
+                e,
+                std::io::Error::other("writing the results"),
+            )),
+            None => Ok(r),
+        }
+    }
+
+    /// The sweep; results that could not be written to `--out` say why in
+    /// [`Results::unwritten`] (the caller still has them to print).
+    fn run_all(&self, pb: &ProgressBar, label: &str) -> Result<Results, ReplayError> {
         let o = &self.opts;
         let ops = self.trace.plan.total_ops();
         let mut results = Results::default();
         let mut done_ops = pb.position();
+        // A write that fails mid-sweep (a full disk) is said once; the sweep goes on and the
+        // files are written again after the last run, which must succeed.
+        let mut write_failed = false;
         for rep in 0..o.repeat {
             for spec in &o.allocators {
                 let mut opts_env = options_in_env(spec.option_prefixes());
@@ -327,6 +362,7 @@ impl Sweep {
                         touch: o.touch,
                         pace: o.pace,
                         pin: o.pin,
+                        order: o.order,
                         timed: false,
                         sample_ms: o.sample_ms,
                         retained_wait: o.retained_wait,
@@ -343,6 +379,7 @@ impl Sweep {
                             touch: o.touch,
                             pace: o.pace,
                             pin: o.pin,
+                            order: o.order,
                             timed: true,
                             sample_ms: 0,
                             retained_wait: 0.0,
@@ -366,10 +403,24 @@ impl Sweep {
                 if o.verbose {
                     pb.suspend(|| eprintln!("replay: {}", run_line(row)));
                 }
-                if let Some(dir) = &o.out {
-                    crate::parquet::write_dir(dir, &results)?;
+                if let Some(dir) = &o.out
+                    && let Err(e) = crate::parquet::write_dir(dir, &results)
+                    && !write_failed
+                {
+                    write_failed = true;
+                    pb.suspend(|| {
+                        eprintln!(
+                            "replay: warning: {e}; the sweep goes on and tries again at its end"
+                        )
+                    });
                 }
             }
+        }
+        if let Some(dir) = &o.out
+            && write_failed
+            && let Err(e) = crate::parquet::write_dir(dir, &results)
+        {
+            results.unwritten = Some(e.to_string());
         }
         Ok(results)
     }
@@ -502,6 +553,48 @@ impl Sweep {
     }
 }
 
+/// Checks, before anything runs, that the results can be written into `dir` (made if
+/// missing): a file is created there and removed.
+fn check_out_dir(dir: &Path) -> Result<(), ReplayError> {
+    let bad = |what: &str, e: std::io::Error| {
+        ReplayError::BadInput(format!("-o {}: {what}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| bad("cannot create the output directory", e))?;
+    let probe = dir.join(format!(".replay-write-check-{}", std::process::id()));
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(b"alloclab")?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| bad("cannot write there", e))
+}
+
+/// Checks that the preloaded library `lib` really serves `malloc`: `exe --check-preload`
+/// runs under it and looks where `malloc` resolves. A library that does not replace malloc
+/// would measure glibc under its name.
+fn check_preload(exe: &Path, spec: &AllocSpec, lib: &Path) -> Result<(), ReplayError> {
+    let o = Command::new(exe)
+        .arg("--check-preload")
+        .arg(lib)
+        .envs(spec.child_env())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ReplayError::io(format!("starting {} --check-preload", exe.display()), e))?;
+    if o.status.code() == Some(2) {
+        let msg = String::from_utf8_lossy(&o.stderr);
+        let line = msg
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(ReplayError::BadInput(
+            line.trim_start_matches("replay: ").to_string(),
+        ));
+    }
+    // Anything else (a library that crashes as it loads) is left to the runs, which report it.
+    Ok(())
+}
+
 /// One line about a finished run, for stderr.
 pub fn run_line(r: &RunRow) -> String {
     use crate::fmt;
@@ -529,6 +622,17 @@ pub fn run_line(r: &RunRow) -> String {
     }
     if let Some(f) = r.frag_ratio_at_peak {
         s += &format!(", frag {f:.2}×");
+    }
+    if let Some(m) = r
+        .measured_peak_live_bytes
+        .filter(|m| *m > r.peak_live_bytes)
+    {
+        s += &format!(
+            ", measured peak live {} above the trace's {} (--order {})",
+            fmt::bytes(m),
+            fmt::bytes(r.peak_live_bytes),
+            r.order
+        );
     }
     s
 }

@@ -922,3 +922,404 @@ fn list_allocators_says_what_is_available() {
     }
     assert!(text.contains("(available)"));
 }
+
+/// A C program that starts its worker threads in rounds: `ROUNDS` rounds of 4 threads, each
+/// churning its own blocks and handing one object back to the main thread, which frees it
+/// after the join (a cross-thread free). At most 5 threads are ever alive.
+const ROUNDS_C: &str = r#"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#define ROUNDS 25
+#define PER_ROUND 4
+static void *work(void *arg) {
+    long id = (long)arg;
+    void *keep[64] = {0};
+    for (int i = 0; i < 4000; i++) {
+        int j = (i * 7 + (int)id) % 64;
+        free(keep[j]);
+        keep[j] = malloc(16 + (size_t)((i * 37 + id * 11) % 3000));
+        memset(keep[j], 1, 16);
+    }
+    for (int j = 1; j < 64; j++) free(keep[j]);
+    return keep[0];
+}
+int main(void) {
+    long sum = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        pthread_t t[PER_ROUND];
+        char *note = malloc(100 + r);
+        for (long k = 0; k < PER_ROUND; k++)
+            if (pthread_create(&t[k], NULL, work, (void *)(r * PER_ROUND + k))) return 1;
+        for (int k = 0; k < PER_ROUND; k++) {
+            void *got;
+            pthread_join(t[k], &got);
+            sum += got != NULL;
+            free(got);
+        }
+        free(note);
+    }
+    printf("%ld\n", sum);
+    return 0;
+}
+"#;
+
+/// Compiles [`ROUNDS_C`] and records it with the recorder library; returns the trace.
+fn record_rounds(dir: &Path) -> PathBuf {
+    let src = dir.join("rounds.c");
+    std::fs::write(&src, ROUNDS_C).unwrap();
+    let exe = dir.join("rounds");
+    let o = Command::new("gcc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc is missing: `apt-get install gcc` (recorder/ci-deps.txt lists it)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("rounds.trace.zst");
+    let o = Command::new(&exe)
+        .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
+        .env("ALLOCLAB_OUTPUT", &out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "rounds under the recorder: {}",
+        stderr(&o)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "100");
+    out
+}
+
+/// Threads of the processes whose parent is `pid` (the replay children), most seen in one
+/// look.
+fn children_threads(pid: u32) -> usize {
+    let mut most = 0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": fields after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            // Field 20 of stat is num_threads: index 17 after the state.
+            if let Some(n) = f.get(17).and_then(|n| n.parse::<usize>().ok()) {
+                most = most.max(n);
+            }
+        }
+    }
+    most
+}
+
+#[test]
+fn threads_started_in_rounds_replay_with_their_lifetimes() {
+    let d = tmp();
+    let t = record_rounds(d.path());
+    let r = inspect(&t);
+    assert!(r.threads.len() >= 101, "{} threads", r.threads.len());
+    // Watch the replay children's threads from outside while they run.
+    let child = Command::new(replay_bin())
+        .args(["--json", "-q", "--retained-wait", "0", "--no-latency"])
+        .args(["-a", "system,mimalloc,fancy", "-r", "2"])
+        .arg(&t)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut most = 0;
+        while std::fs::metadata(format!("/proc/{pid}/stat")).is_ok() {
+            most = most.max(children_threads(pid));
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        most
+    });
+    let o = child.wait_with_output().unwrap();
+    let seen = watcher.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = &doc["trace"]["plan"];
+    let trace_peak = u(plan, "trace_peak_threads");
+    // The program never had more than main + 4 workers.
+    assert!((2..=5).contains(&trace_peak), "{trace_peak}");
+    assert_eq!(u(plan, "replay_peak_threads"), trace_peak);
+    // Every worker is created during the replay, after the joins its round waits for.
+    assert_eq!(plan["spawn_order"].as_array().unwrap().len(), 100, "{plan}");
+    for run in doc["runs"].as_array().unwrap() {
+        assert_eq!(run["status"], "ok", "{run}");
+        assert_eq!(u(run, "trace_peak_threads"), trace_peak);
+        assert_eq!(u(run, "trace_threads"), r.threads.len() as u64);
+        let peak = u(run, "peak_replay_threads");
+        assert!(
+            peak <= trace_peak && peak >= 2,
+            "{peak} vs {trace_peak}: {run}"
+        );
+        assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
+    }
+    // From outside: the replay threads plus the child's own two (main, sampler); before
+    // thread lifetimes, all 101 ran at once.
+    assert!(seen >= 2, "never saw a replay child ({seen} threads)");
+    assert!(
+        seen as u64 <= trace_peak + 2,
+        "a replay child had {seen} threads, the program {trace_peak}"
+    );
+    // Folding keeps working: all threads of the trace on 2 replay threads.
+    let doc = replay_json(&t, &["--threads", "2", "--no-latency"]);
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(u(run, "replay_threads"), 2);
+    assert_eq!(u(run, "peak_replay_threads"), 2);
+}
+
+#[test]
+fn an_ordered_replay_measures_the_trace_peak_live_bytes() {
+    let d = tmp();
+    let rounds = record_rounds(d.path());
+    let py = record_python(d.path(), PY_THREADS);
+    let mut traces = vec![rounds, py];
+    for (w, threads, ops) in [
+        ("producer-consumer", 3, 40_000),
+        ("larson", 3, 30_000),
+        ("rl_small", 1, 20_000),
+    ] {
+        traces.push(synth(d.path(), w, threads, ops));
+    }
+    for t in &traces {
+        let r = inspect(t);
+        for order in ["strict", "window:64"] {
+            let doc = replay_json(t, &["-a", "system,fancy", "--no-latency", "--order", order]);
+            for run in doc["runs"].as_array().unwrap() {
+                assert_eq!(run["status"], "ok", "{run}");
+                assert_eq!(run["order"], order);
+                assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
+                let measured = u(run, "measured_peak_live_bytes");
+                if order == "strict" || r.threads.len() == 1 {
+                    assert_eq!(measured, r.peak_live_bytes, "{} {order}", t.display());
+                    assert_eq!(
+                        doc["notes"].as_array().unwrap().len(),
+                        0,
+                        "{}",
+                        doc["notes"]
+                    );
+                } else {
+                    // 64 earlier ops pending at most: near the trace's peak.
+                    assert!(
+                        measured.abs_diff(r.peak_live_bytes) <= r.peak_live_bytes / 4,
+                        "{} {order}: {measured} vs {}",
+                        t.display(),
+                        r.peak_live_bytes
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Three threads, one after the other in the trace, that each hold a 256 KiB block while
+/// they churn 10 000 blocks of 64 KiB (tens of ms with `--touch full`, so that threads
+/// replayed at their own pace overlap even on a busy machine): the trace never has more than
+/// one 256 KiB block live.
+fn one_after_the_other(dir: &Path) -> PathBuf {
+    let p = dir.join("sequential.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    let mut ts = 1_000;
+    for t in 0..3u32 {
+        w.append(t, ts, Event::ThreadStart { os_tid: 100 + t })
+            .unwrap();
+        ts += 10;
+    }
+    for t in 0..3u32 {
+        let big = 0x10_0000_0000 + ((t as u64) << 24);
+        ts += 100;
+        w.append(
+            t,
+            ts,
+            Event::Malloc {
+                size: 256 << 10,
+                ptr: big,
+            },
+        )
+        .unwrap();
+        for i in 0..10_000u64 {
+            let ptr = 0x20_0000_0000 + ((t as u64) << 24) + (i % 8) * (64 << 10);
+            ts += 10;
+            w.append(
+                t,
+                ts,
+                Event::Malloc {
+                    size: 64 << 10,
+                    ptr,
+                },
+            )
+            .unwrap();
+            ts += 10;
+            w.append(t, ts, Event::Free { ptr }).unwrap();
+        }
+        ts += 100;
+        w.append(t, ts, Event::Free { ptr: big }).unwrap();
+    }
+    for t in 0..3u32 {
+        ts += 10;
+        w.append(t, ts, Event::ThreadExit).unwrap();
+    }
+    w.finish(0).unwrap();
+    p
+}
+
+#[test]
+fn a_dependency_only_replay_says_when_it_exceeds_the_trace_peak() {
+    let d = tmp();
+    let t = one_after_the_other(d.path());
+    let strict = replay_json(
+        &t,
+        &["--no-latency", "--order", "strict", "--touch", "full"],
+    );
+    let r0 = &strict["runs"][0];
+    let peak = (256 << 10) + (64 << 10);
+    assert_eq!(u(r0, "peak_live_bytes"), peak);
+    assert_eq!(u(r0, "measured_peak_live_bytes"), peak, "{r0}");
+    assert_eq!(strict["notes"].as_array().unwrap().len(), 0);
+    // Dependency-only: the three threads run at once, so two or three blocks are live
+    // together (a few tries: the scheduler could run them one after the other).
+    let mut said = None;
+    for _ in 0..5 {
+        let deps = replay_json(
+            &t,
+            &[
+                "--no-latency",
+                "--order",
+                "deps",
+                "-r",
+                "3",
+                "--touch",
+                "full",
+            ],
+        );
+        if deps["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| u(r, "measured_peak_live_bytes") > peak)
+        {
+            said = Some(deps["notes"][0].as_str().unwrap().to_string());
+            break;
+        }
+    }
+    let said = said.expect("three threads never overlapped in five dependency-only sweeps");
+    assert!(
+        said.contains("more live bytes than the trace's peak"),
+        "{said}"
+    );
+    assert!(said.contains("--order deps"), "{said}");
+    // The text table says it too.
+    let noted = (0..5).any(|_| {
+        let o = run(&[
+            "-q",
+            "--no-latency",
+            "-r",
+            "3",
+            "--touch",
+            "full",
+            t.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("note: ") && l.contains("more live bytes than the trace's peak"))
+    });
+    assert!(noted, "no table said that a run exceeded the trace's peak");
+}
+
+#[test]
+fn a_preloaded_library_that_does_not_replace_malloc_is_refused() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 1000);
+    let libz = Path::new("/usr/lib/x86_64-linux-gnu/libz.so.1");
+    assert!(libz.is_file(), "libz is missing: `apt-get install zlib1g`");
+    let o = run(&[
+        "-q",
+        "-a",
+        "system,preload:/usr/lib/x86_64-linux-gnu/libz.so.1",
+        t.to_str().unwrap(),
+    ]);
+    assert_bad_input(&o, "does not replace malloc");
+    let e = stderr(&o);
+    assert!(
+        e.contains("preload:/usr/lib/x86_64-linux-gnu/libz.so.1"),
+        "{e}"
+    );
+    assert!(e.contains("libc.so.6"), "{e}");
+    assert!(o.stdout.is_empty(), "nothing ran");
+}
+
+#[test]
+fn output_problems_are_found_before_the_first_run_and_leave_no_partial_files() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 1000);
+    let ts = t.to_str().unwrap();
+    // A directory that cannot be made (procfs refuses even root).
+    let o = run(&["-q", "-o", "/proc/alloclab-results", ts]);
+    assert_bad_input(
+        &o,
+        "-o /proc/alloclab-results: cannot create the output directory",
+    );
+    // Under a file.
+    let o = run(&["-q", "-o", &format!("{ts}/results"), ts]);
+    assert_bad_input(&o, "cannot create the output directory");
+    assert_bad_input(
+        &run(&["-q", "--timeout", "0", ts]),
+        "--timeout must be more than 0 seconds",
+    );
+    // A full disk (files limited to 8 KiB by RLIMIT_FSIZE, its signal ignored: writes fail
+    // with EFBIG): the sweep still prints its results, says why the files are missing, exits
+    // 1 and leaves no temporary file.
+    let small = d.path().join("small.trace.zst");
+    let mut w = TraceWriter::create(&small, &Header::for_this_process("replay test")).unwrap();
+    for i in 0..50u64 {
+        w.append(
+            0,
+            1_000 + i * 10,
+            Event::Malloc {
+                size: 64,
+                ptr: 0x1000 + i * 64,
+            },
+        )
+        .unwrap();
+    }
+    w.finish(0).unwrap();
+    let out = d.path().join("full");
+    let mut cmd = Command::new(replay_bin());
+    cmd.args(["-q", "--json", "--retained-wait", "0", "-r", "2", "-o"])
+        .arg(&out)
+        .arg(&small);
+    // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 8192,
+                rlim_max: 8192,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("runs.parquet"), "{e}");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 2);
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || n.starts_with(".replay"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
