@@ -163,7 +163,10 @@ fn bump(t: *mut Tls, v: usize, what: usize, by: u64) {
         let r = (*t).rec;
         if !r.is_null() {
             let c = &(*r).counts[v][what];
-            c.store(c.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+            c.store(
+                c.load(Ordering::Relaxed).wrapping_add(by),
+                Ordering::Relaxed,
+            );
         }
     }
 }
