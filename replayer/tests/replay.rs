@@ -1322,4 +1322,52 @@ fn output_problems_are_found_before_the_first_run_and_leave_no_partial_files() {
         .filter(|n| n.ends_with(".tmp") || n.starts_with(".replay"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+#[test]
+fn the_mempool_variants_replay_synthetic_traces_with_exact_counts() {
+    // Slab, segregated, best-fit and aligned paths, and cross-thread frees (producer-consumer).
+    let d = tmp();
+    for (w, threads, ops) in [
+        ("rl_small", 2, 60_000),
+        ("fragmentation_mix", 2, 30_000),
+        ("alignment64", 1, 20_000),
+        ("producer-consumer", 3, 30_000),
+    ] {
+        let t = synth(d.path(), w, threads, ops);
+        let r = inspect(&t);
+        let doc = replay_json(
+            &t,
+            &[
+                "-a",
+                "mempool-baseline,mempool-sharded,mempool-percls",
+                "--no-latency",
+            ],
+        );
+        let runs = doc["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3);
+        for run in runs {
+            assert_replays_the_trace(run, &r);
+            let stats: Value =
+                serde_json::from_str(run["alloc_stats_json"].as_str().unwrap()).unwrap();
+            // The pool's own per-thread counts, merged, agree with the trace.
+            let allocs: u64 = [
+                "malloc",
+                "calloc",
+                "posix_memalign",
+                "aligned_alloc",
+                "memalign",
+                "valloc",
+                "pvalloc",
+            ]
+            .iter()
+            .map(|k| r.by_kind.get(k).copied().unwrap_or(0))
+            .sum();
+            assert_eq!(stats["allocs"].as_u64(), Some(allocs), "{w}: {stats}");
+            assert_eq!(
+                stats["live_blocks"].as_u64(),
+                Some(r.final_live_objects),
+                "{w}: {stats}"
+            );
+        }
+    }
 }

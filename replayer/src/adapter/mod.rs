@@ -19,6 +19,7 @@ pub mod bump;
 pub mod check;
 pub mod fancy;
 pub mod jemalloc;
+pub mod mempool;
 pub mod mimalloc;
 pub mod system;
 pub mod tcmalloc;
@@ -171,6 +172,9 @@ adapters! {
     Fancy => "fancy", fancy::Fancy, "alloclab's allocator (allocator/)";
     FancyReclaim => "fancy-reclaim", fancy::Fancy, "fancy with its background reclaimer on";
     Bump => "bump", bump::Bump, "never frees (a per-thread ring): the floor that shows the harness's own cost";
+    MempoolBaseline => "mempool-baseline", mempool::Mempool, "the AllocatorBench pool, one global lock (allocator/mempool)";
+    MempoolSharded => "mempool-sharded", mempool::Mempool, "the AllocatorBench pool, per-class locks, refilled under the global lock";
+    MempoolPercls => "mempool-percls", mempool::Mempool, "the AllocatorBench pool, per-class locks, each class carving its own chunks";
     Check => "check", check::Check, "glibc malloc with block headers that catch frees of blocks not live (a self-test of the replay)";
 }
 
@@ -223,6 +227,9 @@ impl AllocSpec {
             AllocSpec::Tcmalloc => &["TCMALLOC_"],
             AllocSpec::Fancy | AllocSpec::FancyReclaim => &["FANCY_"],
             AllocSpec::Bump => &[],
+            AllocSpec::MempoolBaseline | AllocSpec::MempoolSharded | AllocSpec::MempoolPercls => {
+                &[]
+            }
             AllocSpec::Preload(_) => &[
                 "LD_PRELOAD",
                 "GLIBC_TUNABLES",
