@@ -2,16 +2,17 @@
 //!
 //! For each program: record it once with the real recorder; run it for real under each
 //! allocator library through `LD_PRELOAD` (glibc: no preload), allocators interleaved
-//! (a b c … a b c …), `repeat` times, measuring wall time, peak RSS and minor faults (`wait4`'s
-//! `ru_maxrss` and `ru_minflt`, which cover the program's reaped child processes too) and the
-//! RSS before `main`; then replay its trace(s) under the very same library files through the
+//! (a b c … a b c …), `repeat` times, measuring wall time, minor faults (`wait4`'s `ru_minflt`,
+//! which covers the program's reaped child processes too), and the RSS before `main` and the
+//! peak RSS (VmHWM at exit) of every process it runs; then replay its trace(s) under the very same library files through the
 //! replayer's `preload:` allocators. Per program it writes `fidelity.parquet` (one row per
 //! side × allocator × repetition) and `summary.json`, and the whole run a markdown table
 //! ([`render`]).
 //!
-//! Heap RSS, real side: peak RSS (VmHWM) minus the RSS the process had before `main`, read by a
-//! tiny preloaded constructor (`programs/premain_rss.c`, compiled with gcc on first use) from
-//! `/proc/self/statm`. For a program that runs several processes (gcc runs cc1 and as) the
+//! Heap RSS, real side: peak RSS (VmHWM at exit) minus the RSS the process had before `main`,
+//! read by a tiny preloaded library (`programs/premain_rss.c`, compiled with gcc on first use:
+//! a constructor reads `/proc/self/statm`, a destructor VmHWM; `wait4`'s `ru_maxrss` cannot be
+//! used, Linux carries the forking parent's high-water mark over `exec` into it). For a program that runs several processes (gcc runs cc1 and as) the
 //! largest pre-`main` RSS is taken, since the peak is the largest process's. Library and
 //! interpreter pages touched after `main` count as heap: the figure is an upper bound of the
 //! heap's RSS. Replay side: the replayer's `peak_heap_rss_bytes` (RSS above the replay child's
@@ -270,12 +271,9 @@ struct Real {
     minflt: u64,
 }
 
-/// Compiles the pre-`main` RSS probe into `dir` (once).
+/// Compiles the RSS probe into `dir` (a fraction of a second, so every time: never stale).
 fn premain_lib(dir: &Path) -> Result<PathBuf, LabError> {
     let lib = dir.join("libpremain_rss.so");
-    if lib.is_file() {
-        return Ok(lib);
-    }
     std::fs::create_dir_all(dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
     let src = dir.join("premain_rss.c");
     std::fs::write(&src, PREMAIN_RSS_C)
@@ -404,14 +402,23 @@ fn real_run(
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
         });
     }
-    let baseline = std::fs::read_to_string(&rss_file).ok().and_then(|t| {
-        t.lines()
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    // "<pid> pre|hwm <bytes>" lines, one or two per process.
+    let text = std::fs::read_to_string(&rss_file).unwrap_or_default();
+    let max_of = |tag: &str| {
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(1);
+                (f.next()? == tag).then_some(())?;
+                f.next()?.parse::<u64>().ok()
+            })
             .max()
-    });
+    };
+    let baseline = max_of("pre");
+    // ru_maxrss carries the forking parent's high-water mark over exec: only a fallback.
+    let peak_rss = max_of("hwm").unwrap_or(ru.ru_maxrss as u64 * 1024);
     Ok(Real {
         wall_s,
-        peak_rss: ru.ru_maxrss as u64 * 1024,
+        peak_rss,
         baseline,
         minflt: ru.ru_minflt as u64,
     })

@@ -280,7 +280,7 @@ fn each_failing_step_has_its_own_exit_code_and_says_what_to_do() {
     // 2: bad input.
     let o = small_lab(
         &d.path().join("e"),
-        &["--scale", "-1", "--analyze", "/bin/true"],
+        &["--scale=-1", "--analyze", "/bin/true"],
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
