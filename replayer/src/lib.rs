@@ -25,7 +25,6 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod fmt;
-pub mod lab;
 pub mod mem;
 pub mod parquet;
 pub mod plan;

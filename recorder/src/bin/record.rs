@@ -34,6 +34,11 @@ struct Args {
     /// The recorder library (default: liballoclab_recorder.so next to `record`).
     #[arg(long, env = "ALLOCLAB_LIB", value_name = "PATH")]
     lib: Option<PathBuf>,
+    /// Report the result as one JSON object instead of the summary line: on stderr, or with
+    /// `--json=FILE` into FILE (what scripts read: `files`, `events`, `threads`, `processes`,
+    /// `bytes`, `dropped`, `incomplete`, `exit_code` or `signal` of the program).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    json: Option<PathBuf>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -121,6 +126,7 @@ struct Summary {
     threads: u64,
     bytes: u64,
     incomplete: u64,
+    dropped: u64,
 }
 
 fn summarise(template: &naming::Template, since: std::time::SystemTime) -> Summary {
@@ -159,6 +165,7 @@ fn summarise(template: &naming::Template, since: std::time::SystemTime) -> Summa
             Ok(r) => match r.trailer() {
                 Some(t) => {
                     s.events += t.total_events;
+                    s.dropped += t.dropped_events;
                     s.threads += t.threads.len() as u64;
                 }
                 None => {
@@ -267,6 +274,10 @@ fn run(args: Args) -> Result<ExitCode> {
     CHILD.store(0, Ordering::Relaxed);
 
     let s = summarise(&template, since);
+    if let Some(dest) = &args.json {
+        write_json(&s, &status, dest)?;
+        return Ok(exit_like(status));
+    }
     let first = s
         .files
         .first()
@@ -291,8 +302,35 @@ fn run(args: Args) -> Result<ExitCode> {
         s.bytes as f64 / s.events.max(1) as f64,
     );
 
+    Ok(exit_like(status))
+}
+
+/// `--json`: the summary and the program's exit status as one JSON object, on stderr (`-`) or
+/// into a file.
+fn write_json(s: &Summary, status: &std::process::ExitStatus, dest: &Path) -> Result<()> {
+    let v = serde_json::json!({
+        "files": s.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "events": s.events,
+        "threads": s.threads,
+        "processes": s.files.len(),
+        "bytes": s.bytes,
+        "dropped": s.dropped,
+        "incomplete": s.incomplete,
+        "exit_code": status.code(),
+        "signal": status.signal(),
+    });
+    if dest == Path::new("-") {
+        eprintln!("{v}");
+        return Ok(());
+    }
+    std::fs::write(dest, format!("{v}\n"))
+        .with_context(|| format!("cannot write the --json result to {}", dest.display()))
+}
+
+/// Exits as the program did: its code, or its signal raised again.
+fn exit_like(status: std::process::ExitStatus) -> ExitCode {
     if let Some(code) = status.code() {
-        return Ok(ExitCode::from(code as u8));
+        return ExitCode::from(code as u8);
     }
     if let Some(sig) = status.signal() {
         // Die of the same signal, so our parent sees what it would have seen.
@@ -308,9 +346,9 @@ fn run(args: Args) -> Result<ExitCode> {
             libc::setrlimit(libc::RLIMIT_CORE, &core);
             libc::raise(sig);
         }
-        return Ok(ExitCode::from(128 + sig as u8));
+        return ExitCode::from(128 + sig as u8);
     }
-    Ok(ExitCode::FAILURE)
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {

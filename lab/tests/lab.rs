@@ -1,7 +1,9 @@
 //! `lab --quick` end to end, as CI runs it: synthetic suite, python3 recorded with the real
-//! recorder, every available allocator replayed, `analyze` over the results. Needs the
-//! `analyze` binary (built by scripts/test-all before the tests: `cargo build --profile
-//! analysis -p analysis`) and the `record` binary (built by `cargo test` of the workspace).
+//! recorder, every default allocator replayed, `analyze` over the results. Needs the
+//! `analyze` binary (built by scripts/test-all before the tests: `cargo build --locked
+//! --profile analysis -p analysis`; or point ALLOCLAB_ANALYZE at one) and the `record` and
+//! `replay` binaries beside `lab` (built by `cargo test` of the workspace; alone: `cargo build
+//! --profile test -p recorder -p replayer`). Without any of them the tests fail and say so.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,11 +36,14 @@ fn analyze_bin() -> PathBuf {
 
 fn lab(out: &Path, extra: &[&str]) -> std::process::Output {
     let bins = Path::new(env!("CARGO_BIN_EXE_lab")).parent().unwrap();
-    assert!(
-        bins.join("record").is_file(),
-        "{}/record is missing: run the workspace's tests (`cargo test`), which build it",
-        bins.display()
-    );
+    for b in ["record", "replay"] {
+        assert!(
+            bins.join(b).is_file(),
+            "{}/{b} is missing: run the workspace's tests (`cargo test`), which build it, or \
+             `cargo build --profile test -p recorder -p replayer` first",
+            bins.display()
+        );
+    }
     Command::new(env!("CARGO_BIN_EXE_lab"))
         .args(["--quick", "-q", "--out"])
         .arg(out)
@@ -82,12 +87,17 @@ fn the_quick_lab_reports_every_available_allocator_on_every_workload() {
     assert!(report.is_file());
     assert!(err.contains("0 not ok"), "{err}");
 
-    let available: Vec<String> = replayer::lab::DEFAULT_ALLOCATORS
+    // Every default allocator must be here: the test promises all of them (as the replay's
+    // tests do), so a missing one fails it, with what to install.
+    for a in lab::suite::DEFAULT_ALLOCATORS {
+        if let Err(e) = a.check_available() {
+            panic!("{} is not available here: {e}", a.name());
+        }
+    }
+    let available: Vec<String> = lab::suite::DEFAULT_ALLOCATORS
         .iter()
-        .filter(|a| a.check_available().is_ok())
         .map(|a| a.name())
         .collect();
-    assert!(available.len() >= 5, "{available:?}");
     let mut traces: Vec<String> = traces::synth::WORKLOADS
         .iter()
         .map(|w| w.name.to_string())
@@ -187,4 +197,92 @@ fn a_users_program_joins_the_sweep_and_a_crash_does_not_stop_it() {
         failed.lines().filter(|l| l.contains("crashed")).count() >= 3,
         "{failed}"
     );
+}
+
+/// The lab at its smallest (one tiny synthetic trace, glibc only) with `extra` options; needs
+/// neither python3 nor a real `analyze`.
+fn small_lab(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--workloads",
+        "rl_small",
+        "--threads",
+        "1",
+        "--no-python",
+        "--alloc",
+        "system",
+    ];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["--quick", "-q", "--out"])
+        .arg(out)
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn each_failing_step_has_its_own_exit_code_and_says_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let bins = Path::new(env!("CARGO_BIN_EXE_lab")).parent().unwrap();
+    let record = bins.join("record");
+    assert!(
+        record.is_file(),
+        "{} is missing: `cargo build --profile test -p recorder`",
+        record.display()
+    );
+    // 3: a program the lab runs is missing, and the message says what to build.
+    let o = small_lab(
+        &d.path().join("a"),
+        &[
+            "--replay-bin",
+            "/nonexistent/replay",
+            "--analyze",
+            "/bin/true",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("/nonexistent/replay") && err.contains("cargo build --release -p replayer"),
+        "{err}"
+    );
+    let o = small_lab(&d.path().join("b"), &["--analyze", "/nonexistent/analyze"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("--profile analysis -p analysis"), "{err}");
+    // 4: the recorded program fails (a real program that exits 3).
+    let o = small_lab(
+        &d.path().join("c"),
+        &[
+            "--analyze",
+            "/bin/true",
+            "--record",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo broken >&2; exit 3",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("exit code 3") && err.contains("broken"),
+        "{err}"
+    );
+    // 5: analyze fails on the results (/bin/false stands for an analyze that fails; the replay
+    // before it is real).
+    let out = d.path().join("d");
+    let o = small_lab(&out, &["--analyze", "/bin/false"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("analyze failed"), "{err}");
+    assert!(out.join("runs/rl_small-t1/runs.parquet").is_file());
+    // 2: bad input.
+    let o = small_lab(
+        &d.path().join("e"),
+        &["--scale=-1", "--analyze", "/bin/true"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--scale"), "{err}");
 }

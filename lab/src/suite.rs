@@ -1,4 +1,4 @@
-//! `lab`: from nothing to a report in one command. Generates the synthetic suite, records a real
+//! The lab's suite: from nothing to a report in one command. Generates the synthetic suite, records a real
 //! program (Debian's python3, every object through malloc, and any program the user adds),
 //! replays every available allocator × trace × thread count × repetition through [`Sweep`]s,
 //! then runs `analyze` over the results.
@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::AllocSpec;
-use crate::error::ReplayError;
-use crate::run::{Sweep, SweepOptions};
+use replayer::adapter::AllocSpec;
+use replayer::run::{Sweep, SweepOptions};
+
+use crate::error::{LabError, bad};
+use crate::tools::{self, Tools};
 
 /// How big a lab is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -69,18 +71,15 @@ pub struct LabOptions {
     pub python: bool,
     /// A program of the user's to record and add to the sweep.
     pub record: Vec<String>,
-    /// The `analyze` binary (default: `../analysis/analyze` beside the binaries).
-    pub analyze: Option<PathBuf>,
-    /// Where `replay`, `record` and the preload libraries are (default: beside this
-    /// executable).
-    pub bin_dir: Option<PathBuf>,
+    /// Where `record`, `replay` and `analyze` are.
+    pub tools: Tools,
     /// Progress bar on stderr.
     pub progress: bool,
 }
 
 /// The resolved parameters of a lab, kept in `lab.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Plan {
+pub struct LabParams {
     pub profile: Profile,
     pub scale: f64,
     pub seed: u64,
@@ -155,18 +154,13 @@ for t in ts: t.join()
 print(sorted(x[0] for x in out))
 "#;
 
-fn bad(msg: impl Into<String>) -> ReplayError {
-    ReplayError::BadInput(msg.into())
-}
-
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ReplayError {
-    let what = what.to_string();
-    move |e| ReplayError::io(what, e)
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> LabError {
+    LabError::io(what)
 }
 
 impl LabOptions {
     /// The options of `profile`, everything else default.
-    pub fn new(profile: Profile) -> LabOptions {
+    pub fn new(profile: Profile, tools: Tools) -> LabOptions {
         LabOptions {
             profile,
             out: None,
@@ -178,13 +172,12 @@ impl LabOptions {
             timeout: Duration::from_secs(300),
             python: true,
             record: Vec::new(),
-            analyze: None,
-            bin_dir: None,
+            tools,
             progress: true,
         }
     }
 
-    fn resolve(&self, allocators: &[AllocSpec]) -> Result<Plan, ReplayError> {
+    fn resolve(&self, allocators: &[AllocSpec]) -> Result<LabParams, LabError> {
         let p = self.profile;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let all: Vec<String> = traces::synth::WORKLOADS
@@ -223,7 +216,7 @@ impl LabOptions {
         if !(scale > 0.0 && scale.is_finite()) {
             return Err(bad("--scale must be a number above 0"));
         }
-        Ok(Plan {
+        Ok(LabParams {
             profile: p,
             scale,
             seed: 1,
@@ -258,17 +251,8 @@ struct Job {
     threads: Option<u32>,
 }
 
-fn bin_dir(opts: &LabOptions) -> Result<PathBuf, ReplayError> {
-    match &opts.bin_dir {
-        Some(d) => Ok(d.clone()),
-        None => std::env::current_exe()
-            .map_err(io("finding the lab executable"))
-            .map(|e| e.parent().map(Path::to_path_buf).unwrap_or_default()),
-    }
-}
-
 /// Writes the trace of `workload` with `threads` at `path` (through a temporary name).
-fn synth(plan: &Plan, workload: &str, threads: u32, path: &Path) -> Result<(), ReplayError> {
+fn synth(plan: &LabParams, workload: &str, threads: u32, path: &Path) -> Result<(), LabError> {
     let cfg = traces::synth::Config::new(
         workload,
         &traces::synth::Params {
@@ -286,39 +270,19 @@ fn synth(plan: &Plan, workload: &str, threads: u32, path: &Path) -> Result<(), R
 
 /// Records `cmd` with `record` into `path` (through a temporary name); returns record's summary.
 fn record(
-    bins: &Path,
+    tools: &Tools,
     cmd: &[String],
     env: &[(&str, &str)],
     path: &Path,
-) -> Result<String, ReplayError> {
-    let rec = bins.join("record");
-    if !rec.is_file() {
-        return Err(bad(format!(
-            "{} is missing: build it with `cargo build --release -p recorder` (scripts/lab does)",
-            rec.display()
-        )));
-    }
+) -> Result<String, LabError> {
     let tmp = path.with_extension("zst.tmp");
-    let mut c = Command::new(&rec);
-    c.arg("-o").arg(&tmp).arg("--").args(cmd);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c
-        .output()
-        .map_err(io(format!("running {}", rec.display())))?;
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    if !o.status.success() || !tmp.is_file() {
-        return Err(bad(format!(
-            "recording `{}` failed ({}): {}",
-            cmd.join(" "),
-            o.status,
-            err.trim()
-        )));
-    }
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let r = tools::record(tools, cmd, &env, None, &tmp)?;
     std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))?;
-    let summary = err.lines().last().unwrap_or("").trim();
-    Ok(summary.replace(&tmp.display().to_string(), &path.display().to_string()))
+    Ok(format!("{} in {}", r.summary(), path.display()))
 }
 
 /// Events in a trace, from its frame index (0 if it cannot be read: the sweep will say why).
@@ -344,17 +308,15 @@ fn file_stem_safe(s: &str) -> String {
 }
 
 /// Runs the lab.
-pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
+pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     let start = Instant::now();
     let mut report = LabReport::default();
-    let bins = bin_dir(opts)?;
-    let replay = bins.join("replay");
-    if !replay.is_file() {
-        return Err(bad(format!(
-            "{} is missing: build it with `cargo build --release -p replayer` (scripts/lab does)",
-            replay.display()
-        )));
+    let replay = opts.tools.replay()?.to_path_buf();
+    if !opts.record.is_empty() || opts.python {
+        opts.tools.record()?;
     }
+    // Checked before hours of replay, not after.
+    let analyze = opts.tools.analyze()?.to_path_buf();
     let wanted = opts
         .allocators
         .clone()
@@ -382,7 +344,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
     let manifest = out.join("lab.json");
     let text = serde_json::to_string_pretty(&plan).expect("plain data");
     if let Ok(old) = std::fs::read_to_string(&manifest) {
-        let same = serde_json::from_str::<Plan>(&old).is_ok_and(|p| p == plan);
+        let same = serde_json::from_str::<LabParams>(&old).is_ok_and(|p| p == plan);
         if !same {
             return Err(bad(format!(
                 "{} holds a lab made with other parameters ({}): give another --out, or delete \
@@ -470,7 +432,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
         let path = rec_dir.join(format!("{name}.trace.zst"));
         if !path.is_file() {
             pb.set_message(format!("record {name}"));
-            let summary = record(&bins, cmd, env, &path)?;
+            let summary = record(&opts.tools, cmd, env, &path)?;
             say(&pb, format!("recorded {name}: {summary}"));
         }
         jobs.push(Job {
@@ -540,18 +502,6 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
     pb.finish_and_clear();
 
     // 4. The report.
-    let analyze = match &opts.analyze {
-        Some(a) => a.clone(),
-        None => bins.join("../analysis/analyze"),
-    };
-    if !analyze.is_file() {
-        return Err(bad(format!(
-            "{} is missing: build it with `cargo build --profile analysis -p analysis` (scripts/lab \
-             does); the results are in {}",
-            analyze.display(),
-            runs_dir.display()
-        )));
-    }
     let report_dir = out.join("report");
     let o = Command::new(&analyze)
         .arg(&runs_dir)
@@ -561,12 +511,11 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
         .map_err(io(format!("running {}", analyze.display())))?;
     let err = String::from_utf8_lossy(&o.stderr);
     if !o.status.success() {
-        return Err(bad(format!(
-            "analyze failed ({}): {}; the results are in {}",
-            o.status,
-            err.trim(),
-            runs_dir.display()
-        )));
+        return Err(LabError::Analyze {
+            status: o.status.to_string(),
+            stderr: err.trim().to_string(),
+            runs: runs_dir,
+        });
     }
     for l in err.lines().filter(|l| !l.trim().is_empty()) {
         eprintln!("{l}");
