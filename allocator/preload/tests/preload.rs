@@ -4,23 +4,11 @@
 //! and exit code as under glibc's malloc. A missing tool fails the test with the Debian package
 //! to install (see `allocator/ci-deps.txt`), never skips.
 
+mod common;
+
+use common::{default_signals, lib};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libfancymalloc.so");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "libfancymalloc.so not found next to {}: build it with `cargo build -p fancy-preload`",
-        exe.display()
-    );
-}
 
 fn need(tool: &str, package: &str) -> PathBuf {
     let p = PathBuf::from(tool);
@@ -37,6 +25,7 @@ fn run(cmd: &mut Command, preload: bool) -> Output {
     } else {
         cmd.env_remove("LD_PRELOAD");
     }
+    default_signals(cmd);
     cmd.output()
         .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
 }
