@@ -1025,10 +1025,10 @@ mod tests {
         // A pointer into an arena's header, before page 0's first block: its 32-bit offset
         // wraps, and its block index must lie past any page's capacity.
         let most_blocks = (PAGE_SIZE / CLASS_SIZES[0] as usize) as u64;
-        for c in 0..NUM_CLASSES {
+        for (c, &magic) in MAGIC.iter().enumerate() {
             for back in 1..=ARENA_HEADER as u32 {
                 let off = 0u32.wrapping_sub(back);
-                let i = (off as u64 * MAGIC[c] as u64) >> 32;
+                let i = (off as u64 * magic as u64) >> 32;
                 assert!(i > most_blocks, "class {c} offset -{back}: index {i}");
             }
         }

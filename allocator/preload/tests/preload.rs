@@ -288,3 +288,33 @@ fn reclaim_mode_runs_python_too() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn programs_start_with_default_signal_actions_however_the_suite_was_launched() {
+    // A suite started as a shell background job ignores SIGINT and SIGQUIT; its children would
+    // inherit that (python3 then installs no SIGINT handler). The child here is made to ignore
+    // them first, as such a suite would, and `run` must give them back their default action.
+    use std::os::unix::process::CommandExt;
+    let py = need("/usr/bin/python3", "python3");
+    let mut c = Command::new(&py);
+    // SAFETY: runs in the forked child before exec and only calls `signal` (async-signal-safe).
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    c.args([
+        "-c",
+        "import signal\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)",
+    ]);
+    let o = run(&mut c, true);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "True True\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
