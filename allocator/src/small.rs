@@ -150,6 +150,9 @@ pub(crate) unsafe fn has_free_key(b: *const u8) -> bool {
     unsafe { (*(b as *const Block)).key == free_key(b) }
 }
 
+// `Page::start_4k` holds page 0's first-block offset in 4 KiB units, in a byte.
+const _: () = assert!(ARENA_HEADER.is_multiple_of(4096) && ARENA_HEADER >> 12 < 256);
+
 /// `ceil(2^32 / size)` for each class. For every offset below 64 KiB, one multiply
 /// `off * MAGIC[c]` gives `off / size` in its high 32 bits and, in its low 32 bits, a value below
 /// `MAGIC[c]` exactly when `size` divides `off`: a free checks its pointer without a division
@@ -163,21 +166,6 @@ static MAGIC: [u32; NUM_CLASSES] = {
     }
     t
 };
-
-/// Where `p` lies in its arena's page: (page index, offset from the page's first block).
-#[inline(always)]
-fn locate(a: *mut Arena, p: *const u8) -> (usize, usize) {
-    let rel = p as usize - a as usize;
-    // `& 63`: a pointer at the arena's very end (the next arena's base) maps to page 0 with an
-    // offset no block has, instead of a descriptor past the array.
-    let idx = (rel >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
-    let start = if idx == 0 {
-        ARENA_HEADER
-    } else {
-        idx << PAGE_SHIFT
-    };
-    (idx, rel.wrapping_sub(start))
-}
 
 pub const STATE_FREE: u8 = 0;
 /// In the heap's `avail` list of its class.
@@ -207,7 +195,10 @@ pub struct Page {
     pub state: u8,
     /// Free page whose memory was given back (MADV_DONTNEED) since it was last used.
     pub decommitted: bool,
-    _pad: u8,
+    /// Where the page's first block lies, in 4 KiB units from the page's start (page 0 of an
+    /// arena starts after the arena's header): a free finds its offset with a mask and one
+    /// subtraction, no test of the page index.
+    pub start_4k: u8,
     /// `MAGIC[class]`, here so that a free checks its pointer without a second dependent load.
     pub magic: u32,
     /// Links in `avail` (class) or the heap's free pages.
@@ -227,7 +218,7 @@ impl Page {
         class: 0,
         state: STATE_FULL,
         decommitted: false,
-        _pad: 0,
+        start_4k: 0,
         magic: 0,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
@@ -576,6 +567,7 @@ unsafe fn new_page(heap: *mut Heap, c: usize) -> *mut Page {
         (*page).class = c as u8;
         (*page).block_size = bs;
         (*page).magic = MAGIC[c];
+        (*page).start_4k = ((PAGE_SIZE - len) >> 12) as u8;
         (*page).reserved = (len / bs as usize) as u32;
         (*page).capacity = 0;
         (*page).used = 0;
@@ -694,6 +686,40 @@ pub(crate) unsafe fn arena_list_remove(head: *mut *mut Arena, a: *mut Arena) {
     }
 }
 
+/// Whether `p` is the start of one of the first `bound` blocks of `page`: one multiply, two
+/// compares.
+///
+/// # Safety
+/// `page` must be the descriptor of the arena page holding `p`.
+#[inline(always)]
+unsafe fn on_block_below(page: *const Page, p: *const u8, bound: u32) -> bool {
+    // SAFETY: caller's contract.
+    unsafe {
+        // The offset from the page's first block, in 32 bits: a pointer into the arena's header
+        // (before page 0's first block) wraps to at least 2^32 - ARENA_HEADER, whose quotient
+        // below is far above any bound, so it needs no test of its own.
+        let off = (p as u32 & (PAGE_SIZE as u32 - 1)).wrapping_sub(((*page).start_4k as u32) << 12);
+        // One multiply gives both the block index (high half) and whether `off` is a multiple
+        // of the block size (low half below the reciprocal: Lemire, Kaser & Kurz, "Faster
+        // remainder by direct computation", exact for offsets below 2^16 and sizes ≤ 512;
+        // `magic_is_exact` and `wrapped_offsets_are_refused` check it). A page never used has
+        // a reciprocal of 0: nothing is on a block.
+        let magic = (*page).magic;
+        let prod = off as u64 * magic as u64;
+        (prod as u32) < magic && (prod >> 32) < bound as u64
+    }
+}
+
+/// Whether `p` is the start of a block `page` has carved (below its high-water mark).
+///
+/// # Safety
+/// As `on_block_below`.
+#[inline(always)]
+unsafe fn on_carved_block(page: *const Page, p: *const u8) -> bool {
+    // SAFETY: caller's contract.
+    unsafe { on_block_below(page, p, (*page).capacity) }
+}
+
 /// The program's free of a pointer into a small arena the calling thread owns. Refuses —
 /// aborting with a line naming the pointer — a pointer that is not a live block: one off a
 /// block boundary (an interior pointer), past what the page has carved, in a page with no live
@@ -704,31 +730,19 @@ pub(crate) unsafe fn arena_list_remove(head: *mut *mut Arena, a: *mut Arena) {
 /// `arena_of(p) == a`.
 #[inline(always)]
 pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
-    // SAFETY: caller's contract; `locate` keeps the page index below 64; the block's second word
-    // lies inside the arena whatever `p` is (an arena ends with a whole page).
+    // SAFETY: caller's contract; the mask keeps the page index below 64 (arenas are aligned to
+    // their size); the block's words are read only once `p` is a carved block.
     unsafe {
         let key = free_key(p);
-        let (idx, off) = locate(a, p);
+        let idx = (p as usize >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
         let page = (*a).pages.as_mut_ptr().add(idx);
-        // One multiply gives both the block index (high half) and whether `off` is a multiple
-        // of the block size (low half below the reciprocal: Lemire, Kaser & Kurz, "Faster
-        // remainder by direct computation", exact for offsets below 2^16 and sizes ≤ 512).
-        let magic = (*page).magic;
-        let prod = (off as u64).wrapping_mul(magic as u64);
-        let i = prod >> 32;
-        // The key word is read before `p` is known to be a block: from the 16-aligned address
-        // at or below it inside the arena (the same word for every valid pointer), so a stray
-        // pointer never makes it read outside the arena or misaligned.
-        let word = a
-            .cast::<u8>()
-            .add((p as usize - a as usize) & (arena::ARENA_SIZE - 16));
-        // One branch for the three tests (`|`, not `||`). A page with no live block needs no
-        // test of its own: a released page has carved nothing (capacity 0), and every carved
-        // block of a page with none live is on its free list, with its key.
-        let on_block = (off < PAGE_SIZE) & ((prod as u32) < magic) & (i < (*page).capacity as u64);
-        let bad = !on_block | ((*(word as *const Block)).key == key);
-        if bad {
-            owner_bad_free(heap, page, p, on_block);
+        // Short-circuit order: the key word is read only once `p` is known to be a carved block
+        // (16-aligned, inside the page), so a stray pointer never makes it read misaligned or
+        // outside the arena. A page with no live block needs no test of its own: a released page
+        // has carved nothing (capacity 0), and every carved block of a page with none live is on
+        // its free list, with its key.
+        if !on_carved_block(page, p) || (*(p as *const Block)).key == key {
+            owner_bad_free(heap, page, p);
         }
         push_local(heap, page, p, key);
     }
@@ -742,46 +756,54 @@ pub unsafe fn free_checked(heap: *mut Heap, a: *mut Arena, p: *mut u8) {
 ///
 /// # Safety
 /// `a` must be a small arena of ours and `heap` the caller's heap or a sentinel.
+#[inline(always)]
 pub unsafe fn check_foreign_free(heap: *mut Heap, a: *mut Arena, p: *mut u8, what: &str) {
-    // SAFETY: a page's class is written only while the page holds no block (see
-    // `free_foreign`); the block's words are read once `p` is on a block boundary inside it.
+    // SAFETY: a page's class, reciprocal and size are written only while the page holds no
+    // block (see `free_foreign`); the block's words are read once `p` is on a block boundary
+    // inside it.
     unsafe {
-        let (idx, off) = locate(a, p);
+        let idx = (p as usize >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
         let page = (*a).pages.as_ptr().add(idx);
-        let c = (*page).class as usize & (NUM_CLASSES - 1);
-        let magic = (*page).magic;
-        let bs = (*page).block_size as u64;
-        // As in `free_checked`; the bound is the page's size, not its carved part (the owner's).
-        let on_block = (off < PAGE_SIZE)
-            & (((off as u64).wrapping_mul(magic as u64) as u32) < magic)
-            & (bs != 0)
-            & (off as u64 + bs <= page_bytes(idx) as u64);
-        if !on_block {
+        // The bound is the blocks the page can hold (`reserved`), not the part it carved (the
+        // owner's to change).
+        if !on_block_below(page, p, (*page).reserved) || has_free_key(p) {
+            foreign_bad_free(heap, page, p, what);
+        }
+    }
+}
+
+/// A foreign free failed `check_foreign_free`: says why and aborts.
+#[cold]
+#[inline(never)]
+unsafe fn foreign_bad_free(heap: *mut Heap, page: *const Page, p: *mut u8, what: &str) -> ! {
+    // SAFETY: as in `check_foreign_free`; the key is read only for a pointer on a block.
+    unsafe {
+        if !on_block_below(page, p, (*page).reserved) {
             crate::fatal::fatal_ptr(
                 what,
                 p,
                 "not the start of a small block (an interior or stray pointer)",
             );
         }
-        if has_free_key(p) {
-            let why = if heap::is_real(heap) && list_holds((*heap).local.foreign[c].free, p) {
-                "already freed (this thread freed it before)"
-            } else {
-                "already freed (it carries the free-list key; another thread holds it)"
-            };
-            crate::fatal::fatal_ptr(what, p, why);
-        }
+        let c = (*page).class as usize & (NUM_CLASSES - 1);
+        let why = if heap::is_real(heap) && list_holds((*heap).local.foreign[c].free, p) {
+            "already freed (this thread freed it before)"
+        } else {
+            "already freed (it carries the free-list key; another thread holds it)"
+        };
+        crate::fatal::fatal_ptr(what, p, why)
     }
 }
 
-/// The owner's free of `p` failed a check (`on_block`: it is at least on a carved block
-/// boundary). A key match is confirmed on the page's free list (or, after collecting the heap's
+/// The owner's free of `p` failed a check: it is not on a carved block, or the block carries
+/// the free key. A key match is confirmed on the page's free list (or, after collecting the heap's
 /// remote frees, there) for the message; either way the block is on a free list, so freeing it
 /// again would hand it out twice: abort.
 #[cold]
 #[inline(never)]
-unsafe fn owner_bad_free(heap: *mut Heap, page: *mut Page, p: *mut u8, on_block: bool) -> ! {
-    if !on_block {
+unsafe fn owner_bad_free(heap: *mut Heap, page: *mut Page, p: *mut u8) -> ! {
+    // SAFETY: the caller's page holds `p`.
+    if !unsafe { on_carved_block(page, p) } {
         bad_free(
             p,
             "not the start of a live block (an interior or stray pointer)",
@@ -994,6 +1016,20 @@ mod tests {
                 let prod = off * m as u64;
                 assert_eq!(prod >> 32, off / bs, "class {c} offset {off}");
                 assert_eq!((prod as u32) < m, off % bs == 0, "class {c} offset {off}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrapped_offsets_are_refused() {
+        // A pointer into an arena's header, before page 0's first block: its 32-bit offset
+        // wraps, and its block index must lie past any page's capacity.
+        let most_blocks = (PAGE_SIZE / CLASS_SIZES[0] as usize) as u64;
+        for (c, &magic) in MAGIC.iter().enumerate() {
+            for back in 1..=ARENA_HEADER as u32 {
+                let off = 0u32.wrapping_sub(back);
+                let i = (off as u64 * magic as u64) >> 32;
+                assert!(i > most_blocks, "class {c} offset -{back}: index {i}");
             }
         }
     }

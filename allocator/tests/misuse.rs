@@ -171,6 +171,54 @@ fn small_pointer_past_the_carved_blocks_aborts() {
 }
 
 #[test]
+fn small_pointers_into_the_arena_header_abort() {
+    // A fresh heap's first small block is the first of page 0 of its arena, right after the
+    // arena's 4 KiB header: pointers before it, a whole number of blocks before it included,
+    // must be refused by its owner and by another thread (whose offset test wraps around).
+    fn header_pointer() -> *mut u8 {
+        let a = fancy::malloc(48);
+        let base = a as usize & !((4 << 20) - 1);
+        assert_eq!(
+            a as usize - base,
+            4096,
+            "the first block follows the arena header"
+        );
+        a.wrapping_sub(48)
+    }
+    must_abort(
+        "a block's size before the first block",
+        || {
+            let p = header_pointer();
+            announce(p);
+            free(p);
+        },
+        "interior or stray",
+    );
+    must_abort(
+        "the arena's second word",
+        || {
+            let p = header_pointer().wrapping_sub(4096 - 48 - 16);
+            announce(p);
+            free(p);
+        },
+        "interior or stray",
+    );
+    must_abort(
+        "a block's size before the first block, from another thread",
+        || {
+            let p = header_pointer() as usize;
+            std::thread::spawn(move || {
+                announce(p as *const u8);
+                free(p as *mut u8);
+            })
+            .join()
+            .ok();
+        },
+        "interior or stray",
+    );
+}
+
+#[test]
 fn medium_double_free_aborts_from_the_front_cache_and_the_bins() {
     must_abort(
         "medium parked",

@@ -11,21 +11,12 @@
 //!
 //! Every program also runs under glibc where the outcome must match it.
 
+mod common;
+
+use common::{default_signals, lib};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libfancymalloc.so");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libfancymalloc.so not found next to {}", exe.display());
-}
 
 /// Compiles `tests/data/<name>.c` into a temporary directory (kept alive by the returned guard).
 fn build(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -68,6 +59,7 @@ fn run_for(cmd: &mut Command, preload: bool, limit: Duration) -> Output {
     } else {
         cmd.env_remove("LD_PRELOAD");
     }
+    default_signals(cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

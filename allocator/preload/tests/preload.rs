@@ -4,23 +4,11 @@
 //! and exit code as under glibc's malloc. A missing tool fails the test with the Debian package
 //! to install (see `allocator/ci-deps.txt`), never skips.
 
+mod common;
+
+use common::{default_signals, lib};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libfancymalloc.so");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "libfancymalloc.so not found next to {}: build it with `cargo build -p fancy-preload`",
-        exe.display()
-    );
-}
 
 fn need(tool: &str, package: &str) -> PathBuf {
     let p = PathBuf::from(tool);
@@ -37,6 +25,7 @@ fn run(cmd: &mut Command, preload: bool) -> Output {
     } else {
         cmd.env_remove("LD_PRELOAD");
     }
+    default_signals(cmd);
     cmd.output()
         .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
 }
@@ -296,6 +285,36 @@ fn reclaim_mode_runs_python_too() {
         o.status.success() && o.stdout == b"True\n",
         "{:?} {}",
         o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn programs_start_with_default_signal_actions_however_the_suite_was_launched() {
+    // A suite started as a shell background job ignores SIGINT and SIGQUIT; its children would
+    // inherit that (python3 then installs no SIGINT handler). The child here is made to ignore
+    // them first, as such a suite would, and `run` must give them back their default action.
+    use std::os::unix::process::CommandExt;
+    let py = need("/usr/bin/python3", "python3");
+    let mut c = Command::new(&py);
+    // SAFETY: runs in the forked child before exec and only calls `signal` (async-signal-safe).
+    unsafe {
+        c.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    c.args([
+        "-c",
+        "import signal\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGQUIT) == signal.SIG_DFL)",
+    ]);
+    let o = run(&mut c, true);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "True True\n",
+        "{}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
