@@ -718,11 +718,13 @@ impl<R: Read + Seek> LoadOrder<R> {
 /// A frame decoded for the merge: its thread's index and events.
 type Loaded = (usize, FrameInfo, Vec<Timed>);
 
-/// Where the merge's frames come from.
+/// Where the merge's frames come from. (One per reader, never moved on a hot path: its
+/// variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Loads<R> {
     /// Decoded on the caller's thread.
     Here {
-        order: LoadOrder<R>,
+        order: Box<LoadOrder<R>>,
         frames: FrameReader,
         pool: Vec<Vec<Timed>>,
     },
@@ -821,7 +823,7 @@ impl MergedReader<File> {
             && let Loads::Here { order, .. } = std::mem::replace(&mut r.loads, Loads::Done)
         {
             r.loads = Loads::Ahead(
-                ReadAhead::start(order)
+                ReadAhead::start(*order)
                     .map_err(|e| TraceError::new(&r.path, 0, ErrorKind::Io(e)))?,
             );
         }
@@ -862,7 +864,7 @@ impl<R: Read + Seek> MergedReader<R> {
             threads: scan.threads,
             frames: scan.frames,
             loads: Loads::Here {
-                order,
+                order: Box::new(order),
                 frames,
                 pool: Vec::new(),
             },
