@@ -13,22 +13,23 @@
 //!   new one. The slot table stays near the peak live object count;
 //! * every op on a slot records the slot's generation and whether the previous transition was
 //!   another replay thread's (then the op waits for it in the replay);
-//! * inconsistent events are counted and skipped: a free of an address never returned, a double
-//!   free (a realloc of such an address becomes `realloc(NULL, n)`, so the new object exists);
-//! * an allocation returning an address that is still live (an *inversion*: the trace lost a
-//!   free) first frees the old object (a DROP op), then takes a slot of its own;
+//! * what each event does to the live set is `traces::live`'s [`Transition`] (the definition
+//!   `inspect` uses, so the plan's counts and peak equal `inspect`'s): inconsistent events are
+//!   counted and skipped (a free of an address never returned, a double free; a realloc of
+//!   such an address becomes `realloc(NULL, n)`, so the new object exists); an allocation
+//!   returning an address that is still live (an *inversion*: the trace lost a free) first
+//!   frees the old object (a DROP op), then takes a slot of its own;
 //! * failed allocations of the trace are not replayed (counted); `free(NULL)` is.
-//!
-//! Live bytes follow `traces::inspect` exactly, so the plan's peak equals `inspect`'s.
 //!
 //! Thread lifetimes ([`Lifetimes`]): each traced thread's start (its `thread start`, else its
 //! first event) and end (the last event of a thread that has a `thread exit`) in the global
 //! order give the trace's most threads alive at once and, unless threads are folded, when each
 //! replay thread is created and which threads must have ended before it (see `plan.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
+use traces::live::{Addr, AddrTable, Gone, LiveSet, Transition};
 use traces::{AlignedFn, Event, MergedReader, Record};
 
 use crate::error::ReplayError;
@@ -189,35 +190,21 @@ struct SlotMeta {
     last: u16,
 }
 
-struct Builder {
+/// Preprocessing's address table: the address map, the slots and their free lists. An object
+/// is its slot (with its size, which is also in the slot's [`SlotMeta`]).
+struct Slots {
     map: AddrMap,
     slots: Vec<SlotMeta>,
     local: Vec<Vec<u32>>,
     pool: VecDeque<u32>,
-    arrays: Vec<ThreadArrays>,
-    /// Per replay thread: cumulative live-bytes change.
-    cum: Vec<i64>,
-    /// Per replay thread: the largest `cum` since its last checkpoint.
-    chunk_max: Vec<i64>,
-    paced: bool,
-    /// Keep each op's global position (ordered replays).
-    ordered: bool,
-    /// Ops emitted so far, all threads.
-    seq: u64,
-    /// The replay thread of the last op emitted.
-    last_op: Option<usize>,
-    /// Ops between checkpoints.
-    every: usize,
-    ts: u64,
-    meta: PlanMeta,
-    live_bytes: u64,
-    live_objects: u64,
+    /// The replay thread of the event being applied (the one a new object's slot comes from).
+    t: usize,
 }
 
-impl Builder {
+impl Slots {
     #[inline(always)]
-    fn take_slot(&mut self, t: usize) -> u32 {
-        if let Some(s) = self.local[t].pop() {
+    fn take_slot(&mut self) -> u32 {
+        if let Some(s) = self.local[self.t].pop() {
             return s;
         }
         if let Some(s) = self.pool.pop_front() {
@@ -241,6 +228,98 @@ impl Builder {
         }
     }
 
+    #[inline(always)]
+    fn obj(&self, slot: u32) -> Obj {
+        Obj {
+            slot,
+            size: self.slots[slot as usize].size,
+        }
+    }
+
+    /// Points `addr` at `slot`; returns the object that was live there.
+    #[inline(always)]
+    fn place(&mut self, addr: u64, slot: u32, size: u64) -> (Obj, Option<Obj>) {
+        let prev = self
+            .map
+            .insert(addr, slot)
+            .filter(|p| *p != FREED)
+            .map(|p| self.obj(p));
+        self.slots[slot as usize].size = size;
+        (Obj { slot, size }, prev)
+    }
+}
+
+impl AddrTable for Slots {
+    type Obj = Obj;
+
+    #[inline(always)]
+    fn size(&self, obj: &Obj) -> u64 {
+        obj.size
+    }
+
+    #[inline(always)]
+    fn get(&mut self, addr: u64) -> Addr<Obj> {
+        match self.map.get_mut(addr) {
+            Some(&mut FREED) => Addr::Freed,
+            Some(&mut slot) => Addr::Live(self.obj(slot)),
+            None => Addr::Unknown,
+        }
+    }
+
+    #[inline(always)]
+    fn free(&mut self, addr: u64) -> Addr<Obj> {
+        match self.map.get_mut(addr) {
+            Some(&mut FREED) => Addr::Freed,
+            Some(slot) => {
+                let s = std::mem::replace(slot, FREED);
+                Addr::Live(self.obj(s))
+            }
+            None => Addr::Unknown,
+        }
+    }
+
+    #[inline(always)]
+    fn alloc(&mut self, addr: u64, size: u64) -> (Obj, Option<Obj>) {
+        let slot = self.take_slot();
+        self.place(addr, slot, size)
+    }
+
+    /// Moved: the object keeps its slot under its new address (the replay's realloc frees the
+    /// old block and makes the new one in one transition).
+    #[inline(always)]
+    fn relocate(&mut self, obj: Obj, to: u64, size: u64) -> (Obj, Option<Obj>) {
+        self.place(to, obj.slot, size)
+    }
+
+    #[inline(always)]
+    fn resize(&mut self, _: u64, obj: Obj, size: u64) -> Obj {
+        self.slots[obj.slot as usize].size = size;
+        Obj { size, ..obj }
+    }
+}
+
+struct Builder {
+    table: Slots,
+    live: LiveSet,
+    arrays: Vec<ThreadArrays>,
+    /// Per replay thread: cumulative live-bytes change.
+    cum: Vec<i64>,
+    /// Per replay thread: the largest `cum` since its last checkpoint.
+    chunk_max: Vec<i64>,
+    paced: bool,
+    /// Keep each op's global position (ordered replays).
+    ordered: bool,
+    /// Ops emitted so far, all threads.
+    seq: u64,
+    /// The replay thread of the last op emitted.
+    last_op: Option<usize>,
+    /// Ops between checkpoints.
+    every: usize,
+    ts: u64,
+    meta: PlanMeta,
+}
+
+impl Builder {
     /// Appends an op to replay thread `t`: a transition of `slot` (unless `free(NULL)`) that
     /// changes live bytes by `delta`.
     #[inline(always)]
@@ -262,7 +341,7 @@ impl Builder {
         };
         if kind != op::FREE_NULL {
             let s = slot as usize;
-            let m = &mut self.slots[s];
+            let m = &mut self.table.slots[s];
             o.generation = m.generation;
             let last = m.last;
             if last != NONE && last as usize != t {
@@ -303,175 +382,84 @@ impl Builder {
         self.chunk_max[t] = self.cum[t];
     }
 
-    fn note_peak(&mut self, t: usize) {
-        if self.live_bytes > self.meta.peak_live_bytes {
-            self.meta.peak_live_bytes = self.live_bytes;
-            self.meta.peak_at = Some((t as u32, self.arrays[t].ops.len() as u64));
-            self.meta.peak_at_cum = self.cum[t];
-        }
-    }
-
-    /// The live object at `ptr` is gone: its slot and size, or `None` (counted) if `ptr` is
-    /// not live.
+    /// An object the trace lost the free of (an inversion) is freed first.
     #[inline(always)]
-    fn release(&mut self, ptr: u64) -> Option<Obj> {
-        match self.map.get_mut(ptr) {
-            Some(slot) if *slot != FREED => {
-                let r = Obj {
-                    slot: *slot,
-                    size: self.slots[*slot as usize].size,
-                };
-                *slot = FREED;
-                self.live_bytes -= r.size;
-                self.live_objects -= 1;
-                Some(r)
-            }
-            Some(_) => {
-                self.meta.double_free += 1;
-                None
-            }
-            None => {
-                self.meta.free_of_unknown += 1;
-                None
-            }
+    fn drop_object(&mut self, t: usize, dropped: Option<Gone<Obj>>) {
+        if let Some(p) = dropped {
+            self.emit(t, op::DROP, p.obj.slot, p.size, 0, -(p.size as i64));
+            self.table.give_slot(t, p.obj.slot);
         }
-    }
-
-    /// A new object of `size` requested bytes at `ptr`, made by an op of `kind` that asks for
-    /// `call_size` bytes.
-    #[inline(always)]
-    fn alloc(&mut self, t: usize, ptr: u64, size: u64, kind: u8, call_size: u64, align_log2: u8) {
-        let slot = self.take_slot(t);
-        let prev = self.map.insert(ptr, slot);
-        if let Some(p) = prev.filter(|p| *p != FREED).map(|p| Obj {
-            slot: p,
-            size: self.slots[p as usize].size,
-        }) {
-            // The address is still live: its free is missing from the trace. Free the old
-            // object first (the address could not have been handed out otherwise).
-            self.meta.inversions += 1;
-            self.live_bytes -= p.size;
-            self.live_objects -= 1;
-            self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
-            self.give_slot(t, p.slot);
-        }
-        self.slots[slot as usize].size = size;
-        self.emit(t, kind, slot, call_size, align_log2, size as i64);
-        self.live_bytes += size;
-        self.live_objects += 1;
-        self.meta.peak_live_objects = self.meta.peak_live_objects.max(self.live_objects);
-        self.note_peak(t);
     }
 
     fn feed(&mut self, t: usize, r: &Record) {
-        match r.event {
-            Event::Malloc { size, ptr } => {
-                if ptr == 0 {
-                    self.meta.failed_in_trace += 1;
-                } else {
-                    self.alloc(t, ptr, size, op::MALLOC, size, 0);
-                }
+        self.table.t = t;
+        match self.live.apply(&mut self.table, &r.event, r.ts) {
+            Transition::Marker => self.meta.markers += 1,
+            // Counted in `live`; nothing to replay.
+            Transition::Failed | Transition::Skipped(_) => {}
+            Transition::FreeNull => self.emit(t, op::FREE_NULL, 0, 0, 0, 0),
+            Transition::Free(g) => {
+                let kind = match r.event {
+                    Event::Realloc { .. } => op::REALLOC_FREE,
+                    _ => op::FREE,
+                };
+                self.emit(t, kind, g.obj.slot, g.size, 0, -(g.size as i64));
+                self.table.give_slot(t, g.obj.slot);
             }
-            Event::Calloc { nmemb, size, ptr } => {
-                if ptr == 0 {
-                    self.meta.failed_in_trace += 1;
-                } else {
-                    let n = nmemb.saturating_mul(size);
-                    self.alloc(t, ptr, n, op::CALLOC, n, 0);
-                }
-            }
-            Event::Aligned {
-                func,
-                align,
-                size,
-                ptr,
+            Transition::Alloc {
+                obj, size, dropped, ..
             } => {
-                if ptr == 0 {
-                    self.meta.failed_in_trace += 1;
-                } else {
-                    // glibc rounds a memalign alignment up to a power of two; valid requests
-                    // of the other functions already are one.
-                    let a = align.clamp(1, 1 << 40).next_power_of_two();
-                    let call = if func == AlignedFn::Pvalloc {
-                        size.max(1).div_ceil(a) * a
-                    } else {
-                        size
-                    };
-                    self.alloc(t, ptr, size, op::ALIGNED, call, a.trailing_zeros() as u8);
-                }
+                self.drop_object(t, dropped);
+                let (kind, call, align_log2) = match r.event {
+                    Event::Calloc { .. } => (op::CALLOC, size, 0),
+                    Event::Aligned { func, align, .. } => {
+                        // glibc rounds a memalign alignment up to a power of two; valid
+                        // requests of the other functions already are one.
+                        let a = align.clamp(1, 1 << 40).next_power_of_two();
+                        let call = if func == AlignedFn::Pvalloc {
+                            size.max(1).div_ceil(a) * a
+                        } else {
+                            size
+                        };
+                        (op::ALIGNED, call, a.trailing_zeros() as u8)
+                    }
+                    Event::Realloc { .. } => (op::REALLOC, size, 0),
+                    _ => (op::MALLOC, size, 0),
+                };
+                self.emit(t, kind, obj.slot, call, align_log2, size as i64);
             }
-            Event::Realloc { old_ptr, size, ptr } => self.realloc(t, old_ptr, size, ptr),
-            Event::Free { ptr } => {
-                if ptr == 0 {
-                    self.emit(t, op::FREE_NULL, 0, 0, 0, 0);
-                } else if let Some(o) = self.release(ptr) {
-                    self.emit(t, op::FREE, o.slot, o.size, 0, -(o.size as i64));
-                    self.give_slot(t, o.slot);
-                }
-            }
-            Event::ThreadStart { .. } | Event::ThreadExit | Event::Fork { .. } => {
-                self.meta.markers += 1;
+            Transition::Resize {
+                obj,
+                old_size,
+                size,
+            } => self.emit(
+                t,
+                op::REALLOC,
+                obj.slot,
+                size,
+                0,
+                size as i64 - old_size as i64,
+            ),
+            Transition::Move {
+                old,
+                obj,
+                size,
+                dropped,
+            } => {
+                self.drop_object(t, dropped);
+                self.emit(
+                    t,
+                    op::REALLOC,
+                    obj.slot,
+                    size,
+                    0,
+                    size as i64 - old.size as i64,
+                );
             }
         }
-    }
-
-    fn realloc(&mut self, t: usize, old_ptr: u64, size: u64, ptr: u64) {
-        if ptr == 0 {
-            if size > 0 || old_ptr == 0 {
-                // Failed: the old object (if any) stays live.
-                self.meta.failed_in_trace += 1;
-            } else if let Some(o) = self.release(old_ptr) {
-                // realloc(p, 0) freed p.
-                self.emit(t, op::REALLOC_FREE, o.slot, o.size, 0, -(o.size as i64));
-                self.give_slot(t, o.slot);
-            }
-            return;
-        }
-        if old_ptr == 0 {
-            self.alloc(t, ptr, size, op::REALLOC, size, 0);
-            return;
-        }
-        if ptr == old_ptr
-            && let Some(&mut slot) = self.map.get_mut(ptr).filter(|s| **s != FREED)
-        {
-            // Resized in place: same object, new size.
-            let old = std::mem::replace(&mut self.slots[slot as usize].size, size);
-            self.live_bytes = self.live_bytes - old + size;
-            self.emit(t, op::REALLOC, slot, size, 0, size as i64 - old as i64);
-            self.note_peak(t);
-            return;
-        }
-        match self.release(old_ptr) {
-            Some(o) => {
-                // Moved: the object keeps its slot under its new address. The replay's
-                // realloc frees the old block and makes the new one in one transition.
-                let slot = o.slot;
-                self.live_objects += 1;
-                let prev = self
-                    .map
-                    .insert(ptr, slot)
-                    .filter(|p| *p != FREED)
-                    .map(|p| Obj {
-                        slot: p,
-                        size: self.slots[p as usize].size,
-                    });
-                self.slots[slot as usize].size = size;
-                if let Some(p) = prev {
-                    // Inversion at the new address (see `alloc`).
-                    self.meta.inversions += 1;
-                    self.live_bytes -= p.size;
-                    self.live_objects -= 1;
-                    self.emit(t, op::DROP, p.slot, p.size, 0, -(p.size as i64));
-                    self.give_slot(t, p.slot);
-                }
-                self.emit(t, op::REALLOC, slot, size, 0, size as i64 - o.size as i64);
-                self.live_bytes += size;
-                self.meta.peak_live_objects = self.meta.peak_live_objects.max(self.live_objects);
-                self.note_peak(t);
-            }
-            // Old pointer unknown or already freed (counted): replay realloc(NULL, size) so
-            // the object the rest of the trace uses exists.
-            None => self.alloc(t, ptr, size, op::REALLOC, size, 0),
+        if self.live.peaked() {
+            self.meta.peak_at = Some((t as u32, self.arrays[t].ops.len() as u64));
+            self.meta.peak_at_cum = self.cum[t];
         }
     }
 }
@@ -617,12 +605,11 @@ pub fn preprocess(
 ) -> Result<Plan, ReplayError> {
     let start = Instant::now();
     let total = reader.total_events();
-    let mut per_thread: HashMap<u32, u64> = HashMap::new();
-    for f in reader.index() {
-        *per_thread.entry(f.thread).or_default() += f.events as u64;
-    }
-    let mut threads: Vec<(u32, u64)> = per_thread.into_iter().collect();
-    threads.sort_unstable();
+    let threads: Vec<(u32, u64)> = reader
+        .threads()
+        .iter()
+        .map(|t| (t.thread, t.events))
+        .collect();
     let state_per_event = size_of::<Op>() as u64
         + if opts.pace { 8 } else { 0 }
         + match opts.order {
@@ -673,10 +660,14 @@ pub fn preprocess(
             .sum()
     };
     let mut b = Builder {
-        map: AddrMap::with_capacity_log2(12),
-        slots: Vec::new(),
-        local: vec![Vec::new(); n],
-        pool: VecDeque::new(),
+        table: Slots {
+            map: AddrMap::with_capacity_log2(12),
+            slots: Vec::new(),
+            local: vec![Vec::new(); n],
+            pool: VecDeque::new(),
+            t: 0,
+        },
+        live: LiveSet::new(),
         arrays: groups
             .iter()
             .map(|g| {
@@ -729,8 +720,6 @@ pub fn preprocess(
             order: opts.order,
             ..Default::default()
         },
-        live_bytes: 0,
-        live_objects: 0,
     };
     let mut lifetimes = Lifetimes {
         lives: vec![Life::default(); max_id + 1],
@@ -754,12 +743,12 @@ pub fn preprocess(
         }
         for r in &batch {
             match r.event {
-                Event::Free { ptr } => b.map.prefetch(ptr),
+                Event::Free { ptr } => b.table.map.prefetch(ptr),
                 Event::Realloc { old_ptr, ptr, .. } => {
-                    b.map.prefetch(old_ptr);
-                    b.map.prefetch(ptr);
+                    b.table.map.prefetch(old_ptr);
+                    b.table.map.prefetch(ptr);
                 }
-                e => b.map.prefetch(e.result_ptr().unwrap_or(0)),
+                e => b.table.map.prefetch(e.result_ptr().unwrap_or(0)),
             }
         }
         for r in &batch {
@@ -805,8 +794,14 @@ pub fn preprocess(
         lifetimes.apply(&mut b.meta, &ids);
     }
     b.meta.events = events;
-    b.meta.slots = b.slots.len() as u64;
-    b.meta.final_live_bytes = b.live_bytes;
+    b.meta.slots = b.table.slots.len() as u64;
+    b.meta.final_live_bytes = b.live.bytes;
+    b.meta.peak_live_bytes = b.live.peak_bytes;
+    b.meta.peak_live_objects = b.live.peak_objects;
+    b.meta.failed_in_trace = b.live.failed;
+    b.meta.double_free = b.live.bad.double_free;
+    b.meta.free_of_unknown = b.live.bad.free_of_unknown;
+    b.meta.inversions = b.live.bad.alloc_of_live_address;
     b.meta.free_null_ops = b
         .arrays
         .iter()
@@ -822,6 +817,8 @@ pub fn preprocess(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]

@@ -443,6 +443,37 @@ pub(crate) fn zstd_output_bound(src: &[u8]) -> std::result::Result<u64, String> 
     }
 }
 
+/// Why `rest` — the bytes from the end of a frame header to the end of the file, fewer than
+/// the header's stored length — cannot be the cut tail of that frame: it ends with the file's
+/// footer, or a complete frame whose checksum holds starts in it. `None` when it looks like a
+/// genuine cut.
+pub(crate) fn corrupt_length_evidence(rest: &[u8]) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = rest[from..]
+        .windows(4)
+        .position(|w| w == FRAME_MAGIC)
+        .map(|i| from + i)
+    {
+        from = i + 1;
+        let Some(hb) = rest.get(i..i + FRAME_HEADER_LEN) else {
+            break;
+        };
+        let Ok(h) = FrameHeader::parse(hb.try_into().unwrap()) else {
+            continue;
+        };
+        let body = i + FRAME_HEADER_LEN;
+        if let Some(stored) = rest.get(body..body + h.stored_len as usize)
+            && h.checksum(stored) == h.crc
+        {
+            return Some(format!("a valid frame starts {i} bytes after this header"));
+        }
+    }
+    if rest.len() >= 16 && rest[rest.len() - 8..] == crate::header::FOOTER_MAGIC {
+        return Some("the file ends with a trace footer".into());
+    }
+    None
+}
+
 /// Reads until `buf` is full or the data ends; returns the bytes read.
 pub(crate) fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -516,6 +547,19 @@ impl FrameReader {
         }
         self.stored_len = got;
         if got < want {
+            // The data ends before the length the header states. A file cut short ends inside
+            // its last frame; if what follows the header still holds a whole valid frame (or
+            // the file's footer), the length is what is wrong.
+            if let Some(why) = corrupt_length_evidence(self.stored()) {
+                return Err(err(
+                    offset,
+                    ErrorKind::BadFrameHeader(format!(
+                        "stored length {} runs past the end of the file, yet {why}: the length \
+                         is corrupt",
+                        h.stored_len
+                    )),
+                ));
+            }
             return Ok(Next::Cut {
                 bytes: (FRAME_HEADER_LEN + got) as u64,
                 events: Some(h.event_count as u64),

@@ -2,8 +2,8 @@
 //! events: counts per kind and thread, live bytes over time, sizes, cross-thread frees, and
 //! the inconsistencies a replayer has to skip.
 //!
-//! Live bytes are the sum of requested sizes of objects allocated and not yet freed (the
-//! lab's definition). Memory use is one hash entry per live object plus one per freed address
+//! Live bytes, failures and inconsistencies follow [`crate::live`], the definition the
+//! replayer shares. Memory use is one hash entry per live object plus one per freed address
 //! not yet reused (to tell a double free from a free of an unknown pointer).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::event::{Event, Kind, Record, ThreadId};
+pub use crate::live::Inconsistencies;
+use crate::live::{Addr, AddrTable, LiveSet, Transition};
 
 /// Size buckets of the histogram: bucket 0 counts zero-byte requests, bucket `i ≥ 1` requests of
 /// `(2^(i-2), 2^(i-1)]` bytes, and the last bucket everything above 2^39 bytes as well.
@@ -39,26 +41,6 @@ pub struct SizeBucket {
     pub count: u64,
 }
 
-/// Problems in the event stream: events a replayer cannot pass to an allocator as they are.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Inconsistencies {
-    /// free/realloc of a pointer never returned by an allocation in the trace (for recorded
-    /// programs, typically objects allocated before recording began).
-    pub free_of_unknown: u64,
-    /// free/realloc of a pointer already freed and not returned again since.
-    pub double_free: u64,
-    /// An allocation returned an address that was still live in the trace (a free was missed
-    /// or the order is inverted).
-    pub alloc_of_live_address: u64,
-}
-
-impl Inconsistencies {
-    /// Total count.
-    pub fn total(&self) -> u64 {
-        self.free_of_unknown + self.double_free + self.alloc_of_live_address
-    }
-}
-
 /// Everything `inspect` says about the events of a trace.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Report {
@@ -76,6 +58,7 @@ pub struct Report {
     /// Largest live bytes at any point, and when.
     pub peak_live_bytes: u64,
     pub peak_live_ts: u64,
+    /// Live objects at that point.
     pub peak_live_objects: u64,
     pub final_live_bytes: u64,
     pub final_live_objects: u64,
@@ -93,6 +76,62 @@ struct Live {
     thread: ThreadId,
 }
 
+/// `inspect`'s address table: live objects with their thread, and freed addresses not yet
+/// returned again.
+#[derive(Default)]
+struct Objects {
+    live: HashMap<u64, Live>,
+    freed: HashSet<u64>,
+    /// The thread of the event being applied (a new object's).
+    thread: ThreadId,
+}
+
+impl AddrTable for Objects {
+    type Obj = Live;
+
+    fn size(&self, obj: &Live) -> u64 {
+        obj.size
+    }
+
+    fn get(&mut self, addr: u64) -> Addr<Live> {
+        match self.live.get(&addr) {
+            Some(l) => Addr::Live(*l),
+            None if self.freed.contains(&addr) => Addr::Freed,
+            None => Addr::Unknown,
+        }
+    }
+
+    fn free(&mut self, addr: u64) -> Addr<Live> {
+        match self.live.remove(&addr) {
+            Some(l) => {
+                self.freed.insert(addr);
+                Addr::Live(l)
+            }
+            None if self.freed.contains(&addr) => Addr::Freed,
+            None => Addr::Unknown,
+        }
+    }
+
+    fn alloc(&mut self, addr: u64, size: u64) -> (Live, Option<Live>) {
+        self.freed.remove(&addr);
+        let obj = Live {
+            size,
+            thread: self.thread,
+        };
+        (obj, self.live.insert(addr, obj))
+    }
+
+    fn relocate(&mut self, _: Live, to: u64, size: u64) -> (Live, Option<Live>) {
+        self.alloc(to, size)
+    }
+
+    fn resize(&mut self, addr: u64, obj: Live, size: u64) -> Live {
+        let obj = Live { size, ..obj };
+        self.live.insert(addr, obj);
+        obj
+    }
+}
+
 /// Accumulates a [`Report`] from events fed in global order.
 pub struct Inspector {
     events: u64,
@@ -100,18 +139,12 @@ pub struct Inspector {
     first_ts: Option<u64>,
     last_ts: u64,
     by_kind: [u64; Kind::COUNT],
-    failed: u64,
     threads: BTreeMap<ThreadId, (ThreadReport, [u64; Kind::COUNT])>,
-    live: HashMap<u64, Live>,
-    freed: HashSet<u64>,
-    live_bytes: u64,
-    peak_live_bytes: u64,
-    peak_live_ts: u64,
-    peak_live_objects: u64,
+    objects: Objects,
+    live: LiveSet,
     total_requested: u64,
     cross_thread: u64,
     sizes: [u64; SIZE_BUCKETS],
-    bad: Inconsistencies,
 }
 
 impl Default for Inspector {
@@ -137,52 +170,18 @@ impl Inspector {
             first_ts: None,
             last_ts: 0,
             by_kind: [0; Kind::COUNT],
-            failed: 0,
             threads: BTreeMap::new(),
-            live: HashMap::new(),
-            freed: HashSet::new(),
-            live_bytes: 0,
-            peak_live_bytes: 0,
-            peak_live_ts: 0,
-            peak_live_objects: 0,
+            objects: Objects::default(),
+            live: LiveSet::new(),
             total_requested: 0,
             cross_thread: 0,
             sizes: [0; SIZE_BUCKETS],
-            bad: Inconsistencies::default(),
         }
     }
 
     /// Live bytes now.
     pub fn live_bytes(&self) -> u64 {
-        self.live_bytes
-    }
-
-    fn release(&mut self, ptr: u64, thread: ThreadId) {
-        match self.live.remove(&ptr) {
-            Some(l) => {
-                self.live_bytes -= l.size;
-                if l.thread != thread {
-                    self.cross_thread += 1;
-                }
-                self.freed.insert(ptr);
-            }
-            None if self.freed.contains(&ptr) => self.bad.double_free += 1,
-            None => self.bad.free_of_unknown += 1,
-        }
-    }
-
-    fn acquire(&mut self, ptr: u64, size: u64, thread: ThreadId, ts: u64) {
-        self.freed.remove(&ptr);
-        if let Some(old) = self.live.insert(ptr, Live { size, thread }) {
-            self.bad.alloc_of_live_address += 1;
-            self.live_bytes -= old.size;
-        }
-        self.live_bytes += size;
-        if self.live_bytes > self.peak_live_bytes {
-            self.peak_live_bytes = self.live_bytes;
-            self.peak_live_ts = ts;
-        }
-        self.peak_live_objects = self.peak_live_objects.max(self.live.len() as u64);
+        self.live.bytes
     }
 
     /// Takes one event (events must come in global order).
@@ -216,50 +215,12 @@ impl Inspector {
             self.total_requested = self.total_requested.saturating_add(size);
             self.sizes[bucket(size)] += 1;
         }
-        match r.event {
-            Event::Free { ptr } => {
-                if ptr != 0 {
-                    self.release(ptr, r.thread);
-                }
+        self.objects.thread = r.thread;
+        match self.live.apply(&mut self.objects, &r.event, r.ts) {
+            Transition::Free(g) | Transition::Move { old: g, .. } if g.obj.thread != r.thread => {
+                self.cross_thread += 1;
             }
-            Event::Realloc { old_ptr, size, ptr } => {
-                if ptr == 0 {
-                    self.failed += (size != 0) as u64;
-                    if size == 0 && old_ptr != 0 {
-                        self.release(old_ptr, r.thread);
-                    }
-                } else if ptr == old_ptr {
-                    // Resized in place: same object, new size.
-                    match self.live.get_mut(&ptr) {
-                        Some(l) => {
-                            self.live_bytes = self.live_bytes - l.size + size;
-                            l.size = size;
-                            if self.live_bytes > self.peak_live_bytes {
-                                self.peak_live_bytes = self.live_bytes;
-                                self.peak_live_ts = r.ts;
-                            }
-                        }
-                        None => {
-                            self.release(old_ptr, r.thread);
-                            self.acquire(ptr, size, r.thread, r.ts);
-                        }
-                    }
-                } else {
-                    if old_ptr != 0 {
-                        self.release(old_ptr, r.thread);
-                    }
-                    self.acquire(ptr, size, r.thread, r.ts);
-                }
-            }
-            Event::Malloc { ptr, .. } | Event::Calloc { ptr, .. } | Event::Aligned { ptr, .. } => {
-                if ptr == 0 {
-                    self.failed += 1;
-                } else {
-                    let size = r.event.requested_bytes().unwrap_or(0);
-                    self.acquire(ptr, size, r.thread, r.ts);
-                }
-            }
-            Event::ThreadStart { .. } | Event::ThreadExit | Event::Fork { .. } => {}
+            _ => {}
         }
     }
 
@@ -281,7 +242,7 @@ impl Inspector {
             last_ts: self.last_ts,
             duration_ns: self.last_ts - first_ts,
             by_kind: names(&self.by_kind),
-            failed_allocations: self.failed,
+            failed_allocations: self.live.failed,
             threads: self
                 .threads
                 .values()
@@ -290,11 +251,11 @@ impl Inspector {
                     ..t.clone()
                 })
                 .collect(),
-            peak_live_bytes: self.peak_live_bytes,
-            peak_live_ts: self.peak_live_ts,
-            peak_live_objects: self.peak_live_objects,
-            final_live_bytes: self.live_bytes,
-            final_live_objects: self.live.len() as u64,
+            peak_live_bytes: self.live.peak_bytes,
+            peak_live_ts: self.live.peak_ts,
+            peak_live_objects: self.live.peak_objects,
+            final_live_bytes: self.live.bytes,
+            final_live_objects: self.live.objects,
             total_requested_bytes: self.total_requested,
             cross_thread_frees: self.cross_thread,
             sizes: (0..top)
@@ -308,7 +269,7 @@ impl Inspector {
                     count: self.sizes[i],
                 })
                 .collect(),
-            inconsistencies: self.bad.clone(),
+            inconsistencies: self.live.bad.clone(),
         }
     }
 }
@@ -388,5 +349,40 @@ mod tests {
         assert_eq!(rep.by_kind["free"], 3);
         assert_eq!(rep.threads.len(), 2);
         assert_eq!(rep.threads[1].ops, 3);
+    }
+
+    #[test]
+    fn the_objects_at_the_peak_are_counted_at_the_peak() {
+        // Ten small objects, all freed, then one big one: the peak is the big one alone.
+        let mut i = Inspector::new();
+        let r = |ts, event| Record {
+            ts,
+            thread: 0,
+            event,
+        };
+        for k in 1..=10u64 {
+            i.feed(&r(
+                k,
+                Event::Malloc {
+                    size: 8,
+                    ptr: k * 16,
+                },
+            ));
+        }
+        for k in 1..=10u64 {
+            i.feed(&r(10 + k, Event::Free { ptr: k * 16 }));
+        }
+        i.feed(&r(
+            30,
+            Event::Malloc {
+                size: 4096,
+                ptr: 0x1000,
+            },
+        ));
+        let rep = i.report();
+        assert_eq!(
+            (rep.peak_live_bytes, rep.peak_live_objects, rep.peak_live_ts),
+            (4096, 1, 30)
+        );
     }
 }

@@ -25,6 +25,7 @@ mod event;
 mod frame;
 mod header;
 pub mod inspect;
+pub mod live;
 mod reader;
 pub mod synth;
 mod sys;
@@ -39,7 +40,7 @@ pub use frame::{
 pub use header::{
     Clock, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, ThreadSummary, Trailer,
 };
-pub use reader::{Frame, FrameInfo, MergedReader, Records, TraceReader};
+pub use reader::{Frame, FrameInfo, MergedReader, Records, ThreadFrames, TraceReader};
 pub use writer::TraceWriter;
 
 /// CLOCK_MONOTONIC now, in ns: the clock recorded traces use (see [`Clock::Monotonic`]).

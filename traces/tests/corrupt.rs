@@ -268,9 +268,12 @@ fn cut_everywhere_keeps_every_complete_frame() {
             .filter(|&(_, end)| end <= cut)
             .map(|(o, _)| o)
             .collect();
-        let idx: Vec<usize> = r.index().iter().map(|f| f.offset as usize).collect();
-        assert_eq!(idx, complete, "cut at {cut}");
-        let expect_events: u64 = r.index().iter().map(|f| f.events as u64).sum();
+        assert_eq!(r.frames(), complete.len() as u64, "cut at {cut}");
+        let expect_events: u64 = complete
+            .iter()
+            .map(|&o| u32::from_le_bytes(bytes[o + 12..o + 16].try_into().unwrap()) as u64)
+            .sum();
+        assert_eq!(r.total_events(), expect_events, "cut at {cut}");
         let warnings = r.warnings().to_vec();
         let n = r.map(Result::unwrap).count() as u64;
         assert_eq!(n, expect_events, "cut at {cut}");
@@ -430,23 +433,32 @@ fn absurd_lengths_are_refused_without_allocating_them() {
         fix_crc(&mut b, f);
         cases.push((field, b, format!("byte {f}: corrupt frame header: {what}")));
     }
-    // Within the limits but larger than the file: a cut frame, not an allocation of 64 MiB.
+    // Within the limits but larger than the file: not an allocation of 60 MiB. With the rest
+    // of the file after it, a corrupt length; with nothing after it, a frame cut short.
     let mut b = bytes.clone();
     b[f + 36..f + 40].copy_from_slice(&(60u32 << 20).to_le_bytes());
     fix_crc(&mut b, f);
     let path = dir.path().join("bigstored.zst");
-    std::fs::write(&path, &b).unwrap();
-    let (warnings, largest) = largest_allocation_during(|| {
-        let mut r = TraceReader::open(&path).unwrap();
-        let mut fr = traces::Frame::default();
-        while r.next_frame(&mut fr).unwrap() {}
-        r.warnings().to_vec()
-    });
-    assert!(
-        matches!(warnings[..], [Warning::Truncated { .. }]),
-        "{warnings:?}"
-    );
-    assert!(largest < 4 << 20, "largest allocation {largest} bytes");
+    for (cut, corrupt) in [(b.len(), true), (f + 44 + 100, false)] {
+        std::fs::write(&path, &b[..cut]).unwrap();
+        let (read, largest) = largest_allocation_during(|| {
+            let mut r = TraceReader::open(&path)?;
+            let mut fr = traces::Frame::default();
+            while r.next_frame(&mut fr)? {}
+            Ok::<_, traces::TraceError>(r.warnings().to_vec())
+        });
+        if corrupt {
+            let e = read.unwrap_err().to_string();
+            assert!(e.contains(&format!("byte {f}: corrupt frame header: stored length 62914560 runs past the end of the file, yet a valid frame starts")), "{e}");
+        } else {
+            let warnings = read.unwrap();
+            assert!(
+                matches!(warnings[..], [Warning::Truncated { .. }]),
+                "{warnings:?}"
+            );
+        }
+        assert!(largest < 4 << 20, "largest allocation {largest} bytes");
+    }
 
     for (name, b, expect) in cases {
         let (e, largest) = largest_allocation_during(|| read_err(dir.path(), name, &b));
@@ -515,4 +527,204 @@ fn fuzz_raw_len_larger_than_the_zstd_data_is_refused_without_allocating_it() {
         "{e}"
     );
     assert!(largest < 4 << 20, "largest allocation {largest} bytes");
+}
+
+/// A damaged kind byte is a corrupt frame (exit 2), never "a frame of a newer kind" whose
+/// events are silently skipped: the checksum is checked before the kind is trusted.
+#[test]
+fn a_damaged_kind_byte_is_corruption_not_an_unknown_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes, _) = sample(dir.path());
+    let frames = frame_offsets(&bytes);
+    let f = frames[2];
+    for kind in (0..=255u8).filter(|&k| k != 1) {
+        let mut b = bytes.clone();
+        b[f + 4] = kind;
+        let e = read_err(dir.path(), "kind.zst", &b);
+        assert!(
+            e.contains(&format!("byte {f}: frame checksum mismatch")),
+            "kind {kind}: {e}"
+        );
+        if kind.is_power_of_two() || kind == 3 || kind == 0x81 {
+            assert_inspect_fails(dir.path(), "kind.zst", "frame checksum mismatch");
+        }
+    }
+    // The trailer's kind byte too.
+    let t = *frames.last().unwrap();
+    let mut b = bytes.clone();
+    b[t + 4] = 3;
+    let e = read_err(dir.path(), "tkind.zst", &b);
+    assert!(
+        e.contains(&format!("byte {t}: frame checksum mismatch")),
+        "{e}"
+    );
+}
+
+/// A frame of a kind this reader does not know, with a valid checksum (what a newer minor
+/// version writes), is skipped with a warning, and every event is still read.
+#[test]
+fn an_intact_frame_of_an_unknown_kind_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes, all) = sample(dir.path());
+    let frames = frame_offsets(&bytes);
+    let f = frames[4];
+    let body = b"a frame kind from the future";
+    let mut hdr = [0u8; 40];
+    hdr[0..4].copy_from_slice(b"AFRM");
+    hdr[4] = 9;
+    hdr[5] = 1; // stored uncompressed
+    hdr[32..36].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    hdr[36..40].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&hdr);
+    h.update(body);
+    let mut b = bytes[..f].to_vec();
+    b.extend_from_slice(&hdr);
+    b.extend_from_slice(&h.finalize().to_le_bytes());
+    b.extend_from_slice(body);
+    b.extend_from_slice(&bytes[f..]);
+    let n = b.len();
+    let trailer = u64::from_le_bytes(b[n - 16..n - 8].try_into().unwrap()) + 44 + body.len() as u64;
+    b[n - 16..n - 8].copy_from_slice(&trailer.to_le_bytes());
+    let path = dir.path().join("newer.zst");
+    std::fs::write(&path, &b).unwrap();
+    let r = MergedReader::open(&path).unwrap();
+    assert_eq!(
+        r.warnings(),
+        &[Warning::UnknownFrameKind {
+            offset: f as u64,
+            kind: 9
+        }]
+    );
+    let got: Vec<Record> = r.map(Result::unwrap).collect();
+    assert_eq!(got, all);
+    let mut seq = TraceReader::open(&path).unwrap().records();
+    let n = seq.by_ref().map(Result::unwrap).count();
+    assert_eq!(n, all.len());
+    assert_eq!(
+        seq.reader().warnings(),
+        &[Warning::UnknownFrameKind {
+            offset: f as u64,
+            kind: 9
+        }]
+    );
+    let (code, _, err) = inspect(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("byte {f}: skipped a frame of unknown kind 9")),
+        "{err}"
+    );
+}
+
+/// A damaged high byte of a stored length makes the frame run past the end of the file. That
+/// is not a file cut short (which would lose every event after it, exit 0) when whole valid
+/// frames, or the file's footer, follow: it is a corrupt frame.
+#[test]
+fn a_stored_length_past_the_end_with_frames_after_it_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes, _) = sample(dir.path());
+    let frames = frame_offsets(&bytes);
+    let trailer = *frames.last().unwrap();
+    for (f, follows) in [
+        (frames[2], "a valid frame starts"),
+        (frames[frames.len() - 2], "a valid frame starts"),
+        (trailer, "the file ends with a trace footer"),
+    ] {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[f + 39] ^= 1 << bit;
+            if f == trailer {
+                // The trailer is stored uncompressed: its two lengths must stay equal to get
+                // this far.
+                b[f + 35] ^= 1 << bit;
+            }
+            let name = format!("len{f}-{bit}.zst");
+            let e = read_err(dir.path(), &name, &b);
+            if bit < 3 && (f != trailer || bit < 2) {
+                // Within the 64 MiB limit: only what follows tells corruption from a cut.
+                assert!(
+                    e.contains(&format!("byte {f}: corrupt frame header: stored length"))
+                        && e.contains(follows)
+                        && e.ends_with("the length is corrupt"),
+                    "bit {bit} of frame {f}'s length: {e}"
+                );
+                assert_inspect_fails(dir.path(), &name, "the length is corrupt");
+            } else {
+                assert!(e.contains("exceeds the limit"), "{e}");
+            }
+        }
+    }
+    // A real cut inside the same frame is still a cut (exit 0, a warning).
+    let path = dir.path().join("cut.zst");
+    std::fs::write(&path, &bytes[..frames[3] - 10]).unwrap();
+    let (code, _, err) = inspect(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("byte {}: the trace is cut short", frames[2])),
+        "{err}"
+    );
+}
+
+/// The fault class "corrupted frames of every field": every byte of the file header, of the
+/// headers of an events frame at the start, middle and end and of the trailer frame, and of
+/// the footer, damaged three ways (low bit, high bit, all bits). Each damaged file is either
+/// refused by both readers and by `inspect` with one line naming the file and the byte (exit
+/// 2), or — only where the damage is harmless by the format's rules (the minor version) — read
+/// exactly as the original.
+#[test]
+fn every_header_field_of_the_file_and_its_frames_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes, all) = sample(dir.path());
+    let frames = frame_offsets(&bytes);
+    let header_end = frames[0];
+    let n = bytes.len();
+    let mut regions: Vec<(&str, std::ops::Range<usize>)> = vec![("file header", 0..header_end)];
+    for (what, f) in [
+        ("first events frame", frames[0]),
+        ("middle events frame", frames[frames.len() / 2]),
+        ("last events frame", frames[frames.len() - 2]),
+        ("trailer frame", frames[frames.len() - 1]),
+    ] {
+        regions.push((what, f..f + 44));
+    }
+    regions.push(("footer", n - 16..n));
+    let path = dir.path().join("field.zst");
+    let mut cases = 0;
+    for (what, range) in regions {
+        for i in range {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= mask;
+                std::fs::write(&path, &b).unwrap();
+                let merged =
+                    MergedReader::open(&path).and_then(|r| r.collect::<Result<Vec<_>, _>>());
+                let seq = TraceReader::open(&path)
+                    .and_then(|r| r.records().collect::<Result<Vec<_>, _>>());
+                let (code, _, err) = inspect(&path);
+                cases += 1;
+                if (10..12).contains(&i) {
+                    // The minor version: newer minors are read (they only add frame kinds).
+                    assert_eq!(merged.unwrap(), all, "{what} byte {i}");
+                    assert_eq!(code, 0, "{what} byte {i}: {err}");
+                    continue;
+                }
+                let at = format!("{}: byte ", path.display());
+                for (reader, r) in [
+                    ("merged", merged.map(|_| ())),
+                    ("sequential", seq.map(|_| ())),
+                ] {
+                    let e = r
+                        .err()
+                        .unwrap_or_else(|| panic!("{what} byte {i} ^ {mask:#x}: {reader} read it"))
+                        .to_string();
+                    assert!(e.starts_with(&at), "{what} byte {i}: {reader}: {e}");
+                }
+                assert_eq!(code, 2, "{what} byte {i} ^ {mask:#x}: inspect: {err}");
+                assert_eq!(err.lines().count(), 1, "{what} byte {i}: {err}");
+                assert!(err.contains(&at), "{what} byte {i}: {err}");
+                assert!(!err.contains("panicked"), "{err}");
+            }
+        }
+    }
+    assert!(cases > 600, "{cases} cases");
 }

@@ -92,3 +92,50 @@ fn reading_memory_does_not_grow_with_the_trace() {
         "peak RSS grows with the trace: {small_kib} KiB → {big_kib} KiB"
     );
 }
+
+#[path = "../benches/workloads/peak.rs"]
+mod peak;
+
+/// `frames` frames of one event each, over 4 threads with a live set of 4 objects.
+fn write_tiny_frames(path: &std::path::Path, frames: u64) {
+    let mut w = TraceWriter::create(path, &Header::for_this_process("memory-test"))
+        .unwrap()
+        .with_frame_events(1);
+    for i in 0..frames {
+        let t = (i % 4) as u32;
+        let ptr = 0x7000_0000 + t as u64 * 0x100;
+        let event = if (i / 4) % 2 == 0 {
+            Event::Malloc { size: 32, ptr }
+        } else {
+            Event::Free { ptr }
+        };
+        w.append(t, i, event).unwrap();
+    }
+    w.finish(0).unwrap();
+}
+
+/// Reading memory does not grow with the number of frames either (it did by ~135 bytes per
+/// frame: an index entry, a copy per thread and a read-ahead order per frame). Long recordings
+/// flush every 100 ms, so traces of many small frames are the common shape.
+#[test]
+fn reading_memory_does_not_grow_with_the_number_of_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (small, big) = (dir.path().join("small.zst"), dir.path().join("big.zst"));
+    write_tiny_frames(&small, 40_000);
+    write_tiny_frames(&big, 400_000);
+    let inspect = |p: &std::path::Path| {
+        let (kib, code) =
+            peak::peak_rss_kib(Command::new(env!("CARGO_BIN_EXE_inspect")).arg(p)).unwrap();
+        assert_eq!(code, Some(0), "inspect {}", p.display());
+        kib
+    };
+    let (small_kib, big_kib) = (inspect(&small), inspect(&big));
+    eprintln!(
+        "inspect peak RSS: {small_kib} KiB on 40 000 one-event frames, {big_kib} KiB on 400 000"
+    );
+    // 360 000 more frames at 135 bytes each would be 46 MiB more.
+    assert!(
+        big_kib < small_kib + 6 * 1024,
+        "peak RSS grows with the frames: {small_kib} KiB → {big_kib} KiB"
+    );
+}

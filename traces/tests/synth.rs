@@ -61,6 +61,8 @@ struct Facts {
     frees: Vec<FreeFact>,
     reallocs: u64,
     threads_started: u64,
+    /// The most objects live at once (which need not be at the peak of live bytes).
+    max_live: u64,
 }
 
 impl Facts {
@@ -110,6 +112,7 @@ fn read(bytes: &[u8]) -> Facts {
         frees: Vec::new(),
         reallocs: 0,
         threads_started: 0,
+        max_live: 0,
     };
     let mut prev_ts = 0u64;
     for rec in reader {
@@ -221,6 +224,7 @@ fn read(bytes: &[u8]) -> Facts {
             }
             Event::Fork { .. } | Event::ThreadStart { .. } => {}
         }
+        f.max_live = f.max_live.max(live.len() as u64);
     }
     for (t, (started, exited, _)) in &state {
         assert!(*started && *exited, "thread {t} is started and exits");
@@ -420,7 +424,7 @@ fn rl_small_weighted_sizes_and_live_set() {
     within(b5 / b1, 0.7f64.powi(4), 0.1, "top bucket ratio");
     within(f.mean_size(), 95.05, 0.03, "mean size");
     // 65 % alloc probability fills the 4096-object live set of each thread.
-    assert_eq!(f.report.peak_live_objects, 4 * 4096);
+    assert_eq!(f.max_live, 4 * 4096);
     within(
         f.report.peak_live_bytes as f64,
         4.0 * 4096.0 * 95.05,
@@ -434,7 +438,7 @@ fn rl_medium_and_fragmentation_mix() {
     let f = read(&generate("rl_medium", &params(Some(2), Some(200_000), 1.0)));
     all_in(&f, 128, 4096);
     within(f.mean_size(), 2112.0, 0.02, "rl_medium mean");
-    assert_eq!(f.report.peak_live_objects, 2 * 2048);
+    assert_eq!(f.max_live, 2 * 2048);
     within(
         f.report.peak_live_bytes as f64,
         2.0 * 2048.0 * 2112.0,
@@ -1080,4 +1084,76 @@ fn kinds_used_are_what_the_workloads_say() {
             w.name
         );
     }
+}
+
+/// The README's workload table states each workload's peak live bytes at its defaults; this
+/// checks every row on a trace generated at the defaults (`ops`, `threads`, `scale` 1, seed
+/// 1). "≈" rows must be within 12 %, "≤" rows at most the bound.
+#[test]
+fn peak_live_bytes_at_the_defaults_are_the_readme_table() {
+    const MB: f64 = 1e6;
+    // (workload, README figure in bytes, whether the README gives an upper bound).
+    let table: &[(&str, f64, bool)] = &[
+        ("web-server", 10.7 * MB, false),
+        ("kv-store", 57.0 * MB, false),
+        ("json-tree", 2.7 * MB, false),
+        ("rl_small", 1.6 * MB, false),
+        ("rl_medium", 17.0 * MB, false),
+        ("fragmentation_mix", 17.0 * MB, false),
+        ("alignment64", 0.6 * MB, false),
+        ("small", 38.0 * MB, false),
+        ("medium", 136.0 * MB, false),
+        ("large", 360.0 * MB, false),
+        ("mixed", 4.0 * MB, false),
+        ("churn", 67.0 * MB, false),
+        ("fragmentation-holes", 116.0 * MB, false),
+        ("thread-local", 2.1 * MB, false),
+        ("producer-consumer", 1.1 * MB, false),
+        ("shared-pool", 8.5 * MB, false),
+        ("larson", 2.0 * MB, false),
+        ("xmalloc", 2.3 * MB, false),
+        ("sh6bench", 4.0 * MB, true),
+        ("mstress", 13.0 * MB, false),
+        ("mleak", 10.0 * MB, false),
+        ("malloc-large", 400.0 * MB, false),
+        ("ring-buffer", 924.0 * MB, false),
+        ("ephemeral-ttl", 104.0 * MB, false),
+    ];
+    let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+    let mut covered: Vec<&str> = table.iter().map(|t| t.0).collect();
+    covered.sort_unstable();
+    let mut all = names.clone();
+    all.sort_unstable();
+    assert_eq!(covered, all, "one row per workload");
+    let mut failures = Vec::new();
+    for &(name, expected, at_most) in table {
+        let t = std::time::Instant::now();
+        let bytes = generate(name, &Params::default());
+        let gen_s = t.elapsed().as_secs_f64();
+        let mut ins = Inspector::new();
+        for r in MergedReader::new(Cursor::new(&bytes[..]), name).unwrap() {
+            ins.feed(&r.unwrap());
+        }
+        let peak = ins.report().peak_live_bytes as f64;
+        eprintln!(
+            "{name:<20} peak live {:>8.2} MB (README {:.1} MB); generated in {gen_s:.2} s, read in \
+             {:.2} s",
+            peak / MB,
+            expected / MB,
+            t.elapsed().as_secs_f64() - gen_s
+        );
+        let ok = if at_most {
+            peak <= expected && peak > expected / 4.0
+        } else {
+            (peak - expected).abs() <= 0.12 * expected
+        };
+        if !ok {
+            failures.push(format!(
+                "{name}: {:.2} MB, README {:.1} MB",
+                peak / MB,
+                expected / MB
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }

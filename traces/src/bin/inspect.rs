@@ -47,7 +47,7 @@ struct JsonOut<'a> {
     complete: bool,
     warnings: Vec<String>,
     trailer: Option<&'a Trailer>,
-    frames: usize,
+    frames: u64,
     #[serde(flatten)]
     report: &'a Report,
 }
@@ -135,7 +135,7 @@ fn print_text(
         out,
         "file         {} in {} frames, {:.2} bytes/event, {}",
         human_bytes(file_bytes),
-        r.index().len(),
+        r.frames(),
         file_bytes as f64 / report.events.max(1) as f64,
         if complete {
             "complete"
@@ -285,7 +285,7 @@ fn run(args: &Args) -> Result<(), traces::TraceError> {
                 .map(|w| w.describe(&file))
                 .collect(),
             trailer: reader.trailer(),
-            frames: reader.index().len(),
+            frames: reader.frames(),
             report: &report,
         };
         serde_json::to_writer_pretty(&mut out, &j)

@@ -332,7 +332,7 @@ pub static WORKLOADS: &[Workload] = &[
         lifetimes: "queue residence: up to 1024 objects",
         threads: "⌈N/2⌉ producers, ⌊N/2⌋ consumers (N ≥ 2)",
         cross_thread: "every free",
-        peak_live: "≤ 1024 × 520 B × consumers ≈ 1 MB at N = 4",
+        peak_live: "≈ 1024 × 520 B × consumers plus objects being queued ≈ 1.1 MB at N = 4",
         scales: "nothing else",
         default_threads: 4,
         min_threads: 2,
