@@ -520,7 +520,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, ReplayError> {
         pb.set_position(before + events);
         for r in &results.runs {
             report.runs += 1;
-            if r.status != "ok" {
+            if !r.status.is_ok() {
                 let line = format!(
                     "{} {} r{}: {}: {}",
                     job.name,

@@ -220,7 +220,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
     {
         return Err(ReplayError::io("writing to stdout", e));
     }
-    let failed = results.runs.iter().filter(|r| r.status != "ok").count();
+    let failed = results.runs.iter().filter(|r| !r.status.is_ok()).count();
     if failed > 0 {
         eprintln!(
             "replay: {failed} of {} runs did not finish ok (see the table's last lines)",
