@@ -1222,8 +1222,13 @@ fn same_cells<R: results_schema::Row + std::fmt::Debug>(got: &R, want: &R) {
 fn polars_equals_the_rule(dirs: &[PathBuf], results: &[Results]) {
     let mut runs = Vec::new();
     let mut latency = Vec::new();
-    for r in results {
-        let (a, b, _) = r.rows();
+    // Run ids are unique only within a directory: the rule joins on them, so make them unique.
+    for (k, r) in results.iter().enumerate() {
+        let (mut a, mut b, _) = r.rows();
+        a.iter_mut()
+            .for_each(|x| x.run_id = format!("{k}:{}", x.run_id));
+        b.iter_mut()
+            .for_each(|x| x.run_id = format!("{k}:{}", x.run_id));
         runs.extend(a);
         latency.extend(b);
     }

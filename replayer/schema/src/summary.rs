@@ -347,6 +347,8 @@ pub fn summarize(runs: &[RunRow]) -> Vec<SummaryRow> {
 
 /// The latency summary of some runs: per configuration, op kind and quantile, the median over
 /// the `ok` runs of their latency at it. Sorted by configuration, op (schema order), quantile.
+/// Latency rows join their run on `run_id`, which must be unique among `runs` (it is within one
+/// result directory).
 pub fn summarize_latency(runs: &[RunRow], latency: &[LatencyRow]) -> Vec<SummaryLatencyRow> {
     let ok: BTreeMap<&str, &RunRow> = runs
         .iter()
