@@ -2,7 +2,8 @@
 # The analyze benchmark: 10 000 runs and 10M time-series rows (20 result directories of 500
 # runs; 5 workloads x 5 allocators x 4 thread counts x 100 repetitions; 1 000 samples per run),
 # analysed REPEATS times (default 5) with everything on (tables, plots, report). Prints each
-# wall time and the median. The data are generated once (analyze-fixture) and kept.
+# wall time and the median. The data are generated once (examples/synthetic_sweep.rs, the
+# tests' fixture builders) and kept.
 #
 #   analysis/bench/run.sh [REPEATS]
 #
@@ -11,12 +12,12 @@ set -euo pipefail
 repeats=${1:-5}
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/alloclab/target}
-cargo build -q --locked --profile analysis -p analysis --bins
+cargo build -q --locked --profile analysis -p analysis --bins --example synthetic_sweep
 bin=$CARGO_TARGET_DIR/analysis
 data=${ALLOCLAB_BENCH_DATA:-$CARGO_TARGET_DIR/bench-data}
 if [ ! -f "$data/.complete" ]; then
     rm -rf "$data"
-    "$bin/analyze-fixture" --out "$data" \
+    "$bin/examples/synthetic_sweep" --out "$data" \
         --workloads rl_small,ring-buffer,kv-store,larson,mixed \
         --allocators system,jemalloc,mimalloc,tcmalloc,fancy \
         --threads 1,2,4,8 --repetitions 100 --samples 997 --dirs 20

@@ -1,21 +1,23 @@
 //! The aggregations: Polars group-bys over the loaded frames, turned into plain rows.
 //!
-//! A *configuration* is one trace replayed by one allocator with one thread count; its runs are
-//! the repetitions. Every figure of a configuration is the **median over its `ok` runs** (for
-//! latency: the median over runs of each run's quantile), with the spread (min, max, coefficient
-//! of variation) beside it. Runs whose status is not `ok` are left out of every figure and
-//! listed on their own.
+//! A *configuration* is one trace (by identity: `trace_name` and `trace_hash`) replayed by one
+//! allocator with one thread count; its runs are the repetitions. Every figure of a
+//! configuration is the **median over its `ok` runs** (for latency: the median over runs of each
+//! run's quantile), with the spread (min, max, coefficient of variation) beside it. Runs whose
+//! status is not `ok` are left out of every figure and listed on their own. This is the rule of
+//! `results_schema::summary`, computed here with Polars (the tests hold the two equal); the
+//! ratios are that module's own function.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
+pub use results_schema::BASELINE_ALLOCATOR;
+use results_schema::summary::{self, median};
+use results_schema::{Status, TraceId, Workload};
 
 use crate::error::{Error, PolarsContext};
 use crate::load::{Loaded, Problem};
 use crate::schema::SOURCE;
-
-/// The allocator whose figures the ratios are taken against (glibc's malloc).
-pub const BASELINE_ALLOCATOR: &str = "system";
 
 /// The quantiles of the latency table, as integer hundred-thousandths (0.5 → 50 000).
 pub const TABLE_QUANTILES: [u32; 5] = [50_000, 90_000, 99_000, 99_900, 100_000];
@@ -23,7 +25,8 @@ pub const TABLE_QUANTILES: [u32; 5] = [50_000, 90_000, 99_000, 99_900, 100_000];
 /// Identifies a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConfigKey {
-    /// Trace short name.
+    /// The trace's label: its short name, with what tells it apart when several traces (by
+    /// hash) share that name (`results_schema::summary::labels`).
     pub trace: String,
     /// Replay threads.
     pub threads: u32,
@@ -36,8 +39,14 @@ pub struct ConfigKey {
 pub struct ConfigRow {
     /// Which configuration.
     pub key: ConfigKey,
-    /// The trace's workload (`synth.workload`, or `recorded:<program>`).
-    pub workload: String,
+    /// The trace's short name (`trace_name`).
+    pub trace_name: String,
+    /// The trace's hash (`trace_hash`; None in results written before it existed).
+    pub trace_hash: Option<String>,
+    /// The parameters that made the trace (`trace_params`), where known.
+    pub trace_params: Option<String>,
+    /// The trace's workload.
+    pub workload: Workload,
     /// `ok` runs.
     pub runs_ok: u32,
     /// `ok` runs with a throughput figure.
@@ -252,21 +261,89 @@ fn throughput_expr() -> Expr {
     col("ops_per_sec").fill_null(f64col("ops") / f64col("wall_ns") * lit(1e9))
 }
 
+fn is_ok() -> Expr {
+    col("status").eq(lit(Status::Ok.name()))
+}
+
 /// The `ok` runs (with a workload that falls back to the trace name), lazily.
 fn ok_runs(runs: &DataFrame) -> LazyFrame {
     runs.clone()
         .lazy()
-        .filter(col("status").eq(lit("ok")))
+        .filter(is_ok())
         .with_columns([col("workload").fill_null(col("trace_name"))])
 }
 
-const KEY: [&str; 3] = ["trace_name", "replay_threads", "allocator"];
+/// A configuration's columns: the trace (name and hash), threads, allocator.
+const KEY: [&str; 4] = ["trace_name", "trace_hash", "replay_threads", "allocator"];
 
-fn key_at(tr: &[Option<String>], th: &[Option<u32>], al: &[Option<String>], i: usize) -> ConfigKey {
-    ConfigKey {
-        trace: tr[i].clone().unwrap_or_default(),
-        threads: th[i].unwrap_or(0),
-        allocator: al[i].clone().unwrap_or_default(),
+/// The label of each trace (by name and hash) of the runs.
+pub struct Labels(HashMap<(String, Option<String>), String>);
+
+impl Labels {
+    /// The labels of the traces of `runs` (`results_schema::summary::labels`).
+    pub fn of(runs: &DataFrame) -> Result<Labels, Error> {
+        let (name, hash, params, threads) = (
+            strs(runs, "trace_name")?,
+            strs(runs, "trace_hash")?,
+            strs(runs, "trace_params")?,
+            u32s(runs, "replay_threads")?,
+        );
+        let ids: Vec<(TraceId, String, u32)> = (0..runs.height())
+            .map(|i| {
+                let id = TraceId {
+                    name: name[i].clone().unwrap_or_default(),
+                    hash: hash[i].clone(),
+                };
+                (
+                    id,
+                    params[i].clone().unwrap_or_default(),
+                    threads[i].unwrap_or(0),
+                )
+            })
+            .collect();
+        let labels = summary::labels(ids.iter().map(|(id, p, t)| (id, p.as_str(), *t)));
+        Ok(Labels(
+            labels
+                .into_iter()
+                .map(|(id, l)| ((id.name, id.hash), l))
+                .collect(),
+        ))
+    }
+
+    /// The label of the trace `name` with `hash`.
+    pub fn get(&self, name: &Option<String>, hash: &Option<String>) -> String {
+        let name = name.clone().unwrap_or_default();
+        self.0
+            .get(&(name.clone(), hash.clone()))
+            .cloned()
+            .unwrap_or(name)
+    }
+}
+
+/// The key columns of a collected frame.
+struct Keys {
+    tr: Vec<Option<String>>,
+    hs: Vec<Option<String>>,
+    th: Vec<Option<u32>>,
+    al: Vec<Option<String>>,
+}
+
+impl Keys {
+    fn of(df: &DataFrame) -> Result<Keys, Error> {
+        Ok(Keys {
+            tr: strs(df, "trace_name")?,
+            hs: strs(df, "trace_hash")?,
+            th: u32s(df, "replay_threads")?,
+            al: strs(df, "allocator")?,
+        })
+    }
+
+    fn at(&self, labels: &Labels, i: usize) -> ConfigKey {
+        ConfigKey {
+            trace: labels.get(&self.tr[i], &self.hs[i]),
+            threads: self.th[i].unwrap_or(0),
+            allocator: self.al[i].clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -280,9 +357,17 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         mut problems,
     } = loaded;
     let status = strs(&runs, "status")?;
-    let runs_ok = status.iter().filter(|s| s.as_deref() == Some("ok")).count();
-    let failed = failed_runs(&runs, &sources)?;
-    let configs = configs(&runs)?;
+    let runs_ok = status
+        .iter()
+        .filter(|s| {
+            s.as_deref()
+                .and_then(Status::parse)
+                .is_some_and(Status::is_ok)
+        })
+        .count();
+    let labels = Labels::of(&runs)?;
+    let failed = failed_runs(&runs, &sources, &labels)?;
+    let configs = configs(&runs, &labels)?;
     let (groups, left_out) = series_groups(&configs, opts.max_series_groups);
     if left_out > 0 {
         problems.push(Problem::new(
@@ -296,7 +381,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         ));
     }
     let latency = match latency {
-        Some(lf) => match latency_rows(&runs, lf) {
+        Some(lf) => match latency_rows(&runs, lf, &labels) {
             Ok(rows) => rows,
             Err(e) => {
                 problems.push(Problem::new(
@@ -309,7 +394,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         None => Vec::new(),
     };
     let series = match timeseries {
-        Some(lf) => match series(&runs, lf, &groups, opts) {
+        Some(lf) => match series(&runs, lf, &groups, opts, &labels) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(Problem::new(
@@ -336,7 +421,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
     })
 }
 
-fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
+fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
     let tp = throughput_expr();
     let med = |name: &str| f64col(name).median().alias(name);
     let df = ok_runs(runs)
@@ -344,6 +429,7 @@ fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
         .group_by(KEY)
         .agg([
             col("workload").first().alias("workload"),
+            col("trace_params").first().alias("trace_params"),
             col("run_id").len().alias("runs_ok"),
             col("tp").count().alias("runs_tp"),
             col("tp").median().alias("tp_median"),
@@ -367,12 +453,9 @@ fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
         .collect()
         .ctx("throughput and memory per configuration")?;
 
-    let (tr, th, al) = (
-        strs(&df, "trace_name")?,
-        u32s(&df, "replay_threads")?,
-        strs(&df, "allocator")?,
-    );
+    let keys = Keys::of(&df)?;
     let workload = strs(&df, "workload")?;
+    let params = strs(&df, "trace_params")?;
     let runs_ok = u32s(&df, "runs_ok")?;
     let runs_tp = u32s(&df, "runs_tp")?;
     let f = |n: &str| f64s(&df, n);
@@ -407,8 +490,11 @@ fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
                 _ => None,
             };
             ConfigRow {
-                key: key_at(&tr, &th, &al, i),
-                workload: workload[i].clone().unwrap_or_default(),
+                key: keys.at(labels, i),
+                trace_name: keys.tr[i].clone().unwrap_or_default(),
+                trace_hash: keys.hs[i].clone(),
+                trace_params: params[i].clone(),
+                workload: Workload::parse(workload[i].as_deref().unwrap_or_default()),
                 runs_ok: runs_ok[i].unwrap_or(0),
                 runs_throughput: n,
                 ops_per_sec_median: tp_median[i],
@@ -434,27 +520,21 @@ fn configs(runs: &DataFrame) -> Result<Vec<ConfigRow>, Error> {
         .collect();
     rows.sort_by(|a, b| a.key.cmp(&b.key));
 
-    // Ratios within each (trace, threads).
-    let mut system: HashMap<(String, u32), f64> = HashMap::new();
-    let mut best: HashMap<(String, u32), f64> = HashMap::new();
-    for r in &rows {
-        let Some(m) = r.ops_per_sec_median else {
-            continue;
-        };
-        let g = (r.key.trace.clone(), r.key.threads);
-        if r.key.allocator == BASELINE_ALLOCATOR {
-            system.insert(g.clone(), m);
-        }
-        let b = best.entry(g).or_insert(m);
-        *b = b.max(m);
-    }
-    for r in &mut rows {
-        let Some(m) = r.ops_per_sec_median else {
-            continue;
-        };
-        let g = (r.key.trace.clone(), r.key.threads);
-        r.vs_system = system.get(&g).filter(|&&s| s > 0.0).map(|s| m / s);
-        r.vs_best = best.get(&g).filter(|&&b| b > 0.0).map(|b| m / b);
+    // Ratios within each (trace, threads): the summary rule's own function.
+    let groups: Vec<((&str, u32), &str, Option<f64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r.key.trace.as_str(), r.key.threads),
+                r.key.allocator.as_str(),
+                r.ops_per_sec_median,
+            )
+        })
+        .collect();
+    let ratios = summary::ratios(&groups);
+    for (r, x) in rows.iter_mut().zip(ratios) {
+        r.vs_system = x.vs_system;
+        r.vs_best = x.vs_best;
     }
     Ok(rows)
 }
@@ -465,12 +545,17 @@ fn ok_identity(runs: &DataFrame) -> LazyFrame {
         col(SOURCE),
         col("run_id"),
         col("trace_name"),
+        col("trace_hash"),
         col("replay_threads"),
         col("allocator"),
     ])
 }
 
-fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Error> {
+fn latency_rows(
+    runs: &DataFrame,
+    lf: LazyFrame,
+    labels: &Labels,
+) -> Result<Vec<LatencyRow>, Error> {
     let on = [col(SOURCE), col("run_id")];
     let df = lf
         .select([
@@ -493,6 +578,7 @@ fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Erro
             .alias("q")])
         .group_by([
             col("trace_name"),
+            col("trace_hash"),
             col("replay_threads"),
             col("allocator"),
             col("op"),
@@ -506,11 +592,7 @@ fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Erro
         ])
         .collect()
         .ctx("latency per configuration")?;
-    let (tr, th, al) = (
-        strs(&df, "trace_name")?,
-        u32s(&df, "replay_threads")?,
-        strs(&df, "allocator")?,
-    );
+    let keys = Keys::of(&df)?;
     let op = strs(&df, "op")?;
     let q = u32s(&df, "q")?;
     let lat = f64s(&df, "latency_ns")?;
@@ -519,7 +601,7 @@ fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Erro
     let nruns = u32s(&df, "runs")?;
     let mut by: BTreeMap<(ConfigKey, String), LatencyRow> = BTreeMap::new();
     for i in 0..df.height() {
-        let key = key_at(&tr, &th, &al, i);
+        let key = keys.at(labels, i);
         let op = op[i].clone().unwrap_or_default();
         let row = by
             .entry((key.clone(), op.clone()))
@@ -545,7 +627,7 @@ fn latency_rows(runs: &DataFrame, lf: LazyFrame) -> Result<Vec<LatencyRow>, Erro
 
 /// Op kinds in the schema's order, unknown ones after.
 pub fn op_rank(op: &str) -> (usize, String) {
-    let order = ["malloc", "calloc", "realloc", "free", "aligned"];
+    let order = results_schema::OPS;
     (
         order.iter().position(|o| *o == op).unwrap_or(order.len()),
         op.to_owned(),
@@ -568,7 +650,7 @@ pub fn series_groups(
     }
     let mut top: BTreeMap<String, (bool, u32)> = BTreeMap::new();
     for c in configs {
-        let synthetic = !c.workload.starts_with("recorded:");
+        let synthetic = !c.workload.is_recorded();
         let e = top
             .entry(c.key.trace.clone())
             .or_insert((synthetic, c.key.threads));
@@ -588,20 +670,6 @@ pub fn series_groups(
     (chosen, left)
 }
 
-/// The median of some values (None when there are none).
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 /// Memory over time per configuration. Repetitions of one configuration seldom take the same
 /// time (a noisy machine, a slow first run), so their samples are aligned by *progress*: a
 /// sample at `t_ns` of a run whose untimed pass took `wall_ns` falls in bucket
@@ -619,6 +687,7 @@ fn series(
     lf: LazyFrame,
     groups: &[(String, u32)],
     opts: &ComputeOptions,
+    labels: &Labels,
 ) -> Result<Vec<Series>, Error> {
     let wanted: BTreeSet<(String, u32)> = groups.iter().cloned().collect();
 
@@ -628,6 +697,7 @@ fn series(
             col(SOURCE),
             col("run_id"),
             col("trace_name"),
+            col("trace_hash"),
             col("replay_threads"),
             col("allocator"),
             col("wall_ns"),
@@ -637,18 +707,14 @@ fn series(
     let src = u32s(&ok, SOURCE)?;
     let rid = strs(&ok, "run_id")?;
     let wall = u64s(&ok, "wall_ns")?;
-    let (tr, th, al) = (
-        strs(&ok, "trace_name")?,
-        u32s(&ok, "replay_threads")?,
-        strs(&ok, "allocator")?,
-    );
+    let run_keys = Keys::of(&ok)?;
     let mut keys: Vec<ConfigKey> = Vec::new();
     let mut key_index: HashMap<ConfigKey, u32> = HashMap::new();
     let mut run_key: Vec<u32> = Vec::new(); // run index → key index
     let mut run_wall: Vec<Option<u64>> = Vec::new();
     let (mut plan_src, mut plan_rid) = (Vec::new(), Vec::new());
     for i in 0..ok.height() {
-        let key = key_at(&tr, &th, &al, i);
+        let key = run_keys.at(labels, i);
         if !wanted.contains(&(key.trace.clone(), key.threads)) {
             continue;
         }
@@ -795,7 +861,7 @@ fn series(
     let frag = f64s(&df, "frag")?;
     // ms per bucket of each configuration: its median run length over its buckets.
     let scale: Vec<f64> = (0..keys.len())
-        .map(|i| median(key_durations[i].clone()).unwrap_or(0.0) / buckets[i] as f64 / 1e6)
+        .map(|i| median(&mut key_durations[i].clone()).unwrap_or(0.0) / buckets[i] as f64 / 1e6)
         .collect();
     let mut out: Vec<Series> = keys
         .iter()
@@ -823,17 +889,22 @@ fn series(
     Ok(out)
 }
 
-fn failed_runs(runs: &DataFrame, sources: &[std::path::PathBuf]) -> Result<Vec<FailedRun>, Error> {
+fn failed_runs(
+    runs: &DataFrame,
+    sources: &[std::path::PathBuf],
+    labels: &Labels,
+) -> Result<Vec<FailedRun>, Error> {
     let df = runs
         .clone()
         .lazy()
-        .filter(col("status").neq(lit("ok")).or(col("status").is_null()))
+        .filter(is_ok().not().or(col("status").is_null()))
         .collect()
         .ctx("failed runs")?;
     let src = u32s(&df, SOURCE)?;
     let rid = strs(&df, "run_id")?;
     let al = strs(&df, "allocator")?;
     let tr = strs(&df, "trace_name")?;
+    let hs = strs(&df, "trace_hash")?;
     let th = u32s(&df, "replay_threads")?;
     let rep = u32s(&df, "repetition")?;
     let st = strs(&df, "status")?;
@@ -846,7 +917,7 @@ fn failed_runs(runs: &DataFrame, sources: &[std::path::PathBuf]) -> Result<Vec<F
                 .unwrap_or_default(),
             run_id: rid[i].clone().unwrap_or_default(),
             allocator: al[i].clone().unwrap_or_default(),
-            trace: tr[i].clone().unwrap_or_default(),
+            trace: labels.get(&tr[i], &hs[i]),
             threads: th[i],
             repetition: rep[i],
             status: st[i].clone().unwrap_or_else(|| "(none)".into()),

@@ -5,19 +5,21 @@
 //! [`load`] finds result directories and conforms each file to the schema (bad files become
 //! [`Problem`]s, not errors) → [`compute`] aggregates with Polars into plain rows →
 //! [`tables`] and [`figures`] turn the rows into tables and charts → [`plots`] draws the charts
-//! → [`report`] writes every file. [`fixture`] writes schema-conformant results with known
-//! values, for tests and the benchmark.
+//! → [`report`] writes every file, and [`summary`] the aggregated rows as Parquet
+//! (`summary.parquet`, `summary_latency.parquet`). The generic tables are in [`tables`], the
+//! seed documents' own in [`reference`]. The schema is `results_schema`'s ([`schema`]).
 
 #![deny(missing_docs)]
 
 pub mod compute;
 pub mod error;
 pub mod figures;
-pub mod fixture;
 pub mod load;
 pub mod plots;
+pub mod reference;
 pub mod report;
 pub mod schema;
+pub mod summary;
 pub mod tables;
 
 use std::path::PathBuf;
@@ -35,7 +37,7 @@ pub struct Options {
     /// Aggregation options.
     pub compute: compute::ComputeOptions,
     /// The seed tables' workloads.
-    pub seeds: tables::SeedOptions,
+    pub seeds: reference::SeedOptions,
     /// Draw plots (off: tables and HTML only).
     pub plots: bool,
     /// Value axis of the overview bar charts (auto: log when values span more than 30×).

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::{Error, PolarsContext};
-use crate::schema::{FileKind, SCHEMA_VERSION, SOURCE};
+use crate::schema::{self, FileKind, SCHEMA_VERSION, SOURCE};
 
 /// Something wrong with the input that did not stop the analysis. Listed in the report and
 /// printed on stderr.
@@ -189,10 +189,10 @@ fn conform(
             return None;
         }
     };
-    let cols = kind.columns();
+    let cols = schema::columns(kind);
     let missing_required: Vec<&str> = cols
         .iter()
-        .filter(|c| c.required && file_schema.get(c.name).is_none())
+        .filter(|c| schema::required(kind, c.name) && file_schema.get(c.name).is_none())
         .map(|c| c.name)
         .collect();
     if !missing_required.is_empty() {
@@ -211,7 +211,7 @@ fn conform(
     let mut recast = Vec::new();
     let mut exprs = Vec::with_capacity(cols.len() + 1);
     for c in cols {
-        let want = c.ty.dtype();
+        let want = schema::dtype(c.ty);
         match file_schema.get(c.name) {
             Some(have) if *have == want => exprs.push(col(c.name)),
             Some(have) => {

@@ -27,6 +27,8 @@ pub struct Written {
     pub plots: Vec<Rendered>,
     /// `report.html`.
     pub html: PathBuf,
+    /// `summary.parquet` and `summary_latency.parquet` (crate::summary).
+    pub summary: Vec<PathBuf>,
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
@@ -112,11 +114,13 @@ pub fn write_all(
     write(&tables_md, &all_markdown(a, tables))?;
     let html = out.join("report.html");
     write(&html, &html_page(out, a, tables, figs, rendered))?;
+    let summary = crate::summary::write(out, a)?;
     Ok(Written {
         tables: written,
         tables_md,
         plots: rendered.iter().flatten().cloned().collect(),
         html,
+        summary,
     })
 }
 
@@ -460,8 +464,8 @@ fn html_page(
             .configs
             .iter()
             .find(|c| c.key.trace == *t)
-            .map(|c| c.workload.as_str())
-            .unwrap_or("");
+            .map(|c| c.workload.to_string())
+            .unwrap_or_default();
         let nthreads: BTreeSet<u32> = a
             .configs
             .iter()
@@ -475,7 +479,7 @@ fn html_page(
             trace_id(t),
             if open { " open" } else { "" },
             esc(t),
-            esc(workload),
+            esc(&workload),
             nthreads
                 .iter()
                 .map(u32::to_string)

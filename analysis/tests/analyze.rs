@@ -6,11 +6,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use analysis::compute::{self, ComputeOptions};
-use analysis::fixture::{self, Results, Run};
 use analysis::load;
 use analysis::schema::FileKind;
+use common::{self as fixture, Results, Run as _};
 use polars::prelude::*;
+use results_schema::{Row as _, RunRow};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -31,7 +34,7 @@ fn known_results() -> Results {
     ];
     for (alloc, v) in tps {
         for (rep, tp) in v.into_iter().enumerate() {
-            let mut run = Run::ok("t", alloc, 2, rep as u32, tp);
+            let mut run = RunRow::ok("t", alloc, 2, rep as u32, tp);
             run.workload = "rl_small".into();
             // Fragmentation at peak: 1.1, 1.3, 1.2 (median 1.2) for every allocator.
             let frag = [1.1, 1.3, 1.2][rep];
@@ -61,7 +64,7 @@ fn known_results() -> Results {
                 .push(i as u32, true, dur + 100_000_000, 0, 0, 8 << 20, 4096);
         }
     }
-    let mut crashed = Run::crashed("t", "fancy", 2, 3, "killed by signal 11 (SIGSEGV)");
+    let mut crashed = RunRow::crashed("t", "fancy", 2, 3, "killed by signal 11 (SIGSEGV)");
     crashed.workload = "rl_small".into();
     r.runs.push(crashed);
     r
@@ -86,7 +89,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn medians_and_ratios_equal_hand_computed_values() {
     let d = tmp();
-    fixture::write(d.path(), &known_results()).unwrap();
+    fixture::write(d.path(), &known_results());
     let a = analyze_dirs(&[d.path().to_path_buf()]);
     assert_eq!(a.runs_total, 10);
     assert_eq!(a.runs_ok, 9);
@@ -144,7 +147,7 @@ fn medians_and_ratios_equal_hand_computed_values() {
 fn uneven_repetitions() -> Results {
     let mut r = Results::default();
     for (rep, wall_ms) in [10u64, 30, 20].into_iter().enumerate() {
-        let mut run = Run::ok("t", "system", 1, rep as u32, 1e6);
+        let mut run = RunRow::ok("t", "system", 1, rep as u32, 1e6);
         let wall = wall_ms * 1_000_000;
         run.wall_ns = Some(wall);
         let i = r.runs.len() as u32;
@@ -171,7 +174,7 @@ fn uneven_repetitions() -> Results {
 #[test]
 fn memory_over_time_is_the_median_of_repetitions_aligned_by_progress() {
     let d = tmp();
-    fixture::write(d.path(), &uneven_repetitions()).unwrap();
+    fixture::write(d.path(), &uneven_repetitions());
     // As many buckets as samples per run: bucket k holds sample k of every repetition, the
     // median over repetitions of (k+1)(r+1) MiB is 2(k+1) MiB, drawn at the middle of bucket
     // k of the median-length (20 ms) run: (k + 0.5) · 2 ms.
@@ -215,7 +218,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 fn csv_and_markdown_carry_the_same_figures() {
     let d = tmp();
     let out = tmp();
-    fixture::write(d.path(), &known_results()).unwrap();
+    fixture::write(d.path(), &known_results());
     let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
     analysis::run(&opts).unwrap();
     // CSV: raw numbers, units in the column names (no quoting needed in these rows).
@@ -269,7 +272,7 @@ fn sweep(root: &Path) -> Vec<PathBuf> {
         dirs: 2,
         crash_every: 17,
     };
-    fixture::write_synthetic(root, &spec).unwrap();
+    fixture::write_synthetic(root, &spec);
     vec![root.join("d000"), root.join("d001")]
 }
 
@@ -477,7 +480,7 @@ fn many_traces_get_horizontal_bars_whose_names_do_not_overlap() {
         dirs: 1,
         crash_every: 0,
     };
-    fixture::write_synthetic(d.path(), &spec).unwrap();
+    fixture::write_synthetic(d.path(), &spec);
     let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
     let report = analysis::run(&opts).unwrap();
     let by_stem = |stem: &str| {
@@ -626,9 +629,9 @@ fn html_references_only_files_that_exist() {
 
 fn write_runs_only(dir: &Path, r: &Results, edit: impl FnOnce(DataFrame) -> DataFrame) {
     std::fs::create_dir_all(dir).unwrap();
-    let [runs, lat, ts] = fixture::frames(r).unwrap();
+    let [runs, lat, ts] = fixture::frames(r);
     let mut runs = edit(runs);
-    fixture::write_frame(&dir.join("runs.parquet"), &mut runs).unwrap();
+    fixture::write_frame(&dir.join("runs.parquet"), &mut runs);
     let _ = (lat, ts);
 }
 
@@ -672,7 +675,7 @@ fn an_empty_directory_is_bad_input_with_a_clear_message() {
 fn bad_directories_are_listed_and_the_rest_is_still_reported() {
     let root = tmp();
     let good = root.path().join("good");
-    fixture::write(&good, &known_results()).unwrap();
+    fixture::write(&good, &known_results());
     // An older schema: no schema_version and no fragmentation columns, no latency or
     // time-series file.
     let old = root.path().join("old");
@@ -763,15 +766,15 @@ fn failed_runs_only_still_give_a_report() {
     let out = tmp();
     let mut r = Results::default();
     r.runs
-        .push(Run::crashed("t", "system", 1, 0, "timeout after 60 s"));
-    r.runs.push(Run::crashed(
+        .push(RunRow::crashed("t", "system", 1, 0, "timeout after 60 s"));
+    r.runs.push(RunRow::crashed(
         "t",
         "fancy",
         1,
         0,
         "killed by signal 6 (SIGABRT)",
     ));
-    fixture::write(d.path(), &r).unwrap();
+    fixture::write(d.path(), &r);
     let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
         .arg(d.path())
         .arg("-o")
@@ -791,22 +794,19 @@ fn failed_runs_only_still_give_a_report() {
     assert!(out.path().join("report.html").is_file());
 }
 
-/// The Python that runs the notebook, with a message naming the requirements file when its
-/// packages are missing.
-fn python() -> String {
-    // The lab's venv (scripts/python makes it on first use); scripts/test-all sets the variable.
+/// The Python the tests run (the notebook, allocator/bench/lab_targets.py): `ALLOCLAB_PYTHON`,
+/// else the lab's venv (scripts/python makes it on first use; scripts/test-all sets the
+/// variable), checked to import `modules`, with a message naming what to run when it does not.
+fn python(modules: &str) -> String {
     let py = std::env::var("ALLOCLAB_PYTHON")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/python").into());
     let check = Command::new(&py)
-        .args([
-            "-c",
-            "import polars, nbclient, nbformat, ipykernel, matplotlib",
-        ])
+        .args(["-c", &format!("import {modules}")])
         .output();
     match check {
         Ok(o) if o.status.success() => py,
         Ok(o) => panic!(
-            "{py} lacks the notebook's Python packages ({}): run scripts/install-deps \
+            "{py} lacks the Python packages the tests need ({}): run scripts/install-deps \
              (it fills the venv of scripts/python with analysis/requirements.txt)",
             String::from_utf8_lossy(&o.stderr).trim()
         ),
@@ -838,7 +838,7 @@ for cell in nb.cells:
             images += 1
 print("IMAGES", images)
 "#;
-    let o = Command::new(python())
+    let o = Command::new(python("polars, nbclient, nbformat, ipykernel, matplotlib"))
         .args(["-c", script])
         .arg(&nb)
         .env("ALLOCLAB_RESULTS", results)
@@ -930,14 +930,14 @@ fn schema_of(df: &DataFrame) -> Vec<(String, DataType)> {
 #[test]
 fn the_replayers_files_have_the_columns_and_types_analyze_reads() {
     let p = real_replay_fixture();
-    let fixture_frames = fixture::frames(&known_results()).unwrap();
+    let fixture_frames = fixture::frames(&known_results());
     for (kind, synthetic) in FileKind::ALL.into_iter().zip(fixture_frames) {
         let path = p.join(kind.file_name());
         let real = read_parquet(&path);
         assert!(real.height() > 0, "{}: no rows", path.display());
         let schema = real.schema();
-        for c in kind.columns() {
-            let want = c.ty.dtype();
+        for c in analysis::schema::columns(kind) {
+            let want = analysis::schema::dtype(c.ty);
             match schema.get(c.name) {
                 None => panic!(
                     "{}: the replayer wrote no column {} (analyze reads it as {want})",
@@ -958,7 +958,7 @@ fn the_replayers_files_have_the_columns_and_types_analyze_reads() {
         assert_eq!(
             schema_of(&synthetic),
             schema_of(&real),
-            "analysis::fixture writes {} differently from the replayer",
+            "the test fixtures write {} differently from the replayer",
             kind.file_name()
         );
     }
@@ -1202,4 +1202,310 @@ fn notebook_runs_clean_on_a_sweep_with_failed_runs() {
         out.contains(&want),
         "the notebook did not print {want:?}:\n{out}"
     );
+}
+
+// ---- one aggregation rule, one trace identity --------------------------------------------------
+
+/// Whether two rows of a summary are equal: every cell, floats within 1e-9 relative.
+fn same_cells<R: results_schema::Row + std::fmt::Debug>(got: &R, want: &R) {
+    use results_schema::Cell;
+    for ((c, g), w) in R::COLUMNS.iter().zip(got.cells()).zip(want.cells()) {
+        let ok = match (&g, &w) {
+            (Cell::F64(a), Cell::F64(b)) => close(*a, *b),
+            _ => g == w,
+        };
+        assert!(ok, "{}: {g:?} ≠ {w:?}\n{got:?}\n{want:?}", c.name);
+    }
+}
+
+/// `analyze`'s Polars aggregation against the plain-Rust rule of `results_schema::summary` (the
+/// replay's terminal table uses it) on the same rows, and summary.parquet against both.
+fn polars_equals_the_rule(dirs: &[PathBuf], results: &[Results]) {
+    let mut runs = Vec::new();
+    let mut latency = Vec::new();
+    // Run ids are unique only within a directory: the rule joins on them, so make them unique.
+    for (k, r) in results.iter().enumerate() {
+        let (mut a, mut b, _) = r.rows();
+        a.iter_mut()
+            .for_each(|x| x.run_id = format!("{k}:{}", x.run_id));
+        b.iter_mut()
+            .for_each(|x| x.run_id = format!("{k}:{}", x.run_id));
+        runs.extend(a);
+        latency.extend(b);
+    }
+    let a = analyze_dirs(dirs);
+    let key = |l: &str, t: u32, al: &str| (l.to_owned(), t, al.to_owned());
+    let mut want = results_schema::summary::summarize(&runs);
+    want.sort_by_key(|r| key(&r.trace_label, r.replay_threads, &r.allocator));
+    let got = analysis::summary::summary_rows(&a);
+    assert_eq!(got.len(), want.len());
+    assert!(!got.is_empty());
+    for (g, w) in got.iter().zip(&want) {
+        same_cells(g, w);
+    }
+    let mut want = results_schema::summary::summarize_latency(&runs, &latency);
+    let rank = |op: &str| compute::op_rank(op);
+    want.sort_by(|a, b| {
+        (
+            key(&a.trace_label, a.replay_threads, &a.allocator),
+            rank(&a.op),
+            a.quantile.to_bits(),
+        )
+            .cmp(&(
+                key(&b.trace_label, b.replay_threads, &b.allocator),
+                rank(&b.op),
+                b.quantile.to_bits(),
+            ))
+    });
+    let got = analysis::summary::latency_rows(&a);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        same_cells(g, w);
+    }
+}
+
+#[test]
+fn the_polars_aggregation_equals_the_summary_rule() {
+    let d = tmp();
+    fixture::write(d.path(), &known_results());
+    polars_equals_the_rule(&[d.path().to_path_buf()], &[known_results()]);
+}
+
+/// Two traces of one name replayed with the same thread count: the lab's `t1/larson.trace.zst`
+/// and `t2/larson.trace.zst` (larson makes 4 threads whatever `--threads` is). Each is its own
+/// configuration, labelled by the parameter that differs, in every table and in summary.parquet.
+fn larson_variants(root: &Path) -> (Vec<PathBuf>, Vec<Results>) {
+    let mut dirs = Vec::new();
+    let mut all = Vec::new();
+    for (n, tps) in [(1u32, [10e6, 12e6, 11e6]), (2, [30e6, 34e6, 32e6])] {
+        let mut r = Results::default();
+        for (rep, tp) in tps.into_iter().enumerate() {
+            for (alloc, speed) in [("system", 1.0), ("fancy", 2.0)] {
+                let mut run = RunRow::ok("larson", alloc, 4, rep as u32, tp * speed);
+                run.trace_hash = format!("{:016x}", 0xa000 + n);
+                run.trace_params = format!("workload=larson seed=1 threads={n} ops=1000");
+                run.workload = "larson".into();
+                let i = r.runs.len();
+                r.runs.push(run);
+                r.add_latency(i, "malloc", 1000, |q| {
+                    (100.0 * q * n as f64) as u64 + rep as u64
+                });
+            }
+        }
+        let dir = root.join(format!("larson-t{n}"));
+        fixture::write(&dir, &r);
+        dirs.push(dir);
+        all.push(r);
+    }
+    (dirs, all)
+}
+
+#[test]
+fn traces_of_one_name_with_different_hashes_are_never_pooled() {
+    let d = tmp();
+    let (dirs, results) = larson_variants(d.path());
+    let a = analyze_dirs(&[d.path().to_path_buf()]);
+    let labels: Vec<(&str, &str, f64)> = a
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.key.trace.as_str(),
+                c.key.allocator.as_str(),
+                c.ops_per_sec_median.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("larson (threads=1)", "fancy", 22e6),
+            ("larson (threads=1)", "system", 11e6),
+            ("larson (threads=2)", "fancy", 64e6),
+            ("larson (threads=2)", "system", 32e6),
+        ]
+    );
+    for c in &a.configs {
+        assert_eq!(c.runs_ok, 3, "{c:?}");
+        assert!(close(
+            c.vs_system.unwrap(),
+            if c.key.allocator == "fancy" { 2.0 } else { 1.0 }
+        ));
+    }
+    // Latency: each trace's own runs (p99 of threads=2 is twice that of threads=1).
+    let p99 = |label: &str| {
+        a.latency
+            .iter()
+            .find(|l| l.key.trace == label && l.key.allocator == "system")
+            .unwrap()
+            .quantiles[&99_000]
+    };
+    assert!(close(p99("larson (threads=1)"), 100.0));
+    assert!(close(p99("larson (threads=2)"), 199.0));
+    polars_equals_the_rule(&dirs, &results);
+
+    // The tables show both, and summary.parquet holds them with their hashes and labels.
+    let out = tmp();
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    let report = analysis::run(&opts).unwrap();
+    let md = std::fs::read_to_string(out.path().join("tables/throughput.md")).unwrap();
+    assert!(
+        md.contains("| larson (threads=1) | larson | 4 | fancy | 3 | 22.0M |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| larson (threads=2) | larson | 4 | fancy | 3 | 64.0M |"),
+        "{md}"
+    );
+    assert_eq!(report.written.summary.len(), 2);
+    let s = read_parquet(&out.path().join("summary.parquet"));
+    assert_eq!(s.height(), 4);
+    assert_eq!(
+        col_str(&s, "trace_hash"),
+        [0xa001, 0xa001, 0xa002, 0xa002].map(|h| Some(format!("{h:016x}")))
+    );
+    assert_eq!(
+        col_f64(&s, "ops_per_sec_median"),
+        [22e6, 11e6, 64e6, 32e6].map(Some)
+    );
+    let names: Vec<(String, DataType)> = schema_of(&s);
+    let want: Vec<(String, DataType)> = results_schema::summary::SummaryRow::COLUMNS
+        .iter()
+        .map(|c| (c.name.to_owned(), analysis::schema::dtype(c.ty)))
+        .collect();
+    assert_eq!(names, want);
+    let l = read_parquet(&out.path().join("summary_latency.parquet"));
+    assert_eq!(
+        l.height(),
+        4 * 17,
+        "2 traces × 2 allocators × the quantile grid"
+    );
+}
+
+// ---- allocator/bench/lab_targets.py ---------------------------------------------------------------
+
+/// One trace, four allocators, three ok repetitions each. `system`'s peak heap RSS is 0 bytes
+/// (jemalloc's 10 MiB, mimalloc's 8 MiB, fancy's 2 MiB); fancy has a fourth repetition that
+/// `failed` after its timed pass, with a malloc P99 of 1 ms.
+fn peers_and_a_failed_run() -> Results {
+    let mut r = Results::default();
+    for (alloc, heap_mib, p99) in [
+        ("system", 0u64, [100u64, 100, 100]),
+        ("jemalloc", 10, [90, 90, 90]),
+        ("mimalloc", 8, [100, 100, 100]),
+        ("fancy", 2, [100, 110, 120]),
+    ] {
+        for rep in 0..3u32 {
+            let mut run = RunRow::ok("ring-buffer", alloc, 1, rep, 1e6 * (rep + 1) as f64);
+            run.peak_heap_rss_bytes = Some(heap_mib << 20);
+            let i = r.runs.len();
+            r.runs.push(run);
+            let p = p99[rep as usize];
+            r.add_latency(i, "malloc", 1000, |q| if q >= 0.99 { p } else { 10 });
+            r.add_latency(i, "free", 1000, |_| 10);
+        }
+    }
+    let mut failed = RunRow::ok("ring-buffer", "fancy", 1, 3, 1e6);
+    failed.status = results_schema::Status::Failed;
+    failed.error = Some("replay: replayed ops per kind differ from the plan's".into());
+    let i = r.runs.len();
+    r.runs.push(failed);
+    r.add_latency(
+        i,
+        "malloc",
+        1000,
+        |q| if q >= 0.99 { 1_000_000 } else { 10 },
+    );
+    r.add_latency(i, "free", 1000, |_| 10);
+    r
+}
+
+#[test]
+fn lab_targets_counts_a_peer_at_zero_bytes_and_only_ok_runs_latency() {
+    let d = tmp();
+    let out = tmp();
+    fixture::write(d.path(), &peers_and_a_failed_run());
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    analysis::run(&opts).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../allocator/bench/lab_targets.py");
+    let o = Command::new(python("polars"))
+        .arg(&script)
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // glibc's 0 bytes is the lowest peer: fancy's 2 MiB is not within 1.15× of it (it was,
+    // against mimalloc's 8 MiB, when a peer at 0 was dropped).
+    assert!(
+        text.contains("0 of 1 trace × threads within 1.15×"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| ring-buffer | 1 | 2.00 | 0.00 | ∞ |"),
+        "{text}"
+    );
+    // fancy's malloc P99 is the median of its ok runs (100, 110, 120 ns), not 115 with the
+    // failed run's 1 ms.
+    assert!(
+        text.contains("| ring-buffer | 1 | 100 | 90 | 100 | 110 | 1.10× |"),
+        "{text}"
+    );
+    // Throughput: medians over the ok runs (1, 2, 3 M ops/s: 2 M), fancy's failed run left out.
+    assert!(
+        text.contains("| ring-buffer | 1 | 2 | 2 | 2 | 2 | 1.00× | 1.00× |"),
+        "{text}"
+    );
+}
+
+/// analysis/README.md's two column tables of the section "summary.parquet", against the row
+/// structs: every column, type and nullability, in order.
+#[test]
+fn readme_documents_the_summary_columns() {
+    use results_schema::summary::{SummaryLatencyRow, SummaryRow};
+    let md =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = md
+        .find("\n## summary.parquet")
+        .expect("no summary.parquet section");
+    let section = &md[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    // Tables are runs of lines starting with "| "; header and rule lines are skipped.
+    let mut tables: Vec<Vec<(String, String, bool)>> = Vec::new();
+    let mut in_table = false;
+    for line in section.lines() {
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table {
+            tables.push(Vec::new());
+            in_table = true;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells[1] == "column" || cells[1].starts_with("---") {
+            continue;
+        }
+        let mut ty = cells[2].split(',').map(str::trim);
+        let t = ty.next().unwrap().to_owned();
+        let nullable = ty.any(|x| x == "nullable");
+        for c in cells[1].split(',') {
+            tables
+                .last_mut()
+                .unwrap()
+                .push((c.trim().to_owned(), t.clone(), nullable));
+        }
+    }
+    let cols = |c: &[results_schema::Col]| -> Vec<(String, String, bool)> {
+        c.iter()
+            .map(|c| (c.name.to_owned(), c.ty.schema_name().to_owned(), c.nullable))
+            .collect()
+    };
+    assert_eq!(tables.len(), 2, "{section}");
+    assert_eq!(tables[0], cols(SummaryRow::COLUMNS));
+    assert_eq!(tables[1], cols(SummaryLatencyRow::COLUMNS));
 }

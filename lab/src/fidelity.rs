@@ -555,8 +555,8 @@ pub fn run(opts: &FidelityOptions) -> Result<Vec<ProgramSummary>, LabError> {
                     ops: 0,
                     peak_live_bytes: 0,
                 });
-                if r.status != "ok" {
-                    e.status = r.status.clone();
+                if !r.status.is_ok() {
+                    e.status = r.status.name().to_string();
                 }
                 e.wall_s += r.wall_ns.unwrap_or(0) as f64 / 1e9;
                 e.ops += r.ops;

@@ -482,7 +482,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         pb.set_position(before + events);
         for r in &results.runs {
             report.runs += 1;
-            if r.status != "ok" {
+            if !r.status.is_ok() {
                 let line = format!(
                     "{} {} r{}: {}: {}",
                     job.name,

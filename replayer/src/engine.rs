@@ -151,10 +151,7 @@ impl Latency {
     }
 }
 
-/// The quantile grid of latency.parquet.
-pub const QUANTILES: [f64; 17] = [
-    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
-];
+pub use results_schema::QUANTILES;
 
 /// Delays after the last op at which retained RSS is read, s.
 pub const RETAINED_AT: [f64; 3] = [0.1, 1.0, 5.0];

@@ -241,7 +241,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         eprintln!("replay: {e}");
         return Ok(ExitCode::from(1));
     }
-    let failed = results.runs.iter().filter(|r| r.status != "ok").count();
+    let failed = results.runs.iter().filter(|r| !r.status.is_ok()).count();
     if failed > 0 {
         eprintln!(
             "replay: {failed} of {} runs did not finish ok (see the table's last lines)",

@@ -2,11 +2,10 @@
 //! `timeseries.parquet`) with the `parquet` crate (arrow arrays, zstd pages) — polars stays out
 //! of the replayer's build.
 //!
-//! Each file's columns are one table here ([`RUNS`], [`LATENCY`], [`TIMESERIES`]: name, type,
-//! nullable), in SCHEMA.md's order; a test checks the tables against SCHEMA.md and the row
-//! structs. Rows are turned into columns through their serde form, so a column of the table
-//! and a field of the row struct cannot drift apart silently: a missing field is an error.
-//! Files are written to a temporary name and renamed, so a reader never sees half a file.
+//! The columns are the row structs' own (`results_schema::Row`: name, type, nullability, in
+//! SCHEMA.md's order); each row hands its values over as typed cells, so a column and a field
+//! cannot drift apart. Files are written to a temporary name and renamed, so a reader never sees
+//! half a file.
 
 use std::fs::File;
 use std::path::Path;
@@ -20,164 +19,28 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use results_schema::{Cell, Col, Row, Ty};
 
 use crate::error::ReplayError;
 use crate::results::Results;
 
-/// A column's type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ty {
-    U32,
-    U64,
-    I64,
-    F64,
-    Str,
-    Bool,
-}
-
-impl Ty {
-    /// The arrow type.
-    pub fn arrow(self) -> DataType {
-        match self {
-            Ty::U32 => DataType::UInt32,
-            Ty::U64 => DataType::UInt64,
-            Ty::I64 => DataType::Int64,
-            Ty::F64 => DataType::Float64,
-            Ty::Str => DataType::Utf8,
-            Ty::Bool => DataType::Boolean,
-        }
-    }
-
-    /// The name SCHEMA.md uses.
-    pub fn schema_name(self) -> &'static str {
-        match self {
-            Ty::U32 => "UInt32",
-            Ty::U64 => "UInt64",
-            Ty::I64 => "Int64",
-            Ty::F64 => "Float64",
-            Ty::Str => "Utf8",
-            Ty::Bool => "Boolean",
-        }
+/// The arrow type of a schema type.
+pub fn arrow_type(ty: Ty) -> DataType {
+    match ty {
+        Ty::U32 => DataType::UInt32,
+        Ty::U64 => DataType::UInt64,
+        Ty::I64 => DataType::Int64,
+        Ty::F64 => DataType::Float64,
+        Ty::Str => DataType::Utf8,
+        Ty::Bool => DataType::Boolean,
     }
 }
-
-/// One column: name, type, nullable.
-pub type Col = (&'static str, Ty, bool);
-
-use Ty::*;
-
-/// runs.parquet.
-pub const RUNS: &[Col] = &[
-    ("schema_version", U32, false),
-    ("run_id", Str, false),
-    ("sweep", Str, false),
-    ("trace_path", Str, false),
-    ("trace_name", Str, false),
-    ("workload", Str, false),
-    ("trace_threads", U32, false),
-    ("trace_peak_threads", U32, false),
-    ("replay_threads", U32, false),
-    ("peak_replay_threads", U32, true),
-    ("allocator", Str, false),
-    ("allocator_version", Str, false),
-    ("allocator_options", Str, false),
-    ("repetition", U32, false),
-    ("status", Str, false),
-    ("error", Str, true),
-    ("ops", U64, false),
-    ("ops_malloc", U64, false),
-    ("ops_calloc", U64, false),
-    ("ops_realloc", U64, false),
-    ("ops_free", U64, false),
-    ("ops_aligned", U64, false),
-    ("failed_allocations", U64, false),
-    ("skipped_inconsistent", U64, false),
-    ("inversions_resolved", U64, false),
-    ("wall_ns", U64, true),
-    ("ops_per_sec", F64, true),
-    ("timed_wall_ns", U64, true),
-    ("preprocess_ns", U64, false),
-    ("replay_state_bytes", U64, false),
-    ("peak_live_bytes", U64, false),
-    ("final_live_bytes", U64, false),
-    ("measured_peak_live_bytes", U64, true),
-    ("baseline_rss_bytes", U64, true),
-    ("peak_rss_bytes", U64, true),
-    ("peak_heap_rss_bytes", U64, true),
-    ("heap_rss_at_peak_live_bytes", U64, true),
-    ("frag_ratio_at_peak", F64, true),
-    ("retained_heap_rss_bytes", U64, true),
-    ("retained_heap_rss_100ms_bytes", U64, true),
-    ("retained_heap_rss_1s_bytes", U64, true),
-    ("retained_heap_rss_5s_bytes", U64, true),
-    ("minor_faults", U64, true),
-    ("major_faults", U64, true),
-    ("voluntary_ctx_switches", U64, true),
-    ("involuntary_ctx_switches", U64, true),
-    ("user_cpu_ns", U64, true),
-    ("sys_cpu_ns", U64, true),
-    ("alloc_allocated_bytes", U64, true),
-    ("alloc_resident_bytes", U64, true),
-    ("alloc_stats_json", Str, true),
-    ("touch", Str, false),
-    ("paced", Bool, false),
-    ("order", Str, false),
-    ("pinned", Bool, false),
-    ("started_unix_ns", I64, false),
-    ("host", Str, false),
-    ("os", Str, false),
-    ("kernel", Str, false),
-    ("cpu_model", Str, false),
-    ("cpus", U32, false),
-    ("thp_enabled", Str, false),
-    ("glibc_version", Str, false),
-    ("rustc_version", Str, false),
-    ("build_profile", Str, false),
-    ("alloclab_version", Str, false),
-    ("alloclab_commit", Str, false),
-];
-
-/// latency.parquet.
-pub const LATENCY: &[Col] = &[
-    ("schema_version", U32, false),
-    ("run_id", Str, false),
-    ("allocator", Str, false),
-    ("trace_name", Str, false),
-    ("workload", Str, false),
-    ("replay_threads", U32, false),
-    ("repetition", U32, false),
-    ("op", Str, false),
-    ("count", U64, false),
-    ("mean_ns", F64, false),
-    ("quantile", F64, false),
-    ("latency_ns", U64, false),
-];
-
-/// timeseries.parquet.
-pub const TIMESERIES: &[Col] = &[
-    ("schema_version", U32, false),
-    ("run_id", Str, false),
-    ("allocator", Str, false),
-    ("trace_name", Str, false),
-    ("workload", Str, false),
-    ("replay_threads", U32, false),
-    ("repetition", U32, false),
-    ("phase", Str, false),
-    ("t_ns", U64, false),
-    ("ops_done", U64, false),
-    ("live_bytes", U64, false),
-    ("rss_bytes", U64, false),
-    ("heap_rss_bytes", I64, false),
-    ("frag_ratio", F64, true),
-];
 
 /// The arrow schema of a column table.
 pub fn schema(cols: &[Col]) -> Schema {
     Schema::new(
         cols.iter()
-            .map(|&(n, t, nullable)| Field::new(n, t.arrow(), nullable))
+            .map(|c| Field::new(c.name, arrow_type(c.ty), c.nullable))
             .collect::<Vec<_>>(),
     )
 }
@@ -188,78 +51,49 @@ fn bad(col: &str, row: usize, what: &str) -> ReplayError {
     ))
 }
 
-/// Builds one column from the rows' serde objects.
-fn column(
-    objs: &[Map<String, Value>],
-    &(name, ty, nullable): &Col,
-) -> Result<ArrayRef, ReplayError> {
-    let n = objs.len();
-    let get = |i: usize| -> Result<Option<&Value>, ReplayError> {
-        match objs[i].get(name) {
-            None => Err(bad(name, i, "is missing")),
-            Some(Value::Null) if nullable => Ok(None),
-            Some(Value::Null) => Err(bad(name, i, "is null but not nullable")),
-            Some(v) => Ok(Some(v)),
-        }
-    };
+/// Builds column `i` of the rows' cells.
+fn column(cells: &[Vec<Cell<'_>>], i: usize, c: &Col) -> Result<ArrayRef, ReplayError> {
+    let n = cells.len();
     macro_rules! build {
-        ($builder:ident, $conv:expr) => {{
-            let mut b = $builder::with_capacity(n);
-            for i in 0..n {
-                match get(i)? {
-                    None => b.append_null(),
-                    Some(v) => {
-                        b.append_value($conv(v).ok_or_else(|| bad(name, i, "has the wrong type"))?)
-                    }
+        ($builder:expr, $variant:ident) => {{
+            let mut b = $builder;
+            for (r, row) in cells.iter().enumerate() {
+                match &row[i] {
+                    Cell::Null if c.nullable => b.append_null(),
+                    Cell::Null => return Err(bad(c.name, r, "is null but not nullable")),
+                    Cell::$variant(v) => b.append_value(v.clone()),
+                    _ => return Err(bad(c.name, r, "has the wrong type")),
                 }
             }
             Arc::new(b.finish()) as ArrayRef
         }};
     }
-    Ok(match ty {
-        U32 => build!(UInt32Builder, |v: &Value| v
-            .as_u64()
-            .and_then(|x| u32::try_from(x).ok())),
-        U64 => build!(UInt64Builder, |v: &Value| v.as_u64()),
-        I64 => build!(Int64Builder, |v: &Value| v.as_i64()),
-        F64 => build!(Float64Builder, |v: &Value| v.as_f64()),
-        Bool => build!(BooleanBuilder, |v: &Value| v.as_bool()),
-        Str => {
-            let mut b = StringBuilder::with_capacity(n, n * 16);
-            for i in 0..n {
-                match get(i)? {
-                    None => b.append_null(),
-                    Some(Value::String(s)) => b.append_value(s),
-                    Some(_) => return Err(bad(name, i, "has the wrong type")),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }
+    Ok(match c.ty {
+        Ty::U32 => build!(UInt32Builder::with_capacity(n), U32),
+        Ty::U64 => build!(UInt64Builder::with_capacity(n), U64),
+        Ty::I64 => build!(Int64Builder::with_capacity(n), I64),
+        Ty::F64 => build!(Float64Builder::with_capacity(n), F64),
+        Ty::Bool => build!(BooleanBuilder::with_capacity(n), Bool),
+        Ty::Str => build!(StringBuilder::with_capacity(n, n * 16), Str),
     })
 }
 
-/// The rows as one record batch with the columns of `cols`.
-pub fn batch<T: Serialize>(rows: &[T], cols: &[Col]) -> Result<RecordBatch, ReplayError> {
-    let objs: Vec<Map<String, Value>> = rows
-        .iter()
-        .map(|r| match serde_json::to_value(r) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(ReplayError::BadInput(
-                "a result row is not an object".into(),
-            )),
-        })
-        .collect::<Result<_, _>>()?;
+/// The rows as one record batch with their columns.
+pub fn batch<T: Row>(rows: &[T]) -> Result<RecordBatch, ReplayError> {
+    let cols = T::COLUMNS;
+    let cells: Vec<Vec<Cell<'_>>> = rows.iter().map(Row::cells).collect();
     let arrays = cols
         .iter()
-        .map(|c| column(&objs, c))
+        .enumerate()
+        .map(|(i, c)| column(&cells, i, c))
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::new(schema(cols)), arrays)
         .map_err(|e| ReplayError::BadInput(format!("building a result batch: {e}")))
 }
 
 /// Writes `rows` as a Parquet file at `path` (through a temporary file and a rename).
-pub fn write_file<T: Serialize>(path: &Path, rows: &[T], cols: &[Col]) -> Result<(), ReplayError> {
-    let b = batch(rows, cols)?;
+pub fn write_file<T: Row>(path: &Path, rows: &[T]) -> Result<(), ReplayError> {
+    let b = batch(rows)?;
     let io = |e: std::io::Error| ReplayError::io(format!("writing {}", path.display()), e);
     let pq = |e: parquet::errors::ParquetError| {
         ReplayError::io(
@@ -290,8 +124,8 @@ pub fn write_file<T: Serialize>(path: &Path, rows: &[T], cols: &[Col]) -> Result
 pub fn write_dir(dir: &Path, r: &Results) -> Result<(), ReplayError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| ReplayError::io(format!("creating {}", dir.display()), e))?;
-    write_file(&dir.join("runs.parquet"), &r.runs, RUNS)?;
-    write_file(&dir.join("latency.parquet"), &r.latency, LATENCY)?;
-    write_file(&dir.join("timeseries.parquet"), &r.samples, TIMESERIES)?;
+    write_file(&dir.join("runs.parquet"), &r.runs)?;
+    write_file(&dir.join("latency.parquet"), &r.latency)?;
+    write_file(&dir.join("timeseries.parquet"), &r.samples)?;
     Ok(())
 }

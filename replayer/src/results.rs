@@ -4,39 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use results_schema::{LatencyRow, RunRow, SCHEMA_VERSION, SampleRow, Status, Workload};
+
 use crate::adapter::AllocSpec;
 use crate::engine::{PassResult, Phase};
 use crate::env::{BuildInfo, Environment};
 use crate::plan::{OpClass, PlanMeta};
-
-/// The schema version the rows follow (replayer/SCHEMA.md).
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Every pass ran and its counts verified.
-    Ok,
-    /// A child died of a signal.
-    Crashed,
-    /// A child ran past `--timeout`.
-    Timeout,
-    /// A child could not run, or what it replayed does not match the plan.
-    Failed,
-}
-
-impl Status {
-    /// The name in runs.parquet.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Crashed => "crashed",
-            Status::Timeout => "timeout",
-            Status::Failed => "failed",
-        }
-    }
-}
 
 /// What became of one pass (one child).
 #[derive(Clone, Debug)]
@@ -63,8 +36,12 @@ pub struct TraceInfo {
     pub path: String,
     /// Its short name (the file stem, without `.trace` and `.zst`).
     pub name: String,
-    /// `synth.workload` of a synthetic trace, else `recorded:<program>`.
-    pub workload: String,
+    /// XXH64 of the trace file's bytes (`trace_hash`).
+    pub hash: String,
+    /// The parameters that made it (`trace_params`).
+    pub params: String,
+    /// What made it.
+    pub workload: Workload,
     /// The plan's counts.
     pub plan: PlanMeta,
 }
@@ -80,114 +57,6 @@ pub struct SweepInfo {
     pub pinned_requested: bool,
     pub environment: Environment,
     pub build: BuildInfo,
-}
-
-/// One row of runs.parquet (see SCHEMA.md for each column).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunRow {
-    pub schema_version: u32,
-    pub run_id: String,
-    pub sweep: String,
-    pub trace_path: String,
-    pub trace_name: String,
-    pub workload: String,
-    pub trace_threads: u32,
-    pub trace_peak_threads: u32,
-    pub replay_threads: u32,
-    pub peak_replay_threads: Option<u32>,
-    pub allocator: String,
-    pub allocator_version: String,
-    pub allocator_options: String,
-    pub repetition: u32,
-    pub status: String,
-    pub error: Option<String>,
-    pub ops: u64,
-    pub ops_malloc: u64,
-    pub ops_calloc: u64,
-    pub ops_realloc: u64,
-    pub ops_free: u64,
-    pub ops_aligned: u64,
-    pub failed_allocations: u64,
-    pub skipped_inconsistent: u64,
-    pub inversions_resolved: u64,
-    pub wall_ns: Option<u64>,
-    pub ops_per_sec: Option<f64>,
-    pub timed_wall_ns: Option<u64>,
-    pub preprocess_ns: u64,
-    pub replay_state_bytes: u64,
-    pub peak_live_bytes: u64,
-    pub final_live_bytes: u64,
-    pub measured_peak_live_bytes: Option<u64>,
-    pub baseline_rss_bytes: Option<u64>,
-    pub peak_rss_bytes: Option<u64>,
-    pub peak_heap_rss_bytes: Option<u64>,
-    pub heap_rss_at_peak_live_bytes: Option<u64>,
-    pub frag_ratio_at_peak: Option<f64>,
-    pub retained_heap_rss_bytes: Option<u64>,
-    pub retained_heap_rss_100ms_bytes: Option<u64>,
-    pub retained_heap_rss_1s_bytes: Option<u64>,
-    pub retained_heap_rss_5s_bytes: Option<u64>,
-    pub minor_faults: Option<u64>,
-    pub major_faults: Option<u64>,
-    pub voluntary_ctx_switches: Option<u64>,
-    pub involuntary_ctx_switches: Option<u64>,
-    pub user_cpu_ns: Option<u64>,
-    pub sys_cpu_ns: Option<u64>,
-    pub alloc_allocated_bytes: Option<u64>,
-    pub alloc_resident_bytes: Option<u64>,
-    pub alloc_stats_json: Option<String>,
-    pub touch: String,
-    pub paced: bool,
-    pub order: String,
-    pub pinned: bool,
-    pub started_unix_ns: i64,
-    pub host: String,
-    pub os: String,
-    pub kernel: String,
-    pub cpu_model: String,
-    pub cpus: u32,
-    pub thp_enabled: String,
-    pub glibc_version: String,
-    pub rustc_version: String,
-    pub build_profile: String,
-    pub alloclab_version: String,
-    pub alloclab_commit: String,
-}
-
-/// One row of latency.parquet.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct LatencyRow {
-    pub schema_version: u32,
-    pub run_id: String,
-    pub allocator: String,
-    pub trace_name: String,
-    pub workload: String,
-    pub replay_threads: u32,
-    pub repetition: u32,
-    pub op: String,
-    pub count: u64,
-    pub mean_ns: f64,
-    pub quantile: f64,
-    pub latency_ns: u64,
-}
-
-/// One row of timeseries.parquet.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SampleRow {
-    pub schema_version: u32,
-    pub run_id: String,
-    pub allocator: String,
-    pub trace_name: String,
-    pub workload: String,
-    pub replay_threads: u32,
-    pub repetition: u32,
-    pub phase: String,
-    pub t_ns: u64,
-    pub ops_done: u64,
-    pub live_bytes: u64,
-    pub rss_bytes: u64,
-    pub heap_rss_bytes: i64,
-    pub frag_ratio: Option<f64>,
 }
 
 /// Everything a sweep produced, in the order the runs were made.
@@ -284,6 +153,8 @@ impl Results {
             sweep: sweep.sweep.clone(),
             trace_path: trace.path.clone(),
             trace_name: trace.name.clone(),
+            trace_hash: trace.hash.clone(),
+            trace_params: trace.params.clone(),
             workload: trace.workload.clone(),
             trace_threads: plan.trace_threads,
             trace_peak_threads: plan.trace_peak_threads,
@@ -293,7 +164,7 @@ impl Results {
             allocator_version: any.map_or_else(|| spec.name(), |r| r.allocator_version.clone()),
             allocator_options: allocator_options.to_string(),
             repetition,
-            status: status.name().to_string(),
+            status,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
             ops,
             ops_malloc: counts[OpClass::Malloc as usize],

@@ -27,7 +27,7 @@ use crate::error::ReplayError;
 use crate::mem::Mapping;
 use crate::plan::{Order, PlanMeta};
 use crate::prep::{PrepOptions, preprocess};
-use crate::results::{Outcome, Results, RunRow, Status, SweepInfo, TraceInfo};
+use crate::results::{Outcome, Results, RunRow, Status, SweepInfo, TraceInfo, Workload};
 
 /// Everything a sweep is asked to do.
 #[derive(Clone, Debug)]
@@ -115,10 +115,10 @@ pub fn trace_name(path: &Path) -> String {
     f.to_string()
 }
 
-/// `synth.workload` of a synthetic trace, else `recorded:<program>`.
-pub fn workload_of(h: &traces::Header) -> String {
+/// The workload of a synthetic trace (`synth.workload`), else the program it recorded.
+pub fn workload_of(h: &traces::Header) -> Workload {
     if let Some(w) = h.extra("synth.workload") {
-        return w.to_string();
+        return Workload::Synthetic(w.to_string());
     }
     let prog = h
         .command_line
@@ -126,7 +126,35 @@ pub fn workload_of(h: &traces::Header) -> String {
         .map(|c| c.rsplit('/').next().unwrap_or(c).to_string())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    format!("recorded:{prog}")
+    Workload::Recorded(prog)
+}
+
+/// The parameters that made a trace (`trace_params`): a synthetic trace's `synth.*` header
+/// entries as `key=value` (without the prefix), space separated, in header order; empty for a
+/// recorded trace (its program is in the workload, its identity in the hash).
+pub fn params_of(h: &traces::Header) -> String {
+    h.extra
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("synth.")?, v)))
+        .map(|(k, v)| format!("{k}={}", v.replace(char::is_whitespace, "_")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `trace_hash`: XXH64 of the file's bytes, as hex (one sequential read of the file).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    use std::hash::Hasher as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.write(&buf[..n]);
+    }
+    Ok(results_schema::trace_hash_hex(h.finish()))
 }
 
 fn bar(progress: bool, len: u64, template: &str) -> ProgressBar {
@@ -268,7 +296,11 @@ impl Sweep {
                 |f| f.to_string_lossy().into_owned(),
             )
         });
+        let hash = hash_file(&opts.trace)
+            .map_err(|e| ReplayError::io(format!("reading {path} to hash it"), e))?;
         let trace = TraceInfo {
+            hash,
+            params: params_of(&header),
             path,
             name: trace_name(&opts.trace),
             workload: workload_of(&header),
@@ -598,7 +630,7 @@ fn check_preload(exe: &Path, spec: &AllocSpec, lib: &Path) -> Result<(), ReplayE
 /// One line about a finished run, for stderr.
 pub fn run_line(r: &RunRow) -> String {
     use crate::fmt;
-    if r.status != "ok" {
+    if !r.status.is_ok() {
         return format!(
             "{} r{}: {}: {}",
             r.allocator,

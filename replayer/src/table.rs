@@ -1,24 +1,14 @@
 //! The text table on stdout: allocators side by side, medians over repetitions with their
-//! spread, ratios to the first allocator. The same [`Summary`] is in `--json`.
+//! spread, ratios to `system` and to the fastest — the rule of `results_schema::summary`, the
+//! one `analyze` uses. The same [`Summary`] is in `--json`.
 
+use results_schema::summary::{self, SummaryRow};
 use serde::Serialize;
 
 use crate::fmt;
 use crate::results::{Results, RunRow, TraceInfo};
 
-/// Median of `v` (None when empty); the mean of the two middle values for an even count.
-pub fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
+use results_schema::summary::median;
 
 /// One allocator's figures over its runs.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -26,23 +16,16 @@ pub struct Summary {
     pub allocator: String,
     pub runs: usize,
     pub ok: usize,
-    pub ops_per_sec_median: Option<f64>,
-    pub ops_per_sec_min: Option<f64>,
-    pub ops_per_sec_max: Option<f64>,
-    /// Median ops/s over the first allocator's.
-    pub throughput_vs_first: Option<f64>,
+    /// Medians and ratios over the ok runs (None when no run was ok).
+    pub summary: Option<SummaryRow>,
     pub wall_ns_median: Option<f64>,
     /// Median over runs of each run's quantile: (op, p50, p99, p99.9) in ns.
     pub latency_ns: Vec<(String, f64, f64, f64)>,
-    pub peak_heap_rss_bytes_median: Option<f64>,
-    pub frag_ratio_at_peak_median: Option<f64>,
-    pub retained_heap_rss_bytes_median: Option<f64>,
-    pub retained_heap_rss_1s_bytes_median: Option<f64>,
-    pub minor_faults_median: Option<f64>,
     pub errors: Vec<String>,
 }
 
-/// Summaries per allocator, in the order allocators first appear.
+/// Summaries per allocator, in the order allocators first appear. (A sweep replays one trace
+/// with one thread count, so each allocator is one configuration.)
 pub fn summarize(r: &Results) -> Vec<Summary> {
     let mut names: Vec<&str> = Vec::new();
     for run in &r.runs {
@@ -50,33 +33,28 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
             names.push(&run.allocator);
         }
     }
-    let mut out: Vec<Summary> = names
+    let configs = summary::summarize(&r.runs);
+    let latency = summary::summarize_latency(&r.runs, &r.latency);
+    names
         .iter()
         .map(|&name| {
             let runs: Vec<&RunRow> = r.runs.iter().filter(|x| x.allocator == name).collect();
-            let ok: Vec<&RunRow> = runs.iter().copied().filter(|x| x.status == "ok").collect();
-            let med = |f: &dyn Fn(&RunRow) -> Option<f64>| {
-                let mut v: Vec<f64> = ok.iter().filter_map(|x| f(x)).collect();
-                median(&mut v)
-            };
-            let tput: Vec<f64> = ok.iter().filter_map(|x| x.ops_per_sec).collect();
+            let ok: Vec<&RunRow> = runs.iter().copied().filter(|x| x.status.is_ok()).collect();
+            let mut wall: Vec<f64> = ok
+                .iter()
+                .filter_map(|x| x.wall_ns.map(|v| v as f64))
+                .collect();
             let mut latency_ns = Vec::new();
-            for op in ["malloc", "calloc", "realloc", "free", "aligned"] {
+            for op in results_schema::OPS {
                 let q = |quant: f64| {
-                    let mut v: Vec<f64> = ok
+                    latency
                         .iter()
-                        .filter_map(|run| {
-                            r.latency
-                                .iter()
-                                .find(|l| {
-                                    l.run_id == run.run_id
-                                        && l.op == op
-                                        && (l.quantile - quant).abs() < 1e-9
-                                })
-                                .map(|l| l.latency_ns as f64)
+                        .find(|l| {
+                            l.allocator == name
+                                && l.op == op
+                                && summary::quantile_key(l.quantile) == summary::quantile_key(quant)
                         })
-                        .collect();
-                    median(&mut v)
+                        .and_then(|l| l.latency_ns)
                 };
                 if let (Some(a), Some(b), Some(c)) = (q(0.5), q(0.99), q(0.999)) {
                     latency_ns.push((op.to_string(), a, b, c));
@@ -86,24 +64,12 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 allocator: name.to_string(),
                 runs: runs.len(),
                 ok: ok.len(),
-                ops_per_sec_median: med(&|x| x.ops_per_sec),
-                ops_per_sec_min: tput.iter().copied().reduce(f64::min),
-                ops_per_sec_max: tput.iter().copied().reduce(f64::max),
-                throughput_vs_first: None,
-                wall_ns_median: med(&|x| x.wall_ns.map(|v| v as f64)),
+                summary: configs.iter().find(|c| c.allocator == name).cloned(),
+                wall_ns_median: median(&mut wall),
                 latency_ns,
-                peak_heap_rss_bytes_median: med(&|x| x.peak_heap_rss_bytes.map(|v| v as f64)),
-                frag_ratio_at_peak_median: med(&|x| x.frag_ratio_at_peak),
-                retained_heap_rss_bytes_median: med(&|x| {
-                    x.retained_heap_rss_bytes.map(|v| v as f64)
-                }),
-                retained_heap_rss_1s_bytes_median: med(&|x| {
-                    x.retained_heap_rss_1s_bytes.map(|v| v as f64)
-                }),
-                minor_faults_median: med(&|x| x.minor_faults.map(|v| v as f64)),
                 errors: runs
                     .iter()
-                    .filter(|x| x.status != "ok")
+                    .filter(|x| !x.status.is_ok())
                     .map(|x| {
                         format!(
                             "r{} {}: {}",
@@ -115,15 +81,7 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                     .collect(),
             }
         })
-        .collect();
-    let first = out.first().and_then(|s| s.ops_per_sec_median);
-    for s in &mut out {
-        s.throughput_vs_first = match (s.ops_per_sec_median, first) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-    }
-    out
+        .collect()
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -200,13 +158,15 @@ pub fn render_trace(t: &TraceInfo) -> String {
 /// The table of a sweep.
 pub fn render(r: &Results) -> String {
     let sums = summarize(r);
-    let first = sums
-        .first()
-        .map_or("", |s| s.allocator.as_str())
-        .to_string();
     let mut rows = Vec::new();
     for s in &sums {
-        let spread = match (s.ops_per_sec_min, s.ops_per_sec_max, s.ops_per_sec_median) {
+        let c = s.summary.as_ref();
+        let get = |f: fn(&SummaryRow) -> Option<f64>| c.and_then(f);
+        let spread = match (
+            get(|c| c.ops_per_sec_min),
+            get(|c| c.ops_per_sec_max),
+            get(|c| c.ops_per_sec_median),
+        ) {
             (Some(a), Some(b), Some(m)) if s.ok > 1 && m > 0.0 => {
                 format!("±{:.1}%", (b - a) / 2.0 / m * 100.0)
             }
@@ -218,32 +178,33 @@ pub fn render(r: &Results) -> String {
                 .find(|l| l.0 == op)
                 .map_or_else(|| "—".into(), |l| fmt::ns([l.1, l.2, l.3][i]))
         };
+        let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}×"));
+        let bytes = |v: Option<f64>| opt(v, |v| fmt::bytes(v as u64));
         rows.push(vec![
             s.allocator.clone(),
             format!("{}/{}", s.ok, s.runs),
-            opt(s.ops_per_sec_median, fmt::rate),
+            opt(get(|c| c.ops_per_sec_median), fmt::rate),
             spread,
-            opt(s.throughput_vs_first, |v| format!("{v:.2}×")),
+            ratio(get(|c| c.ratio_to_system)),
+            ratio(get(|c| c.ratio_to_best)),
             lat("malloc", 0),
             lat("malloc", 1),
             lat("malloc", 2),
             lat("free", 1),
-            opt(s.peak_heap_rss_bytes_median, |v| fmt::bytes(v as u64)),
-            opt(s.frag_ratio_at_peak_median, |v| format!("{v:.2}×")),
-            opt(s.retained_heap_rss_bytes_median, |v| fmt::bytes(v as u64)),
-            opt(s.retained_heap_rss_1s_bytes_median, |v| {
-                fmt::bytes(v as u64)
-            }),
+            bytes(get(|c| c.peak_heap_rss_bytes)),
+            ratio(get(|c| c.frag_ratio_at_peak)),
+            bytes(get(|c| c.retained_heap_rss_bytes)),
+            bytes(get(|c| c.retained_heap_rss_1s_bytes)),
         ]);
     }
-    let vs = format!("vs {first}");
     let mut out = render_rows(
         &[
             "allocator",
             "ok",
             "ops/s",
             "spread",
-            &vs,
+            "vs system",
+            "vs best",
             "malloc p50",
             "p99",
             "p99.9",
@@ -266,14 +227,4 @@ pub fn render(r: &Results) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(super::median(&mut []), None);
-    }
 }

@@ -491,36 +491,48 @@ fn parquet_files_open_with_polars_and_have_the_documented_columns() {
     assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "0 4 4");
 }
 
+/// A trace is identified by its bytes (`trace_hash`, XXH64 of the file) and described by the
+/// parameters that made it (`trace_params`): the lab's `t1/larson.trace.zst` and
+/// `t2/larson.trace.zst` share a name, and replayed with the same thread count (here both
+/// folded onto one replay thread) name and replay threads alone cannot tell them apart.
 #[test]
-fn the_column_tables_match_schema_md() {
-    for (file, cols) in [
-        ("runs", replayer::parquet::RUNS),
-        ("latency", replayer::parquet::LATENCY),
-        ("timeseries", replayer::parquet::TIMESERIES),
-    ] {
-        let want = schema_md_columns(file);
-        let got: Vec<(String, String)> = cols
-            .iter()
-            .map(|(n, t, _)| (n.to_string(), t.schema_name().to_string()))
-            .collect();
-        assert_eq!(got, want, "{file}");
-        let md = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SCHEMA.md"))
-            .unwrap();
-        for (n, _, nullable) in cols {
-            let line = md
-                .lines()
-                .find(|l| {
-                    l.starts_with("| ")
-                        && l.split('|')
-                            .nth(1)
-                            .unwrap()
-                            .split(',')
-                            .any(|c| c.trim() == *n)
-                })
-                .unwrap();
-            assert_eq!(line.contains("nullable"), *nullable, "{file}.{n}: {line}");
-        }
+fn runs_carry_the_trace_hash_and_parameters() {
+    use std::hash::Hasher as _;
+    let d = tmp();
+    let mut seen = Vec::new();
+    for n in [1u32, 2] {
+        let dir = d.path().join(format!("t{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = synth(&dir, "larson", n, 3_000);
+        let doc = replay_json(&t, &["-a", "system", "--no-latency", "--threads", "1"]);
+        let run = &doc["runs"][0];
+        let bytes = std::fs::read(&t).unwrap();
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        h.write(&bytes);
+        assert_eq!(run["trace_hash"], format!("{:016x}", h.finish()), "{run}");
+        let params = run["trace_params"].as_str().unwrap();
+        assert!(
+            params.starts_with("workload=larson ") && params.contains(&format!(" threads={n} ")),
+            "{params}"
+        );
+        assert_eq!(run["trace_name"], "larson");
+        seen.push((
+            run["trace_hash"].clone(),
+            run["replay_threads"].clone(),
+            params.to_owned(),
+        ));
+        // A copy of the file is the same trace; one changed byte is another.
+        let copy = d.path().join(format!("copy{n}.trace.zst"));
+        std::fs::copy(&t, &copy).unwrap();
+        let again = replay_json(&copy, &["-a", "system", "--no-latency"]);
+        assert_eq!(again["runs"][0]["trace_hash"], run["trace_hash"]);
     }
+    assert_eq!(seen[0].1, seen[1].1, "{seen:?}");
+    assert_ne!(
+        seen[0].0, seen[1].0,
+        "two different traces, one hash: {seen:?}"
+    );
+    assert_ne!(seen[0].2, seen[1].2);
 }
 
 // ---- bad input ------------------------------------------------------------------------------
@@ -1322,6 +1334,7 @@ fn output_problems_are_found_before_the_first_run_and_leave_no_partial_files() {
         .filter(|n| n.ends_with(".tmp") || n.starts_with(".replay"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
 
 #[test]
 fn the_mempool_variants_replay_synthetic_traces_with_exact_counts() {

@@ -171,10 +171,7 @@ fn summarise(template: &naming::Template, since: std::time::SystemTime) -> Summa
                 None => {
                     s.incomplete += 1;
                     s.events += r.total_events();
-                    let mut th: Vec<u32> = r.index().iter().map(|f| f.thread).collect();
-                    th.sort_unstable();
-                    th.dedup();
-                    s.threads += th.len() as u64;
+                    s.threads += r.threads().len() as u64;
                 }
             },
             Err(_) => s.incomplete += 1,

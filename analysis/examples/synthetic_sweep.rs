@@ -1,6 +1,8 @@
-//! `analyze-fixture`: writes a synthetic, schema-conformant sweep (replayer/SCHEMA.md) with
-//! deterministic values — the benchmark's input, and something to point `analyze` or the
-//! notebook at before any real replay exists.
+//! The analyze benchmark's input (analysis/bench/run.sh): a synthetic, schema-conformant sweep
+//! with deterministic values, written by the tests' fixture builders (tests/common).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use clap::Parser;
 
 /// Writes a synthetic sweep: traces × allocators × threads × repetitions.
 #[derive(Parser, Debug)]
-#[command(name = "analyze-fixture")]
+#[command(name = "synthetic_sweep")]
 struct Args {
     /// Output directory (result directories d000, d001, … are made in it).
     #[arg(short, long)]
@@ -44,9 +46,9 @@ struct Args {
     crash_every: u32,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let a = Args::parse();
-    let spec = analysis::fixture::SynthSpec {
+    let spec = common::SynthSpec {
         traces: a.workloads.iter().map(|w| (w.clone(), w.clone())).collect(),
         allocators: a.allocators,
         threads: a.threads,
@@ -56,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         crash_every: a.crash_every,
     };
     let t = std::time::Instant::now();
-    analysis::fixture::write_synthetic(&a.out, &spec)?;
+    common::write_synthetic(&a.out, &spec);
     println!(
         "{}: {} runs, {} time-series rows, in {} directories ({:.1} s)",
         a.out.display(),
@@ -65,5 +67,4 @@ fn main() -> anyhow::Result<()> {
         spec.dirs,
         t.elapsed().as_secs_f64()
     );
-    Ok(())
 }

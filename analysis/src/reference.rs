@@ -1,0 +1,319 @@
+//! The reference tables: the seed documents' own tables (AllocatorBench's scaling table,
+//! FancyAllocator's README tables), regenerated from our runs. They are specific to those
+//! documents and their workloads; the generic tables are in [`crate::tables`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigRow, LatencyRow};
+use crate::tables::{Cell, Table, fmt_bytes, fmt_mops, fmt_ns, fmt_pct, fmt_ratio, raw_num};
+
+/// Options that choose the seed tables' workloads.
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    /// Workload of AllocatorBench's scaling table (its report used `rl_small`).
+    pub scaling_workload: String,
+    /// Workload of FancyAllocator's tables (its README's ring-buffer benchmark).
+    pub fancy_workload: String,
+}
+
+impl Default for SeedOptions {
+    fn default() -> Self {
+        SeedOptions {
+            scaling_workload: "rl_small".into(),
+            fancy_workload: "ring-buffer".into(),
+        }
+    }
+}
+
+/// The reference tables, in report order.
+pub fn tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
+    let mut t = vec![allocatorbench_scaling(&a.configs, &seeds.scaling_workload)];
+    t.extend(fancy_tables(&a.configs, &a.latency, &seeds.fancy_workload));
+    t
+}
+
+/// The configurations of one workload (or the fallback workload), and the workload used.
+fn pick_workload<'a>(configs: &'a [ConfigRow], want: &str) -> (Vec<&'a ConfigRow>, String, bool) {
+    let of = |w: &str| -> Vec<&ConfigRow> {
+        configs
+            .iter()
+            .filter(|c| c.workload.to_string() == w || c.key.trace == w)
+            .collect()
+    };
+    let rows = of(want);
+    if !rows.is_empty() {
+        return (rows, want.to_owned(), false);
+    }
+    // Fall back to the workload with the most thread counts, then the most configurations.
+    let mut by: BTreeMap<String, (BTreeSet<u32>, usize)> = BTreeMap::new();
+    for c in configs {
+        let e = by.entry(c.workload.to_string()).or_default();
+        e.0.insert(c.key.threads);
+        e.1 += 1;
+    }
+    match by.into_iter().max_by(|a, b| {
+        (a.1.0.len(), a.1.1)
+            .cmp(&(b.1.0.len(), b.1.1))
+            .then(b.0.cmp(&a.0))
+    }) {
+        Some((w, _)) => (of(&w), w, true),
+        None => (Vec::new(), want.to_owned(), true),
+    }
+}
+
+fn allocator_order(rows: &[&ConfigRow]) -> Vec<String> {
+    let mut names: BTreeSet<&str> = rows.iter().map(|r| r.key.allocator.as_str()).collect();
+    let mut out = Vec::new();
+    if names.remove(BASELINE_ALLOCATOR) {
+        out.push(BASELINE_ALLOCATOR.to_owned());
+    }
+    out.extend(names.into_iter().map(str::to_owned));
+    out
+}
+
+fn fallback_note(want: &str, used: &str, fell_back: bool) -> String {
+    if fell_back {
+        format!(
+            " No `{want}` runs in these results: this is workload `{used}` instead (the one with \
+             the most thread counts)."
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// AllocatorBench's Table 1: throughput vs thread count, one column per allocator.
+pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
+    let (rows, used, fell_back) = pick_workload(configs, want);
+    let mut t = Table::new(
+        "allocatorbench_scaling",
+        format!("AllocatorBench Table 1: throughput (ops/s) vs thread count, {used} workload"),
+        format!(
+            "The seed report's scaling table, regenerated from these runs: median ops/s per \
+             allocator over the ok repetitions (each trace of the workload in its own rows; the \
+             fastest in bold). `best vs system` is the fastest allocator and its ratio to glibc's malloc at that thread \
+             count.{}",
+            fallback_note(want, &used, fell_back)
+        ),
+    );
+    let allocs = allocator_order(&rows);
+    let traces: BTreeSet<&str> = rows.iter().map(|r| r.key.trace.as_str()).collect();
+    let multi = traces.len() > 1;
+    if multi {
+        t.col("trace", "trace_name");
+    }
+    t.col("Threads", "replay_threads");
+    for a in &allocs {
+        t.col(a, &format!("{a}_ops_per_sec"));
+    }
+    t.col("best vs system", "best_ratio_to_system");
+    let mut grid: BTreeMap<(&str, u32), BTreeMap<&str, &ConfigRow>> = BTreeMap::new();
+    for r in &rows {
+        grid.entry((&r.key.trace, r.key.threads))
+            .or_default()
+            .insert(&r.key.allocator, r);
+    }
+    for ((trace, threads), by) in grid {
+        let mut row = Vec::new();
+        if multi {
+            row.push(Cell::text(trace));
+        }
+        row.push(Cell::text(threads.to_string()));
+        let best = by
+            .values()
+            .filter_map(|r| r.ops_per_sec_median.map(|m| (m, r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        for a in &allocs {
+            let v = by.get(a.as_str()).and_then(|r| r.ops_per_sec_median);
+            let is_best = best.is_some_and(|b| b.1.key.allocator == *a);
+            let mut c = Cell::num(v, fmt_mops);
+            if is_best && by.len() > 1 {
+                c.text = format!("**{}**", c.text);
+            }
+            row.push(c);
+        }
+        row.push(match best {
+            Some((_, r)) if r.vs_system.is_some() => Cell {
+                text: format!(
+                    "{} {}",
+                    r.key.allocator,
+                    fmt_signed_pct(r.vs_system.unwrap_or(1.0))
+                ),
+                raw: raw_num(r.vs_system.unwrap_or(1.0)),
+            },
+            _ => Cell::num(None, fmt_ratio),
+        });
+        t.rows.push(row);
+    }
+    t
+}
+
+fn fmt_signed_pct(ratio: f64) -> String {
+    let p = (ratio - 1.0) * 100.0;
+    if p >= 0.0 {
+        format!("+{p:.1} %")
+    } else {
+        format!("−{:.1} %", -p)
+    }
+}
+
+/// FancyAllocator's README tables: throughput at the most threads, malloc P99/P99.9, thread
+/// scaling, peak RSS.
+pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Vec<Table> {
+    let (rows, used, fell_back) = pick_workload(configs, want);
+    let note_tail = fallback_note(want, &used, fell_back);
+    // Most threads of the workload (per trace: a workload can have several traces; the first
+    // trace by name is used and named).
+    let trace = rows.iter().map(|r| r.key.trace.clone()).min();
+    let rows: Vec<&ConfigRow> = rows
+        .into_iter()
+        .filter(|r| Some(&r.key.trace) == trace.as_ref())
+        .collect();
+    let trace = trace.unwrap_or_else(|| used.clone());
+    let top = rows.iter().map(|r| r.key.threads).max().unwrap_or(0);
+    let at_top: Vec<&ConfigRow> = {
+        let mut v: Vec<&ConfigRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.key.threads == top)
+            .collect();
+        v.sort_by(|a, b| {
+            b.ops_per_sec_median
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&a.ops_per_sec_median.unwrap_or(f64::NEG_INFINITY))
+        });
+        v
+    };
+
+    let mut tp = Table::new(
+        "fancy_throughput",
+        format!("FancyAllocator: throughput ({top} threads, trace {trace})"),
+        format!(
+            "The README's headline table: median Mops/s at the largest thread count of the \
+             trace, fastest first, and the ratio to glibc's malloc (`system`).{note_tail}"
+        ),
+    );
+    tp.col("Allocator", "allocator");
+    tp.col("Mops/sec", "ops_per_sec_median");
+    tp.col("vs glibc", "ratio_to_system");
+    tp.col("CV", "ops_per_sec_cv");
+    for r in &at_top {
+        tp.rows.push(vec![
+            Cell::text(&r.key.allocator),
+            Cell {
+                text: r
+                    .ops_per_sec_median
+                    .map(|v| format!("{:.2}", v / 1e6))
+                    .unwrap_or_else(|| "—".into()),
+                raw: r.ops_per_sec_median.map(raw_num).unwrap_or_default(),
+            },
+            Cell::num(r.vs_system, |v| format!("{v:.1}x")),
+            Cell::num(r.ops_per_sec_cv, fmt_pct),
+        ]);
+    }
+
+    let mut lt = Table::new(
+        "fancy_latency",
+        format!("FancyAllocator: latency (P99, {top} threads, trace {trace})"),
+        format!(
+            "Allocation latency: the `malloc` op's P99 and P99.9 (median over repetitions), \
+             lowest P99 first.{note_tail}"
+        ),
+    );
+    lt.col("Allocator", "allocator");
+    lt.col("Alloc P99", "malloc_p99_ns");
+    lt.col("Alloc P999", "malloc_p99_9_ns");
+    lt.col("Free P99", "free_p99_ns");
+    // (allocator, malloc p99, malloc p99.9, free p99)
+    type LatencyCells<'a> = (&'a str, Option<f64>, Option<f64>, Option<f64>);
+    let mut lrows: Vec<LatencyCells> = Vec::new();
+    for r in &at_top {
+        let get = |op: &str, q: u32| {
+            lat.iter()
+                .find(|l| l.key == r.key && l.op == op)
+                .and_then(|l| l.quantiles.get(&q).copied())
+        };
+        lrows.push((
+            &r.key.allocator,
+            get("malloc", 99_000),
+            get("malloc", 99_900),
+            get("free", 99_000),
+        ));
+    }
+    lrows.sort_by(|a, b| {
+        a.1.unwrap_or(f64::INFINITY)
+            .total_cmp(&b.1.unwrap_or(f64::INFINITY))
+    });
+    for (a, p99, p999, f99) in lrows {
+        lt.rows.push(vec![
+            Cell::text(a),
+            Cell::num(p99, fmt_ns),
+            Cell::num(p999, fmt_ns),
+            Cell::num(f99, fmt_ns),
+        ]);
+    }
+
+    let allocs = allocator_order(&rows);
+    let mut sc = Table::new(
+        "fancy_scaling",
+        format!("FancyAllocator: thread scaling (trace {trace})"),
+        format!(
+            "Median ops/s per allocator and thread count; the fastest of each row in bold.{note_tail}"
+        ),
+    );
+    sc.col("Threads", "replay_threads");
+    for a in &allocs {
+        sc.col(a, &format!("{a}_ops_per_sec"));
+    }
+    let mut grid: BTreeMap<u32, BTreeMap<&str, &ConfigRow>> = BTreeMap::new();
+    for r in &rows {
+        grid.entry(r.key.threads)
+            .or_default()
+            .insert(&r.key.allocator, r);
+    }
+    for (threads, by) in &grid {
+        let best = by
+            .values()
+            .filter_map(|r| r.ops_per_sec_median.map(|m| (m, r.key.allocator.as_str())))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|b| b.1);
+        let mut row = vec![Cell::text(threads.to_string())];
+        for a in &allocs {
+            let mut c = Cell::num(
+                by.get(a.as_str()).and_then(|r| r.ops_per_sec_median),
+                fmt_mops,
+            );
+            if best == Some(a.as_str()) && by.len() > 1 {
+                c.text = format!("**{}**", c.text);
+            }
+            row.push(c);
+        }
+        sc.rows.push(row);
+    }
+
+    let mut rss = Table::new(
+        "fancy_peak_rss",
+        format!("FancyAllocator: peak RSS ({top} threads, trace {trace})"),
+        format!(
+            "Median peak RSS of the replay process (and peak heap RSS: RSS above the RSS before \
+             the first op), smallest first.{note_tail}"
+        ),
+    );
+    rss.col("Allocator", "allocator");
+    rss.col("Peak RSS", "peak_rss_bytes");
+    rss.col("Peak heap RSS", "peak_heap_rss_bytes");
+    let mut by_rss = at_top.clone();
+    by_rss.sort_by(|a, b| {
+        a.peak_rss_bytes
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.peak_rss_bytes.unwrap_or(f64::INFINITY))
+    });
+    for r in by_rss {
+        rss.rows.push(vec![
+            Cell::text(&r.key.allocator),
+            Cell::num(r.peak_rss_bytes, fmt_bytes),
+            Cell::num(r.peak_heap_rss_bytes, fmt_bytes),
+        ]);
+    }
+    vec![tp, lt, sc, rss]
+}
