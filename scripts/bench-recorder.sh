@@ -14,13 +14,19 @@
 #   HEAPTRACK=0                leave heaptrack out (it takes most of the time)
 #   MODES_EXTRA="name:VAR=v …" more `record` modes with extra environment, e.g.
 #                              "mono:ALLOCLAB_CLOCK=monotonic" (space-separated list)
+#   WORKLOADS="py churn mt"    the workloads to run (default all three)
+#   MT_THREADS="1 2 4"         mt's thread counts; MT_N=1000000 its iterations per thread
 #
 # py:    PYTHONMALLOC=malloc /usr/bin/python3 recorder/bench/py_dict.py  (a 2M-entry dict of
 #        strings, ~24M malloc-family calls)
 # churn: recorder/bench/churn.c, 10M free-then-malloc of 8 B - 32 KiB over 4096 slots (20M
 #        events); it prints its main thread's CPU time.
-# app ns/ev: extra CPU time of the program's own thread per recorded event (churn: its main
-#   thread's CPU time; py: the run's user+sys time minus the writer thread's, both single-
+# mt:    recorder/bench/mt_churn.c, churn's loop on each of 1, 2 and 4 threads (MT_N iterations
+#        each: 2 MT_N + 8192 events per thread); it prints the sum of its threads' CPU times. With
+#        several recording threads every stamp is an ordered `rdtscp` (recorder/README.md, Clock).
+#        The machine this was written on has 2 cores: 4 threads (+ the writer) oversubscribe it.
+# app ns/ev: extra CPU time of the program's own threads per recorded event (churn: its main
+#   thread's CPU time; mt: the sum of its worker threads'; py: the run's user+sys time minus the writer thread's, both single-
 #   threaded programs). writer ns/ev: the writer thread's CPU time (recorder.writer_cpu_ns) per
 #   event. waits: time the program's thread waited for room in its ring (recorder.app_wait_ns).
 set -euo pipefail
@@ -44,6 +50,11 @@ INSPECT=$CARGO_TARGET_DIR/release/inspect
 WORK=$(mktemp -d /tmp/bench-recorder.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 gcc -O2 -fno-builtin recorder/bench/churn.c -o "$WORK/churn"
+gcc -O2 -fno-builtin recorder/bench/mt_churn.c -o "$WORK/mt_churn" -lpthread
+WORKLOADS=${WORKLOADS:-py churn mt}
+MT_THREADS=${MT_THREADS:-1 2 4}
+MT_N=${MT_N:-1000000}
+has() { case " $WORKLOADS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # Exported rather than passed with env(1): heaptrack follows no exec, and env would be the
 # traced program.
@@ -87,14 +98,21 @@ import json, sys
 d = json.load(sys.stdin); e = dict(d["trailer"]["extra"])
 print(d["events"], int(e["recorder.writer_cpu_ns"]) / 1e6, int(e["recorder.app_wait_ns"]) / 1e6)')
     fi
-    cpu=$(sed -n 's/^churn: main thread cpu \([0-9]*\) ms/\1/p' "$err")
+    cpu=$(sed -n 's/^\(churn: main thread\|mt_churn: worker threads\) cpu \([0-9]*\) ms/\2/p' "$err")
     echo "$(echo "$t1 - $t0" | bc) $(echo "$c1 - $c0" | bc) ${cpu:-0} $bytes $events $writer $wait" >> "$WORK/$name.$mode"
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq "$ROUNDS"); do
-    for mode in "${MODES[@]}"; do run py "$mode" "${py[@]}"; done
-    for mode in "${MODES[@]}"; do run churn "$mode" "${churn[@]}"; done
+    if has py; then for mode in "${MODES[@]}"; do run py "$mode" "${py[@]}"; done; fi
+    if has churn; then for mode in "${MODES[@]}"; do run churn "$mode" "${churn[@]}"; done; fi
+    if has mt; then
+        for t in $MT_THREADS; do
+            for mode in "${MODES[@]}"; do
+                [ "$mode" = heaptrack ] || run "mt$t" "$mode" "$WORK/mt_churn" "$t" "$MT_N"
+            done
+        done
+    fi
     echo "round $r of $ROUNDS done (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 
@@ -117,13 +135,18 @@ verdict() {
     }')")
 }
 printf '\n%-6s %-10s %9s %8s %12s %10s %10s %9s %12s\n' workload mode "wall s" ratio "bytes/event" "app ns/ev" "wrt ns/ev" "waits ms" "events"
-for name in py churn; do
+names=()
+has py && names+=(py)
+has churn && names+=(churn)
+if has mt; then for t in $MT_THREADS; do names+=("mt$t"); done; fi
+for name in "${names[@]}"; do
     bare=$(col 1 "$WORK/$name.bare")
     bare_cpu=$(col 2 "$WORK/$name.bare")
     bare_app=$(col 3 "$WORK/$name.bare")
     events=$(col 5 "$WORK/$name.record")
     for mode in "${MODES[@]}"; do
         f=$WORK/$name.$mode
+        [ -f "$f" ] || continue
         wall=$(col 1 "$f")
         ratio=$(calc "$wall / $bare")
         bpe=-; appns=-; wns=-; waits=-; ev=$events; bpe_full=; appns_full=
@@ -135,7 +158,7 @@ for name in py churn; do
             ev=$(col 5 "$f")
             wns=$(printf '%.1f' "$(calc "$(col 6 "$f") * 1000000 / $ev")")
             waits=$(printf '%.0f' "$(col 7 "$f")")
-            if [ "$name" = churn ]; then
+            if [ "$name" != py ]; then
                 appns_full=$(calc "($(col 3 "$f") - $bare_app) * 1000000 / $ev")
             else
                 # Per run: user+sys minus the writer's CPU, then the median.
@@ -152,7 +175,7 @@ for name in py churn; do
             if [ "$name" = py ]; then
                 verdict "py wall / bare" "$ratio" "<=" 1.3
                 verdict "py bytes/event" "$bpe_full" "<=" 1.5
-            else
+            elif [ "$name" = churn ]; then
                 verdict "churn wall / bare" "$ratio" "<=" 2
                 verdict "churn bytes/event" "$bpe_full" "<=" 3.5
             fi
@@ -162,7 +185,8 @@ for name in py churn; do
 done
 echo "(medians of $ROUNDS interleaved rounds; load average after: $(cut -d' ' -f1-3 /proc/loadavg);"
 echo " heaptrack bytes/event: its file size over the recorder's event count; its app ns/ev: churn's"
-echo " main thread only)"
+echo " main thread only; mtN: mt_churn on N threads, app ns/ev from the sum of its threads' CPU;"
+echo " $(nproc) CPUs here: mt threads + the writer beyond that oversubscribe them)"
 echo
 echo "targets of record (medians, compared at full precision; printed with the digits that show it):"
 printf '%s\n' "${verdicts[@]}"

@@ -1,11 +1,12 @@
 //! The bodies of the hooks: forward to glibc, record one event. See [`crate::hooks`].
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
 use crate::clock;
 use crate::local::{HOT, LOCAL, Local, OUT};
 use crate::real;
+use crate::ring::Ring;
 use crate::ring::{kind, word0};
 use crate::session;
 
@@ -24,18 +25,40 @@ fn record(k: u64, a: u64, b: u64, c: u64) {
     let l: &Local = unsafe { &*LOCAL.with(|l| l as *const Local) };
     let g = l.guard.get();
     if g != OUT {
-        return session::guarded(g);
+        return session::guarded(l, g, k, a, b, c);
     }
     let ring = l.ring.get();
     if ring.is_null() {
         return session::first_event(l, k, a, b, c);
     }
-    l.guard.set(HOT);
-    let stamp = clock::stamp();
     // SAFETY: the ring in this thread's LOCAL was claimed by this thread: it is the ring's only
-    // producer.
-    unsafe { (*ring).push(word0(stamp, k), a, b, c) };
-    l.guard.set(OUT);
+    // producer; rings are never unmapped.
+    store(l, unsafe { &*ring }, k, a, b, c, OUT);
+}
+
+/// Stores one event into the thread's ring `r` (which the thread claimed: it is its only
+/// producer), with the guard `HOT` meanwhile, then sets the guard to `after`.
+#[inline(always)]
+pub(crate) fn store(l: &Local, r: &Ring, k: u64, a: u64, b: u64, c: u64, after: u8) {
+    l.guard.set(HOT);
+    // The guard is set before anything below (a signal handler must see it), and changed only
+    // after the store: compiler fences (no instruction) keep the compiler from moving it.
+    compiler_fence(Ordering::SeqCst);
+    // Events of signal handlers that interrupted an earlier store of this thread: into the ring
+    // first, before this event's stamp (the one extra branch of the hot path; never taken
+    // without such handlers).
+    if l.side_len.load(Ordering::Relaxed) != 0 {
+        // SAFETY: r is this thread's ring (the caller's contract).
+        unsafe { session::drain_side(l, r) };
+    }
+    let stamp = clock::stamp();
+    // SAFETY: as above.
+    if !unsafe { r.try_push(word0(stamp, k), a, b, c) } {
+        // SAFETY: as above.
+        unsafe { session::push_slow(l, r, k, a, b, c, clock::stamp) };
+    }
+    compiler_fence(Ordering::SeqCst);
+    l.guard.set(after);
 }
 
 #[inline(always)]

@@ -7,7 +7,8 @@
 //! consumer reads up to `head` (acquire), then publishes `tail`. The producer keeps a private
 //! copy of `tail` and re-reads the shared one only when the ring looks full, so a recorded
 //! event costs no shared-cache-line traffic. When the ring is really full the producer sleeps
-//! on `progress` (a futex the consumer bumps) — events are never dropped.
+//! on `progress` (a futex the consumer bumps: [`crate::session::push_slow`]) — events are never
+//! dropped for want of room.
 //!
 //! A ring outlives its thread: when the thread's pthread-key destructor runs, the ring becomes
 //! `CLOSED` (the thread may still free a few blocks in glibc's own teardown, and they still go
@@ -178,18 +179,19 @@ impl Ring {
         self.state.store(ACTIVE, Ordering::Release);
     }
 
-    /// Stores one event. Returns after it is stored, or without storing if recording stopped
-    /// while the ring was full.
+    /// Stores one event if the ring has room (re-reading the consumer's `tail` only when it
+    /// looks full); `false` if it is full (the caller waits: [`crate::session::push_slow`]).
     ///
     /// # Safety
     /// Only the ring's producer thread may call this.
     #[inline(always)]
-    pub unsafe fn push(&self, w0: u64, a: u64, b: u64, c: u64) {
+    pub unsafe fn try_push(&self, w0: u64, a: u64, b: u64, c: u64) -> bool {
         let h = self.head.0.load(Ordering::Relaxed);
         // SAFETY: producer-only field (caller's contract).
         let cached = unsafe { *self.cached_tail.get() };
-        if h.wrapping_sub(cached) >= self.cap && !self.make_room(h) {
-            return;
+        // SAFETY: the caller's contract.
+        if h.wrapping_sub(cached) >= self.cap && !unsafe { self.refresh_tail(h) } {
+            return false;
         }
         // SAFETY: the slot index is masked into the ring; the consumer does not read slot h
         // until head > h is published below.
@@ -202,27 +204,44 @@ impl Ring {
         if (h + 1) & (self.mask >> 2) == 0 {
             crate::session::ring_quarter(self);
         }
+        true
     }
 
-    /// Waits until the consumer freed a slot. `false` if recording stopped meanwhile.
+    /// The ring looked full at `h`: re-reads `tail`. Whether there is room now.
+    ///
+    /// # Safety
+    /// Only the ring's producer thread may call this.
     #[cold]
     #[inline(never)]
-    fn make_room(&self, h: u64) -> bool {
+    unsafe fn refresh_tail(&self, h: u64) -> bool {
         let t = self.tail.0.load(Ordering::Acquire);
-        if h.wrapping_sub(t) < self.cap {
-            // SAFETY: producer-only field; we are the producer (push's contract).
-            unsafe { *self.cached_tail.get() = t };
-            return true;
-        }
-        let ok = crate::session::wait_for_room(self, h);
-        // SAFETY: as above.
-        unsafe { *self.cached_tail.get() = self.tail.0.load(Ordering::Acquire) };
-        ok
+        // SAFETY: producer-only field (caller's contract).
+        unsafe { *self.cached_tail.get() = t };
+        h.wrapping_sub(t) < self.cap
     }
 
-    /// Whether the ring has a free slot for position `h`.
-    pub fn has_room(&self, h: u64) -> bool {
-        h.wrapping_sub(self.tail.0.load(Ordering::Acquire)) < self.cap
+    /// Whether the ring has a free slot for the producer's next event.
+    pub fn has_room(&self) -> bool {
+        self.head
+            .0
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.tail.0.load(Ordering::Acquire))
+            < self.cap
+    }
+
+    /// The stamp of the last event this thread stored in the ring (0 if none since it was
+    /// activated). Cold: only the side-buffer drain asks.
+    ///
+    /// # Safety
+    /// Only the ring's producer thread may call this.
+    pub unsafe fn last_stamp(&self) -> u64 {
+        let h = self.head.0.load(Ordering::Relaxed);
+        if h == 0 {
+            return 0;
+        }
+        // SAFETY: slot h-1 was written by this producer; only the producer writes slots, and
+        // the consumer only reads them.
+        unsafe { (*self.slots.add((h.wrapping_sub(1) & self.mask) as usize))[0] & STAMP_MASK }
     }
 
     /// Events published and not yet consumed.
@@ -263,6 +282,18 @@ impl Ring {
         }
         n
     }
+}
+
+/// The stamp in a slot's first word.
+#[inline(always)]
+pub fn stamp_of(w0: u64) -> u64 {
+    w0 & STAMP_MASK
+}
+
+/// The kind in a slot's first word.
+#[inline(always)]
+pub fn kind_of(w0: u64) -> u64 {
+    w0 >> KIND_SHIFT
 }
 
 /// Packs a stamp and a kind into a slot's first word.
@@ -312,7 +343,7 @@ mod tests {
             let mut seen = Vec::new();
             for round in 0..5u64 {
                 for i in 0..6u64 {
-                    r.push(word0(round * 10 + i, kind::FREE), i, 0, 0);
+                    assert!(r.try_push(word0(round * 10 + i, kind::FREE), i, 0, 0));
                 }
                 r.drain(4, |s| seen.extend(s.iter().map(|x| x[0] & STAMP_MASK)));
                 r.drain(u64::MAX, |s| {

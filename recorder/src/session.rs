@@ -31,7 +31,7 @@ use traces::{Clock, Event, Header, ThreadId, Timed, TraceWriter};
 use crate::clock::{self, now_ns};
 use crate::diag::say;
 use crate::error::RecorderError;
-use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local};
+use crate::local::{HOT, INTERNAL, InternalScope, LOCAL, Local, WAIT};
 use crate::options;
 use crate::ring::{self, Ring, word0};
 use crate::sys;
@@ -60,6 +60,9 @@ static WRITER_CPU_NS: AtomicU64 = AtomicU64::new(0);
 /// storing an event, no memory for a staging batch or a frame): the trailer's
 /// `dropped_events`, the one place every loss is counted.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Events in threads' side buffers (see [`guarded`]) not yet moved into a ring: whatever is
+/// left at the end (a thread whose last store a handler interrupted) is counted as dropped.
+static SIDE_PENDING: AtomicU64 = AtomicU64::new(0);
 
 /// A word in a page the kernel zeroes in every child that gets a copy of our memory (fork,
 /// `_Fork`, `clone` without `CLONE_VM`: `MADV_WIPEONFORK`) but shares with a vfork child. It
@@ -248,15 +251,140 @@ impl Session {
 // ---------------------------------------------------------------------------------------------
 // Hot-path helpers (called from hooks and ring pushes).
 
-/// A hook ran while the thread's guard was set: count it (it is forwarded, not recorded).
+/// A hook ran while the thread's guard was set. `INTERNAL`: the recorder's own call, counted
+/// and not recorded. `HOT`: a signal handler interrupted the thread while it stored an event;
+/// the event goes into the thread's side buffer, which its next event moves into the ring
+/// ([`drain_side`]) — or, if the buffer is full, is counted as dropped. Async-signal-safe: a
+/// clock read, one `fetch_add` on the thread's own counter, a 32-byte store, atomic counters.
+/// `WAIT`: a signal handler interrupted the thread while it waited for room in its ring
+/// (nothing half-stored): the event is stored as usual (waiting too, if need be).
 #[cold]
 #[inline(never)]
-pub fn guarded(g: u8) {
-    if g == HOT {
-        REENTRIES.fetch_add(1, Ordering::Relaxed);
-        DROPPED.fetch_add(1, Ordering::Relaxed);
-    } else {
+pub fn guarded(l: &Local, g: u8, k: u64, a: u64, b: u64, c: u64) {
+    if g != HOT && g != WAIT {
         INTERNAL_CALLS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    REENTRIES.fetch_add(1, Ordering::Relaxed);
+    let stamp = clock::stamp();
+    // One instruction: a handler interrupting this one gets the next slot (and fills it and
+    // returns before this one goes on).
+    let i = l.side_len.fetch_add(1, Ordering::Relaxed) as usize;
+    if let Some(slot) = l.side.get(i) {
+        slot.set([word0(stamp, k), a, b, c]);
+        SIDE_PENDING.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        return;
+    }
+    let ring = l.ring.get();
+    if g == WAIT && !ring.is_null() && !l.draining.get() {
+        // The buffer is full, but the thread only waits for room for its own event: give the
+        // slot back (a handler interrupting us has returned, so this is still the last one
+        // taken) and store the event the usual way — the buffer first, then the event,
+        // waiting for room. (While the buffer itself is being moved, the event is dropped
+        // instead: stored now, it would pass events of earlier handlers.)
+        l.side_len.fetch_sub(1, Ordering::Relaxed);
+        REENTRIES.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the thread's own ring (WAIT is only set by push_slow, on it).
+        crate::calls::store(l, unsafe { &*ring }, k, a, b, c, WAIT);
+        return;
+    }
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The thread's ring is full: waits for room (never drops for want of it), then stores the
+/// event with the stamp `base()` — or the ring's last stamp, if a signal handler stored a later
+/// one meanwhile — so that the thread's stamps never go back. Called with the guard `HOT` and
+/// returns with it; while it sleeps the guard is `WAIT`: a signal handler that allocates
+/// meanwhile puts its events into the side buffer, or, when that is full, stores them itself
+/// (waiting too). Gives up if recording stopped (the event is
+/// then not recorded) or the writer waits for memory (counted as dropped: see
+/// [`wait_for_room`]).
+///
+/// # Safety
+/// `r` is the calling thread's ring (it is its only producer).
+#[cold]
+#[inline(never)]
+pub unsafe fn push_slow(
+    l: &Local,
+    r: &Ring,
+    k: u64,
+    a: u64,
+    b: u64,
+    c: u64,
+    base: impl Fn() -> u64,
+) {
+    loop {
+        l.guard.set(WAIT);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let ok = wait_for_room(r);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        l.guard.set(HOT);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if !ok {
+            return;
+        }
+        // Handlers that ran while we waited (side buffer) came first.
+        if l.side_len.load(Ordering::Relaxed) != 0 {
+            // SAFETY: the caller's contract.
+            unsafe { drain_side(l, r) };
+        }
+        // SAFETY: the caller's contract.
+        let stamp = base().max(unsafe { r.last_stamp() });
+        // SAFETY: the caller's contract. A handler may have filled the ring again meanwhile:
+        // then wait again.
+        if unsafe { r.try_push(word0(stamp, k), a, b, c) } {
+            return;
+        }
+    }
+}
+
+/// Moves the thread's side buffer (events of signal handlers that interrupted its stores,
+/// see [`guarded`]) into its ring, in slot order, and empties it. Called with the guard `HOT`,
+/// before the caller takes its own stamp. A handler event stamped before the event it
+/// interrupted was stored (it came between the guard being set and the stamp being taken,
+/// a few instructions) gets that event's stamp: the thread's stamps never go back.
+///
+/// # Safety
+/// `ring` is the calling thread's ring (it is its only producer).
+#[cold]
+#[inline(never)]
+pub unsafe fn drain_side(l: &Local, r: &Ring) {
+    if l.draining.replace(true) {
+        return; // a handler's store while we wait for room in the middle of a move
+    }
+    // SAFETY: the caller's contract.
+    let mut last = unsafe { r.last_stamp() };
+    let mut i = 0u32;
+    loop {
+        let n = l.side_len.load(Ordering::Acquire);
+        if i >= n {
+            // A handler may take a slot between the load and here: then go on with it.
+            if l.side_len
+                .compare_exchange(n, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                l.draining.set(false);
+                return;
+            }
+            continue;
+        }
+        // Slots past the buffer's end were counted as dropped by the handler that took them.
+        if let Some(slot) = l.side.get(i as usize) {
+            let [w0, a, b, c] = slot.get();
+            let (stamp, k) = (ring::stamp_of(w0), ring::kind_of(w0));
+            last = last.max(stamp);
+            // SAFETY: the caller's contract. A handler interrupting this push takes a later
+            // slot (or, while push_slow waits, stores its events itself: hence the stamp floor).
+            if !unsafe { r.try_push(word0(last, k), a, b, c) } {
+                // SAFETY: as above.
+                unsafe { push_slow(l, r, k, a, b, c, || stamp) };
+                // SAFETY: as above.
+                last = unsafe { r.last_stamp() };
+            }
+            SIDE_PENDING.fetch_sub(1, Ordering::Relaxed);
+        }
+        i += 1;
     }
 }
 
@@ -280,11 +408,8 @@ pub fn first_event(l: &Local, k: u64, a: u64, b: u64, c: u64) {
     if s.child && s.phase.load(Ordering::Acquire) == IDLE {
         start_writer(s);
     }
-    l.guard.set(HOT);
-    let stamp = clock::stamp();
     // SAFETY: the ring was just claimed by this thread.
-    unsafe { (*ring).push(word0(stamp, k), a, b, c) };
-    l.guard.set(prev);
+    crate::calls::store(l, unsafe { &*ring }, k, a, b, c, prev);
 }
 
 fn ensure_key() -> libc::pthread_key_t {
@@ -372,15 +497,16 @@ pub fn ring_quarter(_ring: &Ring) {
     }
 }
 
-/// The calling thread's ring is full: wait for the writer (never drop). `false` if recording
-/// stopped meanwhile (the event is then not recorded).
+/// The calling thread's ring is full: wait for the writer (never drop for want of room).
+/// `false` if recording stopped meanwhile (the event is then not recorded) or the writer waits
+/// for memory (counted as dropped).
+///
+/// Nothing here allocates (`start_writer` sets `INTERNAL` itself); the caller ([`push_slow`])
+/// has set the guard to `WAIT`, so a signal handler that allocates meanwhile records its events
+/// (and may itself wait here).
 #[cold]
 #[inline(never)]
-///
-/// The guard stays `HOT` while the thread sleeps (nothing here allocates; `start_writer` sets
-/// `INTERNAL` itself): a signal handler that allocates meanwhile is counted as dropped, never
-/// mistaken for the recorder's own calls.
-pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
+fn wait_for_room(ring: &Ring) -> bool {
     if orphaned() {
         return false;
     }
@@ -391,7 +517,7 @@ pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
         if !RECORDING.load(Ordering::Acquire) {
             break false;
         }
-        if ring.has_room(h) {
+        if ring.has_room() {
             break true;
         }
         match s.phase.load(Ordering::Acquire) {
@@ -407,7 +533,7 @@ pub fn wait_for_room(ring: &Ring, h: u64) -> bool {
         ring.waiting.store(true, Ordering::SeqCst);
         let seen = ring.progress.load(Ordering::Acquire);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if ring.has_room(h) {
+        if ring.has_room() {
             ring.waiting.store(false, Ordering::Relaxed);
             break true;
         }
@@ -636,7 +762,10 @@ impl Sink {
         let extra = extra.into_iter().chain(clock::facts()).collect();
         let path = out.path.clone();
         out.w
-            .finish_with(DROPPED.load(Ordering::Relaxed), extra)
+            .finish_with(
+                DROPPED.load(Ordering::Relaxed) + SIDE_PENDING.load(Ordering::Relaxed),
+                extra,
+            )
             .map_err(|source| RecorderError::Write { path, source })?;
         if options::get().verbose {
             say(&format_args!(
@@ -1053,6 +1182,7 @@ extern "C" fn after_fork_child() {
         &WAIT_NS,
         &WRITER_CPU_NS,
         &clock::CLAMPED,
+        &SIDE_PENDING,
     ] {
         c.store(0, Ordering::Relaxed);
     }
@@ -1062,6 +1192,9 @@ extern "C" fn after_fork_child() {
         l.exited.set(false);
         l.exit_round.set(0);
         l.broken.set(false);
+        // The parent's pending handler events are the parent's.
+        l.side_len.store(0, Ordering::Relaxed);
+        l.draining.set(false);
     });
     // Always a session of its own: the parent's (copied) sink holds the parent's file, which
     // the child must never write, not even at its exit.

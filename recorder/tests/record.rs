@@ -506,6 +506,7 @@ fn sqlite3_runs_unchanged_and_its_trace_is_consistent() {
 fn the_library_is_never_linked_into_record_or_the_tests() {
     // The crate is also an rlib (so that cargo builds the .so for tests); linking it would make
     // its malloc the process's. This test binary's malloc must be glibc's.
+    // SAFETY: Dl_info is plain C data (pointers and integers): all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr with an address of a function and a live out-parameter.
     let ok = unsafe { libc::dladdr(libc::malloc as *const libc::c_void, &mut info) };
