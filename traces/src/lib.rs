@@ -26,6 +26,7 @@ mod frame;
 mod header;
 pub mod inspect;
 mod reader;
+mod samples;
 pub mod synth;
 mod sys;
 mod writer;
@@ -40,6 +41,7 @@ pub use header::{
     Clock, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, ThreadSummary, Trailer,
 };
 pub use reader::{Frame, FrameInfo, MergedReader, Records, TraceReader};
+pub use samples::{ProcessSample, RssSummary, SAMPLE_BYTES};
 pub use writer::TraceWriter;
 
 /// CLOCK_MONOTONIC now, in ns: the clock recorded traces use (see [`Clock::Monotonic`]).

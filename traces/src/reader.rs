@@ -18,6 +18,7 @@ use crate::frame::{
     FRAME_HEADER_LEN, FrameHeader, FrameReader, KIND_EVENTS, KIND_TRAILER, Next, read_full,
 };
 use crate::header::{FOOTER_MAGIC, FORMAT_MAJOR, Header, MAGIC, MAX_HEADER_BYTES, Trailer};
+use crate::samples::{KIND_SAMPLES, ProcessSample};
 
 /// Reads and checks the file header; returns it and the offset of the first frame.
 fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u64)> {
@@ -126,6 +127,8 @@ pub struct TraceReader<R: Read> {
     trailer: Option<Trailer>,
     warnings: Vec<Warning>,
     done: bool,
+    /// Process samples read so far (format 1.1).
+    samples: Vec<ProcessSample>,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -152,6 +155,7 @@ impl<R: Read> TraceReader<R> {
             trailer: None,
             warnings: Vec::new(),
             done: false,
+            samples: Vec::new(),
         })
     }
 
@@ -173,6 +177,12 @@ impl<R: Read> TraceReader<R> {
     /// Problems that did not stop reading (a cut file, skipped frames).
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// The process samples (RSS, faults) of the frames read so far, in time order; all of
+    /// them once the reader reached the end. Empty for traces without any (synthetic, 1.0).
+    pub fn process_samples(&self) -> &[ProcessSample] {
+        &self.samples
     }
 
     /// Bytes consumed so far.
@@ -216,6 +226,10 @@ impl<R: Read> TraceReader<R> {
                             self.trailer = Some(self.frames.decode_trailer(&self.path, at)?);
                             check_footer(&mut self.src, &self.path, self.offset, at)?;
                             self.done = true;
+                        }
+                        KIND_SAMPLES => {
+                            self.frames
+                                .decode_samples(&h, &self.path, at, &mut self.samples)?
                         }
                         kind => self
                             .warnings
@@ -314,6 +328,8 @@ pub struct MergedReader<R: Read + Seek = BufReader<File>> {
     pool: Vec<Vec<Timed>>,
     /// Frames decoded ahead on a worker thread, when reading a file (see [`MergedReader::open`]).
     ahead: Option<ReadAhead>,
+    /// Every process sample of the trace (format 1.1), read while indexing.
+    samples: Vec<ProcessSample>,
 }
 
 /// How many frames the read-ahead thread may decode before the merge needs them.
@@ -423,6 +439,7 @@ impl<R: Read + Seek> MergedReader<R> {
         let mut index = Vec::new();
         let mut warnings = Vec::new();
         let mut trailer = None;
+        let mut samples = Vec::new();
         loop {
             src.seek(SeekFrom::Start(offset)).map_err(io(offset))?;
             let mut hb = [0u8; FRAME_HEADER_LEN];
@@ -472,6 +489,11 @@ impl<R: Read + Seek> MergedReader<R> {
                     trailer = Some(frames.decode_trailer(&path, offset)?);
                     check_footer(&mut src, &path, offset + h.frame_len(), offset)?;
                     break;
+                }
+                KIND_SAMPLES => {
+                    src.seek(SeekFrom::Start(offset)).map_err(io(offset))?;
+                    frames.read(&mut src, &path, offset)?;
+                    frames.decode_samples(&h, &path, offset, &mut samples)?;
                 }
                 kind => warnings.push(Warning::UnknownFrameKind { offset, kind }),
             }
@@ -529,6 +551,7 @@ impl<R: Read + Seek> MergedReader<R> {
             current: None,
             pool: Vec::new(),
             ahead: None,
+            samples,
         })
     }
 
@@ -550,6 +573,12 @@ impl<R: Read + Seek> MergedReader<R> {
     /// Problems found while indexing that did not stop reading.
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// The trace's process samples (RSS, faults), in time order; empty for traces without any
+    /// (synthetic, format 1.0).
+    pub fn process_samples(&self) -> &[ProcessSample] {
+        &self.samples
     }
 
     /// The frame index, in file order.
