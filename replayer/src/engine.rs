@@ -30,6 +30,7 @@ use crate::error::ReplayError;
 use crate::mem::{self, Mapping};
 use crate::plan::{BIG, ClassCounts, Op, OpClass, PlanView, ThreadView, op};
 use crate::sys::{self, Statm, Usage};
+use crate::touch::{Policy, touch};
 
 /// How much of each new block the replay writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -45,6 +46,9 @@ pub enum Touch {
     Pages,
     /// Every byte.
     Full,
+    /// As much of each block as the recorded program made resident, inferred from the trace's
+    /// RSS samples (see [`crate::touch`]); `pages` for a trace without samples.
+    Recorded,
 }
 
 impl Touch {
@@ -55,6 +59,7 @@ impl Touch {
             Touch::First => "first",
             Touch::Pages => "pages",
             Touch::Full => "full",
+            Touch::Recorded => "recorded",
         }
     }
 }
@@ -63,6 +68,9 @@ impl Touch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassOptions {
     pub touch: Touch,
+    /// For [`Touch::Recorded`]: the fraction of each large block's bytes to touch (0..=1).
+    #[serde(default)]
+    pub touch_fraction: f64,
     /// Honour the trace's timing (the plan must have timestamps).
     pub pace: bool,
     /// Pin replay thread i to CPU i mod CPUs.
@@ -80,6 +88,7 @@ impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
             touch: Touch::Pages,
+            touch_fraction: 1.0,
             pace: false,
             pin: false,
             timed: false,
@@ -222,7 +231,7 @@ struct Shared<'a> {
     live_at_peak: AtomicU64,
     start: std::sync::OnceLock<Instant>,
     statm: Statm,
-    touch: Touch,
+    touch: Policy,
     /// Where external progress goes (the parent's bar), updated by the sampler.
     external: Option<&'a AtomicU64>,
 }
@@ -232,34 +241,6 @@ const PTR_MASK: u64 = (1 << 48) - 1;
 /// Largest value the latency histograms hold, in ticks (≈ 6 min at 3 GHz); larger ones are
 /// recorded as this.
 const HIST_MAX: u64 = 1 << 40;
-
-#[inline(always)]
-fn touch(p: *mut u8, n: usize, how: Touch) {
-    if n == 0 || p.is_null() {
-        return;
-    }
-    // SAFETY: `p` is a fresh block of at least `n` bytes from the allocator under test; every
-    // write stays inside it.
-    unsafe {
-        match how {
-            Touch::None => {}
-            Touch::First => p.write_volatile(1),
-            Touch::Pages => {
-                p.write_volatile(1);
-                let end = p as usize + n;
-                let mut q = (p as usize & !4095) + 4096;
-                while q < end {
-                    (q as *mut u8).write_volatile(1);
-                    q += 4096;
-                }
-            }
-            Touch::Full => {
-                std::ptr::write_bytes(p, 0x5a, n);
-                std::hint::black_box(p);
-            }
-        }
-    }
-}
 
 #[cold]
 #[inline(never)]
@@ -589,7 +570,7 @@ pub fn run<A: Allocator>(
         live_at_peak: AtomicU64::new(0),
         start: std::sync::OnceLock::new(),
         statm,
-        touch: opts.touch,
+        touch: Policy::new(opts.touch, opts.touch_fraction),
         external,
     };
     let mut hists: Vec<Vec<Histogram<u64>>> = if opts.timed {
