@@ -22,15 +22,37 @@ fn sample(ts: u64, rss_mb: u64) -> ProcessSample {
 /// A small trace: two threads' events, with samples frames at the start, between and at the
 /// end.
 fn trace_with_samples() -> (Vec<u8>, Vec<ProcessSample>) {
-    let mut w = TraceWriter::new(Vec::new(), "mem", &Header::for_this_process("samples test")).unwrap();
-    let samples = vec![sample(0, 3), sample(500, 40), sample(900, 41), sample(2_000, 5)];
+    let mut w =
+        TraceWriter::new(Vec::new(), "mem", &Header::for_this_process("samples test")).unwrap();
+    let samples = vec![
+        sample(0, 3),
+        sample(500, 40),
+        sample(900, 41),
+        sample(2_000, 5),
+    ];
     w.write_samples(&samples[..1]).unwrap();
-    w.append(0, 100, Event::Malloc { size: 1 << 24, ptr: 0x1000_0000 })
-        .unwrap();
-    w.append(1, 200, Event::Malloc { size: 24, ptr: 0x5000 }).unwrap();
+    w.append(
+        0,
+        100,
+        Event::Malloc {
+            size: 1 << 24,
+            ptr: 0x1000_0000,
+        },
+    )
+    .unwrap();
+    w.append(
+        1,
+        200,
+        Event::Malloc {
+            size: 24,
+            ptr: 0x5000,
+        },
+    )
+    .unwrap();
     w.flush().unwrap();
     w.write_samples(&samples[1..3]).unwrap();
-    w.append(0, 1_000, Event::Free { ptr: 0x1000_0000 }).unwrap();
+    w.append(0, 1_000, Event::Free { ptr: 0x1000_0000 })
+        .unwrap();
     w.append(1, 1_500, Event::Free { ptr: 0x5000 }).unwrap();
     w.flush().unwrap();
     w.write_samples(&samples[3..]).unwrap();
