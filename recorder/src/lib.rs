@@ -32,6 +32,7 @@ pub mod naming;
 mod options;
 mod real;
 mod ring;
+mod rss;
 mod session;
 mod sys;
 

@@ -734,6 +734,7 @@ impl Sink {
     fn flush(&mut self, s: &Session) -> Result<(), RecorderError> {
         self.drain(s, true, false)?;
         if let Some(out) = self.out.as_mut() {
+            out.sample()?;
             out.w.flush().map_err(|e| out.error(e))?;
         }
         Ok(())
@@ -748,7 +749,8 @@ impl Sink {
         if !memory_for(16 * SMALL_PROBE) {
             return Err(RecorderError::NoMemory("the trailer"));
         }
-        let out = self.out.take().expect("checked above");
+        let mut out = self.out.take().expect("checked above");
+        out.sample()?;
         let events = out.w.events_written();
         let bytes = out.w.bytes_written();
         let extra = vec![
@@ -851,6 +853,12 @@ fn write(out: &mut Output, k: &mut Known) -> Result<(), RecorderError> {
 }
 
 impl Output {
+    /// Writes a sample of the process's memory (RSS, peak, faults) into the trace.
+    fn sample(&mut self) -> Result<(), RecorderError> {
+        let sample = crate::rss::sample();
+        self.w.write_samples(&[sample]).map_err(|e| self.error(e))
+    }
+
     fn error(&self, source: traces::TraceError) -> RecorderError {
         RecorderError::Write {
             path: self.path.clone(),
@@ -980,10 +988,12 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
     // The header reaches the file now: a program that dies (or takes our descriptor) before
     // the first flush still leaves a trace that opens.
     let mut w = w;
-    w.flush().map_err(|source| RecorderError::Write {
-        path: path.clone(),
-        source,
-    })?;
+    w.write_samples(&[crate::rss::sample()])
+        .and_then(|_| w.flush())
+        .map_err(|source| RecorderError::Write {
+            path: path.clone(),
+            source,
+        })?;
     sink.files += 1;
     sink.next_thread = 0;
     for k in &mut sink.known {

@@ -47,6 +47,7 @@ use crate::mem::{self, Mapping};
 use crate::plan::StartAfter;
 use crate::plan::{BIG, ClassCounts, Op, OpClass, Order, PlanView, ThreadView, op};
 use crate::sys::{self, Statm, Usage};
+use crate::touch::{Policy, touch};
 
 /// How much of each new block the replay writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -62,6 +63,9 @@ pub enum Touch {
     Pages,
     /// Every byte.
     Full,
+    /// As much of each block as the recorded program made resident, inferred from the trace's
+    /// RSS samples (see [`crate::touch`]); `pages` for a trace without samples.
+    Recorded,
 }
 
 impl Touch {
@@ -72,6 +76,7 @@ impl Touch {
             Touch::First => "first",
             Touch::Pages => "pages",
             Touch::Full => "full",
+            Touch::Recorded => "recorded",
         }
     }
 }
@@ -80,6 +85,9 @@ impl Touch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassOptions {
     pub touch: Touch,
+    /// For [`Touch::Recorded`]: the fraction of each large block's bytes to touch (0..=1).
+    #[serde(default)]
+    pub touch_fraction: f64,
     /// Honour the trace's timing (the plan must have timestamps).
     pub pace: bool,
     /// Pin replay thread i to CPU i mod CPUs.
@@ -100,6 +108,7 @@ impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
             touch: Touch::Pages,
+            touch_fraction: 1.0,
             pace: false,
             pin: false,
             order: Order::Deps,
@@ -252,7 +261,7 @@ struct Shared<'a> {
     window: u64,
     start: std::sync::OnceLock<Instant>,
     statm: Statm,
-    touch: Touch,
+    touch: Policy,
     /// Where external progress goes (the parent's bar), updated by the sampler.
     external: Option<&'a AtomicU64>,
 }
@@ -308,34 +317,6 @@ const PTR_MASK: u64 = (1 << 48) - 1;
 /// Largest value the latency histograms hold, in ticks (≈ 6 min at 3 GHz); larger ones are
 /// recorded as this.
 const HIST_MAX: u64 = 1 << 40;
-
-#[inline(always)]
-fn touch(p: *mut u8, n: usize, how: Touch) {
-    if n == 0 || p.is_null() {
-        return;
-    }
-    // SAFETY: `p` is a fresh block of at least `n` bytes from the allocator under test; every
-    // write stays inside it.
-    unsafe {
-        match how {
-            Touch::None => {}
-            Touch::First => p.write_volatile(1),
-            Touch::Pages => {
-                p.write_volatile(1);
-                let end = p as usize + n;
-                let mut q = (p as usize & !4095) + 4096;
-                while q < end {
-                    (q as *mut u8).write_volatile(1);
-                    q += 4096;
-                }
-            }
-            Touch::Full => {
-                std::ptr::write_bytes(p, 0x5a, n);
-                std::hint::black_box(p);
-            }
-        }
-    }
-}
 
 #[cold]
 #[inline(never)]
@@ -857,7 +838,7 @@ pub fn run<A: Allocator>(
         window: plan.meta.order.window().unwrap_or(0),
         start: std::sync::OnceLock::new(),
         statm,
-        touch: opts.touch,
+        touch: Policy::new(opts.touch, opts.touch_fraction),
         external,
     };
     let meta = plan.meta;

@@ -33,5 +33,6 @@ pub mod results;
 pub mod run;
 pub mod sys;
 pub mod table;
+pub mod touch;
 
 pub use error::ReplayError;

@@ -103,6 +103,10 @@ pub struct Sweep {
     info: SweepInfo,
     plan_fd: OwnedFd,
     exe: PathBuf,
+    /// The touch policy the passes use (`--touch recorded` without samples: `pages`), and its
+    /// fraction for `recorded`.
+    touch: Touch,
+    touch_fraction: f64,
 }
 
 /// The trace's short name: its file name without `.zst` and `.trace`.
@@ -203,6 +207,45 @@ fn tail(lines: &[String]) -> String {
     t.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
+/// The touch policy to replay with, its fraction, and its name in the results:
+/// `recorded` becomes `recorded(F)` with the fraction the trace's RSS samples give (see
+/// [`crate::touch`]), or `pages` — said on stderr and in the name — when the trace has none.
+fn resolve_touch(opts: &SweepOptions) -> Result<(Touch, f64, String), ReplayError> {
+    if opts.touch != Touch::Recorded {
+        return Ok((opts.touch, 1.0, opts.touch.name().to_string()));
+    }
+    match crate::touch::estimate(&opts.trace)? {
+        Some(e) => {
+            if opts.verbose {
+                eprintln!(
+                    "replay: touch recorded: the program's RSS rose {} above its start; with {} \
+                     live in blocks under a page at its peak live, it made {:.1} % of its {} in \
+                     larger blocks resident: each large block gets that fraction of its pages \
+                     touched",
+                    crate::fmt::bytes(e.rss.heap_peak_bytes()),
+                    crate::fmt::bytes(e.small_live_at_peak),
+                    e.fraction * 100.0,
+                    crate::fmt::bytes(e.large_live_at_peak),
+                );
+            }
+            Ok((
+                Touch::Recorded,
+                e.fraction,
+                format!("recorded({:.4})", e.fraction),
+            ))
+        }
+        None => {
+            eprintln!(
+                "replay: note: {}: --touch recorded needs the RSS samples of a recorded trace \
+                 (format 1.1); this trace has none, so every page of every block is touched \
+                 (--touch pages)",
+                opts.trace.display()
+            );
+            Ok((Touch::Pages, 1.0, "pages (recorded: no RSS samples)".into()))
+        }
+    }
+}
+
 impl Sweep {
     /// Checks the allocators, reads and preprocesses the trace, and checks that its replay fits
     /// in memory.
@@ -287,6 +330,7 @@ impl Sweep {
                 });
             }
         }
+        let (touch, touch_fraction, touch_name) = resolve_touch(&opts)?;
         let plan_fd = plan
             .write_memfd()
             .map_err(|e| ReplayError::io("writing the replay plan into a memfd", e))?;
@@ -308,7 +352,7 @@ impl Sweep {
         };
         let info = SweepInfo {
             sweep,
-            touch: opts.touch.name().to_string(),
+            touch: touch_name,
             paced: opts.pace,
             order: opts.order.name(),
             pinned_requested: opts.pin,
@@ -321,6 +365,8 @@ impl Sweep {
             info,
             plan_fd,
             exe,
+            touch,
+            touch_fraction,
         })
     }
 
@@ -391,7 +437,8 @@ impl Sweep {
                 let untimed = self.child(
                     spec,
                     PassOptions {
-                        touch: o.touch,
+                        touch: self.touch,
+                        touch_fraction: self.touch_fraction,
                         pace: o.pace,
                         pin: o.pin,
                         order: o.order,
@@ -408,7 +455,8 @@ impl Sweep {
                     let t = self.child(
                         spec,
                         PassOptions {
-                            touch: o.touch,
+                            touch: self.touch,
+                            touch_fraction: self.touch_fraction,
                             pace: o.pace,
                             pin: o.pin,
                             order: o.order,

@@ -1384,3 +1384,112 @@ fn the_mempool_variants_replay_synthetic_traces_with_exact_counts() {
         }
     }
 }
+
+
+/// A C program that mallocs 20 blocks of 16–32 MiB and writes the first 10 % of each, printing
+/// its RSS before the first big malloc and its VmHWM at the end (kB).
+const TOUCH_TENTH_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static long field(const char *name) {
+    FILE *f = fopen("/proc/self/status", "r"); char line[256]; long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, name, strlen(name))) { v = atol(line + strlen(name)); break; }
+    if (f) fclose(f);
+    return v;
+}
+int main(void) {
+    long before = field("VmRSS:");
+    char *b[20];
+    for (int i = 0; i < 20; i++) {
+        size_t sz = ((size_t)16 << 20) + (size_t)i * ((size_t)16 << 20) / 20;
+        b[i] = malloc(sz);
+        memset(b[i], i + 1, sz / 10);
+    }
+    long hwm = field("VmHWM:");
+    for (int i = 0; i < 20; i++) free(b[i]);
+    printf("%ld %ld\n", before, hwm);
+    return 0;
+}
+"#;
+
+#[test]
+fn touch_recorded_reproduces_the_rss_of_a_program_that_touches_a_tenth_of_its_blocks() {
+    let d = tmp();
+    let src = d.path().join("tenth.c");
+    let exe = d.path().join("tenth");
+    std::fs::write(&src, TOUCH_TENTH_C).unwrap();
+    let cc = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc (Debian's build-essential) is needed to build the test program");
+    assert!(cc.status.success(), "gcc: {}", stderr(&cc));
+    let trace = d.path().join("tenth.trace.zst");
+    let o = Command::new(&exe)
+        .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
+        .env("ALLOCLAB_OUTPUT", &trace)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the program under the recorder: {}",
+        stderr(&o)
+    );
+    let printed = String::from_utf8_lossy(&o.stdout);
+    let kb: Vec<u64> = printed
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (before, hwm) = (kb[0] << 10, kb[1] << 10);
+    let real_heap = hwm - before;
+    // The trace's samples saw the program's peak (the recorder samples at its end, and the
+    // high-water mark holds the peak in between).
+    let r = MergedReader::open(&trace).unwrap();
+    let s = traces::RssSummary::of(r.process_samples()).expect("the trace has RSS samples");
+    assert!(s.samples >= 2, "{s:?}");
+    let off = s.peak_bytes.abs_diff(hwm) as f64 / hwm as f64;
+    assert!(off < 0.05, "trace peak {} vs VmHWM {hwm}", s.peak_bytes);
+    let heap = |touch: &str| {
+        let doc = replay_json(&trace, &["-a", "system", "--no-latency", "--touch", touch]);
+        let run = &doc["runs"][0];
+        assert_eq!(run["status"], "ok", "{run}");
+        (u(run, "peak_heap_rss_bytes"), run["touch"].clone())
+    };
+    let (recorded, name) = heap("recorded");
+    assert!(name.as_str().unwrap().starts_with("recorded("), "{name}");
+    let err = recorded.abs_diff(real_heap) as f64 / real_heap as f64;
+    assert!(
+        err < 0.25,
+        "--touch recorded: replay heap RSS {recorded} vs the program's {real_heap}"
+    );
+    let (pages, _) = heap("pages");
+    assert!(
+        pages > 5 * real_heap,
+        "--touch pages touches every page: {pages} vs the program's {real_heap}"
+    );
+}
+
+#[test]
+fn touch_recorded_falls_back_to_pages_on_a_trace_without_samples() {
+    let d = tmp();
+    let t = synth(d.path(), "rl_small", 1, 5_000);
+    let o = run(&[
+        "--json",
+        "-q",
+        "--retained-wait",
+        "0",
+        "-a",
+        "system",
+        "--no-latency",
+        "--touch",
+        "recorded",
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no RSS samples") || stderr(&o).contains("has none"));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["runs"][0]["touch"], "pages (recorded: no RSS samples)");
+}

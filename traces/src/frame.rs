@@ -148,7 +148,7 @@ impl FrameHeader {
 }
 
 /// Appends a complete frame (header + stored payload) to `out`.
-fn put_frame(out: &mut Vec<u8>, mut h: FrameHeader, stored: &[u8]) {
+pub(crate) fn put_frame(out: &mut Vec<u8>, mut h: FrameHeader, stored: &[u8]) {
     h.stored_len = stored.len() as u32;
     h.crc = h.checksum(stored);
     out.extend_from_slice(&h.prefix());
@@ -500,7 +500,7 @@ impl FrameReader {
     }
 
     /// The stored payload of the frame just read.
-    fn stored(&self) -> &[u8] {
+    pub(crate) fn stored(&self) -> &[u8] {
         &self.stored[..self.stored_len]
     }
 
@@ -628,6 +628,18 @@ impl FrameReader {
             ))));
         }
         Ok(())
+    }
+
+    /// Decodes the samples frame just read (header `h`, at `offset`), appending to `out`.
+    pub(crate) fn decode_samples(
+        &self,
+        h: &FrameHeader,
+        path: &str,
+        offset: u64,
+        out: &mut Vec<crate::samples::ProcessSample>,
+    ) -> Result<()> {
+        crate::samples::decode(h, self.stored(), out)
+            .map_err(|m| TraceError::new(path, offset, ErrorKind::Malformed(m)))
     }
 
     /// Decodes the trailer frame just read.

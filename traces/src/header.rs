@@ -17,7 +17,7 @@ pub const FOOTER_MAGIC: [u8; 8] = *b"ALCLEND\0";
 /// Format major version: a reader refuses any other major version.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version: a newer minor only adds frame kinds an older reader may skip.
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 /// Largest header a reader accepts, in bytes.
 pub const MAX_HEADER_BYTES: u32 = 1 << 20;
 

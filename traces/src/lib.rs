@@ -27,6 +27,7 @@ mod header;
 pub mod inspect;
 pub mod live;
 mod reader;
+mod samples;
 pub mod synth;
 mod sys;
 mod writer;
@@ -41,6 +42,7 @@ pub use header::{
     Clock, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, ThreadSummary, Trailer,
 };
 pub use reader::{Frame, FrameInfo, MergedReader, Records, ThreadFrames, TraceReader};
+pub use samples::{ProcessSample, RssSummary, SAMPLE_BYTES};
 pub use writer::TraceWriter;
 
 /// CLOCK_MONOTONIC now, in ns: the clock recorded traces use (see [`Clock::Monotonic`]).

@@ -19,6 +19,7 @@ use crate::frame::{
     read_full,
 };
 use crate::header::{FOOTER_MAGIC, FORMAT_MAJOR, Header, MAGIC, MAX_HEADER_BYTES, Trailer};
+use crate::samples::{KIND_SAMPLES, ProcessSample};
 
 /// Reads and checks the file header; returns it and the offset of the first frame.
 fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u64)> {
@@ -127,6 +128,8 @@ pub struct TraceReader<R: Read> {
     trailer: Option<Trailer>,
     warnings: Vec<Warning>,
     done: bool,
+    /// Process samples read so far (format 1.1).
+    samples: Vec<ProcessSample>,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -153,6 +156,7 @@ impl<R: Read> TraceReader<R> {
             trailer: None,
             warnings: Vec::new(),
             done: false,
+            samples: Vec::new(),
         })
     }
 
@@ -174,6 +178,12 @@ impl<R: Read> TraceReader<R> {
     /// Problems that did not stop reading (a cut file, skipped frames).
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// The process samples (RSS, faults) of the frames read so far, in time order; all of
+    /// them once the reader reached the end. Empty for traces without any (synthetic, 1.0).
+    pub fn process_samples(&self) -> &[ProcessSample] {
+        &self.samples
     }
 
     /// Bytes consumed so far.
@@ -217,6 +227,10 @@ impl<R: Read> TraceReader<R> {
                             self.trailer = Some(self.frames.decode_trailer(&self.path, at)?);
                             check_footer(&mut self.src, &self.path, self.offset, at)?;
                             self.done = true;
+                        }
+                        KIND_SAMPLES => {
+                            self.frames
+                                .decode_samples(&h, &self.path, at, &mut self.samples)?
                         }
                         kind => self
                             .warnings
@@ -406,6 +420,9 @@ struct Scan {
     end: u64,
     trailer: Option<Trailer>,
     warnings: Vec<Warning>,
+    /// Every process sample of the trace (format 1.1): one per recorder flush, so bounded by
+    /// the recording's duration, not by its events.
+    samples: Vec<ProcessSample>,
 }
 
 fn scan<R: Read + Seek>(
@@ -423,6 +440,7 @@ fn scan<R: Read + Seek>(
     let mut n_frames = 0;
     let mut warnings = Vec::new();
     let mut trailer = None;
+    let mut samples = Vec::new();
     // The previous frame: when the bytes after it are not a frame header, its own stored length
     // may be what is wrong, which its checksum tells.
     let mut prev: Option<u64> = None;
@@ -514,6 +532,10 @@ fn scan<R: Read + Seek>(
                 check_footer(&mut at.reader(end), path, end, offset)?;
                 break;
             }
+            KIND_SAMPLES => {
+                frames.read(&mut at.reader(offset), path, offset)?;
+                frames.decode_samples(&h, path, offset, &mut samples)?;
+            }
             kind => {
                 // Only a frame whose checksum holds is of an unknown kind; a damaged kind byte
                 // is a corrupt frame.
@@ -531,6 +553,7 @@ fn scan<R: Read + Seek>(
         end: offset,
         trailer,
         warnings,
+        samples,
     })
 }
 
@@ -808,6 +831,8 @@ pub struct MergedReader<R: Read + Seek = File> {
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// The cursor being drained; it is not in the heap.
     current: Option<usize>,
+    /// Every process sample of the trace (format 1.1), read by the first pass.
+    samples: Vec<ProcessSample>,
 }
 
 impl MergedReader<File> {
@@ -861,6 +886,7 @@ impl<R: Read + Seek> MergedReader<R> {
             header,
             trailer: scan.trailer,
             warnings: scan.warnings,
+            samples: scan.samples,
             threads: scan.threads,
             frames: scan.frames,
             loads: Loads::Here {
@@ -892,6 +918,12 @@ impl<R: Read + Seek> MergedReader<R> {
     /// Problems found by the first pass that did not stop reading.
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// The trace's process samples (RSS, faults), in time order; empty for traces without any
+    /// (synthetic, format 1.0).
+    pub fn process_samples(&self) -> &[ProcessSample] {
+        &self.samples
     }
 
     /// The threads that have events frames, in thread-id order, with their counts.

@@ -199,6 +199,23 @@ impl<W: Write> TraceWriter<W> {
         self.end_ts = self.end_ts.max(info.last_ts);
     }
 
+    /// Writes process samples (RSS, faults; format 1.1) as one samples frame, now. They need
+    /// not be ordered with the events; they must be in time order among themselves.
+    pub fn write_samples(&mut self, samples: &[crate::samples::ProcessSample]) -> Result<()> {
+        if samples.len() > crate::frame::MAX_FRAME_EVENTS as usize
+            || samples.windows(2).any(|w| w[1].ts < w[0].ts)
+        {
+            return Err(self.invalid(format!(
+                "{} samples: a samples frame holds at most {} samples, in time order",
+                samples.len(),
+                crate::frame::MAX_FRAME_EVENTS
+            )));
+        }
+        let mut buf = Vec::new();
+        crate::samples::put_samples(&mut buf, samples);
+        self.put(&buf)
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.offset

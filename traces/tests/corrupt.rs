@@ -215,7 +215,7 @@ fn newer_format_version() {
     bytes[10..12].copy_from_slice(&3u16.to_le_bytes());
     let e = read_err(dir.path(), "v2.zst", &bytes);
     assert!(
-        e.contains("byte 8: trace format version 2.3 is not supported by this reader (format 1.0)"),
+        e.contains("byte 8: trace format version 2.3 is not supported by this reader (format 1.1)"),
         "{e}"
     );
     assert_inspect_fails(dir.path(), "v2.zst", "version 2.3");

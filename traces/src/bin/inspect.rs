@@ -48,6 +48,9 @@ struct JsonOut<'a> {
     warnings: Vec<String>,
     trailer: Option<&'a Trailer>,
     frames: u64,
+    /// The recorded process's RSS curve (format 1.1; null without samples) and its samples.
+    rss: Option<traces::RssSummary>,
+    process_samples: &'a [traces::ProcessSample],
     #[serde(flatten)]
     report: &'a Report,
 }
@@ -115,6 +118,19 @@ fn print_text(
         })
         .collect();
     writeln!(out, "command      {}", quoted.join(" "))?;
+    match traces::RssSummary::of(r.process_samples()) {
+        Some(s) => writeln!(
+            out,
+            "process RSS  baseline {} at start, peak {} (+{}), end {}; {} minor faults, {} samples",
+            human_bytes(s.baseline_bytes),
+            human_bytes(s.peak_bytes),
+            human_bytes(s.heap_peak_bytes()),
+            human_bytes(s.end_bytes),
+            s.minor_faults,
+            s.samples
+        )?,
+        None => writeln!(out, "process RSS  not recorded (no samples in this trace)")?,
+    }
     writeln!(
         out,
         "process      pid {} (parent {}) on {:?}",
@@ -286,6 +302,8 @@ fn run(args: &Args) -> Result<(), traces::TraceError> {
                 .collect(),
             trailer: reader.trailer(),
             frames: reader.frames(),
+            rss: traces::RssSummary::of(reader.process_samples()),
+            process_samples: reader.process_samples(),
             report: &report,
         };
         serde_json::to_writer_pretty(&mut out, &j)
