@@ -20,6 +20,59 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// A distribution-free confidence interval of a median: order statistics `x(k)` and
+/// `x(n+1-k)` of the sorted values, with `k` the largest for which the binomial coverage
+/// `1 - 2·P(Bin(n, ½) < k)` is at least 95 % (for fewer than 6 values no such `k` exists: then
+/// min–max, whose coverage `1 - 2^(1-n)` is below 95 %).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MedianCi {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The interval's coverage probability.
+    pub coverage: f64,
+}
+
+impl MedianCi {
+    /// Whether the interval is a 95 % one and lies within ± `tol` (a fraction) of the median.
+    pub fn within(&self, tol: f64) -> bool {
+        self.coverage >= 0.95
+            && self.median > 0.0
+            && (self.median - self.low).max(self.high - self.median) <= tol * self.median
+    }
+}
+
+/// The [`MedianCi`] of `v` (None when empty).
+pub fn median_ci(v: &[f64]) -> Option<MedianCi> {
+    let mut x = v.to_vec();
+    let median = median(&mut x)?;
+    let n = x.len();
+    // P(Bin(n, ½) ≤ j) for j = 0.., summed in f64 (n stays small: a cap of repetitions).
+    let mut below = 0.0; // P(B < k)
+    let mut coef = 1.0f64; // C(n, k-1)
+    let half_n = 0.5f64.powi(n as i32);
+    let mut k = 1;
+    let mut coverage = 1.0 - 2.0 * half_n;
+    for cand in 1..=n.div_ceil(2) {
+        // P(B < cand) = sum_{j < cand} C(n, j) / 2^n
+        below += coef * half_n;
+        coef = coef * (n - (cand - 1)) as f64 / cand as f64;
+        let cov = 1.0 - 2.0 * below;
+        if cov >= 0.95 {
+            k = cand;
+            coverage = cov;
+        } else {
+            break;
+        }
+    }
+    Some(MedianCi {
+        median,
+        low: x[k - 1],
+        high: x[n - k],
+        coverage,
+    })
+}
+
 /// One allocator's figures over its runs.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -31,6 +84,14 @@ pub struct Summary {
     pub ops_per_sec_max: Option<f64>,
     /// Median ops/s over the first allocator's.
     pub throughput_vs_first: Option<f64>,
+    /// The confidence interval of the median ops/s ([`median_ci`]).
+    pub ops_per_sec_ci: Option<MedianCi>,
+    /// The min–max ranges of this allocator's and the first's ops/s overlap (the ratio is
+    /// not a separation).
+    pub overlaps_first: bool,
+    /// With `--until-stable`: whether the median was pinned down within the tolerance
+    /// before the cap (None without it).
+    pub stable: Option<bool>,
     pub wall_ns_median: Option<f64>,
     /// Median over runs of each run's quantile: (op, p50, p99, p99.9) in ns.
     pub latency_ns: Vec<(String, f64, f64, f64)>,
@@ -90,6 +151,9 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 ops_per_sec_min: tput.iter().copied().reduce(f64::min),
                 ops_per_sec_max: tput.iter().copied().reduce(f64::max),
                 throughput_vs_first: None,
+                ops_per_sec_ci: median_ci(&tput),
+                overlaps_first: false,
+                stable: ok.iter().chain(runs.iter()).find_map(|x| x.stable),
                 wall_ns_median: med(&|x| x.wall_ns.map(|v| v as f64)),
                 latency_ns,
                 peak_heap_rss_bytes_median: med(&|x| x.peak_heap_rss_bytes.map(|v| v as f64)),
@@ -117,6 +181,15 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
         })
         .collect();
     let first = out.first().and_then(|s| s.ops_per_sec_median);
+    let first_range = out
+        .first()
+        .and_then(|s| s.ops_per_sec_min.zip(s.ops_per_sec_max));
+    for s in out.iter_mut().skip(1) {
+        s.overlaps_first = match (s.ops_per_sec_min.zip(s.ops_per_sec_max), first_range) {
+            (Some((lo, hi)), Some((flo, fhi))) => lo <= fhi && flo <= hi,
+            _ => false,
+        };
+    }
     for s in &mut out {
         s.throughput_vs_first = match (s.ops_per_sec_median, first) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -205,7 +278,8 @@ pub fn render(r: &Results) -> String {
         .map_or("", |s| s.allocator.as_str())
         .to_string();
     let mut rows = Vec::new();
-    for s in &sums {
+    let (mut any_overlap, mut any_unstable) = (false, false);
+    for (i, s) in sums.iter().enumerate() {
         let spread = match (s.ops_per_sec_min, s.ops_per_sec_max, s.ops_per_sec_median) {
             (Some(a), Some(b), Some(m)) if s.ok > 1 && m > 0.0 => {
                 format!("±{:.1}%", (b - a) / 2.0 / m * 100.0)
@@ -218,12 +292,22 @@ pub fn render(r: &Results) -> String {
                 .find(|l| l.0 == op)
                 .map_or_else(|| "—".into(), |l| fmt::ns([l.1, l.2, l.3][i]))
         };
+        let unstable = s.stable == Some(false);
+        any_unstable |= unstable;
+        any_overlap |= s.overlaps_first;
         rows.push(vec![
             s.allocator.clone(),
             format!("{}/{}", s.ok, s.runs),
-            opt(s.ops_per_sec_median, fmt::rate),
+            opt(s.ops_per_sec_median, |v| {
+                fmt::rate(v) + if unstable { " !" } else { "" }
+            }),
             spread,
-            opt(s.throughput_vs_first, |v| format!("{v:.2}×")),
+            opt(s.throughput_vs_first, |v| {
+                format!(
+                    "{v:.2}×{}",
+                    if i > 0 && s.overlaps_first { "~" } else { "" }
+                )
+            }),
             lat("malloc", 0),
             lat("malloc", 1),
             lat("malloc", 2),
@@ -260,6 +344,14 @@ pub fn render(r: &Results) -> String {
         out += &format!(", including ~{t:.0} ns of timer reads");
     }
     out += ")\n";
+    if any_overlap {
+        out += &format!(
+            "~: this allocator's ops/s min–max range overlaps {first}'s: the ratio does not separate them\n"
+        );
+    }
+    if any_unstable {
+        out += "!: not stable: the 95 % interval of the median ops/s was still wider than --until-stable when --max-repeat was reached\n";
+    }
     for s in &sums {
         for e in &s.errors {
             out += &format!("{}: {e}\n", s.allocator);
@@ -275,5 +367,25 @@ mod tests {
         assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(super::median(&mut []), None);
+    }
+
+    #[test]
+    fn median_ci_uses_order_statistics_with_95_percent_coverage() {
+        // 5 values: no 95 % interval exists; min–max covers 1 - 2/32.
+        let c = super::median_ci(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((c.low, c.high, c.median), (1.0, 5.0, 3.0));
+        assert!((c.coverage - 0.9375).abs() < 1e-12 && !c.within(10.0));
+        // 6 values: min–max, 1 - 2/64.
+        let c = super::median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!((c.low, c.high), (1.0, 6.0));
+        assert!((c.coverage - (1.0 - 2.0 / 64.0)).abs() < 1e-12);
+        // 9 values: k = 2 (P(B ≤ 1) = 10/512; coverage 0.9609); k = 3 would give 0.820.
+        let v: Vec<f64> = (1..=9).map(f64::from).collect();
+        let c = super::median_ci(&v).unwrap();
+        assert_eq!((c.low, c.high), (2.0, 8.0));
+        assert!((c.coverage - (1.0 - 20.0 / 512.0)).abs() < 1e-12);
+        // Within ±5 %: 100 ± 4.
+        let c = super::median_ci(&[96.0, 100.0, 101.0, 99.0, 104.0, 100.0]).unwrap();
+        assert!(c.within(0.05) && !c.within(0.03));
     }
 }
