@@ -99,6 +99,14 @@ pub fn run_request(req: &ChildRequest) -> Result<PassResult, ReplayError> {
     if let AllocSpec::Preload(lib) = &req.spec {
         check_preload_serves_malloc(lib)?;
     }
+    // Before the allocator maps anything: MADV_HUGEPAGE is ignored from here on.
+    let thp_disabled = req.pass.thp == crate::engine::Thp::Never;
+    if thp_disabled && !crate::sys::disable_thp() {
+        return Err(ReplayError::io(
+            "turning transparent huge pages off (--thp never: prctl PR_SET_THP_DISABLE)",
+            std::io::Error::last_os_error(),
+        ));
+    }
     let plan = MappedPlan::open(req.plan_fd, req.meta.clone())
         .map_err(|e| ReplayError::io("mapping the replay plan", e))?;
     let progress = match req.progress_fd {
@@ -112,14 +120,16 @@ pub fn run_request(req: &ChildRequest) -> Result<PassResult, ReplayError> {
         max_request: req.meta.max_request,
         threads: req.meta.threads.len() as u32,
     };
-    req.spec.with(
+    let mut r = req.spec.with(
         &ctx,
         Pass {
             plan: &plan,
             opts: &req.pass,
             progress: progress.as_ref().map(|m| m.counter()),
         },
-    )?
+    )??;
+    r.thp_disabled = thp_disabled;
+    Ok(r)
 }
 
 /// The child's `main`: request on stdin, reply on stdout. Returns the exit code (0 when the

@@ -81,6 +81,34 @@ impl Touch {
     }
 }
 
+/// Transparent huge pages for the replay child (`--thp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Thp {
+    /// Whatever the system setting gives (/sys/kernel/mm/transparent_hugepage/enabled).
+    #[default]
+    System,
+    /// None, whatever the allocator asks for (prctl PR_SET_THP_DISABLE in the child).
+    Never,
+    /// Only where the allocator asks (MADV_HUGEPAGE): needs the system setting `madvise`.
+    Madvise,
+    /// Wherever the kernel can: needs the system setting `always` (a process cannot turn
+    /// it on for itself).
+    Always,
+}
+
+impl Thp {
+    /// The mode's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Thp::System => "system",
+            Thp::Never => "never",
+            Thp::Madvise => "madvise",
+            Thp::Always => "always",
+        }
+    }
+}
+
 /// What one pass does besides replaying.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassOptions {
@@ -97,6 +125,9 @@ pub struct PassOptions {
     pub order: Order,
     /// Time every call (the latency pass).
     pub timed: bool,
+    /// Transparent huge pages (applied by the child before the allocator starts).
+    #[serde(default)]
+    pub thp: Thp,
     /// Sampler period, ms (0: no samples).
     pub sample_ms: u64,
     /// Seconds to keep reading retained RSS after the last op (points at 0.1, 1 and 5 s that
@@ -113,6 +144,7 @@ impl Default for PassOptions {
             pin: false,
             order: Order::Deps,
             timed: false,
+            thp: Thp::System,
             sample_ms: 10,
             retained_wait: 0.0,
         }
@@ -204,6 +236,23 @@ pub struct PassResult {
     pub measured_peak_live_bytes: u64,
     /// Most replay threads alive (created and not yet joined) at once.
     pub peak_replay_threads: u32,
+    /// /proc/self/smaps_rollup when the op reaching the trace's peak live bytes was done, and
+    /// the statm RSS read just before it.
+    pub smaps_at_peak: Option<sys::Smaps>,
+    pub statm_at_peak_bytes: Option<u64>,
+    /// statm read again just after that smaps_rollup (other threads run meanwhile).
+    pub statm_after_peak_smaps_bytes: Option<u64>,
+    /// smaps_rollup right after the last op (every replay thread joined), and statm then.
+    pub smaps_end: Option<sys::Smaps>,
+    pub statm_end_bytes: u64,
+    /// For each replay thread, the CPUs it was seen on (sched_getcpu at its start, its end
+    /// and at checkpoints at least 1024 ops apart), lowest first; CPUs above 63 count as 63.
+    pub thread_cpus: Vec<Vec<u32>>,
+    /// Changes of CPU between two such readings, all replay threads together (a lower
+    /// bound of the migrations).
+    pub cpu_changes_seen: u64,
+    /// Transparent huge pages were turned off for this child (`--thp never`).
+    pub thp_disabled: bool,
 }
 
 impl PassResult {
@@ -234,7 +283,28 @@ struct ThreadOut {
     failed: u64,
     waits: u64,
     pinned: bool,
+    /// CPUs seen (bit per CPU, 63 for any above), the last one, changes seen.
+    cpus: u64,
+    last_cpu: Option<u32>,
+    cpu_changes: u64,
 }
+
+impl ThreadOut {
+    /// Notes the CPU this thread runs on now.
+    #[inline]
+    fn see_cpu(&mut self) {
+        if let Some(c) = sys::current_cpu() {
+            if self.last_cpu.is_some_and(|l| l != c) {
+                self.cpu_changes += 1;
+            }
+            self.last_cpu = Some(c);
+            self.cpus |= 1u64 << c.min(63);
+        }
+    }
+}
+
+/// A replay thread reads which CPU it is on at checkpoints at least this many ops apart.
+const CPU_CHECK_OPS: usize = 1024;
 
 /// Shared by all threads of a pass.
 struct Shared<'a> {
@@ -253,6 +323,10 @@ struct Shared<'a> {
     /// RSS at the peak-live op (0: not reached).
     rss_at_peak: AtomicU64,
     live_at_peak: AtomicU64,
+    /// smaps_rollup at the peak-live op (rss, pss, anonymous, anon huge; set once).
+    smaps_at_peak: [AtomicU64; 4],
+    smaps_at_peak_set: AtomicBool,
+    rss_after_peak_smaps: AtomicU64,
     /// Live bytes as of every thread's last checkpoint, and the largest value reached.
     live: PaddedI64,
     live_peak: PaddedI64,
@@ -509,6 +583,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
     let mut marks = marks.iter().map(|&m| m as usize).peekable();
     let len = ops.len();
     let mut i = 0;
+    let mut next_cpu_check = CPU_CHECK_OPS;
     while i < len {
         let mut end = ((i / every + 1) * every).min(len);
         if let Some(m) = mark
@@ -559,6 +634,18 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
             }
             sh.live_at_peak.store(live.max(0) as u64, Ordering::Relaxed);
             sh.rss_at_peak.store(rss, Ordering::Relaxed);
+            if let Some(m) = sys::Smaps::read() {
+                for (a, v) in
+                    sh.smaps_at_peak
+                        .iter()
+                        .zip([m.rss, m.pss, m.anonymous, m.anon_huge_pages])
+                {
+                    a.store(v, Ordering::Relaxed);
+                }
+                sh.rss_after_peak_smaps
+                    .store(sh.statm.rss_bytes(), Ordering::Relaxed);
+                sh.smaps_at_peak_set.store(true, Ordering::Release);
+            }
         }
         if i.is_multiple_of(every) || i == len {
             // The period's change goes into the shared live bytes; the period's largest rise
@@ -573,6 +660,10 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
                 gate.publish(&sh.done.0);
             }
             sh.progress[me].0.store(i as u64, Ordering::Release);
+            if i >= next_cpu_check {
+                next_cpu_check = i + CPU_CHECK_OPS;
+                out.see_cpu();
+            }
         } else if marks.peek() == Some(&i) {
             sh.progress[me].0.store(i as u64, Ordering::Release);
         }
@@ -832,6 +923,9 @@ pub fn run<A: Allocator>(
         allocs_at_end: AtomicU64::new(0),
         rss_at_peak: AtomicU64::new(0),
         live_at_peak: AtomicU64::new(0),
+        smaps_at_peak: Default::default(),
+        smaps_at_peak_set: AtomicBool::new(false),
+        rss_after_peak_smaps: AtomicU64::new(0),
         live: PaddedI64::default(),
         live_peak: PaddedI64::default(),
         done: Padded::default(),
@@ -880,6 +974,7 @@ pub fn run<A: Allocator>(
             ..ThreadOut::default()
         };
         a.thread_attach();
+        out.see_cpu();
         if meta.threads[me].start.is_none() {
             sh.arrived.fetch_add(1, Ordering::AcqRel);
             let mut spins = 0u32;
@@ -923,6 +1018,7 @@ pub fn run<A: Allocator>(
             .fetch_max(mem::process_allocs(), Ordering::AcqRel);
         let end = sh.start.get().expect("set before go").elapsed();
         sh.end_ns.fetch_max(end.as_nanos() as u64, Ordering::AcqRel);
+        out.see_cpu();
         sh.finished.fetch_add(1, Ordering::AcqRel);
         a.thread_detach();
         *outs[me].lock().unwrap_or_else(|e| e.into_inner()) = out;
@@ -1020,6 +1116,8 @@ pub fn run<A: Allocator>(
     let after_ns = start.elapsed().as_nanos() as u64;
     let rss_after = sh.statm.rss_bytes();
     let usage = Usage::now().since(&usage0);
+    result.smaps_end = sys::Smaps::read();
+    result.statm_end_bytes = rss_after;
     let baseline = result.baseline_rss_bytes;
     let heap = |rss: u64| rss as i64 - baseline as i64;
     let (ops_done, live) = live_at(plan, &sh.progress);
@@ -1069,6 +1167,22 @@ pub fn run<A: Allocator>(
         .load(Ordering::Relaxed)
         .saturating_sub(sh.allocs_at_go.load(Ordering::Relaxed));
     result.pinned = opts.pin && outs.iter().all(|o| o.pinned);
+    if sh.smaps_at_peak_set.load(Ordering::Acquire) {
+        let v = |k: usize| sh.smaps_at_peak[k].load(Ordering::Relaxed);
+        result.smaps_at_peak = Some(sys::Smaps {
+            rss: v(0),
+            pss: v(1),
+            anonymous: v(2),
+            anon_huge_pages: v(3),
+        });
+        result.statm_at_peak_bytes = Some(at_peak);
+        result.statm_after_peak_smaps_bytes = Some(sh.rss_after_peak_smaps.load(Ordering::Relaxed));
+    }
+    result.thread_cpus = outs
+        .iter()
+        .map(|o| (0..64).filter(|c| o.cpus & (1u64 << c) != 0).collect())
+        .collect();
+    result.cpu_changes_seen = outs.iter().map(|o| o.cpu_changes).sum();
     for o in &outs {
         for (k, c) in o.counts.iter().enumerate() {
             result.ops_by_kind[k] += c;

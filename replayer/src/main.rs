@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use replayer::adapter::{ALLOCATORS, AllocSpec, parse_list};
-use replayer::engine::Touch;
+use replayer::engine::{Thp, Touch};
 use replayer::error::ReplayError;
 use replayer::mem::{Counting, HarnessAlloc};
 use replayer::plan::Order;
@@ -59,6 +59,37 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--repeat`: a count, or `auto` (repeat until stable).
+#[derive(Clone, Copy, Debug)]
+enum Repeat {
+    Count(u32),
+    Auto,
+}
+
+fn parse_repeat(s: &str) -> Result<Repeat, String> {
+    if s.trim() == "auto" {
+        return Ok(Repeat::Auto);
+    }
+    s.trim()
+        .parse()
+        .map(Repeat::Count)
+        .map_err(|_| format!("'{s}' is neither a number of repetitions nor `auto`"))
+}
+
+/// `--until-stable`: a percentage (`5%` or `5`), as a fraction.
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage (as 5%)"))?;
+    if v > 0.0 && v < 100.0 {
+        Ok(v / 100.0)
+    } else {
+        Err(format!("'{s}' must be above 0 % and below 100 %"))
+    }
+}
+
 /// Replays an allocation trace through one or more allocators and measures throughput,
 /// latency percentiles, RSS and fragmentation. Each allocator × repetition runs in its own
 /// child process, interleaved.
@@ -71,9 +102,22 @@ struct Args {
     /// Allocators, comma-separated (see --list-allocators); ratios are to the first.
     #[arg(short, long, default_value = "system")]
     alloc: Vec<String>,
-    /// Repetitions of each allocator (median and spread are reported).
-    #[arg(short, long, default_value_t = 1)]
-    repeat: u32,
+    /// Repetitions of each allocator (median and spread are reported); `auto`: repeat until
+    /// stable (--until-stable, default 5%).
+    #[arg(short, long, default_value = "1", value_parser = parse_repeat)]
+    repeat: Repeat,
+    /// Repeat each allocator (interleaved) until the 95 % confidence interval of its median
+    /// ops/s (order statistics) is within ± this percentage, or --max-repeat runs; cells that
+    /// do not get there are flagged. --repeat is then the least number of runs.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    until_stable: Option<f64>,
+    /// The cap of repetitions with --until-stable or --repeat auto.
+    #[arg(long, default_value_t = 20)]
+    max_repeat: u32,
+    /// Transparent huge pages in the replay children: system (as set), never (turned off for
+    /// the child), madvise or always (only checked: they need that system setting).
+    #[arg(long, value_enum, default_value_t = Thp::System)]
+    thp: Thp,
     /// Fold the traced threads onto this many replay threads (default: one per traced thread).
     #[arg(short, long)]
     threads: Option<u32>,
@@ -183,9 +227,16 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         }
     }
     let trace = a.trace.expect("clap requires it");
+    let (repeat, until_stable) = match a.repeat {
+        Repeat::Count(n) => (n, a.until_stable),
+        Repeat::Auto => (1, Some(a.until_stable.unwrap_or(0.05))),
+    };
     let opts = SweepOptions {
         allocators,
-        repeat: a.repeat,
+        repeat,
+        until_stable,
+        max_repeat: a.max_repeat,
+        thp: a.thp,
         threads: a.threads,
         touch: a.touch,
         pace: a.pace,

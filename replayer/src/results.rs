@@ -55,6 +55,8 @@ pub struct SweepInfo {
     /// `--order`: `deps`, `window:K` or `strict`.
     pub order: String,
     pub pinned_requested: bool,
+    /// `--thp`: `system`, `never`, `madvise` or `always`.
+    pub thp: String,
     pub environment: Environment,
     pub build: BuildInfo,
 }
@@ -205,6 +207,39 @@ impl Results {
             involuntary_ctx_switches: u.map(|r| r.usage.involuntary_ctx_switches),
             user_cpu_ns: u.map(|r| r.usage.user_cpu_ns),
             sys_cpu_ns: u.map(|r| r.usage.sys_cpu_ns),
+            smaps_rss_at_peak_bytes: u.and_then(|r| r.smaps_at_peak).map(|m| m.rss),
+            smaps_pss_at_peak_bytes: u.and_then(|r| r.smaps_at_peak).map(|m| m.pss),
+            smaps_anonymous_at_peak_bytes: u.and_then(|r| r.smaps_at_peak).map(|m| m.anonymous),
+            anon_huge_pages_at_peak_bytes: u
+                .and_then(|r| r.smaps_at_peak)
+                .map(|m| m.anon_huge_pages),
+            smaps_rss_end_bytes: u.and_then(|r| r.smaps_end).map(|m| m.rss),
+            smaps_pss_end_bytes: u.and_then(|r| r.smaps_end).map(|m| m.pss),
+            smaps_anonymous_end_bytes: u.and_then(|r| r.smaps_end).map(|m| m.anonymous),
+            anon_huge_pages_end_bytes: u.and_then(|r| r.smaps_end).map(|m| m.anon_huge_pages),
+            rss_sources_disagree: u.and_then(|r| {
+                let end = r.smaps_end.map(|m| m.disagrees_with(r.statm_end_bytes));
+                let peak = r.smaps_at_peak.zip(r.statm_at_peak_bytes).map(|(m, s)| {
+                    m.disagrees_with_range(s, r.statm_after_peak_smaps_bytes.unwrap_or(s))
+                });
+                match (peak, end) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+                }
+            }),
+            replay_thread_cpus: u.filter(|r| !r.thread_cpus.is_empty()).map(|r| {
+                r.thread_cpus
+                    .iter()
+                    .map(|c| {
+                        c.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            cpu_changes_seen: u.map(|r| r.cpu_changes_seen),
             alloc_allocated_bytes: stats.and_then(|s| s.allocated),
             alloc_resident_bytes: stats.and_then(|s| s.resident),
             alloc_stats_json: stats
@@ -214,6 +249,8 @@ impl Results {
             paced: sweep.paced,
             order: sweep.order.clone(),
             pinned: u.is_some_and(|r| r.pinned),
+            thp: sweep.thp.clone(),
+            stable: None,
             started_unix_ns: any.map_or(0, |r| r.started_unix_ns),
             host: env.host.clone(),
             os: env.os.clone(),

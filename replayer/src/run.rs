@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::adapter::{AllocSpec, options_in_env};
 use crate::child::{ChildReply, ChildRequest};
-use crate::engine::{PassOptions, Touch};
+use crate::engine::{PassOptions, Thp, Touch};
 use crate::env::{Environment, build_info};
 use crate::error::ReplayError;
 use crate::mem::Mapping;
@@ -36,8 +36,15 @@ pub struct SweepOptions {
     pub trace: PathBuf,
     /// Allocators, in the order results are reported (ratios are to the first).
     pub allocators: Vec<AllocSpec>,
-    /// Repetitions of each allocator.
+    /// Repetitions of each allocator (with `until_stable`: at least these).
     pub repeat: u32,
+    /// Repeat each allocator until the 95 % confidence interval of its median ops/s lies
+    /// within ± this fraction of the median (or `max_repeat` is reached).
+    pub until_stable: Option<f64>,
+    /// The cap of repetitions with `until_stable`.
+    pub max_repeat: u32,
+    /// Transparent huge pages in the children.
+    pub thp: Thp,
     /// Replay threads to fold the traced threads onto (`None`: one per traced thread).
     pub threads: Option<u32>,
     pub touch: Touch,
@@ -77,6 +84,9 @@ impl SweepOptions {
             trace: trace.into(),
             allocators: vec![AllocSpec::System],
             repeat: 1,
+            until_stable: None,
+            max_repeat: 20,
+            thp: Thp::System,
             threads: None,
             touch: Touch::Pages,
             pace: false,
@@ -256,6 +266,20 @@ impl Sweep {
         if opts.repeat == 0 {
             return Err(ReplayError::BadInput("--repeat must be at least 1".into()));
         }
+        if let Some(t) = opts.until_stable
+            && !(t > 0.0 && t < 1.0)
+        {
+            return Err(ReplayError::BadInput(
+                "--until-stable must be a percentage above 0 and below 100, as 5%".into(),
+            ));
+        }
+        if opts.until_stable.is_some() && opts.max_repeat < opts.repeat.max(2) {
+            return Err(ReplayError::BadInput(format!(
+                "--max-repeat {} must be at least --repeat and 2 (a median's interval needs runs to compare)",
+                opts.max_repeat
+            )));
+        }
+        check_thp(opts.thp)?;
         if opts.threads == Some(0) {
             return Err(ReplayError::BadInput("--threads must be at least 1".into()));
         }
@@ -356,6 +380,7 @@ impl Sweep {
             paced: opts.pace,
             order: opts.order.name(),
             pinned_requested: opts.pin,
+            thp: opts.thp.name().to_string(),
             environment: Environment::detect(),
             build: build_info(),
         };
@@ -380,12 +405,21 @@ impl Sweep {
         &self.trace.plan
     }
 
-    /// Ops this sweep will replay, all passes of all runs together (the progress unit).
+    /// Repetitions at most: `--repeat`, or the cap with `--until-stable`.
+    fn max_reps(&self) -> u32 {
+        match self.opts.until_stable {
+            Some(_) => self.opts.max_repeat.max(self.opts.repeat),
+            None => self.opts.repeat,
+        }
+    }
+
+    /// Ops this sweep will replay at most, all passes of all runs together (the progress
+    /// unit; a sweep that stabilises early does less).
     pub fn total_ops(&self) -> u64 {
         let passes = if self.opts.latency { 2 } else { 1 };
         self.trace.plan.total_ops()
             * passes
-            * self.opts.repeat as u64
+            * self.max_reps() as u64
             * self.opts.allocators.len() as u64
     }
 
@@ -425,15 +459,21 @@ impl Sweep {
         // A write that fails mid-sweep (a full disk) is said once; the sweep goes on and the
         // files are written again after the last run, which must succeed.
         let mut write_failed = false;
-        for rep in 0..o.repeat {
-            for spec in &o.allocators {
+        let reps = self.max_reps();
+        // Allocators still repeated (all of them without --until-stable).
+        let mut going = vec![true; o.allocators.len()];
+        for rep in 0..reps {
+            for (ai, spec) in o.allocators.iter().enumerate() {
+                if !going[ai] {
+                    continue;
+                }
                 let mut opts_env = options_in_env(spec.option_prefixes());
                 for (k, v) in spec.child_env() {
                     if !opts_env.contains(&format!("{k}=")) {
                         opts_env = format!("{opts_env} {k}={v}").trim().to_string();
                     }
                 }
-                pb.set_message(format!("{label}{} r{}/{}", spec.name(), rep + 1, o.repeat));
+                pb.set_message(format!("{label}{} r{}/{}", spec.name(), rep + 1, reps));
                 let untimed = self.child(
                     spec,
                     PassOptions {
@@ -443,6 +483,7 @@ impl Sweep {
                         pin: o.pin,
                         order: o.order,
                         timed: false,
+                        thp: o.thp,
                         sample_ms: o.sample_ms,
                         retained_wait: o.retained_wait,
                     },
@@ -461,6 +502,7 @@ impl Sweep {
                             pin: o.pin,
                             order: o.order,
                             timed: true,
+                            thp: o.thp,
                             sample_ms: 0,
                             retained_wait: 0.0,
                         },
@@ -494,6 +536,33 @@ impl Sweep {
                         )
                     });
                 }
+            }
+            if let Some(tol) = o.until_stable {
+                if rep + 1 >= o.repeat {
+                    for (ai, spec) in o.allocators.iter().enumerate() {
+                        let v = ok_rates(&results.runs, &spec.name());
+                        if going[ai] && crate::table::median_ci(&v).is_some_and(|c| c.within(tol)) {
+                            going[ai] = false;
+                        }
+                    }
+                }
+                if !going.contains(&true) {
+                    break;
+                }
+            }
+        }
+        if o.until_stable.is_some() {
+            // A cell still going when the cap was reached did not stabilise.
+            for r in &mut results.runs {
+                if let Some(ai) = o.allocators.iter().position(|s| s.name() == r.allocator) {
+                    r.stable = Some(!going[ai]);
+                }
+            }
+            if let Some(dir) = &o.out
+                && let Err(e) = crate::parquet::write_dir(dir, &results)
+            {
+                write_failed = true;
+                pb.suspend(|| eprintln!("replay: warning: {e}; trying again"));
             }
         }
         if let Some(dir) = &o.out
@@ -631,6 +700,31 @@ impl Sweep {
             },
         })
     }
+}
+
+/// ops/s of the ok runs of `allocator`.
+fn ok_rates(runs: &[RunRow], allocator: &str) -> Vec<f64> {
+    runs.iter()
+        .filter(|r| r.allocator == allocator && r.status.is_ok())
+        .filter_map(|r| r.ops_per_sec)
+        .collect()
+}
+
+/// `--thp madvise|always` only describe what the system setting must be (a process can turn
+/// huge pages off for itself, never on): refused unless the system is set so.
+fn check_thp(thp: Thp) -> Result<(), ReplayError> {
+    if matches!(thp, Thp::System | Thp::Never) {
+        return Ok(());
+    }
+    let sys = Environment::detect().thp_enabled;
+    if sys == thp.name() {
+        return Ok(());
+    }
+    Err(ReplayError::BadInput(format!(
+        "--thp {}: the system's transparent huge pages are `{sys}`, and a process cannot change that for itself; as root, `echo {} > /sys/kernel/mm/transparent_hugepage/enabled`, or use --thp never or system",
+        thp.name(),
+        thp.name()
+    )))
 }
 
 /// Checks, before anything runs, that the results can be written into `dir` (made if

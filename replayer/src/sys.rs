@@ -59,6 +59,101 @@ impl Drop for Statm {
     }
 }
 
+/// Figures of /proc/self/smaps_rollup, bytes: the kernel's own sum over every mapping, read
+/// beside statm to cross-check it and to see transparent huge pages (AnonHugePages).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Smaps {
+    pub rss: u64,
+    pub pss: u64,
+    pub anonymous: u64,
+    pub anon_huge_pages: u64,
+}
+
+impl Smaps {
+    /// Reads /proc/self/smaps_rollup into a stack buffer (no allocation: callable inside the
+    /// replay); None if it cannot be read. It walks every mapping of the process, so it costs
+    /// tens of µs: it is read once at the peak-live op and once after the last op, never per op.
+    pub fn read() -> Option<Smaps> {
+        let mut buf = [0u8; 2048];
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/smaps_rollup".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        let mut len = 0usize;
+        while len < buf.len() {
+            // SAFETY: reads at most the rest of the local buffer.
+            let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::close(fd) };
+        let mut s = Smaps::default();
+        let mut found = false;
+        for line in buf[..len].split(|b| *b == b'\n') {
+            let field = match line.iter().position(|b| *b == b':') {
+                Some(c) => (&line[..c], &line[c + 1..]),
+                None => continue,
+            };
+            let kb = field
+                .1
+                .iter()
+                .skip_while(|b| **b == b' ')
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u64, |v, b| v * 10 + (b - b'0') as u64);
+            match field.0 {
+                b"Rss" => {
+                    s.rss = kb * 1024;
+                    found = true;
+                }
+                b"Pss" => s.pss = kb * 1024,
+                b"Anonymous" => s.anonymous = kb * 1024,
+                b"AnonHugePages" => s.anon_huge_pages = kb * 1024,
+                _ => {}
+            }
+        }
+        found.then_some(s)
+    }
+
+    /// Whether `statm_rss` (read at about the same moment) and this Rss differ by more than one
+    /// page per MiB of the larger.
+    pub fn disagrees_with(&self, statm_rss: u64) -> bool {
+        self.disagrees_with_range(statm_rss, statm_rss)
+    }
+
+    /// Whether this Rss lies more than one page per MiB outside `[lo, hi]`: statm read just
+    /// before and just after it (other threads may map and unmap in between).
+    pub fn disagrees_with_range(&self, lo: u64, hi: u64) -> bool {
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        let tolerance = (self.rss.max(hi) / 256).max(4096);
+        self.rss + tolerance < lo || self.rss > hi + tolerance
+    }
+}
+
+/// The CPU the calling thread runs on now (sched_getcpu: a vDSO call, no system call on
+/// x86-64), or None.
+#[inline]
+pub fn current_cpu() -> Option<u32> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    (c >= 0).then_some(c as u32)
+}
+
+/// Turns transparent huge pages off for this process and its children (PR_SET_THP_DISABLE:
+/// MADV_HUGEPAGE and THP "always" are then ignored); false if the kernel refuses.
+pub fn disable_thp() -> bool {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
+}
+
 /// Resets VmHWM (the peak RSS) to the current RSS; false if the kernel refuses.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -189,6 +284,15 @@ mod tests {
         let r = s.rss_bytes();
         assert!(r > 100 << 10 && r < 64 << 30, "{r}");
         assert!(peak_rss_bytes().unwrap() >= r / 2);
+        let m = Smaps::read().expect("smaps_rollup is readable");
+        assert!(
+            m.rss > 100 << 10 && m.pss <= m.rss && m.anonymous <= m.rss,
+            "{m:?}"
+        );
+        assert!(
+            !m.disagrees_with(m.rss) && m.disagrees_with(m.rss * 2),
+            "{m:?}"
+        );
     }
 
     #[test]

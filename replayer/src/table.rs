@@ -10,6 +10,59 @@ use crate::results::{Results, RunRow, TraceInfo};
 
 use results_schema::summary::median;
 
+/// A distribution-free confidence interval of a median: order statistics `x(k)` and
+/// `x(n+1-k)` of the sorted values, with `k` the largest for which the binomial coverage
+/// `1 - 2·P(Bin(n, ½) < k)` is at least 95 % (for fewer than 6 values no such `k` exists: then
+/// min–max, whose coverage `1 - 2^(1-n)` is below 95 %).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MedianCi {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The interval's coverage probability.
+    pub coverage: f64,
+}
+
+impl MedianCi {
+    /// Whether the interval is a 95 % one and lies within ± `tol` (a fraction) of the median.
+    pub fn within(&self, tol: f64) -> bool {
+        self.coverage >= 0.95
+            && self.median > 0.0
+            && (self.median - self.low).max(self.high - self.median) <= tol * self.median
+    }
+}
+
+/// The [`MedianCi`] of `v` (None when empty).
+pub fn median_ci(v: &[f64]) -> Option<MedianCi> {
+    let mut x = v.to_vec();
+    let median = median(&mut x)?;
+    let n = x.len();
+    // P(Bin(n, ½) ≤ j) for j = 0.., summed in f64 (n stays small: a cap of repetitions).
+    let mut below = 0.0; // P(B < k)
+    let mut coef = 1.0f64; // C(n, k-1)
+    let half_n = 0.5f64.powi(n as i32);
+    let mut k = 1;
+    let mut coverage = 1.0 - 2.0 * half_n;
+    for cand in 1..=n.div_ceil(2) {
+        // P(B < cand) = sum_{j < cand} C(n, j) / 2^n
+        below += coef * half_n;
+        coef = coef * (n - (cand - 1)) as f64 / cand as f64;
+        let cov = 1.0 - 2.0 * below;
+        if cov >= 0.95 {
+            k = cand;
+            coverage = cov;
+        } else {
+            break;
+        }
+    }
+    Some(MedianCi {
+        median,
+        low: x[k - 1],
+        high: x[n - k],
+        coverage,
+    })
+}
+
 /// One allocator's figures over its runs.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -18,6 +71,16 @@ pub struct Summary {
     pub ok: usize,
     /// Medians and ratios over the ok runs (None when no run was ok).
     pub summary: Option<SummaryRow>,
+    /// The confidence interval of the median ops/s ([`median_ci`]).
+    pub ops_per_sec_ci: Option<MedianCi>,
+    /// This allocator's ops/s min–max range overlaps `system`'s (its "vs system" ratio does
+    /// not separate them).
+    pub overlaps_system: bool,
+    /// This allocator's ops/s min–max range overlaps the fastest's (likewise for "vs best").
+    pub overlaps_best: bool,
+    /// With `--until-stable`: whether the median was pinned down within the tolerance
+    /// before the cap (None without it).
+    pub stable: Option<bool>,
     pub wall_ns_median: Option<f64>,
     /// Median over runs of each run's quantile: (op, p50, p99, p99.9) in ns.
     pub latency_ns: Vec<(String, f64, f64, f64)>,
@@ -35,11 +98,12 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
     }
     let configs = summary::summarize(&r.runs);
     let latency = summary::summarize_latency(&r.runs, &r.latency);
-    names
+    let mut sums = names
         .iter()
         .map(|&name| {
             let runs: Vec<&RunRow> = r.runs.iter().filter(|x| x.allocator == name).collect();
             let ok: Vec<&RunRow> = runs.iter().copied().filter(|x| x.status.is_ok()).collect();
+            let tput: Vec<f64> = ok.iter().filter_map(|x| x.ops_per_sec).collect();
             let mut wall: Vec<f64> = ok
                 .iter()
                 .filter_map(|x| x.wall_ns.map(|v| v as f64))
@@ -65,6 +129,10 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 runs: runs.len(),
                 ok: ok.len(),
                 summary: configs.iter().find(|c| c.allocator == name).cloned(),
+                ops_per_sec_ci: median_ci(&tput),
+                overlaps_system: false,
+                overlaps_best: false,
+                stable: ok.iter().chain(runs.iter()).find_map(|x| x.stable),
                 wall_ns_median: median(&mut wall),
                 latency_ns,
                 errors: runs
@@ -81,7 +149,37 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                     .collect(),
             }
         })
-        .collect()
+        .collect::<Vec<Summary>>();
+    // Which ratios do not separate their two cells: min–max ranges that overlap.
+    let range = |s: &Summary| {
+        s.summary
+            .as_ref()
+            .and_then(|c| c.ops_per_sec_min.zip(c.ops_per_sec_max))
+    };
+    let median_of = |s: &Summary| s.summary.as_ref().and_then(|c| c.ops_per_sec_median);
+    let system = sums
+        .iter()
+        .find(|s| s.allocator == results_schema::BASELINE_ALLOCATOR)
+        .and_then(range);
+    let best = sums
+        .iter()
+        .filter(|s| median_of(s).is_some())
+        .max_by(|a, b| median_of(a).partial_cmp(&median_of(b)).unwrap())
+        .and_then(range);
+    let overlap = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
+        (Some((lo, hi)), Some((blo, bhi))) => lo <= bhi && blo <= hi,
+        _ => false,
+    };
+    for s in &mut sums {
+        let mine = range(s);
+        if s.allocator != results_schema::BASELINE_ALLOCATOR {
+            s.overlaps_system = overlap(mine, system);
+        }
+        if mine != best {
+            s.overlaps_best = overlap(mine, best);
+        }
+    }
+    sums
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -159,8 +257,12 @@ pub fn render_trace(t: &TraceInfo) -> String {
 pub fn render(r: &Results) -> String {
     let sums = summarize(r);
     let mut rows = Vec::new();
+    let (mut any_overlap, mut any_unstable) = (false, false);
     for s in &sums {
         let c = s.summary.as_ref();
+        let unstable = s.stable == Some(false);
+        any_unstable |= unstable;
+        any_overlap |= s.overlaps_system || s.overlaps_best;
         let get = |f: fn(&SummaryRow) -> Option<f64>| c.and_then(f);
         let spread = match (
             get(|c| c.ops_per_sec_min),
@@ -179,14 +281,19 @@ pub fn render(r: &Results) -> String {
                 .map_or_else(|| "—".into(), |l| fmt::ns([l.1, l.2, l.3][i]))
         };
         let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}×"));
+        let marked = |v: Option<f64>, overlaps: bool| {
+            opt(v, |v| format!("{v:.2}×{}", if overlaps { "~" } else { "" }))
+        };
         let bytes = |v: Option<f64>| opt(v, |v| fmt::bytes(v as u64));
         rows.push(vec![
             s.allocator.clone(),
             format!("{}/{}", s.ok, s.runs),
-            opt(get(|c| c.ops_per_sec_median), fmt::rate),
+            opt(get(|c| c.ops_per_sec_median), |v| {
+                fmt::rate(v) + if unstable { " !" } else { "" }
+            }),
             spread,
-            ratio(get(|c| c.ratio_to_system)),
-            ratio(get(|c| c.ratio_to_best)),
+            marked(get(|c| c.ratio_to_system), s.overlaps_system),
+            marked(get(|c| c.ratio_to_best), s.overlaps_best),
             lat("malloc", 0),
             lat("malloc", 1),
             lat("malloc", 2),
@@ -221,10 +328,48 @@ pub fn render(r: &Results) -> String {
         out += &format!(", including ~{t:.0} ns of timer reads");
     }
     out += ")\n";
+    if any_overlap {
+        out += "~: this allocator's ops/s min–max range overlaps system's (vs system) or the \
+                fastest's (vs best): the ratio does not separate them\n";
+    }
+    if any_unstable {
+        out += "!: not stable: the 95 % interval of the median ops/s was still wider than \
+                --until-stable when --max-repeat was reached\n";
+    }
     for s in &sums {
         for e in &s.errors {
             out += &format!("{}: {e}\n", s.allocator);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(super::median(&mut []), None);
+    }
+
+    #[test]
+    fn median_ci_uses_order_statistics_with_95_percent_coverage() {
+        // 5 values: no 95 % interval exists; min–max covers 1 - 2/32.
+        let c = super::median_ci(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((c.low, c.high, c.median), (1.0, 5.0, 3.0));
+        assert!((c.coverage - 0.9375).abs() < 1e-12 && !c.within(10.0));
+        // 6 values: min–max, 1 - 2/64.
+        let c = super::median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!((c.low, c.high), (1.0, 6.0));
+        assert!((c.coverage - (1.0 - 2.0 / 64.0)).abs() < 1e-12);
+        // 9 values: k = 2 (P(B ≤ 1) = 10/512; coverage 0.9609); k = 3 would give 0.820.
+        let v: Vec<f64> = (1..=9).map(f64::from).collect();
+        let c = super::median_ci(&v).unwrap();
+        assert_eq!((c.low, c.high), (2.0, 8.0));
+        assert!((c.coverage - (1.0 - 20.0 / 512.0)).abs() < 1e-12);
+        // Within ±5 %: 100 ± 4.
+        let c = super::median_ci(&[96.0, 100.0, 101.0, 99.0, 104.0, 100.0]).unwrap();
+        assert!(c.within(0.05) && !c.within(0.03));
+    }
 }

@@ -317,6 +317,28 @@ rows! {
         pub user_cpu_ns: Option<u64>,
         /// system CPU time of the child
         pub sys_cpu_ns: Option<u64>,
+        /// smaps_rollup Rss when the trace's peak-live op is done
+        pub smaps_rss_at_peak_bytes: Option<u64>,
+        /// smaps_rollup Pss at that moment
+        pub smaps_pss_at_peak_bytes: Option<u64>,
+        /// smaps_rollup Anonymous at that moment
+        pub smaps_anonymous_at_peak_bytes: Option<u64>,
+        /// smaps_rollup AnonHugePages at that moment
+        pub anon_huge_pages_at_peak_bytes: Option<u64>,
+        /// smaps_rollup Rss after the last thread is joined
+        pub smaps_rss_end_bytes: Option<u64>,
+        /// smaps_rollup Pss at the end
+        pub smaps_pss_end_bytes: Option<u64>,
+        /// smaps_rollup Anonymous at the end
+        pub smaps_anonymous_end_bytes: Option<u64>,
+        /// smaps_rollup AnonHugePages at the end
+        pub anon_huge_pages_end_bytes: Option<u64>,
+        /// smaps_rollup and statm differ by more than a page per MiB
+        pub rss_sources_disagree: Option<bool>,
+        /// per replay thread, the CPUs it was seen on
+        pub replay_thread_cpus: Option<String>,
+        /// changes of CPU seen, all replay threads
+        pub cpu_changes_seen: Option<u64>,
         /// allocator-reported bytes in use at the end
         pub alloc_allocated_bytes: Option<u64>,
         /// allocator-reported resident bytes at the end
@@ -331,6 +353,10 @@ rows! {
         pub order: String,
         /// whether replay threads were pinned to CPUs
         pub pinned: bool,
+        /// `--thp`: `system`, `never`, `madvise` or `always`
+        pub thp: String,
+        /// with `--until-stable`: whether this allocator's cell reached the target spread
+        pub stable: Option<bool>,
         /// when the run started
         pub started_unix_ns: i64,
         /// host name
