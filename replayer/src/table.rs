@@ -36,6 +36,8 @@ pub struct Summary {
     pub latency_ns: Vec<(String, f64, f64, f64)>,
     pub peak_heap_rss_bytes_median: Option<f64>,
     pub frag_ratio_at_peak_median: Option<f64>,
+    /// Usable ÷ requested bytes at the peak (runs.parquet's `overhead_ratio`).
+    pub overhead_ratio_median: Option<f64>,
     pub retained_heap_rss_bytes_median: Option<f64>,
     pub retained_heap_rss_1s_bytes_median: Option<f64>,
     pub minor_faults_median: Option<f64>,
@@ -94,6 +96,7 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 latency_ns,
                 peak_heap_rss_bytes_median: med(&|x| x.peak_heap_rss_bytes.map(|v| v as f64)),
                 frag_ratio_at_peak_median: med(&|x| x.frag_ratio_at_peak),
+                overhead_ratio_median: med(&|x| x.overhead_ratio),
                 retained_heap_rss_bytes_median: med(&|x| {
                     x.retained_heap_rss_bytes.map(|v| v as f64)
                 }),
@@ -230,6 +233,7 @@ pub fn render(r: &Results) -> String {
             lat("free", 1),
             opt(s.peak_heap_rss_bytes_median, |v| fmt::bytes(v as u64)),
             opt(s.frag_ratio_at_peak_median, |v| format!("{v:.2}×")),
+            opt(s.overhead_ratio_median, |v| format!("{v:.3}×")),
             opt(s.retained_heap_rss_bytes_median, |v| fmt::bytes(v as u64)),
             opt(s.retained_heap_rss_1s_bytes_median, |v| {
                 fmt::bytes(v as u64)
@@ -250,6 +254,7 @@ pub fn render(r: &Results) -> String {
             "free p99",
             "peak heap RSS",
             "frag@peak",
+            "usable/req",
             "retained",
             "after 1 s",
         ],
