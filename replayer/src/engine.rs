@@ -219,6 +219,9 @@ pub struct PassResult {
     /// The replay's live bytes at that moment: the trace's peak when the trace has one thread;
     /// with several, the other threads may be ahead or behind where they were in the trace.
     pub live_bytes_at_peak_mark: Option<u64>,
+    /// Untimed pass, at the same moment: the allocator's usable size summed over every block
+    /// in the slot table, and the requested bytes of those blocks (see [`PeakOverhead`]).
+    pub overhead_at_peak: Option<PeakOverhead>,
     /// Heap RSS right after the last op, then at [`RETAINED_AT`] (None beyond the wait).
     pub retained_heap_rss_bytes: [Option<i64>; 4],
     pub usage: Usage,
@@ -253,6 +256,31 @@ pub struct PassResult {
     pub cpu_changes_seen: u64,
     /// Transparent huge pages were turned off for this child (`--thp never`).
     pub thp_disabled: bool,
+}
+
+/// The allocator's space overhead at the trace's peak live op, measured in the untimed pass.
+///
+/// Which blocks: every block in the slot table (a non-null pointer) when the op that reaches
+/// the trace's peak live bytes is done. It is measured only when that op's thread is the only
+/// replay thread running ops (a one-thread trace, or every other thread not yet started or
+/// already done): then the slot table is exactly the trace's live blocks at its peak and
+/// `requested_bytes` (the plan's live bytes at that op) is exactly their requested sizes. With
+/// other threads running the walk would race with their frees, so nothing is measured (None).
+///
+/// Cost: one `usable_size` call per live block plus a read of every slot, on the thread that
+/// reached the peak, after its RSS read; the time it takes (`walk_ns`) is subtracted from the
+/// pass's wall time. Nothing is allocated.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeakOverhead {
+    /// Σ `usable_size(p)` over the live blocks; None when the allocator has no usable-size
+    /// query (a preloaded library that does not export `malloc_usable_size`).
+    pub usable_bytes: Option<u64>,
+    /// Σ requested sizes of the same blocks.
+    pub requested_bytes: u64,
+    /// Live blocks walked.
+    pub blocks: u64,
+    /// How long the walk took.
+    pub walk_ns: u64,
 }
 
 impl PassResult {
@@ -327,6 +355,11 @@ struct Shared<'a> {
     smaps_at_peak: [AtomicU64; 4],
     smaps_at_peak_set: AtomicBool,
     rss_after_peak_smaps: AtomicU64,
+    /// Untimed pass: replay threads between their first and last op (so the peak walk knows
+    /// whether it is alone), the walk in progress (a thread starting then waits), its result.
+    running: AtomicUsize,
+    walking: AtomicBool,
+    overhead: Mutex<Option<PeakOverhead>>,
     /// Live bytes as of every thread's last checkpoint, and the largest value reached.
     live: PaddedI64,
     live_peak: PaddedI64,
@@ -646,6 +679,10 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
                     .store(sh.statm.rss_bytes(), Ordering::Relaxed);
                 sh.smaps_at_peak_set.store(true, Ordering::Release);
             }
+            if !TIMED {
+                // SAFETY: called on a replay thread at the peak mark, as it requires.
+                unsafe { overhead_walk(a, sh, live.max(0) as u64) };
+            }
         }
         if i.is_multiple_of(every) || i == len {
             // The period's change goes into the shared live bytes; the period's largest rise
@@ -676,6 +713,44 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
     for o in ops {
         out.counts[(o.kind & op::KIND_MASK) as usize] += 1;
     }
+}
+
+/// The peak walk ([`PeakOverhead`]): if this is the only replay thread running ops, sums
+/// `usable_size` over the slot table into `sh.overhead`.
+///
+/// # Safety
+/// Called by a replay thread between its ops (`requested`: the plan's live bytes now).
+#[cold]
+unsafe fn overhead_walk<A: Allocator>(a: &A, sh: &Shared<'_>, requested: u64) {
+    // Dekker with `body`: a thread starts by counting itself running, then checks `walking`;
+    // here `walking` is raised before `running` is read (both SeqCst), so either the walk
+    // sees that thread or that thread sees the walk and waits for it.
+    sh.walking.store(true, Ordering::SeqCst);
+    if sh.running.load(Ordering::SeqCst) == 1 {
+        let t0 = Instant::now();
+        let known = a.has_usable_size();
+        let (mut usable, mut blocks) = (0u64, 0u64);
+        for s in sh.slots {
+            let p = (s.load(Ordering::Acquire) & PTR_MASK) as *mut u8;
+            if !p.is_null() {
+                blocks += 1;
+                if known {
+                    // SAFETY: no other thread runs ops, so every pointer in the table is a
+                    // live block of `a` and stays so during the walk.
+                    usable += unsafe { a.usable_size(p) } as u64;
+                }
+            }
+        }
+        let o = PeakOverhead {
+            usable_bytes: known.then_some(usable),
+            requested_bytes: requested,
+            blocks,
+            walk_ns: t0.elapsed().as_nanos() as u64,
+        };
+        // Uncontended (one walk per pass); a Mutex lock does not allocate.
+        *sh.overhead.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    }
+    sh.walking.store(false, Ordering::SeqCst);
 }
 
 /// Waits until a replay thread's published progress reaches `k` ops.
@@ -926,6 +1001,9 @@ pub fn run<A: Allocator>(
         smaps_at_peak: Default::default(),
         smaps_at_peak_set: AtomicBool::new(false),
         rss_after_peak_smaps: AtomicU64::new(0),
+        running: AtomicUsize::new(0),
+        walking: AtomicBool::new(false),
+        overhead: Mutex::new(None),
         live: PaddedI64::default(),
         live_peak: PaddedI64::default(),
         done: Padded::default(),
@@ -991,6 +1069,10 @@ pub fn run<A: Allocator>(
                 }
             }
         }
+        sh.running.fetch_add(1, Ordering::SeqCst);
+        while sh.walking.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
         let my_mark = mark.filter(|m| m.0 as usize == me).map(|m| m.1 as usize);
         let marks = &meta.threads[me].marks[..];
         let mut hist = hists[set].lock().unwrap_or_else(|e| e.into_inner());
@@ -1013,6 +1095,7 @@ pub fn run<A: Allocator>(
                 (true, true, true) => go!(true, true, true),
             }
         }
+        sh.running.fetch_sub(1, Ordering::SeqCst);
         // The count is monotonic: the largest snapshot is the latest loop end's.
         sh.allocs_at_end
             .fetch_max(mem::process_allocs(), Ordering::AcqRel);
@@ -1129,7 +1212,13 @@ pub fn run<A: Allocator>(
         rss_bytes: rss_after,
     });
     result.retained_heap_rss_bytes[0] = Some(heap(rss_after));
-    result.wall_ns = sh.end_ns.load(Ordering::Acquire);
+    let overhead = *sh.overhead.lock().unwrap_or_else(|e| e.into_inner());
+    // The walk happened inside the pass; its time is not the allocator's.
+    result.wall_ns = sh
+        .end_ns
+        .load(Ordering::Acquire)
+        .saturating_sub(overhead.map_or(0, |o| o.walk_ns));
+    result.overhead_at_peak = overhead;
     result.usage = usage;
     result.alloc_stats = a.stats();
     let peak_sampled = samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
@@ -1143,7 +1232,7 @@ pub fn run<A: Allocator>(
     // Asked only now: a version query may initialise the allocator (jemalloc's mallctl does),
     // which belongs to the replay, not to the baseline.
     result.allocator_version = a.version();
-    let end_ns = result.wall_ns;
+    let end_ns = sh.end_ns.load(Ordering::Acquire);
     for (i, delay) in RETAINED_AT.iter().enumerate() {
         if *delay > opts.retained_wait + 1e-9 {
             break;

@@ -197,6 +197,17 @@ impl Results {
                     .filter(|_| live > 0)
                     .map(|h| nonneg(h) as f64 / live as f64)
             }),
+            usable_bytes_at_peak: u
+                .and_then(|r| r.overhead_at_peak)
+                .and_then(|o| o.usable_bytes),
+            requested_bytes_at_peak: u
+                .and_then(|r| r.overhead_at_peak)
+                .map(|o| o.requested_bytes),
+            overhead_ratio: u.and_then(|r| r.overhead_at_peak).and_then(|o| {
+                o.usable_bytes
+                    .filter(|_| o.requested_bytes > 0)
+                    .map(|b| b as f64 / o.requested_bytes as f64)
+            }),
             retained_heap_rss_bytes: u.and_then(|r| r.retained_heap_rss_bytes[0]).map(nonneg),
             retained_heap_rss_100ms_bytes: u.and_then(|r| r.retained_heap_rss_bytes[1]).map(nonneg),
             retained_heap_rss_1s_bytes: u.and_then(|r| r.retained_heap_rss_bytes[2]).map(nonneg),

@@ -797,6 +797,9 @@ pub fn run_line(r: &RunRow) -> String {
     if let Some(f) = r.frag_ratio_at_peak {
         s += &format!(", frag {f:.2}×");
     }
+    if let Some(o) = r.overhead_ratio {
+        s += &format!(", usable/requested {o:.3}×");
+    }
     if let Some(m) = r
         .measured_peak_live_bytes
         .filter(|m| *m > r.peak_live_bytes)

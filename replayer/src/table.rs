@@ -81,6 +81,8 @@ pub struct Summary {
     /// With `--until-stable`: whether the median was pinned down within the tolerance
     /// before the cap (None without it).
     pub stable: Option<bool>,
+    /// Usable ÷ requested bytes at the peak (runs.parquet's `overhead_ratio`), median.
+    pub overhead_ratio_median: Option<f64>,
     pub wall_ns_median: Option<f64>,
     /// Median over runs of each run's quantile: (op, p50, p99, p99.9) in ns.
     pub latency_ns: Vec<(String, f64, f64, f64)>,
@@ -104,6 +106,7 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
             let runs: Vec<&RunRow> = r.runs.iter().filter(|x| x.allocator == name).collect();
             let ok: Vec<&RunRow> = runs.iter().copied().filter(|x| x.status.is_ok()).collect();
             let tput: Vec<f64> = ok.iter().filter_map(|x| x.ops_per_sec).collect();
+            let mut overhead: Vec<f64> = ok.iter().filter_map(|x| x.overhead_ratio).collect();
             let mut wall: Vec<f64> = ok
                 .iter()
                 .filter_map(|x| x.wall_ns.map(|v| v as f64))
@@ -133,6 +136,7 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                 overlaps_system: false,
                 overlaps_best: false,
                 stable: ok.iter().chain(runs.iter()).find_map(|x| x.stable),
+                overhead_ratio_median: median(&mut overhead),
                 wall_ns_median: median(&mut wall),
                 latency_ns,
                 errors: runs
@@ -300,6 +304,7 @@ pub fn render(r: &Results) -> String {
             lat("free", 1),
             bytes(get(|c| c.peak_heap_rss_bytes)),
             ratio(get(|c| c.frag_ratio_at_peak)),
+            opt(s.overhead_ratio_median, |v| format!("{v:.3}×")),
             bytes(get(|c| c.retained_heap_rss_bytes)),
             bytes(get(|c| c.retained_heap_rss_1s_bytes)),
         ]);
@@ -318,6 +323,8 @@ pub fn render(r: &Results) -> String {
             "free p99",
             "peak heap RSS",
             "frag@peak",
+            "usable/req",
+            "usable/req",
             "retained",
             "after 1 s",
         ],

@@ -1493,3 +1493,124 @@ fn touch_recorded_falls_back_to_pages_on_a_trace_without_samples() {
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["runs"][0]["touch"], "pages (recorded: no RSS samples)");
 }
+
+
+/// glibc's `malloc_usable_size` for a fresh (not mmapped) chunk of `n` requested bytes: the
+/// chunk is `n` + the 8-byte size field rounded up to 16, at least 32; usable is the chunk
+/// minus its own size field (the next chunk's prev_size field is the block's last 8 bytes).
+fn glibc_usable(n: u64) -> u64 {
+    ((n + 8 + 15) & !15).max(32) - 8
+}
+
+/// The pool's usable size under its Hybrid routing: slabs 32/128/256 B, segregated classes
+/// 512…4096 (powers of two) above 256 B, best fit (16-byte rounded payload) above 4096 B.
+fn mempool_usable(n: u64) -> u64 {
+    match n {
+        0..=32 => 32,
+        33..=128 => 128,
+        129..=256 => 256,
+        257..=4096 => n.next_power_of_two(),
+        _ => n.div_ceil(16) * 16,
+    }
+}
+
+#[test]
+fn the_overhead_ratio_is_the_allocators_usable_sizes_over_the_requested_ones() {
+    // One thread: malloc 1, 24, 100, 300, 4096, 5000 B (peak after the last), then free all.
+    let d = tmp();
+    let p = d.path().join("overhead.trace.zst");
+    let sizes = [1u64, 24, 100, 300, 4096, 5000];
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    let mut t = 1_000;
+    for (i, &size) in sizes.iter().enumerate() {
+        let ptr = 0x10000 * (i as u64 + 1);
+        w.append(0, t, Event::Malloc { size, ptr }).unwrap();
+        t += 1_000;
+    }
+    for i in 0..sizes.len() {
+        w.append(
+            0,
+            t,
+            Event::Free {
+                ptr: 0x10000 * (i as u64 + 1),
+            },
+        )
+        .unwrap();
+        t += 1_000;
+    }
+    w.finish(0).unwrap();
+    let requested: u64 = sizes.iter().sum();
+    let doc = replay_json(
+        &p,
+        &[
+            "-a",
+            "system,mempool-baseline,mempool-sharded,mempool-percls",
+            "--no-latency",
+        ],
+    );
+    for run in doc["runs"].as_array().unwrap() {
+        let a = run["allocator"].as_str().unwrap();
+        let usable: u64 = sizes
+            .iter()
+            .map(|&n| {
+                if a == "system" {
+                    glibc_usable(n)
+                } else {
+                    mempool_usable(n)
+                }
+            })
+            .sum();
+        assert_eq!(u(run, "requested_bytes_at_peak"), requested, "{a}: {run}");
+        assert_eq!(u(run, "usable_bytes_at_peak"), usable, "{a}: {run}");
+        let r = run["overhead_ratio"].as_f64().unwrap();
+        assert!(
+            (r - usable as f64 / requested as f64).abs() < 1e-12,
+            "{a}: {r}"
+        );
+    }
+    // glibc's figures as documented: 24, 24, 104, 312, 4104, 5000.
+    assert_eq!(sizes.map(glibc_usable), [24, 24, 104, 312, 4104, 5000]);
+}
+
+#[test]
+fn every_adapter_reports_the_overhead_ratio_on_a_one_thread_trace() {
+    let d = tmp();
+    let t = synth(d.path(), "fragmentation_mix", 1, 20_000);
+    let fancy = built_lib("libfancymalloc.so");
+    let allocs = format!(
+        "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,mempool-baseline,\
+         mempool-sharded,mempool-percls,preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2,preload:{}",
+        fancy.display()
+    );
+    let doc = replay_json(&t, &["-a", &allocs, "--no-latency"]);
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 13);
+    for run in runs {
+        let a = run["allocator"].as_str().unwrap();
+        let req = u(run, "requested_bytes_at_peak");
+        assert_eq!(req, u(run, "peak_live_bytes"), "{a}: one thread, exact");
+        if a == "bump" {
+            // Its ring overwrites live blocks' headers: no usable size, documented as null.
+            assert!(run["usable_bytes_at_peak"].is_null(), "{run}");
+            assert!(run["overhead_ratio"].is_null(), "{run}");
+            continue;
+        }
+        let usable = u(run, "usable_bytes_at_peak");
+        assert!(usable >= req, "{a}: usable {usable} < requested {req}");
+        let r = run["overhead_ratio"].as_f64().unwrap();
+        assert!((1.0..4.0).contains(&r), "{a}: overhead ratio {r}");
+    }
+    // The text table shows it too.
+    let o = run(&[
+        "-q",
+        "--no-latency",
+        "--retained-wait",
+        "0",
+        "-a",
+        "system,mempool-percls",
+        t.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("usable/req"), "{table}");
+}

@@ -297,6 +297,12 @@ rows! {
         pub heap_rss_at_peak_live_bytes: Option<u64>,
         /// heap RSS at peak live / live bytes at that moment
         pub frag_ratio_at_peak: Option<f64>,
+        /// the allocator's usable size summed over the blocks live at the trace's peak op
+        pub usable_bytes_at_peak: Option<u64>,
+        /// the requested sizes of the same blocks
+        pub requested_bytes_at_peak: Option<u64>,
+        /// `usable_bytes_at_peak / requested_bytes_at_peak`
+        pub overhead_ratio: Option<f64>,
         /// heap RSS right after the last op
         pub retained_heap_rss_bytes: Option<u64>,
         /// heap RSS 0.1 s after the last op

@@ -123,6 +123,11 @@ unsafe impl Allocator for Bump {
         // SAFETY: `p` is a block of ours: its header holds its size.
         unsafe { (p.sub(HEADER) as *const usize).read() }
     }
+
+    /// No: once the ring wraps, a live block's header may hold a newer block's bytes.
+    fn has_usable_size(&self) -> bool {
+        false
+    }
     fn thread_attach(&self) {
         self.map_ring();
     }

@@ -82,6 +82,11 @@ pub unsafe trait Allocator: Sync {
     /// # Safety
     /// `p` is a live block of this allocator.
     unsafe fn usable_size(&self, p: *mut u8) -> usize;
+    /// Whether [`Allocator::usable_size`] answers for this allocator's blocks (false: a
+    /// preloaded library without its own `malloc_usable_size`).
+    fn has_usable_size(&self) -> bool {
+        true
+    }
     /// What the allocator reports (called with every replay thread gone).
     fn stats(&self) -> AllocStats;
     /// Called by each replay thread before its first op.

@@ -7,6 +7,8 @@ use crate::error::ReplayError;
 /// glibc's malloc, or whatever `LD_PRELOAD` put in its place.
 pub struct System {
     preload: Option<String>,
+    /// `malloc_usable_size` resolves into the same object as `malloc` (so it knows its blocks).
+    usable_known: bool,
 }
 
 impl System {
@@ -17,6 +19,7 @@ impl System {
                 AllocSpec::Preload(p) => Some(p.display().to_string()),
                 _ => None,
             },
+            usable_known: same_object("malloc_usable_size", "malloc"),
         })
     }
 }
@@ -41,6 +44,38 @@ fn mallinfo2_is_glibc() -> bool {
         std::ffi::CStr::from_ptr(info.dli_fname)
             .to_string_lossy()
             .contains("libc.so")
+    }
+}
+
+/// The file of the object that `name` resolves to in this process (None: not found).
+fn object_of(name: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: dlsym/dladdr only read the loader's tables; `info` is plain output data and its
+    // file name a NUL-terminated string the loader owns.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if f.is_null() || libc::dladdr(f, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// Whether symbols `a` and `b` resolve into the same object: under `LD_PRELOAD`, a library
+/// replacing `malloc` but not `malloc_usable_size` leaves glibc's, which must not be asked
+/// about the library's blocks.
+fn same_object(a: &str, b: &str) -> bool {
+    let c = |s: &str| std::ffi::CString::new(s).ok();
+    match (
+        c(a).and_then(|a| object_of(&a)),
+        c(b).and_then(|b| object_of(&b)),
+    ) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -105,6 +140,10 @@ unsafe impl Allocator for System {
     unsafe fn usable_size(&self, p: *mut u8) -> usize {
         // SAFETY: `p` is live (caller's contract).
         unsafe { libc::malloc_usable_size(p.cast()) }
+    }
+
+    fn has_usable_size(&self) -> bool {
+        self.usable_known
     }
     fn stats(&self) -> AllocStats {
         if self.preload.is_none() || !mallinfo2_is_glibc() {
