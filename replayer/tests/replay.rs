@@ -1385,7 +1385,6 @@ fn the_mempool_variants_replay_synthetic_traces_with_exact_counts() {
     }
 }
 
-
 /// A C program that mallocs 20 blocks of 16–32 MiB and writes the first 10 % of each, printing
 /// its RSS before the first big malloc and its VmHWM at the end (kB).
 const TOUCH_TENTH_C: &str = r#"
@@ -1493,7 +1492,6 @@ fn touch_recorded_falls_back_to_pages_on_a_trace_without_samples() {
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["runs"][0]["touch"], "pages (recorded: no RSS samples)");
 }
-
 
 /// glibc's `malloc_usable_size` for a fresh (not mmapped) chunk of `n` requested bytes: the
 /// chunk is `n` + the 8-byte size field rounded up to 16, at least 32; usable is the chunk
