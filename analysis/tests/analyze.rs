@@ -861,7 +861,9 @@ print("IMAGES", images)
 
 /// How to remake the real replay fixture.
 const REGENERATE: &str = "regenerate it from the repository root with the release binaries \
-(CARGO_TARGET_DIR=$HOME/.cache/alloclab/target cargo build --release -p traces -p replayer):\n  \
+(CARGO_TARGET_DIR=$HOME/.cache/alloclab/target cargo build --release -p traces -p replayer; \
+the committed one was made with the test-profile binaries in target/debug, as its \
+build_profile column says):\n  \
 $HOME/.cache/alloclab/target/release/synth rl_small --threads 2 --ops 2000000 --seed 7 -o /tmp/rl_small.trace.zst\n  \
 $HOME/.cache/alloclab/target/release/replay -a system,jemalloc,mimalloc,fancy,bump -r 2 --sample-ms 2 \
 --retained-wait 0.1 --sweep replay-small -o analysis/tests/data/replay-small /tmp/rl_small.trace.zst";

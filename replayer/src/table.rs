@@ -324,7 +324,6 @@ pub fn render(r: &Results) -> String {
             "peak heap RSS",
             "frag@peak",
             "usable/req",
-            "usable/req",
             "retained",
             "after 1 s",
         ],
