@@ -3,11 +3,13 @@
 //! Each test works in its own temporary directory. Nothing is mocked: the allocators are the
 //! real libraries, the Parquet is read back by Python Polars.
 
+mod common;
+use common::synth;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use traces::synth::{Config, Params, generate_file};
 use traces::{Event, Header, MergedReader, TraceWriter};
 
 fn replay_bin() -> &'static str {
@@ -35,22 +37,6 @@ fn built_lib(name: &str) -> PathBuf {
         "{name} is missing next to {}: `cargo test -p replayer` builds it",
         exe.display()
     );
-}
-
-fn synth(dir: &Path, workload: &str, threads: u32, ops: u64) -> PathBuf {
-    let cfg = Config::new(
-        workload,
-        &Params {
-            threads: Some(threads),
-            ops: Some(ops),
-            seed: 3,
-            ..Params::default()
-        },
-    )
-    .unwrap();
-    let p = dir.join(format!("{workload}.trace.zst"));
-    generate_file(&cfg, &p).unwrap();
-    p
 }
 
 fn run(args: &[&str]) -> Output {

@@ -2,11 +2,13 @@
 //! real `replay` binary on synthetic traces, real allocators, and a preload library compiled
 //! here with gcc whose speed really alternates from one process to the next.
 
+mod common;
+use common::synth;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use traces::synth::{Config, Params, generate_file};
 
 fn replay_bin() -> &'static str {
     env!("CARGO_BIN_EXE_replay")
@@ -17,22 +19,6 @@ fn tmp() -> tempfile::TempDir {
         .prefix("replay-stable-")
         .tempdir()
         .unwrap()
-}
-
-fn synth(dir: &Path, workload: &str, threads: u32, ops: u64) -> PathBuf {
-    let cfg = Config::new(
-        workload,
-        &Params {
-            threads: Some(threads),
-            ops: Some(ops),
-            seed: 3,
-            ..Params::default()
-        },
-    )
-    .unwrap();
-    let p = dir.join(format!("{workload}.trace.zst"));
-    generate_file(&cfg, &p).unwrap();
-    p
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
