@@ -575,7 +575,9 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
                 if (p as u64) > PTR_MASK {
                     pointer_too_wide(p);
                 }
-                touch(p, size, how);
+                // SAFETY: `p` is the block of `size` bytes the allocator just returned, not
+                // yet published to any other thread.
+                unsafe { touch(p, size, how) };
                 p as u64
             }
         } else {

@@ -42,8 +42,11 @@ impl Policy {
 }
 
 /// Writes new block `p` of `n` bytes as `how` says.
+///
+/// # Safety
+/// `p` is null or a block of at least `n` writable bytes that nothing else uses yet.
 #[inline(always)]
-pub fn touch(p: *mut u8, n: usize, how: Policy) {
+pub unsafe fn touch(p: *mut u8, n: usize, how: Policy) {
     if n == 0 || p.is_null() {
         return;
     }
@@ -174,7 +177,8 @@ mod tests {
         assert_ne!(p, libc::MAP_FAILED);
         // SAFETY: a block of `len` ≥ `n` bytes.
         unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-        touch(p.cast(), n, how);
+        // SAFETY: the mapping is `len` ≥ `n` bytes, writable, and this test's alone.
+        unsafe { touch(p.cast(), n, how) };
         let mut vec = vec![0u8; len / PAGE];
         // SAFETY: `vec` has one byte per page of the mapping.
         assert_eq!(unsafe { libc::mincore(p, len, vec.as_mut_ptr()) }, 0);
