@@ -11,7 +11,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 unsafe extern "C" {
     #[link_name = "__libc_malloc"]
@@ -35,51 +35,158 @@ const MALLOC_ALIGN: usize = 16;
 
 /// The library's global allocator: glibc's allocator, reached without the hooks.
 ///
-/// On the writer thread, a failed allocation is retried for up to [`STARVED_RETRY_MS`] while
-/// [`STARVED`] tells the program's threads not to wait for the writer (a full ring then drops
-/// its event, counted): a program that hits its memory limit usually frees soon after, and the
-/// writer's allocations (inside `traces` and zstd, which cannot fail gracefully) then succeed
-/// instead of aborting the process. Only if the memory stays gone longer is the allocation
-/// refused (and std aborts).
+/// Most of the recorder's own allocations are checked before they are made (a fallible
+/// probe, see `session::memory_for`), but a program allocating on another core can take the
+/// memory between the probe and the allocation, and std aborts the process when a Rust
+/// allocation fails. So a failed allocation never reaches std:
+///
+/// - on the writer thread it is retried for up to [`STARVED_RETRY_MS`] while [`STARVED`]
+///   tells the program's threads not to wait for the writer (a full ring then drops its
+///   event, counted): a program at its memory limit usually frees soon after;
+/// - then (and at once on any other thread) it is served from the [`Reserve`], a region
+///   mapped when the library loads, and [`TAPPED`] tells the session to stop recording
+///   ("out of memory", one line) before the reserve runs out too.
+///
+/// A probe ([`probe`]) is the exception: it asks whether memory is there now, so its failure
+/// is returned at once (no retry, no reserve).
 pub struct LibcAllocator;
 
 /// The writer thread is waiting for memory.
-pub static STARVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// How long the writer waits for memory before giving up.
+pub static STARVED: AtomicBool = AtomicBool::new(false);
+/// How long the writer waits for memory before taking it from the reserve.
 pub const STARVED_RETRY_MS: u32 = 2000;
+/// An allocation was served from the reserve: glibc had no memory for the recorder.
+pub static TAPPED: AtomicBool = AtomicBool::new(false);
 
 std::thread_local! {
     /// Set on the writer thread: its failed allocations wait and retry.
     pub static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while [`probe`] runs: a failed allocation is the answer, not a problem.
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `p`, or — on the writer thread, when `p` is null — the result of retrying `again` every
-/// millisecond for up to [`STARVED_RETRY_MS`].
-fn retry_on_writer(p: *mut u8, mut again: impl FnMut() -> *mut u8) -> *mut u8 {
-    if !p.is_null() || !WRITER.with(|w| w.get()) {
+/// Whether `bytes` can be allocated now (allocated and released at once); never waits and
+/// never takes from the reserve.
+pub fn probe(bytes: usize) -> bool {
+    PROBING.with(|p| p.set(true));
+    let ok = Vec::<u8>::new().try_reserve_exact(bytes).is_ok();
+    PROBING.with(|p| p.set(false));
+    ok
+}
+
+/// `p`, or when `p` is null: nothing for a probe; on the writer thread, the result of
+/// retrying `again` every millisecond for up to [`STARVED_RETRY_MS`]; then a block of
+/// `layout` from the reserve.
+fn or_else_wait(p: *mut u8, layout: Layout, mut again: impl FnMut() -> *mut u8) -> *mut u8 {
+    if !p.is_null() || PROBING.with(|p| p.get()) {
         return p;
     }
-    STARVED.store(true, Ordering::Release);
     let mut p = p;
-    for _ in 0..STARVED_RETRY_MS {
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 1_000_000,
-        };
-        // SAFETY: ts is a valid relative time; a null remainder is allowed.
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-        p = again();
+    if WRITER.with(|w| w.get()) {
+        STARVED.store(true, Ordering::Release);
+        for _ in 0..STARVED_RETRY_MS {
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            // SAFETY: ts is a valid relative time; a null remainder is allowed.
+            unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            p = again();
+            if !p.is_null() {
+                break;
+            }
+        }
+        STARVED.store(false, Ordering::Release);
+    }
+    if p.is_null() {
+        p = RESERVE.take(layout);
         if !p.is_null() {
-            break;
+            TAPPED.store(true, Ordering::Release);
         }
     }
-    STARVED.store(false, Ordering::Release);
     p
 }
 
+/// What the reserve holds: enough for the writer to finish what it was doing and for the
+/// session to stop (the frame buffers themselves are probed before they grow).
+const RESERVE_BYTES: usize = 8 << 20;
+
+/// Memory for the recorder's allocations when glibc has none: one anonymous mapping made when
+/// the library loads (address space only until used: `MAP_NORESERVE`, untouched pages cost
+/// no RSS), handed out by a bump pointer. A block of it is never given back (freeing one does
+/// nothing): once it is used, recording stops, so it is used at most once per process.
+pub struct Reserve {
+    base: AtomicUsize,
+    next: AtomicUsize,
+}
+
+pub static RESERVE: Reserve = Reserve {
+    base: AtomicUsize::new(0),
+    next: AtomicUsize::new(0),
+};
+
+impl Reserve {
+    /// Maps the reserve (once; a failed mapping leaves no reserve, and allocations that find
+    /// no memory then fail as they would without it).
+    pub fn map(&self) {
+        if self.base.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                RESERVE_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            self.next.store(p as usize, Ordering::Release);
+            self.base.store(p as usize, Ordering::Release);
+        }
+    }
+
+    /// Whether `p` is a block of the reserve.
+    fn holds(&self, p: *mut u8) -> bool {
+        let base = self.base.load(Ordering::Acquire);
+        base != 0 && (p as usize) >= base && (p as usize) < base + RESERVE_BYTES
+    }
+
+    /// A block of `layout` (null when the reserve is missing or spent).
+    fn take(&self, layout: Layout) -> *mut u8 {
+        let base = self.base.load(Ordering::Acquire);
+        if base == 0 {
+            return std::ptr::null_mut();
+        }
+        let end = base + RESERVE_BYTES;
+        let align = layout.align().max(MALLOC_ALIGN);
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            let start = (cur + align - 1) & !(align - 1);
+            let Some(stop) = start
+                .checked_add(layout.size().max(1))
+                .filter(|&e| e <= end)
+            else {
+                return std::ptr::null_mut();
+            };
+            match self
+                .next
+                .compare_exchange_weak(cur, stop, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return start as *mut u8,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
 // SAFETY: every method forwards to glibc's allocator, which returns memory valid for the
-// layout (memalign for alignments above what malloc guarantees) or NULL; dealloc/realloc get
-// pointers that came from these same functions.
+// layout (memalign for alignments above what malloc guarantees) or NULL, or takes a fresh,
+// suitably aligned block of the reserve (each handed out once); dealloc/realloc tell the
+// reserve's blocks (never freed) from glibc's (freed by glibc).
 unsafe impl GlobalAlloc for LibcAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let once = || {
@@ -92,13 +199,14 @@ unsafe impl GlobalAlloc for LibcAllocator {
                 }
             }
         };
-        retry_on_writer(once(), once)
+        or_else_wait(once(), layout, once)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= MALLOC_ALIGN {
             // SAFETY: plain call into glibc's allocator.
             let once = || unsafe { calloc(1, layout.size()) as *mut u8 };
-            retry_on_writer(once(), once)
+            // The reserve's pages are zero until used, and each is used once.
+            or_else_wait(once(), layout, once)
         } else {
             // SAFETY: alloc returns NULL or a block of layout.size() bytes.
             unsafe {
@@ -111,25 +219,44 @@ unsafe impl GlobalAlloc for LibcAllocator {
         }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        if RESERVE.holds(ptr) {
+            return;
+        }
         // SAFETY: ptr came from malloc/calloc/memalign/realloc above.
         unsafe { free(ptr as *mut c_void) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= MALLOC_ALIGN {
-            // SAFETY: ptr came from this allocator with malloc alignment; a failed realloc
-            // leaves it valid, so it may be retried.
+        if layout.align() <= MALLOC_ALIGN && !RESERVE.holds(ptr) {
+            // SAFETY: ptr came from glibc with malloc alignment; a failed realloc leaves it
+            // valid, so it may be retried.
             let once = || unsafe { realloc(ptr as *mut c_void, new_size) as *mut u8 };
-            retry_on_writer(once(), once)
-        } else {
-            // SAFETY: the caller's contract for GlobalAlloc::realloc, forwarded.
-            unsafe {
-                let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
-                if !new.is_null() {
-                    std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            let p = once();
+            if !p.is_null() || PROBING.with(|p| p.get()) {
+                return p;
+            }
+            let new_layout =
+                // SAFETY: the caller's contract: new_size rounded up to align fits isize.
+                unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            let p = or_else_wait(p, new_layout, once);
+            if !p.is_null() && RESERVE.holds(p) {
+                // SAFETY: `ptr` is still valid (its realloc failed) and holds layout.size()
+                // bytes; the new block holds new_size; they do not overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
                     free(ptr as *mut c_void);
                 }
-                new
             }
+            return p;
+        }
+        // SAFETY: the caller's contract for GlobalAlloc::realloc, forwarded: a new block, the
+        // old contents copied, the old block released (a no-op for the reserve's).
+        unsafe {
+            let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
         }
     }
 }
@@ -181,5 +308,61 @@ pub static FEXECVE: Next = Next::new(c"fexecve");
 pub fn resolve_all() {
     for n in [&FORK, &EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE] {
         n.get();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reserve of its own (the library's is mapped by the constructor, not in unit tests).
+    fn reserve() -> Reserve {
+        let r = Reserve {
+            base: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        };
+        r.map();
+        assert_ne!(
+            r.base.load(Ordering::Relaxed),
+            0,
+            "mmap of the reserve failed"
+        );
+        r
+    }
+
+    #[test]
+    fn the_reserve_hands_out_aligned_disjoint_blocks_until_it_is_spent() {
+        let r = reserve();
+        let mut blocks = Vec::new();
+        for (i, align) in [1usize, 8, 16, 64, 4096, 16].into_iter().enumerate() {
+            let layout = Layout::from_size_align(100 * (i + 1), align).unwrap();
+            let p = r.take(layout);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align.max(MALLOC_ALIGN), 0);
+            assert!(r.holds(p));
+            // SAFETY: a fresh block of layout.size() bytes of the reserve.
+            unsafe { std::ptr::write_bytes(p, 0xab, layout.size()) };
+            blocks.push((p as usize, layout.size()));
+        }
+        blocks.sort();
+        for w in blocks.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "overlapping blocks {w:?}");
+        }
+        // More than is left: refused, and what is left still serves a small block.
+        assert!(
+            r.take(Layout::from_size_align(RESERVE_BYTES, 16).unwrap())
+                .is_null()
+        );
+        assert!(!r.take(Layout::from_size_align(64, 16).unwrap()).is_null());
+        let heap = Box::new(0u64);
+        assert!(!r.holds((&*heap as *const u64).cast_mut().cast()));
+    }
+
+    #[test]
+    fn a_probe_that_finds_no_memory_fails_at_once() {
+        let t = std::time::Instant::now();
+        assert!(!probe(usize::MAX / 4));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(probe(4096));
     }
 }

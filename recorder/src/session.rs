@@ -137,7 +137,7 @@ const SMALL_PROBE: usize = 64 << 10;
 
 /// Whether `bytes` can be allocated now (allocated and released at once).
 fn memory_for(bytes: usize) -> bool {
-    Vec::<u8>::new().try_reserve_exact(bytes).is_ok()
+    crate::real::probe(bytes)
 }
 
 /// What opening a trace needs besides the frame buffers: the 1 MiB output buffer, zstd's
@@ -746,6 +746,9 @@ impl Sink {
             return Ok(None);
         }
         self.drain(s, true, true)?;
+        if crate::real::TAPPED.load(Ordering::Acquire) {
+            return Err(RecorderError::NoMemory("the recorder's own data"));
+        }
         if !memory_for(16 * SMALL_PROBE) {
             return Err(RecorderError::NoMemory("the trailer"));
         }
@@ -1099,6 +1102,16 @@ fn writer_main(s: &'static Session) {
             _ => {}
         }
         let mut sink = s.lock();
+        if crate::real::TAPPED.load(Ordering::Acquire) && sink.out.is_some() {
+            // glibc had no memory for the recorder and the reserve stood in: stop before the
+            // reserve runs out too.
+            fail(
+                s,
+                &mut sink,
+                &RecorderError::NoMemory("the recorder's own data"),
+            );
+            return;
+        }
         let now = now_ns();
         let r = if now >= next_flush {
             next_flush = now + interval;
@@ -1148,6 +1161,7 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
     if o.verbose {
         say(&format_args!("recording with {}", o.describe()));
     }
+    crate::real::RESERVE.map();
     crate::real::resolve_all();
     ensure_key();
     map_token();

@@ -106,15 +106,18 @@ fn install_forwarding() {
 }
 
 /// liballoclab_recorder.so next to `record`, or in `deps/` beside it (where `cargo test` leaves
-/// it: cargo copies a library up to the profile directory only for some builds).
+/// it: cargo copies a library up to the profile directory only for `cargo build`): the newer
+/// of the two when both exist, so a `cargo test` after a `cargo build` never preloads the
+/// older library.
 fn default_lib() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the record executable's path")?;
     let next_to = exe.with_file_name("liballoclab_recorder.so");
     let in_deps = exe.with_file_name("deps").join("liballoclab_recorder.so");
-    Ok(if !next_to.is_file() && in_deps.is_file() {
-        in_deps
-    } else {
-        next_to
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Ok(match (modified(&next_to), modified(&in_deps)) {
+        (None, Some(_)) => in_deps,
+        (Some(a), Some(b)) if b > a => in_deps,
+        _ => next_to,
     })
 }
 

@@ -14,7 +14,8 @@ pub fn record_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_record"))
 }
 
-/// The library `record` preloads: next to it, or in deps/ (where `cargo test` leaves it).
+/// The library `record` preloads: next to it or in deps/ (where `cargo test` leaves it),
+/// the newer of the two, as `record` chooses.
 pub fn lib() -> PathBuf {
     let next_to = record_bin().with_file_name("liballoclab_recorder.so");
     let in_deps = record_bin()
@@ -22,7 +23,9 @@ pub fn lib() -> PathBuf {
         .join("liballoclab_recorder.so");
     [next_to, in_deps]
         .into_iter()
-        .find(|l| l.is_file())
+        .filter_map(|l| Some((std::fs::metadata(&l).ok()?.modified().ok()?, l)))
+        .max()
+        .map(|(_, l)| l)
         .expect("liballoclab_recorder.so is missing: `cargo test -p recorder` builds it")
 }
 
