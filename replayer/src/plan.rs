@@ -395,6 +395,7 @@ impl PlanView<'_> {
             }
             if let Some(l) = self.meta.threads.get(i)
                 && (l.marks.iter().any(|m| *m > t.ops.len() as u64)
+                    || !l.marks.is_sorted()
                     || l.start.is_some_and(|s| {
                         s.after.is_some_and(|(c, k)| {
                             c as usize >= self.threads.len()
@@ -402,7 +403,9 @@ impl PlanView<'_> {
                         }) || s.exits as usize > self.meta.exit_order.len()
                     }))
             {
-                return Err(format!("replay thread {i}: start or marks out of range"));
+                return Err(format!(
+                    "replay thread {i}: start or marks out of range (or marks not ascending)"
+                ));
             }
             let bigs = t
                 .ops

@@ -550,6 +550,14 @@ impl Lifetimes {
                 }
             }
         }
+        // A thread's marks come in the order of the threads that wait for them, not of its
+        // ops; the replay publishes at the next mark only, so an unsorted list skips marks and
+        // a thread then runs past one into an op that waits for the thread its mark starts:
+        // a deadlock (found on a recorded program starting workers in rounds).
+        for t in &mut meta.threads {
+            t.marks.sort_unstable();
+            t.marks.dedup();
+        }
         spawn.sort_unstable();
         meta.exit_order = exits.into_iter().map(|e| e.1).collect();
         meta.spawn_order = spawn.into_iter().map(|e| e.1).collect();

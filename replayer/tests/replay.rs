@@ -1074,6 +1074,72 @@ fn threads_started_in_rounds_replay_with_their_lifetimes() {
     assert_eq!(u(run, "peak_replay_threads"), 2);
 }
 
+/// The lab's own rounds program (`lab/programs/rounds.c`): workers of a round hand objects to
+/// each other, so the op just before a worker's start is often another worker's, and a
+/// thread's marks (where it publishes its progress for a start waiting on it) arrive out of
+/// op order. Before they were sorted, the replay skipped a mark, the main thread ran past it
+/// into a free waiting for the worker its mark was to start, and the replay hung forever
+/// (`lab fidelity --default-set`, c-rounds).
+#[test]
+fn workers_that_pass_objects_in_rounds_replay_to_the_end() {
+    let d = tmp();
+    let exe = d.path().join("rounds");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/programs/rounds.c");
+    let o = Command::new("gcc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc is missing: `apt-get install gcc` (recorder/ci-deps.txt lists it)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = d.path().join("rounds.trace.zst");
+    let o = Command::new(&exe)
+        .args(["8", "4", "15000"])
+        .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
+        .env("ALLOCLAB_OUTPUT", &t)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "rounds under the recorder: {}",
+        stderr(&o)
+    );
+    let mut child = Command::new(replay_bin())
+        .args([
+            "--json",
+            "-q",
+            "--retained-wait",
+            "0",
+            "--no-latency",
+            "-a",
+            "system",
+        ])
+        .arg(&t)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(180) {
+            child.kill().unwrap();
+            panic!("the replay of a rounds trace still runs after 180 s (it takes ~1 s): a hang");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = &doc["trace"]["plan"];
+    assert_eq!(plan["spawn_order"].as_array().unwrap().len(), 32, "{plan}");
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "ok", "{run}");
+    assert!(
+        u(run, "peak_replay_threads") <= u(plan, "trace_peak_threads"),
+        "{run}"
+    );
+}
+
 #[test]
 fn an_ordered_replay_measures_the_trace_peak_live_bytes() {
     let d = tmp();
