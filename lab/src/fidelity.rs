@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use replayer::adapter::AllocSpec;
+use replayer::engine::Touch;
+use replayer::plan::Order;
 use replayer::run::{Sweep, SweepOptions};
 
 use crate::error::{LabError, bad};
@@ -161,6 +163,10 @@ pub struct FidelityOptions {
     pub timeout: Duration,
     /// One line per step on stderr.
     pub verbose: bool,
+    /// The replay side's touch policy and interleaving (`replay --touch`, `--order`): what
+    /// fidelity compares, so that the defaults can be chosen by what predicts best.
+    pub touch: Touch,
+    pub order: Order,
 }
 
 /// One measured run, real or replayed: a row of `fidelity.parquet`.
@@ -224,6 +230,11 @@ pub struct ProgramSummary {
     pub events_per_real_s: f64,
     /// The first allocator's replay time over its real time.
     pub replay_fraction: f64,
+    /// The replay's `--touch` and `--order`.
+    #[serde(default)]
+    pub replay_touch: String,
+    #[serde(default)]
+    pub replay_order: String,
 }
 
 /// Kendall's τ-b of two equally long samples (`None` when either is constant or they are
@@ -530,6 +541,8 @@ pub fn run(opts: &FidelityOptions) -> Result<Vec<ProgramSummary>, LabError> {
                 progress: false,
                 verbose: false,
                 exe: Some(replay.clone()),
+                touch: opts.touch,
+                order: opts.order,
                 ..SweepOptions::new(f)
             })?;
             let results = sweep.run()?;
@@ -675,6 +688,8 @@ fn summarise(
         events_per_real_s: trace_events as f64 / g_real,
         replay_fraction: g_replay / g_real,
         allocators: allocs,
+        replay_touch: opts.touch.name().to_string(),
+        replay_order: opts.order.name(),
     }
 }
 
@@ -694,6 +709,12 @@ fn tau(t: Option<f64>) -> String {
 /// allocator. Heap RSS ratios outside 0.75–1.25 and τ below 0.8 are marked `✗`.
 pub fn render(s: &[ProgramSummary]) -> String {
     let mut o = String::new();
+    if let Some(p) = s.first() {
+        o.push_str(&format!(
+            "Replays with --touch {} --order {}.\n\n",
+            p.replay_touch, p.replay_order
+        ));
+    }
     o.push_str(
         "| program | events | events/s real | replay/real time | τ time | τ heap RSS | ops verified | peak live trace / replay |\n\
          |---|---:|---:|---:|---:|---:|---|---|\n",

@@ -12,6 +12,8 @@ use lab::fidelity::{FidelityOptions, Program};
 use lab::suite::{LabOptions, Profile};
 use lab::tools::Tools;
 use replayer::adapter::parse_list;
+use replayer::engine::Touch;
+use replayer::plan::Order;
 
 /// Generates the synthetic suite, records python3 (and your program), replays every available
 /// allocator × trace × thread count × repetition, and writes a report. `lab fidelity` compares
@@ -63,6 +65,12 @@ struct FidelityArgs {
     /// No progress lines.
     #[arg(short, long)]
     quiet: bool,
+    /// The replay side's touch policy (as `replay --touch`).
+    #[arg(long, value_enum, default_value_t = Touch::default())]
+    touch: Touch,
+    /// The replay side's interleaving (as `replay --order`: deps, window:K, strict).
+    #[arg(long, default_value = "deps", value_parser = Order::parse)]
+    order: Order,
     #[command(flatten)]
     tools: ToolArgs,
     /// The program: `lab fidelity -- CMD ARGS…`.
@@ -194,6 +202,8 @@ fn fidelity(a: FidelityArgs) -> Result<(), LabError> {
         tools,
         timeout: Duration::from_secs_f64(a.timeout),
         verbose: !a.quiet,
+        touch: a.touch,
+        order: a.order,
     };
     let s = lab::fidelity::run(&opts)?;
     println!("{}", lab::fidelity::render(&s));

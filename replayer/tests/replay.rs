@@ -967,27 +967,36 @@ int main(void) {
 fn record_rounds(dir: &Path) -> PathBuf {
     let src = dir.join("rounds.c");
     std::fs::write(&src, ROUNDS_C).unwrap();
-    let exe = dir.join("rounds");
+    let (out, stdout) = record_c(dir, &src, &[]);
+    assert_eq!(stdout.trim(), "100");
+    out
+}
+
+/// Compiles the C program `src` and runs it with `args` under the recorder library; returns
+/// the trace and the program's stdout.
+fn record_c(dir: &Path, src: &Path, args: &[&str]) -> (PathBuf, String) {
+    let name = src.file_stem().unwrap().to_str().unwrap();
+    let exe = dir.join(name);
     let o = Command::new("gcc")
         .args(["-O1", "-pthread", "-o"])
         .arg(&exe)
-        .arg(&src)
+        .arg(src)
         .output()
         .expect("gcc is missing: `apt-get install gcc` (recorder/ci-deps.txt lists it)");
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = dir.join("rounds.trace.zst");
+    let out = dir.join(format!("{name}.trace.zst"));
     let o = Command::new(&exe)
+        .args(args)
         .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
         .env("ALLOCLAB_OUTPUT", &out)
         .output()
         .unwrap();
     assert!(
         o.status.success(),
-        "rounds under the recorder: {}",
+        "{name} under the recorder: {}",
         stderr(&o)
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "100");
-    out
+    (out, String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// Threads of the processes whose parent is `pid` (the replay children), most seen in one
@@ -1083,27 +1092,8 @@ fn threads_started_in_rounds_replay_with_their_lifetimes() {
 #[test]
 fn workers_that_pass_objects_in_rounds_replay_to_the_end() {
     let d = tmp();
-    let exe = d.path().join("rounds");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/programs/rounds.c");
-    let o = Command::new("gcc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc is missing: `apt-get install gcc` (recorder/ci-deps.txt lists it)");
-    assert!(o.status.success(), "{}", stderr(&o));
-    let t = d.path().join("rounds.trace.zst");
-    let o = Command::new(&exe)
-        .args(["8", "4", "15000"])
-        .env("LD_PRELOAD", built_lib("liballoclab_recorder.so"))
-        .env("ALLOCLAB_OUTPUT", &t)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "rounds under the recorder: {}",
-        stderr(&o)
-    );
+    let (t, _) = record_c(d.path(), &src, &["8", "4", "15000"]);
     let mut child = Command::new(replay_bin())
         .args([
             "--json",
