@@ -13,6 +13,7 @@
 
 pub mod compute;
 pub mod error;
+pub mod fidelity;
 pub mod figures;
 pub mod load;
 pub mod plots;
@@ -44,6 +45,8 @@ pub struct Options {
     pub bar_scale: figures::BarScale,
     /// Threads drawing plots.
     pub plot_threads: usize,
+    /// A `lab fidelity` output directory whose tables join the report.
+    pub fidelity: Option<PathBuf>,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             plots: true,
             bar_scale: Default::default(),
             plot_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            fidelity: None,
         }
     }
 }
@@ -87,6 +91,10 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let dirs = load::discover(&opts.inputs, &mut problems)?;
     let loaded = load::load(&dirs, problems)?;
     let mut analysis = compute::compute(loaded, &opts.compute)?;
+    let fidelity = match &opts.fidelity {
+        Some(d) => fidelity::load(d, &mut analysis.problems)?,
+        None => Vec::new(),
+    };
     let compute_time = t0.elapsed();
     let tables = tables::all_tables(&analysis, &opts.seeds);
     let figs = if opts.plots {
@@ -106,7 +114,14 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         &mut analysis.problems,
     )?;
     let plot_time = t1.elapsed();
-    let written = report::write_all(&opts.out_dir, &analysis, &tables, &figs, &rendered)?;
+    let written = report::write_all(
+        &opts.out_dir,
+        &analysis,
+        &tables,
+        &figs,
+        &rendered,
+        &fidelity,
+    )?;
     Ok(Report {
         written,
         runs_total: analysis.runs_total,

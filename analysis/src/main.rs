@@ -45,6 +45,10 @@ struct Args {
     /// Print timings (reading and aggregating, drawing) on stderr.
     #[arg(long)]
     timings: bool,
+    /// A `lab fidelity` output directory: its tables (real programs against their replays)
+    /// join the report.
+    #[arg(long, value_name = "DIR")]
+    fidelity: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     opts.compute.time_buckets = args.time_buckets;
     opts.plots = !args.no_plots;
     opts.bar_scale = args.bar_scale;
+    opts.fidelity = args.fidelity;
     if let Some(n) = args.plot_threads {
         opts.plot_threads = n;
     }

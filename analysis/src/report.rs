@@ -98,6 +98,7 @@ pub fn write_all(
     tables: &[Table],
     figs: &Figures,
     rendered: &[Option<Rendered>],
+    fidelity: &[results_schema::fidelity::ProgramSummary],
 ) -> Result<Written, Error> {
     mkdir(out)?;
     let tdir = out.join("tables");
@@ -112,8 +113,14 @@ pub fn write_all(
     }
     let tables_md = out.join("tables.md");
     write(&tables_md, &all_markdown(a, tables))?;
+    if !fidelity.is_empty() {
+        write(
+            &out.join("fidelity.md"),
+            &results_schema::fidelity::markdown(fidelity),
+        )?;
+    }
     let html = out.join("report.html");
-    write(&html, &html_page(out, a, tables, figs, rendered))?;
+    write(&html, &html_page(out, a, tables, figs, rendered, fidelity))?;
     let summary = crate::summary::write(out, a)?;
     Ok(Written {
         tables: written,
@@ -275,6 +282,7 @@ fn html_page(
     tables: &[Table],
     figs: &Figures,
     rendered: &[Option<Rendered>],
+    fidelity: &[results_schema::fidelity::ProgramSummary],
 ) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -350,6 +358,9 @@ fn html_page(
          <a href=\"#traces\">Per trace</a><a href=\"tables.md\">tables.md</a>",
         a.failed.len()
     );
+    if !fidelity.is_empty() {
+        h.push_str("<a href=\"#fidelity\">Real programs</a>");
+    }
     h.push_str("</nav>\n");
     if !a.problems.is_empty() {
         h.push_str("<h2 id=\"problems\">Input problems</h2>\n<ul class=\"problems\">\n");
@@ -379,6 +390,7 @@ fn html_page(
         }
         _ => h.push_str("<p class=\"ok\">None: every run finished <code>ok</code>.</p>\n"),
     }
+    crate::fidelity::html(&mut h, fidelity);
     h.push_str("<h2 id=\"facts\">Machine and build</h2>\n");
     for t in tables.iter().filter(is_fact) {
         table_html(&mut h, t);

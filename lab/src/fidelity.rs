@@ -191,51 +191,7 @@ pub struct Row {
     pub peak_live_bytes: u64,
 }
 
-/// One allocator's medians.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct AllocSummary {
-    pub allocator: String,
-    pub real_wall_s: f64,
-    pub replay_wall_s: f64,
-    pub real_heap_rss_bytes: f64,
-    pub replay_heap_rss_bytes: f64,
-    pub real_minflt: f64,
-    pub replay_minflt: f64,
-    /// Seconds saved against glibc (the first allocator): real, and as the replay predicts it.
-    pub real_saving_s: f64,
-    pub predicted_saving_s: f64,
-    /// Replay runs that did not finish ok.
-    pub replay_failed: u32,
-    /// Ops every ok replay run verified (the same in all of them), else `None`.
-    pub replay_ops: Option<u64>,
-    pub replay_peak_live_bytes: u64,
-}
-
-/// What fidelity found for one program.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ProgramSummary {
-    pub program: String,
-    pub command: String,
-    pub repeat: u32,
-    pub trace_files: usize,
-    pub trace_events: u64,
-    /// Ops and peak live bytes of the trace(s), by inspect.
-    pub trace_ops: u64,
-    pub trace_peak_live_bytes: u64,
-    pub allocators: Vec<AllocSummary>,
-    /// Kendall τ-b between the real and the replayed medians over the allocators.
-    pub tau_time: Option<f64>,
-    pub tau_heap_rss: Option<f64>,
-    /// Trace events per second of the first allocator's real time.
-    pub events_per_real_s: f64,
-    /// The first allocator's replay time over its real time.
-    pub replay_fraction: f64,
-    /// The replay's `--touch` and `--order`.
-    #[serde(default)]
-    pub replay_touch: String,
-    #[serde(default)]
-    pub replay_order: String,
-}
+pub use results_schema::fidelity::{AllocSummary, ProgramSummary};
 
 /// Kendall's τ-b of two equally long samples (`None` when either is constant or they are
 /// shorter than 2).
@@ -693,111 +649,10 @@ fn summarise(
     }
 }
 
-fn mib(b: f64) -> String {
-    if b.is_nan() {
-        "–".into()
-    } else {
-        format!("{:.1}", b / (1024.0 * 1024.0))
-    }
-}
-
-fn tau(t: Option<f64>) -> String {
-    t.map_or_else(|| "–".into(), |t| format!("{t:.2}"))
-}
-
-/// The markdown tables: one summary line per program, then per program real vs replay per
-/// allocator. Heap RSS ratios outside 0.75–1.25 and τ below 0.8 are marked `✗`.
+/// The markdown tables (`fidelity.md`): the content is results-schema's (`analyze` puts the
+/// same tables in its report).
 pub fn render(s: &[ProgramSummary]) -> String {
-    let mut o = String::new();
-    if let Some(p) = s.first() {
-        o.push_str(&format!(
-            "Replays with --touch {} --order {}.\n\n",
-            p.replay_touch, p.replay_order
-        ));
-    }
-    o.push_str(
-        "| program | events | events/s real | replay/real time | τ time | τ heap RSS | ops verified | peak live trace / replay |\n\
-         |---|---:|---:|---:|---:|---:|---|---|\n",
-    );
-    for p in s {
-        let verified = p
-            .allocators
-            .iter()
-            .all(|a| a.replay_failed == 0 && a.replay_ops == Some(p.trace_ops));
-        let live = p
-            .allocators
-            .iter()
-            .map(|a| a.replay_peak_live_bytes)
-            .max()
-            .unwrap_or(0);
-        let mark = |t: Option<f64>| {
-            if t.is_some_and(|t| t >= 0.8) {
-                ""
-            } else {
-                " ✗"
-            }
-        };
-        o.push_str(&format!(
-            "| {} | {} | {:.2}M | {:.2} | {}{} | {}{} | {} | {} / {} |\n",
-            p.program,
-            p.trace_events,
-            p.events_per_real_s / 1e6,
-            p.replay_fraction,
-            tau(p.tau_time),
-            mark(p.tau_time),
-            tau(p.tau_heap_rss),
-            mark(p.tau_heap_rss),
-            if verified {
-                format!("{} = inspect's", p.trace_ops)
-            } else {
-                format!("✗ (inspect {})", p.trace_ops)
-            },
-            p.trace_peak_live_bytes,
-            live
-        ));
-    }
-    for p in s {
-        o.push_str(&format!(
-            "\n### {} — `{}`\n\n{} trace file(s), {} events; medians of {} runs per side\n\n\
-             | allocator | real s | replay s | saving vs glibc real s | predicted s | real heap RSS MiB | replay heap RSS MiB | replay/real RSS | real minflt | replay minflt | replay failed |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-            p.program,
-            if p.command.len() > 80 {
-                format!("{}…", &p.command[..p.command.floor_char_boundary(80)])
-            } else {
-                p.command.clone()
-            }
-            .replace('`', "'")
-            .replace('\n', " "),
-            p.trace_files,
-            p.trace_events,
-            p.repeat
-        ));
-        for a in &p.allocators {
-            let ratio = a.replay_heap_rss_bytes / a.real_heap_rss_bytes;
-            let miss = if (0.75..=1.25).contains(&ratio) {
-                ""
-            } else {
-                " ✗"
-            };
-            o.push_str(&format!(
-                "| {} | {:.3} | {:.3} | {:+.3} | {:+.3} | {} | {} | {:.2}{} | {:.0} | {:.0} | {} |\n",
-                a.allocator,
-                a.real_wall_s,
-                a.replay_wall_s,
-                a.real_saving_s,
-                a.predicted_saving_s,
-                mib(a.real_heap_rss_bytes),
-                mib(a.replay_heap_rss_bytes),
-                ratio,
-                miss,
-                a.real_minflt,
-                a.replay_minflt,
-                a.replay_failed
-            ));
-        }
-    }
-    o
+    results_schema::fidelity::markdown(s)
 }
 
 /// Writes `rows` as `fidelity.parquet`.

@@ -120,6 +120,10 @@ struct SuiteArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Leave out the fidelity step (real programs against their replays), which the default
+    /// and full profiles run (`--quick` never does).
+    #[arg(long)]
+    no_fidelity: bool,
     #[command(flatten)]
     tools: ToolArgs,
 }
@@ -255,6 +259,10 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
         record: a.cmd,
         progress: !a.quiet,
         ..LabOptions::new(profile, a.tools.locate()?)
+    };
+    let opts = LabOptions {
+        fidelity: opts.fidelity && !a.no_fidelity,
+        ..opts
     };
     let r = lab::suite::run(&opts)?;
     for u in &r.unavailable {

@@ -75,6 +75,9 @@ pub struct LabOptions {
     pub tools: Tools,
     /// Progress bar on stderr.
     pub progress: bool,
+    /// Run `lab fidelity --default-set` into `<out>/fidelity` and put its tables in the report
+    /// (default and full profiles; a finished one, with its `fidelity.md`, is not run again).
+    pub fidelity: bool,
 }
 
 /// The resolved parameters of a lab, kept in `lab.json`.
@@ -174,6 +177,7 @@ impl LabOptions {
             record: Vec::new(),
             tools,
             progress: true,
+            fidelity: profile != Profile::Quick,
         }
     }
 
@@ -501,12 +505,38 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     }
     pb.finish_and_clear();
 
-    // 4. The report.
+    // 4. Real programs against their replays (lab fidelity's default set).
+    let fidelity_dir = out.join("fidelity");
+    if opts.fidelity {
+        if fidelity_dir.join("fidelity.md").is_file() {
+            eprintln!(
+                "lab: fidelity: done before ({}), not run again",
+                fidelity_dir.display()
+            );
+        } else {
+            let f = crate::fidelity::FidelityOptions {
+                programs: crate::programs::default_set(&fidelity_dir.join("programs"))?,
+                libraries: crate::fidelity::default_libraries(&opts.tools)?,
+                repeat: 5,
+                out: fidelity_dir.clone(),
+                tools: opts.tools.clone(),
+                timeout: opts.timeout,
+                verbose: opts.progress,
+                touch: Default::default(),
+                order: Default::default(),
+            };
+            crate::fidelity::run(&f)?;
+        }
+    }
+
+    // 5. The report.
     let report_dir = out.join("report");
-    let o = Command::new(&analyze)
-        .arg(&runs_dir)
-        .arg("-o")
-        .arg(&report_dir)
+    let mut analyze_cmd = Command::new(&analyze);
+    analyze_cmd.arg(&runs_dir).arg("-o").arg(&report_dir);
+    if opts.fidelity {
+        analyze_cmd.arg("--fidelity").arg(&fidelity_dir);
+    }
+    let o = analyze_cmd
         .output()
         .map_err(io(format!("running {}", analyze.display())))?;
     let err = String::from_utf8_lossy(&o.stderr);

@@ -12,6 +12,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt64Type};
 use lab::fidelity::ProgramSummary;
 
+mod common;
+
 const PERL: &str = r#"my %h; for my $i (1..$ARGV[0]) { $h{"k$i"} = "v" x ($i % 50); delete $h{"k" . ($i - 500)} if $i > 500 } print scalar(keys %h), "\n";"#;
 
 #[test]
@@ -114,6 +116,47 @@ fn fidelity_measures_both_sides_for_every_allocator() {
     }
     assert_eq!(cells.len(), 10, "{cells:?}");
     assert!(cells.values().all(|&n| n == 5), "{cells:?}");
+
+    // `analyze --fidelity` puts the same tables in the report (over the replays' own runs):
+    // its fidelity.md, made from the summaries it read back, is the lab's byte for byte.
+    let report = d.path().join("report");
+    let o = Command::new(common::analyze_bin())
+        .arg(&out)
+        .arg("-o")
+        .arg(&report)
+        .args(["--no-plots", "--fidelity"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(report.join("fidelity.md")).unwrap(),
+        std::fs::read_to_string(out.join("fidelity.md")).unwrap()
+    );
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(html.contains("<h2 id=\"fidelity\">"), "no fidelity section");
+    assert!(html.contains("<h3>perl-hash — "), "no perl-hash table");
+    for a in names {
+        assert!(
+            html.contains(&format!("<td class=\"t\">{a}</td>")),
+            "no {a} row"
+        );
+    }
+    // A directory without summaries is said, not fatal; a missing one is bad input.
+    let o = Command::new(common::analyze_bin())
+        .arg(&out)
+        .arg("-o")
+        .arg(d.path().join("r2"))
+        .args(["--no-plots", "--fidelity", "/nonexistent/fid"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/fid"));
 }
 
 #[test]

@@ -6,33 +6,11 @@
 //! --profile test -p recorder -p replayer`). Without any of them the tests fail and say so.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn target_dir() -> PathBuf {
-    // <target>/<profile>/deps/lab-…
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn analyze_bin() -> PathBuf {
-    let p = std::env::var_os("ALLOCLAB_ANALYZE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("analysis/analyze"));
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first with `cargo build --locked --profile analysis -p analysis` \
-         (scripts/test-all does), or point ALLOCLAB_ANALYZE at it",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::analyze_bin;
 
 fn lab(out: &Path, extra: &[&str]) -> std::process::Output {
     let bins = Path::new(env!("CARGO_BIN_EXE_lab")).parent().unwrap();

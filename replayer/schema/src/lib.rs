@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod columns;
+pub mod fidelity;
 pub mod summary;
 
 use std::fmt;
