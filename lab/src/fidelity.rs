@@ -65,7 +65,7 @@ impl Library {
         let name = stem.strip_prefix("lib").unwrap_or(stem);
         let name = match name {
             "tcmalloc_minimal" => "tcmalloc",
-            "fancymalloc" => "fancy",
+            "fancy_preload" => "fancy",
             n => n,
         };
         Library {
@@ -88,7 +88,7 @@ pub const DEBIAN_LIBRARIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// glibc, Debian's jemalloc, mimalloc and tcmalloc, and our libfancymalloc.so; a missing one is
+/// glibc, Debian's jemalloc, mimalloc and tcmalloc, and our libfancy_preload.so; a missing one is
 /// an error saying what to install or build.
 pub fn default_libraries(tools: &Tools) -> Result<Vec<Library>, LabError> {
     let mut v = vec![Library {
@@ -864,7 +864,7 @@ mod tests {
             n("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"),
             "tcmalloc"
         );
-        assert_eq!(n("/x/libfancymalloc.so"), "fancy");
+        assert_eq!(n("/x/libfancy_preload.so"), "fancy");
         assert_eq!(median(&[3., 1., 2.]), 2.0);
         assert_eq!(median(&[4., 1., 2., 3.]), 2.5);
     }

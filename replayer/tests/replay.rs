@@ -260,7 +260,7 @@ fn every_adapter_replays_a_small_trace() {
         jemalloc.is_file(),
         "Debian's libjemalloc2 is missing: `apt-get install libjemalloc2` (allocator/ci-deps.txt)"
     );
-    let fancy = built_lib("libfancymalloc.so");
+    let fancy = built_lib("libfancy_preload.so");
     let allocs = format!(
         "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,preload:{},preload:{}",
         jemalloc.display(),
@@ -1560,7 +1560,7 @@ fn the_overhead_ratio_is_the_allocators_usable_sizes_over_the_requested_ones() {
 fn every_adapter_reports_the_overhead_ratio_on_a_one_thread_trace() {
     let d = tmp();
     let t = synth(d.path(), "fragmentation_mix", 1, 20_000);
-    let fancy = built_lib("libfancymalloc.so");
+    let fancy = built_lib("libfancy_preload.so");
     let allocs = format!(
         "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,mempool-baseline,\
          mempool-sharded,mempool-percls,preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2,preload:{}",
