@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use replayer::adapter::AllocSpec;
-use replayer::run::{Sweep, SweepOptions};
+use replayer::sweep::{Sweep, SweepOptions};
 
 use crate::error::{LabError, bad};
 use crate::tools::{self, Tools};

@@ -12,7 +12,7 @@ use replayer::engine::{Thp, Touch};
 use replayer::error::ReplayError;
 use replayer::mem::{Counting, HarnessAlloc};
 use replayer::plan::Order;
-use replayer::run::{Sweep, SweepOptions};
+use replayer::sweep::{Sweep, SweepOptions};
 
 // The harness never takes memory from malloc: in a replay child malloc is the allocator under
 // test (see mem.rs). Every harness allocation is counted, so a replay can prove that none
