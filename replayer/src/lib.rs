@@ -24,7 +24,7 @@ pub mod child;
 pub mod engine;
 pub mod env;
 pub mod error;
-pub mod fmt;
+pub mod human;
 pub mod mem;
 pub mod parquet;
 pub mod plan;
