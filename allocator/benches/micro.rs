@@ -2,7 +2,7 @@
 //! measured (comparisons between allocators are the lab's job: `scripts/lab`).
 //!
 //! ```text
-//! cargo bench -p allocator --bench micro -- [--reps N] [--only case,case] [--baseline PATH]
+//! cargo bench -p fancy --bench micro -- [--reps N] [--only case,case] [--baseline PATH]
 //! ```
 //! Every repetition runs all cases in a fresh child process (a new heap each time) and prints
 //! nanoseconds per operation; the table shows the median over the repetitions. `--baseline

@@ -1,6 +1,6 @@
 /* fancy — alloclab's allocator, C API.
  *
- * Link against libfancymalloc.so (the fancy-preload cdylib, which also replaces malloc & co
+ * Link against libfancy_preload.so (the fancy-preload cdylib, which also replaces malloc & co
  * when preloaded) or against the `fancy` Rust library. All functions are thread-safe.
  * Memory from one fancy_* allocation function is freed with fancy_free (or fancy_realloc),
  * from any thread.

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use replayer::adapter::AllocSpec;
 use replayer::engine::Touch;
 use replayer::plan::Order;
-use replayer::run::{Sweep, SweepOptions};
+use replayer::sweep::{Sweep, SweepOptions};
 
 use crate::error::{LabError, bad};
 use crate::tools::{self, Tools};
@@ -67,7 +67,7 @@ impl Library {
         let name = stem.strip_prefix("lib").unwrap_or(stem);
         let name = match name {
             "tcmalloc_minimal" => "tcmalloc",
-            "fancymalloc" => "fancy",
+            "fancy_preload" => "fancy",
             n => n,
         };
         Library {
@@ -90,7 +90,7 @@ pub const DEBIAN_LIBRARIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// glibc, Debian's jemalloc, mimalloc and tcmalloc, and our libfancymalloc.so; a missing one is
+/// glibc, Debian's jemalloc, mimalloc and tcmalloc, and our libfancy_preload.so; a missing one is
 /// an error saying what to install or build.
 pub fn default_libraries(tools: &Tools) -> Result<Vec<Library>, LabError> {
     let mut v = vec![Library {
@@ -114,23 +114,36 @@ pub fn default_libraries(tools: &Tools) -> Result<Vec<Library>, LabError> {
 }
 
 /// `--alloc system,preload:PATH,…` as libraries (the real side can only preload libraries).
+/// Each entry is parsed as the replayer's `--alloc` is ([`AllocSpec::parse`]); `glibc` is
+/// accepted for `system`.
 pub fn parse_libraries(s: &str) -> Result<Vec<Library>, LabError> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if part == "system" || part == "glibc" {
-            v.push(Library {
+        let spec = if part == "glibc" {
+            Ok(AllocSpec::System)
+        } else {
+            AllocSpec::parse(part)
+        };
+        match spec {
+            Ok(AllocSpec::System) => v.push(Library {
                 name: "glibc".into(),
                 path: None,
-            });
-        } else if let Some(p) = part.strip_prefix("preload:") {
-            if !Path::new(p).is_file() {
-                return Err(bad(format!("--alloc: {p} is not a file")));
+            }),
+            Ok(AllocSpec::Preload(p)) if p.as_os_str().is_empty() => {
+                return Err(bad("--alloc: preload: needs a library path, as in \
+                     preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"));
             }
-            v.push(Library::from_path(PathBuf::from(p)));
-        } else {
-            return Err(bad(format!(
-                "--alloc: '{part}': fidelity compares libraries, give `system` or `preload:PATH`"
-            )));
+            Ok(AllocSpec::Preload(p)) => {
+                if !p.is_file() {
+                    return Err(bad(format!("--alloc: {} is not a file", p.display())));
+                }
+                v.push(Library::from_path(p));
+            }
+            _ => {
+                return Err(bad(format!(
+                    "--alloc: '{part}': fidelity compares libraries, give `system` or `preload:PATH`"
+                )));
+            }
         }
     }
     if v.is_empty() {
@@ -740,8 +753,37 @@ mod tests {
             n("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"),
             "tcmalloc"
         );
-        assert_eq!(n("/x/libfancymalloc.so"), "fancy");
+        assert_eq!(n("/x/libfancy_preload.so"), "fancy");
         assert_eq!(median(&[3., 1., 2.]), 2.0);
         assert_eq!(median(&[4., 1., 2., 3.]), 2.5);
+    }
+
+    #[test]
+    fn alloc_entries_are_parsed_as_the_replayer_parses_them() {
+        // glibc's own library: a real file on every machine this runs on.
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        let v = parse_libraries(&format!(" system, glibc ,preload:{libc},")).unwrap();
+        let names: Vec<_> = v.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["glibc", "glibc", "c"]);
+        assert_eq!(v[0].path, None);
+        assert_eq!(v[2].path.as_deref(), Some(Path::new(libc)));
+        assert_eq!(v[2].spec(), AllocSpec::Preload(PathBuf::from(libc)));
+        let err = |s: &str| parse_libraries(s).unwrap_err().to_string();
+        // A replayer allocator that is no library, and a name nobody knows.
+        for s in ["jemalloc", "fancy", "nonsense"] {
+            let e = err(&format!("system,{s}"));
+            assert!(
+                e.contains(&format!("'{s}': fidelity compares libraries")),
+                "{e}"
+            );
+        }
+        let e = err("preload:/nonexistent/libx.so");
+        assert_eq!(e, "--alloc: /nonexistent/libx.so is not a file");
+        assert!(
+            err("preload:").contains("needs a library path"),
+            "{}",
+            err("preload:")
+        );
+        assert_eq!(err(" , "), "--alloc: no allocator given");
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! - [`suite`]: the lab itself (`lab`, `lab --quick`, `lab --record -- CMD…`).
 //! - [`fidelity`]: `lab fidelity -- CMD…` and `lab fidelity --default-set`.
-//! - [`tools`]: where `record`, `replay`, `analyze` and `libfancymalloc.so` are, and `record
+//! - [`tools`]: where `record`, `replay`, `analyze` and `libfancy_preload.so` are, and `record
 //!   --json` read back.
 //! - [`error`]: one error kind and exit code per step that can fail.
 

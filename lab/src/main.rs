@@ -53,7 +53,7 @@ struct FidelityArgs {
     #[arg(short, long, default_value = "results/fidelity")]
     out: PathBuf,
     /// Allocators: `system` and `preload:PATH`, comma-separated (default: glibc, Debian's
-    /// jemalloc, mimalloc and tcmalloc, libfancymalloc.so).
+    /// jemalloc, mimalloc and tcmalloc, libfancy_preload.so).
     #[arg(short, long)]
     alloc: Option<String>,
     /// The name of the program after `--` in the tables (default: its file name).
@@ -141,7 +141,7 @@ struct ToolArgs {
     /// `cargo build --profile analysis -p analysis` puts it).
     #[arg(long, env = "ALLOCLAB_ANALYZE", value_name = "PATH")]
     analyze: Option<PathBuf>,
-    /// libfancymalloc.so (default: beside this binary).
+    /// libfancy_preload.so (default: beside this binary).
     #[arg(long, env = "ALLOCLAB_FANCY_LIB", value_name = "PATH")]
     fancy_lib: Option<PathBuf>,
 }

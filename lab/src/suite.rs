@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use replayer::adapter::AllocSpec;
-use replayer::run::{Sweep, SweepOptions};
+use replayer::sweep::{Sweep, SweepOptions};
 
 use crate::error::{LabError, bad};
 use crate::tools::{self, Tools};

@@ -5,10 +5,10 @@
 //! | `record` | beside the `lab` executable | `--record-bin` | `ALLOCLAB_RECORD_BIN` |
 //! | `replay` | beside the `lab` executable | `--replay-bin` | `ALLOCLAB_REPLAY_BIN` |
 //! | `analyze` | `../analysis/analyze` from the `lab` executable's directory | `--analyze` | `ALLOCLAB_ANALYZE` |
-//! | `libfancymalloc.so` | beside the `lab` executable (or in `deps/` there) | `--fancy-lib` | `ALLOCLAB_FANCY_LIB` |
+//! | `libfancy_preload.so` | beside the `lab` executable (or in `deps/` there) | `--fancy-lib` | `ALLOCLAB_FANCY_LIB` |
 //!
 //! The defaults are cargo's layout: `cargo build --release -p lab -p replayer -p recorder -p
-//! fancy-preload` puts `lab`, `replay`, `record` and `libfancymalloc.so` in
+//! fancy-preload` puts `lab`, `replay`, `record` and `libfancy_preload.so` in
 //! `<target>/release/`, and `cargo build --profile analysis -p analysis` puts `analyze` in
 //! `<target>/analysis/`. A missing program is a [`LabError::MissingTool`] saying what to build.
 
@@ -44,8 +44,8 @@ impl Tools {
     ) -> Result<Tools, LabError> {
         let dir = exe_dir()?;
         let fancy_default = || {
-            let next_to = dir.join("libfancymalloc.so");
-            let in_deps = dir.join("deps/libfancymalloc.so");
+            let next_to = dir.join("libfancy_preload.so");
+            let in_deps = dir.join("deps/libfancy_preload.so");
             if !next_to.is_file() && in_deps.is_file() {
                 in_deps
             } else {
@@ -90,10 +90,10 @@ impl Tools {
         )
     }
 
-    /// `libfancymalloc.so`, checked to exist.
+    /// `libfancy_preload.so`, checked to exist.
     pub fn fancy_lib(&self) -> Result<&Path, LabError> {
         need(
-            "libfancymalloc.so",
+            "libfancy_preload.so",
             &self.fancy_lib,
             "build it with `cargo build --release -p fancy-preload` (scripts/lab does), or pass \
              --fancy-lib PATH",

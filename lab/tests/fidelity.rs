@@ -1,7 +1,7 @@
 //! `lab fidelity` on a small real program (Debian's perl churning a hash): both sides for every
 //! allocator, with plausible numbers. Needs `record` and `replay` beside `lab` (built by `cargo
 //! test` of the workspace; alone: `cargo build --profile test -p recorder -p replayer`), and
-//! Debian's jemalloc, mimalloc and tcmalloc (replayer/ci-deps.txt); libfancymalloc.so is built
+//! Debian's jemalloc, mimalloc and tcmalloc (replayer/ci-deps.txt); libfancy_preload.so is built
 //! as a dev-dependency. Without any of them the test fails and says so.
 
 use std::collections::BTreeMap;

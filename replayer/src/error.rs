@@ -20,8 +20,8 @@ pub enum ReplayError {
     /// The replay would need more memory than the machine has.
     #[error(
         "{what}: {} needed, {} available (use --max-memory to override)",
-        crate::fmt::bytes(*needed),
-        crate::fmt::bytes(*available)
+        crate::human::bytes(*needed),
+        crate::human::bytes(*available)
     )]
     TooBig {
         what: String,

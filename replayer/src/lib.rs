@@ -1,14 +1,14 @@
 //! `replay`: feeds an allocation trace into an allocator and measures it.
 //!
 //! The flow, one module per step: [`prep`] turns a trace into a [`plan`] (compact per-thread
-//! op arrays over object slots) once, in the parent; [`run`] starts one child process per
+//! op arrays over object slots) once, in the parent; [`sweep`] starts one child process per
 //! allocator × repetition × pass, interleaved, each of which maps the plan and runs the
 //! [`engine`] over one [`adapter`]; [`results`] turns what the children measured into the rows
 //! of replayer/SCHEMA.md, which [`table`] prints and [`parquet`] writes. [`mem`] keeps the
 //! harness's own memory away from every allocator under test.
 //!
 //! ```no_run
-//! use replayer::{adapter::AllocSpec, run::{Sweep, SweepOptions}};
+//! use replayer::{adapter::AllocSpec, sweep::{Sweep, SweepOptions}};
 //! let opts = SweepOptions {
 //!     allocators: vec![AllocSpec::System, AllocSpec::Fancy],
 //!     repeat: 3,
@@ -24,13 +24,13 @@ pub mod child;
 pub mod engine;
 pub mod env;
 pub mod error;
-pub mod fmt;
+pub mod human;
 pub mod mem;
 pub mod parquet;
 pub mod plan;
 pub mod prep;
 pub mod results;
-pub mod run;
+pub mod sweep;
 pub mod sys;
 pub mod table;
 pub mod touch;

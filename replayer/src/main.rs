@@ -12,7 +12,7 @@ use replayer::engine::{Thp, Touch};
 use replayer::error::ReplayError;
 use replayer::mem::{Counting, HarnessAlloc};
 use replayer::plan::Order;
-use replayer::run::{Sweep, SweepOptions};
+use replayer::sweep::{Sweep, SweepOptions};
 
 // The harness never takes memory from malloc: in a replay child malloc is the allocator under
 // test (see mem.rs). Every harness allocation is counted, so a replay can prove that none
@@ -322,8 +322,8 @@ fn peak_notes(runs: &[replayer::results::RunRow]) -> Vec<String> {
             "{} of {} runs reached more live bytes than the trace's peak ({}), up to {} ({}): with --order {} threads run ahead of the trace's interleaving (--order strict keeps it)",
             over.len(),
             runs.len(),
-            replayer::fmt::bytes(worst.peak_live_bytes),
-            replayer::fmt::bytes(worst.measured_peak_live_bytes.unwrap_or(0)),
+            replayer::human::bytes(worst.peak_live_bytes),
+            replayer::human::bytes(worst.measured_peak_live_bytes.unwrap_or(0)),
             worst.run_id,
             worst.order
         ));

@@ -632,7 +632,7 @@ pub fn preprocess(
             return Err(ReplayError::TooBig {
                 what: format!(
                     "preprocessing {total} events needs about {} of op arrays and slot table",
-                    crate::fmt::bytes(need)
+                    crate::human::bytes(need)
                 ),
                 needed: need,
                 available: avail,

@@ -5,7 +5,7 @@
 use results_schema::summary::{self, SummaryRow};
 use serde::Serialize;
 
-use crate::fmt;
+use crate::human;
 use crate::results::{Results, RunRow, TraceInfo};
 
 use results_schema::summary::median;
@@ -231,18 +231,18 @@ pub fn render_trace(t: &TraceInfo) -> String {
         p.total_ops(),
         p.threads.len(),
         p.trace_threads,
-        fmt::bytes(p.peak_live_bytes),
+        human::bytes(p.peak_live_bytes),
         p.peak_live_objects,
-        fmt::bytes(p.final_live_bytes),
+        human::bytes(p.final_live_bytes),
     );
     let secs = p.preprocess_ns as f64 / 1e9;
     s += &format!(
         "preprocessed {} events in {} ({} events/s); replay state {} ({:.2} bytes/op, {} slots); \
          {} ops wait for another thread\n",
         p.events,
-        fmt::ns(p.preprocess_ns as f64),
-        fmt::rate(p.events as f64 / secs.max(1e-9)),
-        fmt::bytes(p.state_bytes()),
+        human::ns(p.preprocess_ns as f64),
+        human::rate(p.events as f64 / secs.max(1e-9)),
+        human::bytes(p.state_bytes()),
         p.bytes_per_op(),
         p.slots,
         p.waiting_ops,
@@ -282,18 +282,18 @@ pub fn render(r: &Results) -> String {
             s.latency_ns
                 .iter()
                 .find(|l| l.0 == op)
-                .map_or_else(|| "—".into(), |l| fmt::ns([l.1, l.2, l.3][i]))
+                .map_or_else(|| "—".into(), |l| human::ns([l.1, l.2, l.3][i]))
         };
         let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}×"));
         let marked = |v: Option<f64>, overlaps: bool| {
             opt(v, |v| format!("{v:.2}×{}", if overlaps { "~" } else { "" }))
         };
-        let bytes = |v: Option<f64>| opt(v, |v| fmt::bytes(v as u64));
+        let bytes = |v: Option<f64>| opt(v, |v| human::bytes(v as u64));
         rows.push(vec![
             s.allocator.clone(),
             format!("{}/{}", s.ok, s.runs),
             opt(get(|c| c.ops_per_sec_median), |v| {
-                fmt::rate(v) + if unstable { " !" } else { "" }
+                human::rate(v) + if unstable { " !" } else { "" }
             }),
             spread,
             marked(get(|c| c.ratio_to_system), s.overlaps_system),

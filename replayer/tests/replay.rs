@@ -9,6 +9,8 @@ use common::synth;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use replayer::adapter::AllocSpec;
+use results_schema::Workload;
 use serde_json::Value;
 use traces::{Event, Header, MergedReader, TraceWriter};
 
@@ -206,13 +208,10 @@ fn a_recorded_python_trace_replays_exactly() {
     let plan = &doc["trace"]["plan"];
     for run in doc["runs"].as_array().unwrap() {
         assert_eq!(run["status"], "ok", "{run}");
-        assert!(
-            run["workload"]
-                .as_str()
-                .unwrap()
-                .starts_with("recorded:python3"),
-            "{}",
-            run["workload"]
+        assert_eq!(
+            Workload::parse(run["workload"].as_str().unwrap()),
+            Workload::Recorded("python3".into()),
+            "{run}"
         );
         // What preprocessing found is what inspect found.
         assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
@@ -260,7 +259,7 @@ fn every_adapter_replays_a_small_trace() {
         jemalloc.is_file(),
         "Debian's libjemalloc2 is missing: `apt-get install libjemalloc2` (allocator/ci-deps.txt)"
     );
-    let fancy = built_lib("libfancymalloc.so");
+    let fancy = built_lib("libfancy_preload.so");
     let allocs = format!(
         "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,preload:{},preload:{}",
         jemalloc.display(),
@@ -277,31 +276,32 @@ fn every_adapter_replays_a_small_trace() {
         let a = run["allocator"].as_str().unwrap();
         let v = run["allocator_version"].as_str().unwrap();
         let stats = run["alloc_stats_json"].as_str().unwrap_or("{}");
-        match a {
-            "system" => assert!(
+        let spec = AllocSpec::parse(a).unwrap();
+        match spec {
+            AllocSpec::System => assert!(
                 v.starts_with("glibc 2.") && stats.contains("uordblks"),
                 "{v} {stats}"
             ),
-            "jemalloc" => assert!(
+            AllocSpec::Jemalloc => assert!(
                 v.starts_with("jemalloc 5") && stats.contains("resident"),
                 "{v}"
             ),
-            "mimalloc" => assert!(
+            AllocSpec::Mimalloc => assert!(
                 v.starts_with("mimalloc ") && stats.contains("current_rss"),
                 "{v}"
             ),
-            "tcmalloc" => assert!(
+            AllocSpec::Tcmalloc => assert!(
                 v.contains("tcmalloc") && stats.contains("generic.current_allocated_bytes"),
                 "{v} {stats}"
             ),
-            "fancy" | "fancy-reclaim" => {
+            AllocSpec::Fancy | AllocSpec::FancyReclaim => {
                 assert!(v.starts_with("fancy "), "{v}");
                 let s: Value = serde_json::from_str(stats).unwrap();
-                assert_eq!(s["reclaim"], a == "fancy-reclaim", "{s}");
+                assert_eq!(s["reclaim"], spec == AllocSpec::FancyReclaim, "{s}");
             }
-            "bump" => assert!(v.contains("bump")),
-            "check" => assert!(stats.contains("\"violations\":0"), "{stats}"),
-            p if p.starts_with("preload:") => {
+            AllocSpec::Bump => assert!(v.contains("bump")),
+            AllocSpec::Check => assert!(stats.contains("\"violations\":0"), "{stats}"),
+            AllocSpec::Preload(_) => {
                 assert!(v.contains(".so"), "{v}");
                 assert!(
                     run["allocator_options"]
@@ -311,7 +311,7 @@ fn every_adapter_replays_a_small_trace() {
                     "{run}"
                 );
             }
-            other => panic!("unexpected allocator {other}"),
+            other => panic!("unexpected allocator {other:?}"),
         }
     }
     // Every run has latency for the kinds the trace has.
@@ -1616,7 +1616,7 @@ fn the_overhead_ratio_is_the_allocators_usable_sizes_over_the_requested_ones() {
 fn every_adapter_reports_the_overhead_ratio_on_a_one_thread_trace() {
     let d = tmp();
     let t = synth(d.path(), "fragmentation_mix", 1, 20_000);
-    let fancy = built_lib("libfancymalloc.so");
+    let fancy = built_lib("libfancy_preload.so");
     let allocs = format!(
         "system,jemalloc,mimalloc,tcmalloc,fancy,fancy-reclaim,bump,check,mempool-baseline,\
          mempool-sharded,mempool-percls,preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2,preload:{}",

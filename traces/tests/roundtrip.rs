@@ -218,7 +218,7 @@ proptest! {
         let evs = simulate(&ops);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.zst");
-        write(&path, &[evs.clone()], frame);
+        write(&path, std::slice::from_ref(&evs), frame);
         let got: Vec<Record> = MergedReader::open(&path).unwrap().map(|r| r.unwrap()).collect();
         prop_assert_eq!(&got, &merged(&[evs]));
     }

@@ -1,7 +1,7 @@
 //! The per-thread cost of fancy against glibc's malloc: `tests/data/live_threads.c` (compiled
 //! here with gcc) starts N threads that each keep a small working set (64 blocks of 16–512 B,
 //! 4 of 1–4 KiB) and reads the process's RSS while all are alive. Each repetition runs the
-//! program under glibc and under `LD_PRELOAD=libfancymalloc.so`, alternated; the table shows
+//! program under glibc and under `LD_PRELOAD=libfancy_preload.so`, alternated; the table shows
 //! medians of RSS and of wall time (start to all joined).
 //!
 //! ```text
@@ -15,13 +15,13 @@ fn lib() -> PathBuf {
     let exe = std::env::current_exe().expect("live_threads: cannot find its own executable");
     let deps = exe.parent().unwrap();
     for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libfancymalloc.so");
+        let p = dir.join("libfancy_preload.so");
         if p.exists() {
             return p;
         }
     }
     eprintln!(
-        "live_threads: libfancymalloc.so not found next to {}",
+        "live_threads: libfancy_preload.so not found next to {}",
         exe.display()
     );
     std::process::exit(2);

@@ -1,4 +1,4 @@
-//! `libfancymalloc.so`: the fancy allocator as the whole malloc family, for `LD_PRELOAD`.
+//! `libfancy_preload.so`: the fancy allocator as the whole malloc family, for `LD_PRELOAD`.
 //!
 //! Each exported symbol is one line over the `fancy` Rust API. Nothing here allocates through
 //! Rust's global allocator, and nothing may unwind into C: the functions are `extern "C"` (a
@@ -298,7 +298,7 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
 static REPORT_FD: AtomicI32 = AtomicI32::new(2);
 
 fn panic_hook(_: &std::panic::PanicHookInfo<'_>) {
-    fancy::fatal::fatal("panic inside libfancymalloc (aborting)");
+    fancy::fatal::fatal("panic inside libfancy_preload (aborting)");
 }
 
 extern "C" fn at_exit() {

@@ -1,4 +1,4 @@
-//! The allocator's fault suite under `LD_PRELOAD=libfancymalloc.so`, with C programs compiled
+//! The allocator's fault suite under `LD_PRELOAD=libfancy_preload.so`, with C programs compiled
 //! here by gcc (`tests/data/*.c`):
 //!
 //! - impossible requests through every entry point (`impossible.c`): NULL/ENOMEM as under glibc;

@@ -1,4 +1,4 @@
-//! Real programs under `LD_PRELOAD=libfancymalloc.so`: a C probe of the whole malloc family,
+//! Real programs under `LD_PRELOAD=libfancy_preload.so`: a C probe of the whole malloc family,
 //! Debian's python3 with `PYTHONMALLOC=malloc` (every object through malloc) running a
 //! multithreaded script and stdlib test modules, git and sqlite3 — each must give the same output
 //! and exit code as under glibc's malloc. A missing tool fails the test with the Debian package

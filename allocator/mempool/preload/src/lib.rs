@@ -1,4 +1,4 @@
-//! `libmempoolmalloc.so`: one of the process-wide mempool pools as the whole malloc family, for
+//! `libmempool_preload.so`: one of the process-wide mempool pools as the whole malloc family, for
 //! `LD_PRELOAD`. The variant is chosen with `MEMPOOL_VARIANT=baseline|sharded|percls` (default
 //! `percls`), read on the first call.
 //!
@@ -343,7 +343,7 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
 // Load-time setup.
 
 fn panic_hook(_: &std::panic::PanicHookInfo<'_>) {
-    say(b"mempool: panic inside libmempoolmalloc (aborting)\n");
+    say(b"mempool: panic inside libmempool_preload (aborting)\n");
     // SAFETY: aborting.
     unsafe { libc::abort() }
 }

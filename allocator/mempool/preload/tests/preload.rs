@@ -1,4 +1,4 @@
-//! Real programs under `LD_PRELOAD=libmempoolmalloc.so`, each variant: Debian's python3 with
+//! Real programs under `LD_PRELOAD=libmempool_preload.so`, each variant: Debian's python3 with
 //! `PYTHONMALLOC=malloc` (threads, json, a fork), git (commits, gc, fsck, logs) and sqlite3
 //! must print the same and exit the same as under glibc's malloc; a C probe frees and reallocs
 //! blocks glibc's own malloc made (`__libc_malloc`) and checks the malloc family's semantics.
@@ -13,13 +13,13 @@ fn lib() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libmempoolmalloc.so");
+        let p = dir.join("libmempool_preload.so");
         if p.exists() {
             return p;
         }
     }
     panic!(
-        "libmempoolmalloc.so not found next to {}: build it with `cargo build -p mempool-preload`",
+        "libmempool_preload.so not found next to {}: build it with `cargo build -p mempool-preload`",
         exe.display()
     );
 }

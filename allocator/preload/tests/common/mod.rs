@@ -4,18 +4,18 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The built `libfancymalloc.so` (cargo puts it in `target/*/deps` or next to it).
+/// The built `libfancy_preload.so` (cargo puts it in `target/*/deps` or next to it).
 pub fn lib() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libfancymalloc.so");
+        let p = dir.join("libfancy_preload.so");
         if p.exists() {
             return p;
         }
     }
     panic!(
-        "libfancymalloc.so not found next to {}: build it with `cargo build -p fancy-preload`",
+        "libfancy_preload.so not found next to {}: build it with `cargo build -p fancy-preload`",
         exe.display()
     );
 }

@@ -1,6 +1,6 @@
 /* Allocator misuse through the C symbols, one case per run (argv[1]): the program prints the
  * pointer it is about to misuse on stderr ("misusing 0x…") and then misuses it. Under
- * libfancymalloc.so each case must abort with a line naming that pointer. */
+ * libfancy_preload.so each case must abort with a line naming that pointer. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>

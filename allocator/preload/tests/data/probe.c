@@ -1,4 +1,4 @@
-/* Runs under LD_PRELOAD=libfancymalloc.so: checks the malloc family is fancy's and behaves. */
+/* Runs under LD_PRELOAD=libfancy_preload.so: checks the malloc family is fancy's and behaves. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>

@@ -1,12 +1,13 @@
 //! The workload table and what the generators share.
 //!
-//! One file per seed family: `allocbench.rs` (AllocatorBench), `suite.rs` (the benchmark-suite
-//! milestones 1–3), `apps.rs` and `json.rs` (its milestone 4), `stress.rs` (mimalloc-bench's
-//! stress patterns), `fancy.rs` (the FancyAllocator and arena seeds).
+//! One file per family of workloads: `allocbench.rs` (AllocatorBench), `suite.rs` (the
+//! benchmark-suite milestones 1–3), `apps.rs` and `json.rs` (its milestone 4), `stress.rs`
+//! (mimalloc-bench's stress patterns), `expiry.rs` (objects freed by age: the FancyAllocator
+//! seed's ring buffer and the arena seed's time-to-live scenario).
 
 pub(crate) mod allocbench;
 pub(crate) mod apps;
-pub(crate) mod fancy;
+pub(crate) mod expiry;
 pub(crate) mod json;
 pub(crate) mod stress;
 pub(crate) mod suite;
@@ -482,7 +483,7 @@ pub static WORKLOADS: &[Workload] = &[
         default_ops: 1_600_000,
         size_range: None,
         align: None,
-        run: fancy::ring_buffer,
+        run: expiry::ring_buffer,
     },
     Workload {
         name: "ephemeral-ttl",
@@ -499,6 +500,6 @@ pub static WORKLOADS: &[Workload] = &[
         default_ops: 8_000_000,
         size_range: Some((16, 1024)),
         align: None,
-        run: fancy::ephemeral_ttl,
+        run: expiry::ephemeral_ttl,
     },
 ];

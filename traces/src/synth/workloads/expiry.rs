@@ -1,5 +1,6 @@
-//! The FancyAllocator seed's benchmark (`ring-buffer`) and the arena seed's HPC ephemeral
-//! scenario (`ephemeral-ttl`).
+//! Objects freed by age: the FancyAllocator seed's benchmark (`ring-buffer`, first in first
+//! out) and the arena seed's HPC ephemeral scenario (`ephemeral-ttl`, each object freed when its
+//! time-to-live is up).
 
 use rand::RngCore;
 use rand_xoshiro::Xoshiro256PlusPlus;

@@ -232,10 +232,10 @@ fn resolve_touch(opts: &SweepOptions) -> Result<(Touch, f64, String), ReplayErro
                      live in blocks under a page at its peak live, it made {:.1} % of its {} in \
                      larger blocks resident: each large block gets that fraction of its pages \
                      touched",
-                    crate::fmt::bytes(e.rss.heap_peak_bytes()),
-                    crate::fmt::bytes(e.small_live_at_peak),
+                    crate::human::bytes(e.rss.heap_peak_bytes()),
+                    crate::human::bytes(e.small_live_at_peak),
                     e.fraction * 100.0,
-                    crate::fmt::bytes(e.large_live_at_peak),
+                    crate::human::bytes(e.large_live_at_peak),
                 );
             }
             Ok((
@@ -346,8 +346,8 @@ impl Sweep {
                 return Err(ReplayError::TooBig {
                     what: format!(
                         "{path}: replaying needs the trace's peak live bytes ({}) plus the replay state ({})",
-                        crate::fmt::bytes(plan.meta.peak_live_bytes),
-                        crate::fmt::bytes(plan.meta.state_bytes())
+                        crate::human::bytes(plan.meta.peak_live_bytes),
+                        crate::human::bytes(plan.meta.state_bytes())
                     ),
                     needed: need,
                     available: avail,
@@ -771,7 +771,7 @@ fn check_preload(exe: &Path, spec: &AllocSpec, lib: &Path) -> Result<(), ReplayE
 
 /// One line about a finished run, for stderr.
 pub fn run_line(r: &RunRow) -> String {
-    use crate::fmt;
+    use crate::human;
     if !r.status.is_ok() {
         return format!(
             "{} r{}: {}: {}",
@@ -786,13 +786,13 @@ pub fn run_line(r: &RunRow) -> String {
         r.allocator,
         r.repetition,
         r.ops,
-        fmt::ns(r.wall_ns.unwrap_or(0) as f64)
+        human::ns(r.wall_ns.unwrap_or(0) as f64)
     );
     if let Some(v) = r.ops_per_sec {
-        s += &format!(" ({} ops/s)", fmt::rate(v));
+        s += &format!(" ({} ops/s)", human::rate(v));
     }
     if let Some(h) = r.peak_heap_rss_bytes {
-        s += &format!(", peak heap RSS {}", fmt::bytes(h));
+        s += &format!(", peak heap RSS {}", human::bytes(h));
     }
     if let Some(f) = r.frag_ratio_at_peak {
         s += &format!(", frag {f:.2}×");
@@ -806,8 +806,8 @@ pub fn run_line(r: &RunRow) -> String {
     {
         s += &format!(
             ", measured peak live {} above the trace's {} (--order {})",
-            fmt::bytes(m),
-            fmt::bytes(r.peak_live_bytes),
+            human::bytes(m),
+            human::bytes(r.peak_live_bytes),
             r.order
         );
     }
