@@ -77,6 +77,9 @@ pub struct ConfigRow {
     pub frag_ratio_at_peak_min: Option<f64>,
     /// Largest fragmentation ratio at peak live.
     pub frag_ratio_at_peak_max: Option<f64>,
+    /// Median overhead ratio: the allocator's usable bytes over the requested bytes of the
+    /// blocks live at the peak (`overhead_ratio`; null where the replay could not measure it).
+    pub overhead_ratio: Option<f64>,
     /// Median retained heap RSS right after the last op (bytes).
     pub retained_heap_rss_bytes: Option<f64>,
     /// Median retained heap RSS 0.1 s after the last op (bytes).
@@ -444,6 +447,7 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
             med("frag_ratio_at_peak"),
             col("frag_ratio_at_peak").min().alias("frag_min"),
             col("frag_ratio_at_peak").max().alias("frag_max"),
+            med("overhead_ratio"),
             med("retained_heap_rss_bytes"),
             med("retained_heap_rss_100ms_bytes"),
             med("retained_heap_rss_1s_bytes"),
@@ -475,6 +479,7 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         f("frag_min")?,
         f("frag_max")?,
     );
+    let overhead = f("overhead_ratio")?;
     let (retained, retained_100ms, retained_1s, minor, major) = (
         f("retained_heap_rss_bytes")?,
         f("retained_heap_rss_100ms_bytes")?,
@@ -510,6 +515,7 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
                 frag_ratio_at_peak: frag[i],
                 frag_ratio_at_peak_min: frag_min[i],
                 frag_ratio_at_peak_max: frag_max[i],
+                overhead_ratio: overhead[i],
                 retained_heap_rss_bytes: retained[i],
                 retained_heap_rss_100ms_bytes: retained_100ms[i],
                 retained_heap_rss_1s_bytes: retained_1s[i],

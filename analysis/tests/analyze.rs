@@ -259,6 +259,57 @@ fn csv_and_markdown_carry_the_same_figures() {
 }
 
 /// A sweep of two directories: several traces and thread counts (for every kind of plot).
+#[test]
+fn the_overhead_table_puts_usable_over_requested_beside_heap_rss_over_live() {
+    let d = tmp();
+    let out = tmp();
+    let mut r = Results {
+        sweep: "ovh".into(),
+        ..Default::default()
+    };
+    // One thread, three repetitions: usable ÷ requested system 1.0625 each, fancy 1.3, 1.1,
+    // 1.2 (median 1.2), bump unmeasured; heap RSS ÷ live 1.1, 1.3, 1.2 (median 1.2) for all.
+    // Each allocator also on a two-thread trace, whose 0.3 the table must leave out.
+    let ovh = [
+        ("system", [Some(1.0625); 3]),
+        ("fancy", [Some(1.3), Some(1.1), Some(1.2)]),
+        ("bump", [None; 3]),
+    ];
+    for (alloc, o) in ovh {
+        for rep in 0..3 {
+            let mut run = RunRow::ok("one", alloc, 1, rep as u32, 1e6);
+            run.workload = "rl_small".into();
+            run.frag_ratio_at_peak = Some([1.1, 1.3, 1.2][rep]);
+            run.overhead_ratio = o[rep];
+            r.runs.push(run);
+        }
+        let mut run = RunRow::ok("two", alloc, 2, 0, 1e6);
+        run.workload = "rl_small".into();
+        run.overhead_ratio = Some(0.3);
+        r.runs.push(run);
+    }
+    fixture::write(d.path(), &r);
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    analysis::run(&opts).unwrap();
+    let csv =
+        std::fs::read_to_string(out.path().join("tables/allocatorbench_overhead.csv")).unwrap();
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        [
+            "workload,trace_name,replay_threads,allocator,overhead_ratio,frag_ratio_at_peak",
+            "rl_small,one,1,system,1.0625,1.2",
+            "rl_small,one,1,bump,,1.2",
+            "rl_small,one,1,fancy,1.2,1.2",
+        ],
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(out.path().join("tables/allocatorbench_overhead.md")).unwrap();
+    assert!(
+        md.contains("| rl_small | one | 1 | fancy | 1.200× | 1.20× |"),
+        "{md}"
+    );
+}
+
 fn sweep(root: &Path) -> Vec<PathBuf> {
     let spec = fixture::SynthSpec {
         traces: vec![

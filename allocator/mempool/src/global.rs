@@ -5,7 +5,7 @@
 use core::ptr;
 
 use crate::tcache::{self, POOLS};
-use crate::{Stats, Variant};
+use crate::{LockCounts, Stats, Variant};
 
 /// `malloc(size)`: null when memory ran out.
 #[inline]
@@ -109,6 +109,11 @@ pub fn thread_stats(v: Variant) -> Stats {
 /// Blocks in the calling thread's caches for variant `v`.
 pub fn thread_cached_blocks(v: Variant) -> usize {
     tcache::cached_blocks(v.index())
+}
+
+/// Lock acquisitions, contention and class replenishments of variant `v`'s pool so far.
+pub fn lock_counts(v: Variant) -> LockCounts {
+    POOLS[v.index()].lock_counts()
 }
 
 /// Blocks on variant `v`'s class free lists (not counting thread caches).

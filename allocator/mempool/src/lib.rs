@@ -106,6 +106,25 @@ impl Stats {
     }
 }
 
+/// How often a pool's locks were taken and found taken, and how often its classes were
+/// replenished: what tells the variants apart (each lock counts its own acquisitions; exact
+/// when the pool is quiet). Reading them takes no lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockCounts {
+    /// Acquisitions of the per-class locks (0 for `baseline`, whose classes use the global lock).
+    pub class_locks: u64,
+    /// Of those, the ones that found the lock taken.
+    pub class_contended: u64,
+    /// Acquisitions of the pool's global lock (every class operation for `baseline`; best fit,
+    /// huge blocks, scopes and — for `sharded` — replenishment otherwise).
+    pub global_locks: u64,
+    /// Of those, the ones that found the lock taken.
+    pub global_contended: u64,
+    /// Times a class got a new piece of memory to carve (under the global lock for
+    /// `baseline` and `sharded`; from its own chunk for `percls`).
+    pub replenishes: u64,
+}
+
 /// Bytes of the reservation made usable so far by all pools, and bytes given back since.
 pub fn footprint() -> (usize, usize) {
     sys::footprint()
@@ -241,6 +260,11 @@ impl Pool {
     /// The pool's statistics.
     pub fn stats(&self) -> Stats {
         self.core.own_stats()
+    }
+
+    /// The pool's lock and replenishment counts.
+    pub fn lock_counts(&self) -> LockCounts {
+        self.core.lock_counts()
     }
 
     /// Blocks on the pool's class free lists.

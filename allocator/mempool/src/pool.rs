@@ -13,7 +13,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys::{self, GRANULE, Guard, RawLock};
-use crate::{Stats, Strategy, Variant};
+use crate::{LockCounts, Stats, Strategy, Variant};
 
 /// Slab block sizes (the report's fixed-size allocators).
 pub(crate) const SLAB_SIZES: [usize; 3] = [32, 128, 256];
@@ -130,6 +130,9 @@ enum Route {
 struct Class {
     lock: RawLock,
     st: UnsafeCell<ClassState>,
+    /// Times the class got a new piece to carve (written under the class's lock, read by
+    /// [`Core::lock_counts`] without it).
+    replenished: AtomicU64,
 }
 
 struct ClassState {
@@ -214,6 +217,7 @@ impl Core {
                         end: 0,
                         chunks: ptr::null_mut(),
                     }),
+                    replenished: AtomicU64::new(0),
                 }
             }; N_CLASS],
             scopes: AtomicUsize::new(0),
@@ -593,6 +597,8 @@ impl Core {
         // SAFETY: class lock held (caller); the old range is uncarved memory of this class.
         unsafe {
             let st = &mut *self.classes[id].st.get();
+            let r = &self.classes[id].replenished;
+            r.store(r.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             let s = stride(id);
             while st.carve + s <= st.end {
                 let blk = st.carve as *mut u8;
@@ -1011,6 +1017,25 @@ impl Core {
                 unsafe { (*self.classes[id].st.get()).nfree }
             })
             .sum()
+    }
+
+    /// Lock acquisitions, contention and replenishments so far (exact when the pool is quiet).
+    pub(crate) fn lock_counts(&self) -> LockCounts {
+        let (global_locks, global_contended) = self.global.counts();
+        let mut c = LockCounts {
+            global_locks,
+            global_contended,
+            ..LockCounts::default()
+        };
+        for cl in &self.classes {
+            if self.variant != Variant::Baseline {
+                let (a, w) = cl.lock.counts();
+                c.class_locks += a;
+                c.class_contended += w;
+            }
+            c.replenishes += cl.replenished.load(Ordering::Relaxed);
+        }
+        c
     }
 
     /// Every lock of the pool, global first (fork handlers take them all, in this order).

@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Chunk granularity: slab chunks are exactly one granule, every chunk starts on one.
 pub const GRANULE: usize = 64 << 10;
@@ -17,31 +17,51 @@ const MAP_LEN: usize = RESERVE >> GRANULE_SHIFT;
 // A futex lock (std's Mutex would do, but this one has try_lock without poisoning and can be
 // released in a fork child).
 
-/// A lock with no data: spin briefly, then sleep on a futex.
-pub struct RawLock(AtomicU32);
+/// A lock with no data: spin briefly, then sleep on a futex. It counts its acquisitions and
+/// the ones that found it taken (the pool's contention figures, [`crate::LockCounts`]).
+pub struct RawLock {
+    state: AtomicU32,
+    /// Acquisitions that found the lock taken (entered the slow path).
+    contended: AtomicU64,
+    /// Acquisitions. Written only by the holder (a load and a store, no read-modify-write: the
+    /// line is already the holder's), so counting costs next to nothing.
+    acquired: AtomicU64,
+}
 
 impl RawLock {
     pub const fn new() -> RawLock {
-        RawLock(AtomicU32::new(0))
+        RawLock {
+            state: AtomicU32::new(0),
+            contended: AtomicU64::new(0),
+            acquired: AtomicU64::new(0),
+        }
     }
 
     #[inline]
     pub fn lock(&self) {
         if self
-            .0
+            .state
             .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             self.lock_slow();
         }
+        self.held();
+    }
+
+    #[inline]
+    fn held(&self) {
+        let n = self.acquired.load(Ordering::Relaxed);
+        self.acquired.store(n.wrapping_add(1), Ordering::Relaxed);
     }
 
     #[cold]
     fn lock_slow(&self) {
+        self.contended.fetch_add(1, Ordering::Relaxed);
         for _ in 0..64 {
-            if self.0.load(Ordering::Relaxed) == 0
+            if self.state.load(Ordering::Relaxed) == 0
                 && self
-                    .0
+                    .state
                     .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
@@ -49,12 +69,12 @@ impl RawLock {
             }
             core::hint::spin_loop();
         }
-        while self.0.swap(2, Ordering::Acquire) != 0 {
+        while self.state.swap(2, Ordering::Acquire) != 0 {
             // SAFETY: FUTEX_WAIT on an aligned u32 we own; a spurious wake-up is handled by the loop.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
-                    self.0.as_ptr(),
+                    self.state.as_ptr(),
                     libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
                     2u32,
                     ptr::null::<libc::timespec>(),
@@ -63,21 +83,34 @@ impl RawLock {
         }
     }
 
+    /// (acquisitions, acquisitions that found the lock taken) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.acquired.load(Ordering::Relaxed),
+            self.contended.load(Ordering::Relaxed),
+        )
+    }
+
     #[inline]
     pub fn try_lock(&self) -> bool {
-        self.0
+        let ok = self
+            .state
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if ok {
+            self.held();
+        }
+        ok
     }
 
     #[inline]
     pub fn unlock(&self) {
-        if self.0.swap(0, Ordering::Release) == 2 {
+        if self.state.swap(0, Ordering::Release) == 2 {
             // SAFETY: FUTEX_WAKE on an aligned u32 we own.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
-                    self.0.as_ptr(),
+                    self.state.as_ptr(),
                     libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
                     1u32,
                 );
@@ -87,7 +120,7 @@ impl RawLock {
 
     /// In a fork child: the only thread left; whoever held the lock is gone.
     pub fn reset_in_child(&self) {
-        self.0.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
     }
 }
 

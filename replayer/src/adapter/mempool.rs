@@ -52,6 +52,7 @@ unsafe impl Allocator for Mempool {
     }
     fn stats(&self) -> AllocStats {
         let st = global::stats(self.0);
+        let lk = global::lock_counts(self.0);
         let (mapped, returned) = ::mempool::footprint();
         let mut s = AllocStats {
             allocated: None,
@@ -71,6 +72,11 @@ unsafe impl Allocator for Mempool {
             ),
             ("bytes_mapped", mapped as u64),
             ("bytes_returned", returned as u64),
+            ("class_locks", lk.class_locks),
+            ("class_lock_contended", lk.class_contended),
+            ("global_locks", lk.global_locks),
+            ("global_lock_contended", lk.global_contended),
+            ("replenishes", lk.replenishes),
         ] {
             s.put(k, v);
         }
