@@ -25,6 +25,9 @@ pub const TABLE_QUANTILES: [u32; 5] = [50_000, 90_000, 99_000, 99_900, 100_000];
 /// Identifies a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConfigKey {
+    /// The machine type the runs were made on ([`MACHINE`]): figures of different machine
+    /// types are never pooled nor divided by each other.
+    pub machine: String,
     /// The trace's label: its short name, with what tells it apart when several traces (by
     /// hash) share that name (`results_schema::summary::labels`).
     pub trace: String,
@@ -277,7 +280,40 @@ fn ok_runs(runs: &DataFrame) -> LazyFrame {
 }
 
 /// A configuration's columns: the trace (name and hash), threads, allocator.
-const KEY: [&str; 4] = ["trace_name", "trace_hash", "replay_threads", "allocator"];
+const KEY: [&str; 5] = [
+    MACHINE,
+    "trace_name",
+    "trace_hash",
+    "replay_threads",
+    "allocator",
+];
+
+/// The machine-type column the analysis adds to the runs: CPU model and CPU count (`<cpu_model>
+/// ×<cpus>`). Hosts of one type pool their runs (a cluster's identical nodes); runs of
+/// different types are separate configurations, so no ratio or median crosses them.
+pub const MACHINE: &str = "machine";
+
+/// `runs` with the [`MACHINE`] column.
+fn with_machine(mut runs: DataFrame) -> Result<DataFrame, Error> {
+    let cpu = strs(&runs, "cpu_model")?;
+    let n = u32s(&runs, "cpus")?;
+    let v: Vec<String> = cpu
+        .iter()
+        .zip(&n)
+        .map(|(c, n)| {
+            format!(
+                "{} ×{}",
+                c.as_deref()
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or("unknown CPU"),
+                n.map_or_else(|| "?".to_string(), |n| n.to_string())
+            )
+        })
+        .collect();
+    runs.with_column(Column::new(MACHINE.into(), v))
+        .ctx("adding the machine type")?;
+    Ok(runs)
+}
 
 /// The label of each trace (by name and hash) of the runs.
 pub struct Labels(HashMap<(String, Option<String>), String>);
@@ -325,6 +361,7 @@ impl Labels {
 
 /// The key columns of a collected frame.
 struct Keys {
+    mc: Vec<Option<String>>,
     tr: Vec<Option<String>>,
     hs: Vec<Option<String>>,
     th: Vec<Option<u32>>,
@@ -334,6 +371,7 @@ struct Keys {
 impl Keys {
     fn of(df: &DataFrame) -> Result<Keys, Error> {
         Ok(Keys {
+            mc: strs(df, MACHINE)?,
             tr: strs(df, "trace_name")?,
             hs: strs(df, "trace_hash")?,
             th: u32s(df, "replay_threads")?,
@@ -343,6 +381,7 @@ impl Keys {
 
     fn at(&self, labels: &Labels, i: usize) -> ConfigKey {
         ConfigKey {
+            machine: self.mc[i].clone().unwrap_or_default(),
             trace: labels.get(&self.tr[i], &self.hs[i]),
             threads: self.th[i].unwrap_or(0),
             allocator: self.al[i].clone().unwrap_or_default(),
@@ -359,6 +398,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         timeseries,
         mut problems,
     } = loaded;
+    let runs = with_machine(runs)?;
     let status = strs(&runs, "status")?;
     let runs_ok = status
         .iter()
@@ -526,12 +566,13 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         .collect();
     rows.sort_by(|a, b| a.key.cmp(&b.key));
 
-    // Ratios within each (trace, threads): the summary rule's own function.
-    let groups: Vec<((&str, u32), &str, Option<f64>)> = rows
+    // Ratios within each (machine type, trace, threads): the summary rule's own function.
+    type Group<'a> = (&'a str, &'a str, u32);
+    let groups: Vec<(Group, &str, Option<f64>)> = rows
         .iter()
         .map(|r| {
             (
-                (r.key.trace.as_str(), r.key.threads),
+                (r.key.machine.as_str(), r.key.trace.as_str(), r.key.threads),
                 r.key.allocator.as_str(),
                 r.ops_per_sec_median,
             )
@@ -550,6 +591,7 @@ fn ok_identity(runs: &DataFrame) -> LazyFrame {
     ok_runs(runs).select([
         col(SOURCE),
         col("run_id"),
+        col(MACHINE),
         col("trace_name"),
         col("trace_hash"),
         col("replay_threads"),
@@ -583,6 +625,7 @@ fn latency_rows(
             .cast(DataType::UInt32)
             .alias("q")])
         .group_by([
+            col(MACHINE),
             col("trace_name"),
             col("trace_hash"),
             col("replay_threads"),
@@ -702,6 +745,7 @@ fn series(
         .select([
             col(SOURCE),
             col("run_id"),
+            col(MACHINE),
             col("trace_name"),
             col("trace_hash"),
             col("replay_threads"),

@@ -104,8 +104,59 @@ pub struct Figures {
 
 /// Every figure, in report order.
 pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
+    // The plots set allocators side by side per trace: with several machine types they show
+    // the one with the most configurations (the tables keep every type apart).
+    let machines: BTreeMap<&str, usize> = a.configs.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry(c.key.machine.as_str()).or_default() += 1;
+        m
+    });
+    let mut machine_note = None;
+    let one;
+    let a = if machines.len() > 1 {
+        let (pick, _) = machines
+            .iter()
+            .max_by_key(|(m, n)| (**n, std::cmp::Reverse(**m)))
+            .expect("several");
+        let pick = pick.to_string();
+        machine_note = Some(format!(
+            "{} machine types: the plots show {pick} only; the tables keep every machine type \
+             apart, and `ranking_across_machines` compares their rankings",
+            machines.len()
+        ));
+        one = Analysis {
+            sources: a.sources.clone(),
+            runs_total: a.runs_total,
+            runs_ok: a.runs_ok,
+            configs: a
+                .configs
+                .iter()
+                .filter(|c| c.key.machine == pick)
+                .cloned()
+                .collect(),
+            latency: a
+                .latency
+                .iter()
+                .filter(|c| c.key.machine == pick)
+                .cloned()
+                .collect(),
+            series: a
+                .series
+                .iter()
+                .filter(|c| c.key.machine == pick)
+                .cloned()
+                .collect(),
+            failed: a.failed.clone(),
+            machines: a.machines.clone(),
+            allocators: a.allocators.clone(),
+            problems: Vec::new(),
+        };
+        &one
+    } else {
+        a
+    };
     let colors = allocator_colors(a);
     let mut out = Figures::default();
+    out.notes.extend(machine_note);
     let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.key.threads).collect();
     let bar_log = |values: &[Option<Bar>]| match opts.bar_scale {
         BarScale::Log => Some("`--bar-scale log`"),

@@ -27,11 +27,41 @@ impl Default for SeedOptions {
 
 /// The reference tables, in report order.
 pub fn tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
-    let mut t = vec![
-        allocatorbench_scaling(&a.configs, &seeds.scaling_workload),
-        allocatorbench_overhead(&a.configs),
-    ];
-    t.extend(fancy_tables(&a.configs, &a.latency, &seeds.fancy_workload));
+    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.key.machine.as_str()).collect();
+    if machines.len() < 2 {
+        let mut t = vec![
+            allocatorbench_scaling(&a.configs, &seeds.scaling_workload),
+            allocatorbench_overhead(&a.configs),
+        ];
+        t.extend(fancy_tables(&a.configs, &a.latency, &seeds.fancy_workload));
+        return t;
+    }
+    // One set per machine type: a ratio never takes its two figures from different ones.
+    let mut t = Vec::new();
+    for m in machines {
+        let configs: Vec<ConfigRow> = a
+            .configs
+            .iter()
+            .filter(|c| c.key.machine == m)
+            .cloned()
+            .collect();
+        let latency: Vec<LatencyRow> = a
+            .latency
+            .iter()
+            .filter(|c| c.key.machine == m)
+            .cloned()
+            .collect();
+        let mut set = vec![
+            allocatorbench_scaling(&configs, &seeds.scaling_workload),
+            allocatorbench_overhead(&configs),
+        ];
+        set.extend(fancy_tables(&configs, &latency, &seeds.fancy_workload));
+        for mut table in set {
+            table.name = format!("{}_{}", table.name, crate::figures::slug(m));
+            table.title = format!("{} — {m}", table.title);
+            t.push(table);
+        }
+    }
     t
 }
 

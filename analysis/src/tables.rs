@@ -1,6 +1,7 @@
 //! The tables: built from an [`Analysis`], written as Markdown (numbers with units, for people)
 //! and CSV (raw numbers in the units of the column names, for programs).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::compute::{Analysis, ConfigRow, LatencyRow, TABLE_QUANTILES};
@@ -232,6 +233,9 @@ pub fn all_tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
         memory(&a.configs),
     ];
     t.extend(reference::tables(a, seeds));
+    if let Some(r) = ranking_across_machines(&a.configs) {
+        t.push(r);
+    }
     t.push(failed(a));
     t.push(machines(a));
     t.push(allocators(a));
@@ -240,6 +244,7 @@ pub fn all_tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
 
 fn key_cells(r: &ConfigRow) -> Vec<Cell> {
     vec![
+        Cell::text(&r.key.machine),
         Cell::text(&r.key.trace),
         Cell::text(r.workload.to_string()),
         Cell::text(r.key.threads.to_string()),
@@ -248,6 +253,7 @@ fn key_cells(r: &ConfigRow) -> Vec<Cell> {
 }
 
 fn key_cols(t: &mut Table) {
+    t.col("machine", "machine");
     t.col("trace", "trace_name");
     t.col("workload", "workload");
     t.col("threads", "replay_threads");
@@ -287,6 +293,83 @@ pub fn throughput(configs: &[ConfigRow]) -> Table {
     t
 }
 
+/// The allocators of one (trace, threads) on one machine type, fastest first (median ops/s),
+/// among `common`.
+fn ranking<'a>(rows: &[&'a ConfigRow], common: &BTreeSet<&'a str>) -> Vec<&'a str> {
+    let mut v: Vec<(&str, f64)> = rows
+        .iter()
+        .filter(|r| common.contains(r.key.allocator.as_str()))
+        .filter_map(|r| Some((r.key.allocator.as_str(), r.ops_per_sec_median?)))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    v.into_iter().map(|(a, _)| a).collect()
+}
+
+/// With several machine types: per trace and thread count, each machine type's ranking of the
+/// allocators by median ops/s (over the allocators measured on every one of them), and whether
+/// it is the same everywhere. Rankings are compared, never figures across machine types.
+pub fn ranking_across_machines(configs: &[ConfigRow]) -> Option<Table> {
+    let machines: BTreeSet<&str> = configs.iter().map(|c| c.key.machine.as_str()).collect();
+    if machines.len() < 2 {
+        return None;
+    }
+    let mut t = Table::new(
+        "ranking_across_machines",
+        "Does the ranking hold across machines?",
+        "For each trace and thread count measured on several machine types: the allocators by \
+         median ops/s, fastest first, on each machine type (only allocators measured on all of \
+         them), and whether that order is the same on every machine type. Each machine type's \
+         figures are its own; no figure is divided by another machine type's.",
+    );
+    t.col("trace", "trace_name");
+    t.col("threads", "replay_threads");
+    t.col("machine", "machine");
+    t.col("ranking (fastest first)", "ranking");
+    t.col("holds", "ranking_holds");
+    let mut groups: BTreeMap<(&str, u32), BTreeMap<&str, Vec<&ConfigRow>>> = BTreeMap::new();
+    for c in configs {
+        groups
+            .entry((c.key.trace.as_str(), c.key.threads))
+            .or_default()
+            .entry(c.key.machine.as_str())
+            .or_default()
+            .push(c);
+    }
+    for ((trace, threads), per) in groups {
+        if per.len() < 2 {
+            continue;
+        }
+        let mut common: Option<BTreeSet<&str>> = None;
+        for rows in per.values() {
+            let s: BTreeSet<&str> = rows
+                .iter()
+                .filter(|r| r.ops_per_sec_median.is_some())
+                .map(|r| r.key.allocator.as_str())
+                .collect();
+            common = Some(match common {
+                None => s,
+                Some(c) => c.intersection(&s).copied().collect(),
+            });
+        }
+        let common = common.unwrap_or_default();
+        let ranks: Vec<(&str, Vec<&str>)> = per
+            .iter()
+            .map(|(m, rows)| (*m, ranking(rows, &common)))
+            .collect();
+        let holds = ranks.windows(2).all(|w| w[0].1 == w[1].1);
+        for (m, r) in ranks {
+            t.rows.push(vec![
+                Cell::text(trace),
+                Cell::text(threads.to_string()),
+                Cell::text(m),
+                Cell::text(r.join(" > ")),
+                Cell::text(if holds { "yes" } else { "no" }),
+            ]);
+        }
+    }
+    Some(t)
+}
+
 /// Latency percentiles per op kind.
 pub fn latency(rows: &[LatencyRow]) -> Table {
     let mut t = Table::new(
@@ -296,6 +379,7 @@ pub fn latency(rows: &[LatencyRow]) -> Table {
          latency at each quantile, then the median over the ok repetitions (n). `count` is the \
          ops of that kind timed per run.",
     );
+    t.col("machine", "machine");
     t.col("trace", "trace_name");
     t.col("threads", "replay_threads");
     t.col("allocator", "allocator");
@@ -309,6 +393,7 @@ pub fn latency(rows: &[LatencyRow]) -> Table {
     }
     for r in rows {
         let mut row = vec![
+            Cell::text(&r.key.machine),
             Cell::text(&r.key.trace),
             Cell::text(r.key.threads.to_string()),
             Cell::text(&r.key.allocator),

@@ -1562,3 +1562,110 @@ fn readme_documents_the_summary_columns() {
     assert_eq!(tables[0], cols(SummaryRow::COLUMNS));
     assert_eq!(tables[1], cols(SummaryLatencyRow::COLUMNS));
 }
+
+/// Trace `t` on a second machine type (`Other CPU`, host node2), where glibc is the fastest:
+/// system 30, 32, 31 M ops/s; fancy 20, 24, 22; bump 5, 5, 8.
+fn other_machine() -> Results {
+    let mut r = Results {
+        sweep: "other".into(),
+        machine: fixture::Machine {
+            cpu_model: "Other CPU".into(),
+            host: "node2".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for (alloc, v) in [
+        ("system", [30e6, 32e6, 31e6]),
+        ("fancy", [20e6, 24e6, 22e6]),
+        ("bump", [5e6, 5e6, 8e6]),
+    ] {
+        for (rep, tp) in v.into_iter().enumerate() {
+            let mut run = RunRow::ok("t", alloc, 2, rep as u32, tp);
+            run.workload = "rl_small".into();
+            r.runs.push(run);
+        }
+    }
+    r
+}
+
+#[test]
+fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
+    let d = tmp();
+    let (a_dir, b_dir) = (d.path().join("a"), d.path().join("b"));
+    let known = known_results();
+    let cpu_a = known.machine.cpu_model.clone();
+    fixture::write(&a_dir, &known);
+    fixture::write(&b_dir, &other_machine());
+    let a = analyze_dirs(&[a_dir.clone(), b_dir.clone()]);
+    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.key.machine.as_str()).collect();
+    assert_eq!(machines.len(), 2, "{machines:?}");
+    assert_eq!(
+        a.configs.len(),
+        6,
+        "3 allocators × 2 machine types, never pooled"
+    );
+    let get = |m: &str, al: &str| {
+        a.configs
+            .iter()
+            .find(|c| c.key.machine.starts_with(m) && c.key.allocator == al)
+            .unwrap_or_else(|| panic!("no {al} on {m}"))
+    };
+    // Medians and ratios within each machine type only.
+    assert!(close(
+        get(&cpu_a, "system").ops_per_sec_median.unwrap(),
+        11e6
+    ));
+    assert!(close(get(&cpu_a, "fancy").vs_system.unwrap(), 2.0));
+    assert!(close(
+        get("Other CPU", "system").ops_per_sec_median.unwrap(),
+        31e6
+    ));
+    assert!(close(
+        get("Other CPU", "fancy").vs_system.unwrap(),
+        22.0 / 31.0
+    ));
+    assert!(close(get("Other CPU", "system").vs_best.unwrap(), 1.0));
+
+    let t = analysis::tables::ranking_across_machines(&a.configs).expect("two machine types");
+    let csv = t.to_csv();
+    assert!(csv.contains("fancy > system > bump,no"), "{csv}");
+    assert!(csv.contains("system > fancy > bump,no"), "{csv}");
+    // One machine type: no such table.
+    let one = analyze_dirs(&[a_dir]);
+    assert!(analysis::tables::ranking_across_machines(&one.configs).is_none());
+    // The analyze binary writes it, and every table has the machine column.
+    let out = d.path().join("report");
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg(&b_dir)
+        .arg(d.path().join("a"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ranking = std::fs::read_to_string(out.join("tables/ranking_across_machines.csv")).unwrap();
+    assert!(ranking.lines().count() == 3, "{ranking}");
+    let throughput = std::fs::read_to_string(out.join("tables/throughput.csv")).unwrap();
+    assert!(
+        throughput.starts_with("machine,trace_name,"),
+        "{throughput}"
+    );
+    assert_eq!(
+        throughput
+            .lines()
+            .filter(|l| l.starts_with("Other CPU"))
+            .count(),
+        3
+    );
+    // The seed documents' tables (their ratios): one set per machine type.
+    let names: Vec<String> = std::fs::read_dir(out.join("tables"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let per_machine = names
+        .iter()
+        .filter(|n| n.starts_with("fancy_throughput_") && n.ends_with(".csv"))
+        .count();
+    assert_eq!(per_machine, 2, "{names:?}");
+}

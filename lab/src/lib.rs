@@ -6,6 +6,9 @@
 //!
 //! - [`suite`]: the lab itself (`lab`, `lab --quick`, `lab --record -- CMD…`).
 //! - [`fidelity`]: `lab fidelity -- CMD…` and `lab fidelity --default-set`.
+//! - [`shard`]: the sweep as a manifest (`lab --plan-only`), run in shards (`lab run`), and
+//!   what is done (`lab status`).
+//! - [`slurm`]: `lab slurm`, the shards as a Slurm job array.
 //! - [`tools`]: where `record`, `replay`, `analyze` and `libfancy_preload.so` are, and `record
 //!   --json` read back.
 //! - [`error`]: one error kind and exit code per step that can fail.
@@ -13,6 +16,8 @@
 pub mod error;
 pub mod fidelity;
 pub mod programs;
+pub mod shard;
+pub mod slurm;
 pub mod suite;
 pub mod tools;
 

@@ -38,6 +38,93 @@ enum Sub {
     /// same libraries (replay `preload:`), and tables real against replayed time and heap RSS.
     #[command(after_help = EXIT_CODES)]
     Fidelity(FidelityArgs),
+    /// Runs shard I of N of a manifest (`lab --plan-only`): its runs not yet done anywhere under
+    /// `<out>/shards/`, into `<out>/shards/<I>-of-<N>/` (lab/README.md, "Beyond one machine").
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Done, failed and pending runs of a manifest, from the results present.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// Stages a manifest's traces and the programs on a shared path and submits its shards as a
+    /// Slurm job array (`sbatch --array`), then a dependent job running `analyze` over them.
+    #[command(after_help = EXIT_CODES)]
+    Slurm(SlurmArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct RunArgs {
+    /// The manifest (`manifest.jsonl` of `lab --plan-only`).
+    #[arg(short, long)]
+    manifest: PathBuf,
+    /// Which share: I/N, 0-based (a Slurm array task: `$SLURM_ARRAY_TASK_ID/N`).
+    #[arg(short, long, default_value = "0/1")]
+    shard: String,
+    /// Results root (default: the manifest's directory); the shard writes into
+    /// `<out>/shards/<I>-of-<N>/`.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// No line per run.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    tools: ToolArgs,
+}
+
+#[derive(ClapArgs, Debug)]
+struct StatusArgs {
+    /// The manifest.
+    #[arg(short, long)]
+    manifest: PathBuf,
+    /// Results root (default: the manifest's directory).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// List the pending runs too (failed ones are always listed).
+    #[arg(short, long)]
+    list: bool,
+}
+
+#[derive(ClapArgs, Debug)]
+struct SlurmArgs {
+    /// The manifest (`manifest.jsonl` of `lab --plan-only`).
+    #[arg(short, long)]
+    manifest: PathBuf,
+    /// A directory every node sees at the same path: traces, programs, results and logs go
+    /// there.
+    #[arg(long)]
+    shared: PathBuf,
+    /// Array tasks (shards).
+    #[arg(short = 'n', long, default_value_t = 4)]
+    shards: usize,
+    /// sbatch --partition.
+    #[arg(short, long)]
+    partition: Option<String>,
+    /// sbatch --account.
+    #[arg(short = 'A', long)]
+    account: Option<String>,
+    /// sbatch --constraint (node features: one CPU model per array, for instance).
+    #[arg(short = 'C', long)]
+    constraint: Option<String>,
+    /// Share nodes with other jobs (default: --exclusive, a benchmark shares nothing).
+    #[arg(long)]
+    shared_nodes: bool,
+    /// The array's time limit in minutes (default: the largest shard's runs × passes × timeout,
+    /// + 10 % + 5 min).
+    #[arg(long)]
+    time: Option<u64>,
+    /// When the analysis job may start.
+    #[arg(long, value_enum, default_value = "afterany")]
+    after: lab::slurm::After,
+    /// Submit the shards only (no `analyze` job, no `analyze` needed).
+    #[arg(long)]
+    no_analyze: bool,
+    /// Another sbatch argument for both jobs (repeatable), as `--sbatch-arg=--qos=long`.
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// The sbatch program.
+    #[arg(long, default_value = "sbatch")]
+    sbatch: PathBuf,
+    #[command(flatten)]
+    tools: ToolArgs,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -124,6 +211,10 @@ struct SuiteArgs {
     /// and full profiles run (`--quick` never does).
     #[arg(long)]
     no_fidelity: bool,
+    /// Make the traces and write the sweep as `<out>/manifest.jsonl` (one row per run) instead
+    /// of running it: for `lab run --shard` and `lab slurm`.
+    #[arg(long)]
+    plan_only: bool,
     #[command(flatten)]
     tools: ToolArgs,
 }
@@ -264,6 +355,21 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
         fidelity: opts.fidelity && !a.no_fidelity,
         ..opts
     };
+    if a.plan_only {
+        let (path, m, unavailable) = lab::shard::plan(&opts)?;
+        for u in &unavailable {
+            eprintln!("lab: left out {u}");
+        }
+        eprintln!(
+            "lab: {} runs planned; run them with `lab run --manifest {} --shard I/N` or `lab \
+             slurm --manifest {} --shared DIR`",
+            m.runs.len(),
+            path.display(),
+            path.display()
+        );
+        println!("manifest: {}", path.display());
+        return Ok(());
+    }
     let r = lab::suite::run(&opts)?;
     for u in &r.unavailable {
         eprintln!("lab: left out {u}");
@@ -282,10 +388,103 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
     Ok(())
 }
 
+fn run_shard(a: RunArgs) -> Result<(), LabError> {
+    let shard = lab::shard::parse_shard(&a.shard).map_err(bad)?;
+    let r = lab::shard::run_shard(&lab::shard::ShardOptions {
+        manifest: a.manifest,
+        shard,
+        out: a.out,
+        tools: a.tools.locate()?,
+        verbose: !a.quiet,
+    })?;
+    for f in &r.failed {
+        eprintln!("lab: not ok: {f}");
+    }
+    eprintln!(
+        "lab: shard {}/{}: {} runs, {} already done, {} replayed now ({} not ok), in {}",
+        shard.0,
+        shard.1,
+        r.rows,
+        r.skipped,
+        r.ran,
+        r.failed.len(),
+        r.dir.display()
+    );
+    Ok(())
+}
+
+fn status(a: StatusArgs) -> Result<(), LabError> {
+    let s = lab::shard::status(&a.manifest, a.out.as_deref())?;
+    let hosts: Vec<String> = s.hosts.iter().map(|(h, n)| format!("{h} {n}")).collect();
+    println!(
+        "{} runs: {} done ({} ok, {} not ok), {} pending{}",
+        s.total,
+        s.ok + s.failed.len(),
+        s.ok,
+        s.failed.len(),
+        s.pending.len(),
+        if hosts.is_empty() {
+            String::new()
+        } else {
+            format!("; finished on: {}", hosts.join(", "))
+        }
+    );
+    for f in &s.failed {
+        println!("not ok: {f}");
+    }
+    if a.list {
+        for p in &s.pending {
+            println!("pending: {p}");
+        }
+    }
+    Ok(())
+}
+
+fn slurm(a: SlurmArgs) -> Result<(), LabError> {
+    let s = lab::slurm::submit(&lab::slurm::SlurmOptions {
+        manifest: a.manifest,
+        shared: a.shared,
+        shards: a.shards,
+        partition: a.partition,
+        account: a.account,
+        constraint: a.constraint,
+        exclusive: !a.shared_nodes,
+        time_minutes: a.time,
+        after: a.after,
+        sbatch_args: a.sbatch_args,
+        sbatch: a.sbatch,
+        analyze: !a.no_analyze,
+        tools: a.tools.locate()?,
+    })?;
+    println!(
+        "array job: {} ({} tasks, time limit {} min)",
+        s.array_job, s.shards, s.time_minutes
+    );
+    if let Some(j) = &s.analyze_job {
+        println!("analysis job: {j} (after the array)");
+    }
+    let dir = s.manifest.parent().unwrap_or(std::path::Path::new("."));
+    let jobs = match &s.analyze_job {
+        Some(j) => format!("{},{j}", s.array_job),
+        None => s.array_job.clone(),
+    };
+    println!("follow: squeue -j {jobs}");
+    println!("runs:   lab status --manifest {}", s.manifest.display());
+    println!("logs:   {}/slurm/logs/", dir.display());
+    if s.analyze_job.is_some() {
+        println!("report: {}/report/report.html", dir.display());
+    }
+    eprintln!("lab: staged and submitted in {:.1} s", s.seconds);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
     let r = match a.command {
         Some(Sub::Fidelity(f)) => fidelity(f),
+        Some(Sub::Run(r)) => run_shard(r),
+        Some(Sub::Status(s)) => status(s),
+        Some(Sub::Slurm(s)) => slurm(s),
         None => suite(a.suite),
     };
     match r {

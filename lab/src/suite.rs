@@ -248,11 +248,14 @@ impl LabOptions {
 }
 
 /// One sweep of the lab: a trace replayed at one thread count.
-struct Job {
-    trace: PathBuf,
-    name: String,
+pub(crate) struct Job {
+    pub trace: PathBuf,
+    /// `<workload>-t<N>` or the recorded program's name: the sweep's directory under runs/.
+    pub name: String,
     /// Fold onto this many replay threads (recorded traces replay at their own count).
-    threads: Option<u32>,
+    pub threads: Option<u32>,
+    /// The thread count the synthetic trace was made with (`None`: a recorded program's).
+    pub trace_threads: Option<u32>,
 }
 
 /// Writes the trace of `workload` with `threads` at `path` (through a temporary name).
@@ -290,7 +293,7 @@ fn record(
 }
 
 /// Events in a trace, from its frame index (0 if it cannot be read: the sweep will say why).
-fn trace_events(t: &Path) -> u64 {
+pub(crate) fn trace_events(t: &Path) -> u64 {
     std::fs::File::open(t)
         .ok()
         .and_then(|f| {
@@ -299,7 +302,7 @@ fn trace_events(t: &Path) -> u64 {
         .map_or(0, |r| r.total_events())
 }
 
-fn file_stem_safe(s: &str) -> String {
+pub(crate) fn file_stem_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -311,16 +314,79 @@ fn file_stem_safe(s: &str) -> String {
         .collect()
 }
 
-/// Runs the lab.
-pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
-    let start = Instant::now();
-    let mut report = LabReport::default();
-    let replay = opts.tools.replay()?.to_path_buf();
+/// A lab's traces made and its parameters fixed: what the local lab sweeps and what
+/// `lab --plan-only` writes into a manifest.
+pub(crate) struct Prepared {
+    pub plan: LabParams,
+    pub out: PathBuf,
+    pub allocators: Vec<AllocSpec>,
+    pub jobs: Vec<Job>,
+    /// Allocators left out (not installed here), with why.
+    pub unavailable: Vec<String>,
+}
+
+/// How the lab replays: the same for every run of a lab, kept in each manifest row. The local
+/// lab and a manifest's shard (src/shard.rs) both replay through [`ReplayFlags::sweep_options`],
+/// so both make the same rows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReplayFlags {
+    /// The sweep's name in the results: `lab-<profile>`.
+    pub sweep: String,
+    /// Replay threads to fold the trace's onto (null: one per traced thread).
+    pub threads: Option<u32>,
+    /// A timed (latency) pass after the untimed one.
+    pub latency: bool,
+    pub sample_ms: u64,
+    pub retained_wait: f64,
+    /// Seconds one replay child may run.
+    pub timeout_s: f64,
+}
+
+impl ReplayFlags {
+    /// The lab's flags for a trace folded onto `threads`.
+    pub fn of(plan: &LabParams, threads: Option<u32>, timeout: Duration) -> ReplayFlags {
+        ReplayFlags {
+            sweep: format!("lab-{}", plan.profile.name()),
+            threads,
+            latency: true,
+            sample_ms: 10,
+            retained_wait: plan.retained_wait,
+            timeout_s: timeout.as_secs_f64(),
+        }
+    }
+
+    /// The sweep of `allocators` × `repeat` on `trace` (no output directory).
+    pub fn sweep_options(
+        &self,
+        trace: &Path,
+        allocators: Vec<AllocSpec>,
+        repeat: u32,
+        replay: &Path,
+    ) -> SweepOptions {
+        SweepOptions {
+            allocators,
+            repeat,
+            threads: self.threads,
+            latency: self.latency,
+            sample_ms: self.sample_ms,
+            retained_wait: self.retained_wait,
+            timeout: Duration::from_secs_f64(self.timeout_s),
+            sweep: Some(self.sweep.clone()),
+            progress: false,
+            verbose: false,
+            exe: Some(replay.to_path_buf()),
+            ..SweepOptions::new(trace)
+        }
+    }
+}
+
+/// Checks the allocators, fixes the parameters (refusing an output directory made with other
+/// ones) and makes every trace that is missing.
+pub(crate) fn prepare(opts: &LabOptions, pb: &ProgressBar) -> Result<Prepared, LabError> {
+    let mut unavailable = Vec::new();
     if !opts.record.is_empty() || opts.python {
         opts.tools.record()?;
     }
-    // Checked before hours of replay, not after.
-    let analyze = opts.tools.analyze()?.to_path_buf();
     let wanted = opts
         .allocators
         .clone()
@@ -329,7 +395,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     for a in wanted {
         match a.check_available() {
             Ok(()) => allocators.push(a),
-            Err(e) => report.unavailable.push(e.to_string()),
+            Err(e) => unavailable.push(e.to_string()),
         }
     }
     if allocators.is_empty() {
@@ -341,10 +407,8 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("results/lab-{}", plan.profile.name())));
     let traces_dir = out.join("traces");
-    let runs_dir = out.join("runs");
     std::fs::create_dir_all(&traces_dir)
         .map_err(io(format!("creating {}", traces_dir.display())))?;
-    std::fs::create_dir_all(&runs_dir).map_err(io(format!("creating {}", runs_dir.display())))?;
     let manifest = out.join("lab.json");
     let text = serde_json::to_string_pretty(&plan).expect("plain data");
     if let Ok(old) = std::fs::read_to_string(&manifest) {
@@ -360,21 +424,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     } else {
         std::fs::write(&manifest, &text).map_err(io(format!("writing {}", manifest.display())))?;
     }
-
-    let pb = if opts.progress {
-        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "lab {bar:30} {percent:>3}% [{elapsed_precise}, ETA {eta_precise}] {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
     let say = |pb: &ProgressBar, s: String| pb.suspend(|| eprintln!("lab: {s}"));
-
     // 1. Traces.
     let mut jobs = Vec::new();
     for w in &plan.workloads {
@@ -395,6 +445,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
                 trace: path,
                 name,
                 threads: None,
+                trace_threads: Some(n),
             });
         }
     }
@@ -437,14 +488,55 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         if !path.is_file() {
             pb.set_message(format!("record {name}"));
             let summary = record(&opts.tools, cmd, env, &path)?;
-            say(&pb, format!("recorded {name}: {summary}"));
+            say(pb, format!("recorded {name}: {summary}"));
         }
         jobs.push(Job {
             trace: path,
             name: name.clone(),
             threads: None,
+            trace_threads: None,
         });
     }
+
+    Ok(Prepared {
+        plan,
+        out,
+        allocators,
+        jobs,
+        unavailable,
+    })
+}
+
+/// Runs the lab.
+pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
+    let start = Instant::now();
+    let mut report = LabReport::default();
+    let replay = opts.tools.replay()?.to_path_buf();
+    // Checked before hours of replay, not after.
+    let analyze = opts.tools.analyze()?.to_path_buf();
+    let pb = if opts.progress {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "lab {bar:30} {percent:>3}% [{elapsed_precise}, ETA {eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let say = |pb: &ProgressBar, s: String| pb.suspend(|| eprintln!("lab: {s}"));
+    let Prepared {
+        plan,
+        out,
+        allocators,
+        jobs,
+        unavailable,
+    } = prepare(opts, &pb)?;
+    report.unavailable = unavailable;
+    let runs_dir = out.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(io(format!("creating {}", runs_dir.display())))?;
 
     // 2. Work, for the bar: every op of every pass of every run (from the traces' indexes).
     let passes = 2u64;
@@ -466,19 +558,13 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         let label = format!("[{}/{}] {} ", i + 1, jobs.len(), job.name);
         pb.set_message(format!("{label}preprocessing"));
         let sweep = Sweep::prepare(SweepOptions {
-            allocators: allocators.clone(),
-            repeat: plan.repeat,
-            threads: job.threads,
-            latency: true,
-            sample_ms: 10,
-            retained_wait: plan.retained_wait,
-            timeout: opts.timeout,
-            sweep: Some(format!("lab-{}", plan.profile.name())),
             out: Some(dir.clone()),
-            progress: false,
-            verbose: false,
-            exe: Some(replay.clone()),
-            ..SweepOptions::new(&job.trace)
+            ..ReplayFlags::of(&plan, job.threads, opts.timeout).sweep_options(
+                &job.trace,
+                allocators.clone(),
+                plan.repeat,
+                &replay,
+            )
         })?;
         // The bar counted events; the sweep counts ops (a few events are markers).
         let before = pb.position();
