@@ -75,6 +75,8 @@ pub struct LabOptions {
     pub tools: Tools,
     /// Progress bar on stderr.
     pub progress: bool,
+    /// Pin replay thread i to CPU i mod CPUs (`replay --pin`).
+    pub pin: bool,
 }
 
 /// The resolved parameters of a lab, kept in `lab.json`.
@@ -174,6 +176,7 @@ impl LabOptions {
             record: Vec::new(),
             tools,
             progress: true,
+            pin: false,
         }
     }
 
@@ -474,6 +477,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
             progress: false,
             verbose: false,
             exe: Some(replay.clone()),
+            pin: opts.pin,
             ..SweepOptions::new(&job.trace)
         })?;
         // The bar counted events; the sweep counts ops (a few events are markers).
