@@ -33,6 +33,15 @@ const HARDWARE: [(&str, Hardware); 3] = [
 /// The syscall tracepoints counted (`syscalls:sys_enter_<name>`).
 pub const SYSCALLS: [&str; 5] = ["mmap", "munmap", "mremap", "brk", "madvise"];
 
+/// Counters to leave out, comma-separated names (`page_faults,sys_mmap`): each one costs the
+/// replay something on every event it counts.
+pub const SKIP_ENV: &str = "ALLOCLAB_PERF_SKIP";
+
+fn skipped(name: &str) -> bool {
+    std::env::var(SKIP_ENV)
+        .is_ok_and(|v| v.split(',').any(|s| s.trim() == name || s.trim() == "all"))
+}
+
 /// What the counters read for one pass: values by name, and why the others are missing.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Readings {
@@ -121,7 +130,13 @@ impl Counters {
         c.add("dtlb_load_misses", Builder::new(dtlb), true);
         for s in SYSCALLS {
             let name = format!("sys_{s}");
-            match tracepoint_id(s) {
+            match tracepoint_id(s).and_then(|id| {
+                if skipped(&name) {
+                    Err(format!("left out ({SKIP_ENV})"))
+                } else {
+                    Ok(id)
+                }
+            }) {
                 Ok(id) => c.add(&name, Builder::new(Tracepoint::with_id(id)), false),
                 Err(e) => {
                     c.unavailable.insert(name, e);
@@ -132,6 +147,11 @@ impl Counters {
     }
 
     fn add(&mut self, name: &str, mut b: Builder<'_>, user_only: bool) {
+        if skipped(name) {
+            self.unavailable
+                .insert(name.to_string(), format!("left out ({SKIP_ENV})"));
+            return;
+        }
         b.observe_self().any_cpu().inherit(true).enabled(false);
         // Tracepoints and software events fire in kernel context: excluding the kernel would
         // count nothing.

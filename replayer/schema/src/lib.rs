@@ -373,32 +373,32 @@ rows! {
         pub kernel_madvise_calls: Option<u64>,
         /// mmap calls the allocator made through the exported symbol during the loop
         pub os_mmap_calls: Option<u64>,
-        /// bytes of those mmap calls
-        pub os_mmap_bytes: Option<u64>,
-        /// time inside those mmap calls
-        pub os_mmap_ns: Option<u64>,
         /// munmap calls the allocator made through the exported symbol during the loop
         pub os_munmap_calls: Option<u64>,
-        /// bytes of those munmap calls
-        pub os_munmap_bytes: Option<u64>,
-        /// time inside those munmap calls
-        pub os_munmap_ns: Option<u64>,
         /// mremap calls the allocator made through the exported symbol during the loop
         pub os_mremap_calls: Option<u64>,
-        /// bytes of those mremap calls
-        pub os_mremap_bytes: Option<u64>,
-        /// time inside those mremap calls
-        pub os_mremap_ns: Option<u64>,
         /// brk calls the allocator made through the exported symbol during the loop
         pub os_brk_calls: Option<u64>,
-        /// bytes of those brk calls
-        pub os_brk_bytes: Option<u64>,
-        /// time inside those brk calls
-        pub os_brk_ns: Option<u64>,
         /// madvise calls the allocator made through the exported symbol during the loop
         pub os_madvise_calls: Option<u64>,
+        /// bytes of those mmap calls
+        pub os_mmap_bytes: Option<u64>,
+        /// bytes of those munmap calls
+        pub os_munmap_bytes: Option<u64>,
+        /// bytes of those mremap calls
+        pub os_mremap_bytes: Option<u64>,
+        /// bytes of those brk calls
+        pub os_brk_bytes: Option<u64>,
         /// bytes of those madvise calls
         pub os_madvise_bytes: Option<u64>,
+        /// time inside those mmap calls
+        pub os_mmap_ns: Option<u64>,
+        /// time inside those munmap calls
+        pub os_munmap_ns: Option<u64>,
+        /// time inside those mremap calls
+        pub os_mremap_ns: Option<u64>,
+        /// time inside those brk calls
+        pub os_brk_ns: Option<u64>,
         /// time inside those madvise calls
         pub os_madvise_ns: Option<u64>,
         /// madvise by advice: `advice=calls/bytes`
