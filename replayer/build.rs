@@ -39,6 +39,13 @@ fn main() {
         }
     );
     println!("cargo:rustc-env=ALLOCLAB_PROFILE={profile}");
+    // The OS-call wrappers of src/interpose.rs must be reachable from shared libraries
+    // (tcmalloc, `preload:` libraries), not only from code linked into `replay`.
+    for sym in [
+        "mmap", "mmap64", "munmap", "mremap", "madvise", "brk", "sbrk",
+    ] {
+        println!("cargo:rustc-link-arg-bin=replay=-Wl,--export-dynamic-symbol={sym}");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 }

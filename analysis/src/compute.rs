@@ -20,7 +20,7 @@ use crate::load::{Loaded, Problem};
 use crate::schema::SOURCE;
 
 /// The quantiles of the latency table, as integer hundred-thousandths (0.5 → 50 000).
-pub const TABLE_QUANTILES: [u32; 5] = [50_000, 90_000, 99_000, 99_900, 100_000];
+pub const TABLE_QUANTILES: [u32; 7] = [0, 50_000, 90_000, 95_000, 99_000, 99_900, 100_000];
 
 /// Identifies a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

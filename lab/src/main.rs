@@ -198,6 +198,9 @@ struct SuiteArgs {
     /// Do not record python3.
     #[arg(long)]
     no_python: bool,
+    /// Pin each replay thread to one CPU (thread i on CPU i mod CPUs), as `replay --pin`.
+    #[arg(long)]
+    pin: bool,
     /// Record this program (after `--`) and add its trace to the sweep.
     #[arg(long)]
     record: bool,
@@ -349,6 +352,7 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
         python: !a.no_python,
         record: a.cmd,
         progress: !a.quiet,
+        pin: a.pin,
         ..LabOptions::new(profile, a.tools.locate()?)
     };
     let opts = LabOptions {

@@ -230,7 +230,10 @@ fn safe_relative(p: &str) -> bool {
 pub fn plan(opts: &LabOptions) -> Result<(PathBuf, Manifest, Vec<String>), LabError> {
     let pb = indicatif::ProgressBar::hidden();
     let p = suite::prepare(opts, &pb)?;
-    let flags = ReplayFlags::of(&p.plan, None, opts.timeout);
+    let flags = ReplayFlags {
+        pin: opts.pin,
+        ..ReplayFlags::of(&p.plan, None, opts.timeout)
+    };
     let mut runs = Vec::new();
     for job in &p.jobs {
         let rel = job
@@ -699,6 +702,7 @@ mod tests {
                             sample_ms: 10,
                             retained_wait: 0.0,
                             timeout_s: 300.0,
+                            pin: false,
                         },
                         output: format!("{job}/{a}-r{rep}"),
                     });

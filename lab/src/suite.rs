@@ -78,6 +78,8 @@ pub struct LabOptions {
     /// Run `lab fidelity --default-set` into `<out>/fidelity` and put its tables in the report
     /// (default and full profiles; a finished one, with its `fidelity.md`, is not run again).
     pub fidelity: bool,
+    /// Pin replay thread i to CPU i mod CPUs (`replay --pin`).
+    pub pin: bool,
 }
 
 /// The resolved parameters of a lab, kept in `lab.json`.
@@ -178,6 +180,7 @@ impl LabOptions {
             tools,
             progress: true,
             fidelity: profile != Profile::Quick,
+            pin: false,
         }
     }
 
@@ -340,6 +343,9 @@ pub struct ReplayFlags {
     pub retained_wait: f64,
     /// Seconds one replay child may run.
     pub timeout_s: f64,
+    /// Replay thread i pinned to CPU i mod CPUs (`replay --pin`).
+    #[serde(default)]
+    pub pin: bool,
 }
 
 impl ReplayFlags {
@@ -352,6 +358,7 @@ impl ReplayFlags {
             sample_ms: 10,
             retained_wait: plan.retained_wait,
             timeout_s: timeout.as_secs_f64(),
+            pin: false,
         }
     }
 
@@ -375,6 +382,7 @@ impl ReplayFlags {
             progress: false,
             verbose: false,
             exe: Some(replay.to_path_buf()),
+            pin: self.pin,
             ..SweepOptions::new(trace)
         }
     }
@@ -559,12 +567,11 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         pb.set_message(format!("{label}preprocessing"));
         let sweep = Sweep::prepare(SweepOptions {
             out: Some(dir.clone()),
-            ..ReplayFlags::of(&plan, job.threads, opts.timeout).sweep_options(
-                &job.trace,
-                allocators.clone(),
-                plan.repeat,
-                &replay,
-            )
+            ..ReplayFlags {
+                pin: opts.pin,
+                ..ReplayFlags::of(&plan, job.threads, opts.timeout)
+            }
+            .sweep_options(&job.trace, allocators.clone(), plan.repeat, &replay)
         })?;
         // The bar counted events; the sweep counts ops (a few events are markers).
         let before = pb.position();

@@ -120,6 +120,8 @@ pub fn run_request(req: &ChildRequest) -> Result<PassResult, ReplayError> {
         max_request: req.meta.max_request,
         threads: req.meta.threads.len() as u32,
     };
+    // Before the adapter and the engine start any thread, so every thread inherits them.
+    crate::inside::prepare();
     let mut r = req.spec.with(
         &ctx,
         Pass {
@@ -129,6 +131,7 @@ pub fn run_request(req: &ChildRequest) -> Result<PassResult, ReplayError> {
         },
     )??;
     r.thp_disabled = thp_disabled;
+    (r.counters, r.os_calls) = crate::inside::take();
     Ok(r)
 }
 

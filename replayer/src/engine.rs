@@ -170,6 +170,9 @@ pub struct Sample {
     pub ops_done: u64,
     pub live_bytes: u64,
     pub rss_bytes: u64,
+    /// The OS memory calls so far (zero outside a `replay` child).
+    #[serde(default)]
+    pub os: crate::oscalls::Point,
 }
 
 /// Latency of one op kind in the timed pass.
@@ -256,6 +259,12 @@ pub struct PassResult {
     pub cpu_changes_seen: u64,
     /// Transparent huge pages were turned off for this child (`--thp never`).
     pub thp_disabled: bool,
+    /// perf counters of the loop (set by the child: [`crate::inside`]).
+    #[serde(default)]
+    pub counters: Option<crate::counters::Readings>,
+    /// The allocator's OS memory calls during the loop (set by the child).
+    #[serde(default)]
+    pub os_calls: Option<crate::oscalls::Totals>,
 }
 
 /// The allocator's space overhead at the trace's peak live op, measured in the untimed pass.
@@ -906,6 +915,7 @@ fn live_at(plan: &PlanView<'_>, progress: &[Padded]) -> (u64, u64) {
 /// The sampler: every `period`, RSS, progress and live bytes, into a buffer sized up front
 /// (when it fills, every other sample is dropped and the period doubles: no allocation).
 fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut Vec<Sample>) {
+    crate::oscalls::harness_thread();
     // Counted with the replay threads: the go is given once this thread has started, so what
     // its start allocates is never counted against the loop.
     sh.arrived.fetch_add(1, Ordering::AcqRel);
@@ -923,6 +933,7 @@ fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut
         ops_done: 0,
         live_bytes: 0,
         rss_bytes: sh.statm.rss_bytes(),
+        os: crate::oscalls::point(),
     });
     while sh.finished.load(Ordering::Acquire) < n {
         std::thread::sleep(period);
@@ -947,6 +958,7 @@ fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut
             ops_done: ops,
             live_bytes: live,
             rss_bytes: sh.statm.rss_bytes(),
+            os: crate::oscalls::point(),
         });
     }
 }
@@ -1141,6 +1153,7 @@ pub fn run<A: Allocator>(
         let usage0 = Usage::now();
         result.started_unix_ns = sys::unix_now_ns();
         result.baseline_rss_bytes = baseline;
+        crate::inside::loop_start();
         sh.allocs_at_go
             .store(mem::process_allocs(), Ordering::Relaxed);
         sh.start.set(Instant::now()).expect("set once");
@@ -1179,6 +1192,7 @@ pub fn run<A: Allocator>(
             peak = peak.max(live);
         }
         threads.join_all();
+        crate::inside::loop_end();
         result.peak_replay_threads = peak;
         if let Some(h) = sampler_h {
             h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -1212,6 +1226,7 @@ pub fn run<A: Allocator>(
         ops_done,
         live_bytes: live,
         rss_bytes: rss_after,
+        os: crate::oscalls::point(),
     });
     result.retained_heap_rss_bytes[0] = Some(heap(rss_after));
     let overhead = *sh.overhead.lock().unwrap_or_else(|e| e.into_inner());
@@ -1250,6 +1265,7 @@ pub fn run<A: Allocator>(
             ops_done,
             live_bytes: live,
             rss_bytes: rss,
+            os: crate::oscalls::point(),
         });
         result.retained_heap_rss_bytes[i + 1] = Some(heap(rss));
     }

@@ -21,11 +21,14 @@
 
 pub mod adapter;
 pub mod child;
+pub mod counters;
 pub mod engine;
 pub mod env;
 pub mod error;
 pub mod human;
+pub mod inside;
 pub mod mem;
+pub mod oscalls;
 pub mod parquet;
 pub mod plan;
 pub mod prep;

@@ -14,6 +14,9 @@ use replayer::mem::{Counting, HarnessAlloc};
 use replayer::plan::Order;
 use replayer::sweep::{Sweep, SweepOptions};
 
+// The OS-call wrappers (mmap, munmap, …) that count the allocator's calls during a replay.
+mod interpose;
+
 // The harness never takes memory from malloc: in a replay child malloc is the allocator under
 // test (see mem.rs). Every harness allocation is counted, so a replay can prove that none
 // happened inside its loop.

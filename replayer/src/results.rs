@@ -9,6 +9,7 @@ pub use results_schema::{LatencyRow, RunRow, SCHEMA_VERSION, SampleRow, Status, 
 use crate::adapter::AllocSpec;
 use crate::engine::{PassResult, Phase};
 use crate::env::{BuildInfo, Environment};
+use crate::oscalls::Call;
 use crate::plan::{OpClass, PlanMeta};
 
 /// What became of one pass (one child).
@@ -149,6 +150,11 @@ impl Results {
         let baseline = u.map(|r| r.baseline_rss_bytes);
         let stats = any.map(|r| &r.alloc_stats);
         let env = &sweep.environment;
+        let perf = |name: &str| {
+            u.and_then(|r| r.counters.as_ref())
+                .and_then(|c| c.get(name))
+        };
+        let os = u.and_then(|r| r.os_calls.as_ref());
         let row = RunRow {
             schema_version: SCHEMA_VERSION,
             run_id: run_id.clone(),
@@ -251,6 +257,41 @@ impl Results {
                     .join(" ")
             }),
             cpu_changes_seen: u.map(|r| r.cpu_changes_seen),
+            perf_page_faults: perf("page_faults"),
+            perf_context_switches: perf("context_switches"),
+            perf_cpu_migrations: perf("cpu_migrations"),
+            perf_instructions: perf("instructions"),
+            perf_cycles: perf("cycles"),
+            perf_cache_misses: perf("cache_misses"),
+            perf_dtlb_load_misses: perf("dtlb_load_misses"),
+            perf_unavailable: u
+                .and_then(|r| r.counters.as_ref())
+                .and_then(|c| c.unavailable_text()),
+            kernel_mmap_calls: perf("sys_mmap"),
+            kernel_munmap_calls: perf("sys_munmap"),
+            kernel_mremap_calls: perf("sys_mremap"),
+            kernel_brk_calls: perf("sys_brk"),
+            kernel_madvise_calls: perf("sys_madvise"),
+            os_mmap_calls: os.map(|o| o.get(Call::Mmap).calls),
+            os_mmap_bytes: os.map(|o| o.get(Call::Mmap).bytes),
+            os_mmap_ns: os.map(|o| o.get(Call::Mmap).ns),
+            os_munmap_calls: os.map(|o| o.get(Call::Munmap).calls),
+            os_munmap_bytes: os.map(|o| o.get(Call::Munmap).bytes),
+            os_munmap_ns: os.map(|o| o.get(Call::Munmap).ns),
+            os_mremap_calls: os.map(|o| o.get(Call::Mremap).calls),
+            os_mremap_bytes: os.map(|o| o.get(Call::Mremap).bytes),
+            os_mremap_ns: os.map(|o| o.get(Call::Mremap).ns),
+            os_brk_calls: os.map(|o| o.get(Call::Brk).calls),
+            os_brk_bytes: os.map(|o| o.get(Call::Brk).bytes),
+            os_brk_ns: os.map(|o| o.get(Call::Brk).ns),
+            os_madvise_calls: os.map(|o| o.get(Call::Madvise).calls),
+            os_madvise_bytes: os.map(|o| o.get(Call::Madvise).bytes),
+            os_madvise_ns: os.map(|o| o.get(Call::Madvise).ns),
+            os_madvise_advice: os.map(|o| o.advice_text()),
+            os_calls_failed: os.map(|o| o.failed),
+            os_net_mapped_bytes: os.map(|o| o.net_mapped_bytes),
+            cpu_governor: crate::counters::cpu_governor(),
+            cpu_boost: crate::counters::cpu_boost(),
             alloc_allocated_bytes: stats.and_then(|s| s.allocated),
             alloc_resident_bytes: stats.and_then(|s| s.resident),
             alloc_stats_json: stats
@@ -327,6 +368,9 @@ impl Results {
                     rss_bytes: s.rss_bytes,
                     heap_rss_bytes: heap,
                     frag_ratio: (s.live_bytes > 0).then(|| heap as f64 / s.live_bytes as f64),
+                    os_calls: s.os.calls,
+                    os_net_mapped_bytes: s.os.net_mapped_bytes,
+                    os_advised_bytes: s.os.advised_bytes,
                 });
             }
         }

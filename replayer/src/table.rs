@@ -84,10 +84,14 @@ pub struct Summary {
     /// Usable ÷ requested bytes at the peak (runs.parquet's `overhead_ratio`), median.
     pub overhead_ratio_median: Option<f64>,
     pub wall_ns_median: Option<f64>,
-    /// Median over runs of each run's quantile: (op, p50, p99, p99.9) in ns.
-    pub latency_ns: Vec<(String, f64, f64, f64)>,
+    /// Median over runs of each run's quantile: (op, [min, p50, p95, p99, p99.9]) in ns
+    /// ([`LATENCY_QUANTILES`]).
+    pub latency_ns: Vec<(String, [f64; 5])>,
     pub errors: Vec<String>,
 }
+
+/// The latency quantiles the table shows: min, p50, p95, p99, p99.9.
+pub const LATENCY_QUANTILES: [f64; 5] = [0.0, 0.5, 0.95, 0.99, 0.999];
 
 /// Summaries per allocator, in the order allocators first appear. (A sweep replays one trace
 /// with one thread count, so each allocator is one configuration.)
@@ -123,8 +127,9 @@ pub fn summarize(r: &Results) -> Vec<Summary> {
                         })
                         .and_then(|l| l.latency_ns)
                 };
-                if let (Some(a), Some(b), Some(c)) = (q(0.5), q(0.99), q(0.999)) {
-                    latency_ns.push((op.to_string(), a, b, c));
+                let v: Vec<f64> = LATENCY_QUANTILES.iter().filter_map(|&x| q(x)).collect();
+                if let Ok(v) = <[f64; 5]>::try_from(v) {
+                    latency_ns.push((op.to_string(), v));
                 }
             }
             Summary {
@@ -282,7 +287,7 @@ pub fn render(r: &Results) -> String {
             s.latency_ns
                 .iter()
                 .find(|l| l.0 == op)
-                .map_or_else(|| "—".into(), |l| human::ns([l.1, l.2, l.3][i]))
+                .map_or_else(|| "—".into(), |l| human::ns(l.1[i]))
         };
         let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}×"));
         let marked = |v: Option<f64>, overlaps: bool| {
@@ -301,7 +306,9 @@ pub fn render(r: &Results) -> String {
             lat("malloc", 0),
             lat("malloc", 1),
             lat("malloc", 2),
-            lat("free", 1),
+            lat("malloc", 3),
+            lat("malloc", 4),
+            lat("free", 3),
             bytes(get(|c| c.peak_heap_rss_bytes)),
             ratio(get(|c| c.frag_ratio_at_peak)),
             opt(s.overhead_ratio_median, |v| format!("{v:.3}×")),
@@ -317,7 +324,9 @@ pub fn render(r: &Results) -> String {
             "spread",
             "vs system",
             "vs best",
-            "malloc p50",
+            "malloc min",
+            "p50",
+            "p95",
             "p99",
             "p99.9",
             "free p99",

@@ -346,6 +346,72 @@ rows! {
         pub replay_thread_cpus: Option<String>,
         /// changes of CPU seen, all replay threads
         pub cpu_changes_seen: Option<u64>,
+        /// perf_event_open: page faults during the loop (all threads)
+        pub perf_page_faults: Option<u64>,
+        /// perf: context switches during the loop
+        pub perf_context_switches: Option<u64>,
+        /// perf: CPU migrations during the loop
+        pub perf_cpu_migrations: Option<u64>,
+        /// perf: instructions retired during the loop
+        pub perf_instructions: Option<u64>,
+        /// perf: CPU cycles during the loop
+        pub perf_cycles: Option<u64>,
+        /// perf: cache misses during the loop
+        pub perf_cache_misses: Option<u64>,
+        /// perf: dTLB load misses during the loop
+        pub perf_dtlb_load_misses: Option<u64>,
+        /// the counters that could not count, with the reason
+        pub perf_unavailable: Option<String>,
+        /// kernel syscall tracepoint: mmap calls during the loop
+        pub kernel_mmap_calls: Option<u64>,
+        /// kernel syscall tracepoint: munmap calls during the loop
+        pub kernel_munmap_calls: Option<u64>,
+        /// kernel syscall tracepoint: mremap calls during the loop
+        pub kernel_mremap_calls: Option<u64>,
+        /// kernel syscall tracepoint: brk calls during the loop
+        pub kernel_brk_calls: Option<u64>,
+        /// kernel syscall tracepoint: madvise calls during the loop
+        pub kernel_madvise_calls: Option<u64>,
+        /// mmap calls the allocator made through the exported symbol during the loop
+        pub os_mmap_calls: Option<u64>,
+        /// munmap calls the allocator made through the exported symbol during the loop
+        pub os_munmap_calls: Option<u64>,
+        /// mremap calls the allocator made through the exported symbol during the loop
+        pub os_mremap_calls: Option<u64>,
+        /// brk calls the allocator made through the exported symbol during the loop
+        pub os_brk_calls: Option<u64>,
+        /// madvise calls the allocator made through the exported symbol during the loop
+        pub os_madvise_calls: Option<u64>,
+        /// bytes of those mmap calls
+        pub os_mmap_bytes: Option<u64>,
+        /// bytes of those munmap calls
+        pub os_munmap_bytes: Option<u64>,
+        /// bytes of those mremap calls
+        pub os_mremap_bytes: Option<u64>,
+        /// bytes of those brk calls
+        pub os_brk_bytes: Option<u64>,
+        /// bytes of those madvise calls
+        pub os_madvise_bytes: Option<u64>,
+        /// time inside those mmap calls
+        pub os_mmap_ns: Option<u64>,
+        /// time inside those munmap calls
+        pub os_munmap_ns: Option<u64>,
+        /// time inside those mremap calls
+        pub os_mremap_ns: Option<u64>,
+        /// time inside those brk calls
+        pub os_brk_ns: Option<u64>,
+        /// time inside those madvise calls
+        pub os_madvise_ns: Option<u64>,
+        /// madvise by advice: `advice=calls/bytes`
+        pub os_madvise_advice: Option<String>,
+        /// OS memory calls that failed
+        pub os_calls_failed: Option<u64>,
+        /// bytes mapped minus bytes unmapped during the loop
+        pub os_net_mapped_bytes: Option<i64>,
+        /// CPU frequency governor
+        pub cpu_governor: Option<String>,
+        /// CPU boost (turbo) state
+        pub cpu_boost: Option<String>,
         /// allocator-reported bytes in use at the end
         pub alloc_allocated_bytes: Option<u64>,
         /// allocator-reported resident bytes at the end
@@ -462,6 +528,12 @@ rows! {
         pub heap_rss_bytes: i64,
         /// `heap_rss_bytes / live_bytes`
         pub frag_ratio: Option<f64>,
+        /// OS memory calls the allocator made so far (0 where not seen)
+        pub os_calls: u64,
+        /// bytes mapped minus unmapped so far
+        pub os_net_mapped_bytes: i64,
+        /// bytes advised (madvise) so far
+        pub os_advised_bytes: u64,
     }
 }
 
@@ -551,6 +623,9 @@ mod tests {
             rss_bytes: 4,
             heap_rss_bytes: -5,
             frag_ratio: None,
+            os_calls: 2,
+            os_net_mapped_bytes: -4096,
+            os_advised_bytes: 0,
         };
         check(&s);
         for f in File::ALL {
