@@ -640,6 +640,36 @@ fn summarise(
     }
     let col = |f: fn(&AllocSummary) -> f64| allocs.iter().map(f).collect::<Vec<f64>>();
     let tau_time = kendall_tau(&col(|a| a.real_wall_s), &col(|a| a.replay_wall_s));
+    // Pairs the real runs tell apart: medians further apart than 3× the larger of the two
+    // allocators' spreads (half their min–max range); and how many the replay orders alike.
+    let spread = |alloc: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.allocator == alloc && r.side == "real" && r.status == "ok")
+            .map(|r| r.wall_s)
+            .collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        (hi - lo) / 2.0
+    };
+    let spreads: Vec<f64> = allocs.iter().map(|a| spread(&a.allocator)).collect();
+    let (mut separated_pairs, mut separated_pairs_ordered) = (0u32, 0u32);
+    for i in 0..allocs.len() {
+        for j in i + 1..allocs.len() {
+            let (a, b) = (&allocs[i], &allocs[j]);
+            let gap = a.real_wall_s - b.real_wall_s;
+            if gap.abs() > 3.0 * spreads[i].max(spreads[j]) {
+                separated_pairs += 1;
+                let predicted = a.replay_wall_s - b.replay_wall_s;
+                if predicted != 0.0 && predicted.signum() == gap.signum() {
+                    separated_pairs_ordered += 1;
+                }
+            }
+        }
+    }
     let tau_heap_rss = kendall_tau(
         &col(|a| a.real_heap_rss_bytes),
         &col(|a| a.replay_heap_rss_bytes),
@@ -657,6 +687,8 @@ fn summarise(
         events_per_real_s: trace_events as f64 / g_real,
         replay_fraction: g_replay / g_real,
         allocators: allocs,
+        separated_pairs,
+        separated_pairs_ordered,
         replay_touch: opts.touch.name().to_string(),
         replay_order: opts.order.name(),
     }

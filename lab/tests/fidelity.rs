@@ -94,6 +94,11 @@ fn fidelity_measures_both_sides_for_every_allocator() {
         s.events_per_real_s > 0.0 && s.replay_fraction > 0.0,
         "{s:?}"
     );
+    // Of the 10 allocator pairs, those the real runs separate, and the replay's agreement.
+    assert!(
+        s.separated_pairs <= 10 && s.separated_pairs_ordered <= s.separated_pairs,
+        "{s:?}"
+    );
 
     // The Parquet rows: both sides × every allocator × 5 repetitions, with positive times.
     let f = std::fs::File::open(dir.join("fidelity.parquet")).unwrap();

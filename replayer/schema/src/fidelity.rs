@@ -76,6 +76,13 @@ pub struct ProgramSummary {
     /// The first allocator's replay time over its real time.
     #[serde(deserialize_with = "nan_if_null")]
     pub replay_fraction: f64,
+    /// Allocator pairs the real runs tell apart (medians further apart than 3× the larger
+    /// of their spreads, half the min–max range of each one's runs).
+    #[serde(default)]
+    pub separated_pairs: u32,
+    /// Of those, the pairs the replay orders the same way (issue 15's time target: all).
+    #[serde(default)]
+    pub separated_pairs_ordered: u32,
     /// The replay's `--touch`.
     #[serde(default)]
     pub replay_touch: String,
@@ -146,10 +153,11 @@ pub fn tables(s: &[ProgramSummary]) -> Vec<Table> {
             "replay/real time",
             "τ time",
             "τ heap RSS",
+            "separated pairs ordered",
             "ops verified",
             "peak live trace / replay",
         ],
-        numeric: vec![false, true, true, true, true, true, false, false],
+        numeric: vec![false, true, true, true, true, true, true, false, false],
         rows: s
             .iter()
             .map(|p| {
@@ -170,6 +178,16 @@ pub fn tables(s: &[ProgramSummary]) -> Vec<Table> {
                     format!("{:.2}", p.replay_fraction),
                     tau(p.tau_time),
                     tau(p.tau_heap_rss),
+                    format!(
+                        "{}/{}{}",
+                        p.separated_pairs_ordered,
+                        p.separated_pairs,
+                        if p.separated_pairs_ordered < p.separated_pairs {
+                            " ✗"
+                        } else {
+                            ""
+                        }
+                    ),
                     if verified {
                         format!("{} = inspect's", p.trace_ops)
                     } else {
@@ -296,6 +314,8 @@ mod tests {
             tau_heap_rss: Some(1.0),
             events_per_real_s: 43.0,
             replay_fraction: 0.5,
+            separated_pairs: 1,
+            separated_pairs_ordered: 0,
             replay_touch: "pages".into(),
             replay_order: "deps".into(),
         }
@@ -312,7 +332,8 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].rows[0][4], "0.50 ✗");
         assert_eq!(t[0].rows[0][5], "1.00");
-        assert_eq!(t[0].rows[0][6], "42 = inspect's");
+        assert_eq!(t[0].rows[0][6], "0/1 ✗");
+        assert_eq!(t[0].rows[0][7], "42 = inspect's");
         // glibc's replayed heap RSS is half the real one: a miss; jemalloc's equal: none.
         assert_eq!(t[1].rows[0][7], "0.50 ✗");
         assert_eq!(t[1].rows[1][7], "1.00");
