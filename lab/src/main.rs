@@ -212,8 +212,11 @@ struct SuiteArgs {
     quiet: bool,
     /// Leave out the fidelity step (real programs against their replays), which the default
     /// and full profiles run (`--quick` never does).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fidelity")]
     no_fidelity: bool,
+    /// Run the fidelity step in any profile (`--quick` included).
+    #[arg(long)]
+    fidelity: bool,
     /// Make the traces and write the sweep as `<out>/manifest.jsonl` (one row per run) instead
     /// of running it: for `lab run --shard` and `lab slurm`.
     #[arg(long)]
@@ -356,7 +359,7 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
         ..LabOptions::new(profile, a.tools.locate()?)
     };
     let opts = LabOptions {
-        fidelity: opts.fidelity && !a.no_fidelity,
+        fidelity: (opts.fidelity || a.fidelity) && !a.no_fidelity,
         ..opts
     };
     if a.plan_only {

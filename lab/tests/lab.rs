@@ -198,6 +198,56 @@ fn small_lab(out: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The fidelity step of the default profile (forced here into a quick lab): the default real
+/// set measured, its tables in the report beside the sweeps, and not run again on a rerun.
+#[test]
+fn the_lab_puts_the_fidelity_tables_of_the_default_set_in_its_report() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("lab");
+    let o = small_lab(
+        &out,
+        &["--fidelity", "--analyze", analyze_bin().to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let fid = out.join("fidelity");
+    let md = std::fs::read_to_string(fid.join("fidelity.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("report/report.html")).unwrap();
+    assert!(html.contains("<h2 id=\"fidelity\">"), "no fidelity section");
+    for p in [
+        "python3-st",
+        "python3-mt",
+        "perl",
+        "sqlite3",
+        "gcc",
+        "git",
+        "c-rounds",
+        "c-pipeline",
+    ] {
+        assert!(
+            md.contains(&format!("| {p} |")),
+            "{p} missing from fidelity.md"
+        );
+        assert!(
+            html.contains(&format!("<h3>{p} — ")),
+            "{p} missing from the report"
+        );
+        assert!(fid.join(p).join("summary.json").is_file(), "{p}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("report/fidelity.md")).unwrap(),
+        md
+    );
+    // A rerun finds it done.
+    let o = small_lab(
+        &out,
+        &["--fidelity", "--analyze", analyze_bin().to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("fidelity: done before"), "{err}");
+}
+
 #[test]
 fn each_failing_step_has_its_own_exit_code_and_says_what_to_do() {
     let d = tempfile::tempdir().unwrap();
