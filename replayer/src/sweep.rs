@@ -474,41 +474,24 @@ impl Sweep {
                     }
                 }
                 pb.set_message(format!("{label}{} r{}/{}", spec.name(), rep + 1, reps));
-                let untimed = self.child(
-                    spec,
-                    PassOptions {
-                        touch: self.touch,
-                        touch_fraction: self.touch_fraction,
-                        pace: o.pace,
-                        pin: o.pin,
-                        order: o.order,
-                        timed: false,
-                        thp: o.thp,
-                        sample_ms: o.sample_ms,
-                        retained_wait: o.retained_wait,
-                    },
-                    pb,
-                    done_ops,
-                );
+                // The untimed pass samples and waits for retained memory; the timed one only
+                // times the calls.
+                let pass = |timed: bool| PassOptions {
+                    touch: self.touch,
+                    touch_fraction: self.touch_fraction,
+                    pace: o.pace,
+                    pin: o.pin,
+                    order: o.order,
+                    timed,
+                    thp: o.thp,
+                    sample_ms: if timed { 0 } else { o.sample_ms },
+                    retained_wait: if timed { 0.0 } else { o.retained_wait },
+                };
+                let untimed = self.child(spec, pass(false), pb, done_ops);
                 done_ops += ops;
                 pb.set_position(done_ops);
                 let timed = o.latency.then(|| {
-                    let t = self.child(
-                        spec,
-                        PassOptions {
-                            touch: self.touch,
-                            touch_fraction: self.touch_fraction,
-                            pace: o.pace,
-                            pin: o.pin,
-                            order: o.order,
-                            timed: true,
-                            thp: o.thp,
-                            sample_ms: 0,
-                            retained_wait: 0.0,
-                        },
-                        pb,
-                        done_ops,
-                    );
+                    let t = self.child(spec, pass(true), pb, done_ops);
                     done_ops += ops;
                     pb.set_position(done_ops);
                     t
