@@ -155,6 +155,27 @@ pub struct FailedRun {
     pub error: String,
 }
 
+/// An `ok` run whose measured peak live bytes exceed the trace's: its threads ran ahead of the
+/// trace's interleaving (`--order deps`), so its memory figures are of a larger live set than
+/// the program ever had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeyondPeak {
+    /// Run id.
+    pub run_id: String,
+    /// Allocator.
+    pub allocator: String,
+    /// Trace.
+    pub trace: String,
+    /// Replay threads.
+    pub threads: Option<u32>,
+    /// The replay's `--order`.
+    pub order: String,
+    /// The live bytes the replay reached.
+    pub measured: u64,
+    /// The trace's peak live bytes.
+    pub trace_peak: u64,
+}
+
 /// One distinct machine and build, as the runs recorded them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Machine {
@@ -193,6 +214,8 @@ pub struct Analysis {
     pub series: Vec<Series>,
     /// Runs that were not `ok`.
     pub failed: Vec<FailedRun>,
+    /// `ok` runs that reached more live bytes than the trace's peak.
+    pub beyond_peak: Vec<BeyondPeak>,
     /// Machines and builds.
     pub machines: Vec<Machine>,
     /// Allocator versions and options.
@@ -410,6 +433,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         .count();
     let labels = Labels::of(&runs)?;
     let failed = failed_runs(&runs, &sources, &labels)?;
+    let beyond_peak = beyond_peak(&runs, &labels)?;
     let configs = configs(&runs, &labels)?;
     let (groups, left_out) = series_groups(&configs, opts.max_series_groups);
     if left_out > 0 {
@@ -458,6 +482,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         latency,
         series,
         failed,
+        beyond_peak,
         machines,
         allocators,
         problems,
@@ -975,6 +1000,38 @@ fn failed_runs(
         })
         .collect();
     out.sort_by(|a, b| (&a.source, &a.run_id).cmp(&(&b.source, &b.run_id)));
+    Ok(out)
+}
+
+fn beyond_peak(runs: &DataFrame, labels: &Labels) -> Result<Vec<BeyondPeak>, Error> {
+    let df = runs
+        .clone()
+        .lazy()
+        .filter(is_ok().and(col("measured_peak_live_bytes").gt(col("peak_live_bytes"))))
+        .collect()
+        .ctx("runs beyond the trace's peak")?;
+    let rid = strs(&df, "run_id")?;
+    let al = strs(&df, "allocator")?;
+    let tr = strs(&df, "trace_name")?;
+    let hs = strs(&df, "trace_hash")?;
+    let th = u32s(&df, "replay_threads")?;
+    let or = strs(&df, "order")?;
+    let me = u64s(&df, "measured_peak_live_bytes")?;
+    let pk = u64s(&df, "peak_live_bytes")?;
+    let mut out: Vec<BeyondPeak> = (0..df.height())
+        .map(|i| BeyondPeak {
+            run_id: rid[i].clone().unwrap_or_default(),
+            allocator: al[i].clone().unwrap_or_default(),
+            trace: labels.get(&tr[i], &hs[i]),
+            threads: th[i],
+            order: or[i].clone().unwrap_or_default(),
+            measured: me[i].unwrap_or(0),
+            trace_peak: pk[i].unwrap_or(0),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.trace, &a.allocator, &a.run_id).cmp(&(&b.trace, &b.allocator, &b.run_id))
+    });
     Ok(out)
 }
 

@@ -237,6 +237,7 @@ pub fn all_tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
         t.push(r);
     }
     t.push(failed(a));
+    t.push(beyond_peak(a));
     t.push(machines(a));
     t.push(allocators(a));
     t
@@ -484,6 +485,40 @@ pub fn failed(a: &Analysis) -> Table {
             Cell::text(opt(f.repetition)),
             Cell::text(&f.status),
             Cell::text(&f.error),
+        ]);
+    }
+    t
+}
+
+/// Runs whose replay reached more live bytes than the trace ever had.
+pub fn beyond_peak(a: &Analysis) -> Table {
+    let mut t = Table::new(
+        "runs_beyond_trace_peak",
+        "Runs beyond the trace's peak live bytes",
+        "`ok` runs whose measured peak live bytes exceed the trace's: their threads ran ahead of \
+         the trace's interleaving (`--order deps`), so their memory figures describe a larger \
+         live set than the program had. `--order window:K` or `strict` keeps the interleaving.",
+    );
+    t.col("run", "run_id");
+    t.col("allocator", "allocator");
+    t.col("trace", "trace_name");
+    t.col("threads", "replay_threads");
+    t.col("order", "order");
+    t.col("measured peak live", "measured_peak_live_bytes");
+    t.col("trace peak live", "peak_live_bytes");
+    t.col("ratio", "measured_over_trace_peak");
+    for r in &a.beyond_peak {
+        t.rows.push(vec![
+            Cell::text(&r.run_id),
+            Cell::text(&r.allocator),
+            Cell::text(&r.trace),
+            Cell::text(r.threads.map(|v| v.to_string()).unwrap_or_default()),
+            Cell::text(&r.order),
+            Cell::text(r.measured.to_string()),
+            Cell::text(r.trace_peak.to_string()),
+            Cell::num(Some(r.measured as f64 / r.trace_peak.max(1) as f64), |x| {
+                format!("{x:.3}×")
+            }),
         ]);
     }
     t

@@ -258,6 +258,41 @@ fn csv_and_markdown_carry_the_same_figures() {
     assert!(failed.contains("killed by signal 11"));
 }
 
+/// A run whose replay reached more live bytes than the trace had is listed (with its order
+/// and the ratio); runs that stayed at the trace's peak are not.
+#[test]
+fn runs_beyond_the_trace_peak_are_flagged() {
+    let d = tmp();
+    let out = tmp();
+    let mut r = known_results();
+    // system's repetition 1 ran ahead: 1.5× the trace's peak live bytes.
+    let i = r
+        .runs
+        .iter()
+        .position(|x| x.allocator == "system" && x.repetition == 1)
+        .unwrap();
+    let peak = r.runs[i].peak_live_bytes;
+    r.runs[i].measured_peak_live_bytes = Some(peak + peak / 2);
+    r.runs[i].order = "deps".into();
+    fixture::write(d.path(), &r);
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    analysis::run(&opts).unwrap();
+    let csv =
+        std::fs::read_to_string(out.path().join("tables/runs_beyond_trace_peak.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(",system,") && lines[1].contains(",deps,"),
+        "{csv}"
+    );
+    assert!(lines[1].ends_with(",1.5"), "{csv}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"runs_beyond_trace_peak\""),
+        "no table in the report"
+    );
+}
+
 /// A sweep of two directories: several traces and thread counts (for every kind of plot).
 #[test]
 fn the_overhead_table_puts_usable_over_requested_beside_heap_rss_over_live() {
