@@ -146,6 +146,7 @@ pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
                 .cloned()
                 .collect(),
             failed: a.failed.clone(),
+            beyond_peak: a.beyond_peak.clone(),
             machines: a.machines.clone(),
             allocators: a.allocators.clone(),
             problems: Vec::new(),
