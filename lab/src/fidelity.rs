@@ -575,6 +575,9 @@ pub fn run(opts: &FidelityOptions) -> Result<Vec<ProgramSummary>, LabError> {
             .map_err(LabError::io(format!("writing {}", json.display())))?;
         summaries.push(s);
     }
+    // By program name, the order `analyze --fidelity` reads the program directories in, so
+    // both write the same fidelity.md.
+    summaries.sort_by(|a, b| a.program.cmp(&b.program));
     let md = out.join("fidelity.md");
     std::fs::write(&md, render(&summaries))
         .map_err(LabError::io(format!("writing {}", md.display())))?;
