@@ -179,21 +179,7 @@ fn a_program_that_fails_for_real_is_its_own_error() {
     assert!(err.contains("exit code 7"), "{err}");
     // A preloaded allocator that crashes the program: recording (without it) works, the real
     // run under it fails: exit 6, naming the allocator.
-    let src = d.path().join("crash.c");
-    std::fs::write(
-        &src,
-        "#include <stddef.h>\nextern void *__libc_malloc(size_t);\nstatic long n;\n\
-         void *malloc(size_t s) { if (++n == 3000) *(volatile int *)0 = 1; return __libc_malloc(s); }\n",
-    )
-    .unwrap();
-    let lib = d.path().join("libcrash.so");
-    let c = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .expect("gcc is missing: `apt-get install gcc`");
-    assert!(c.status.success());
+    let lib = common::crashing_allocator(d.path());
     let o = Command::new(env!("CARGO_BIN_EXE_lab"))
         .args(["fidelity", "-q", "--alloc"])
         .arg(format!("system,preload:{}", lib.display()))

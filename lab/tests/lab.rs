@@ -121,21 +121,7 @@ fn a_users_program_joins_the_sweep_and_a_crash_does_not_stop_it() {
         Path::new("/usr/bin/sqlite3").is_file(),
         "sqlite3 is missing: `apt-get install sqlite3` (recorder/ci-deps.txt lists it)"
     );
-    let src = d.path().join("crash.c");
-    std::fs::write(
-        &src,
-        "#include <stddef.h>\nextern void *__libc_malloc(size_t);\nstatic long n;\n\
-         void *malloc(size_t s) { if (++n == 3000) *(volatile int *)0 = 1; return __libc_malloc(s); }\n",
-    )
-    .unwrap();
-    let lib = d.path().join("libcrash.so");
-    let o = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .expect("gcc is missing: `apt-get install gcc`");
-    assert!(o.status.success());
+    let lib = common::crashing_allocator(d.path());
     let out = d.path().join("lab");
     let alloc = format!("system,preload:{}", lib.display());
     let sql = "create table t(a, b); \

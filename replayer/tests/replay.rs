@@ -825,16 +825,13 @@ fn a_run_past_its_timeout_is_killed_and_reported() {
     }
 }
 
-#[test]
-fn pace_honours_the_trace_timing() {
-    // 100 allocations 2 ms apart take at least 0.2 s paced, and far less unpaced.
-    let d = tmp();
-    let p = d.path().join("paced.trace.zst");
-    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
-    for i in 0..100u64 {
+/// A one-thread trace of `n` 64-byte mallocs (never freed), `gap_ns` apart from t = 1 µs.
+fn write_mallocs(path: &Path, n: u64, gap_ns: u64) {
+    let mut w = TraceWriter::create(path, &Header::for_this_process("replay test")).unwrap();
+    for i in 0..n {
         w.append(
             0,
-            1_000 + i * 2_000_000,
+            1_000 + i * gap_ns,
             Event::Malloc {
                 size: 64,
                 ptr: 0x1000 + i * 64,
@@ -843,6 +840,14 @@ fn pace_honours_the_trace_timing() {
         .unwrap();
     }
     w.finish(0).unwrap();
+}
+
+#[test]
+fn pace_honours_the_trace_timing() {
+    // 100 allocations 2 ms apart take at least 0.2 s paced, and far less unpaced.
+    let d = tmp();
+    let p = d.path().join("paced.trace.zst");
+    write_mallocs(&p, 100, 2_000_000);
     let paced = replay_json(&p, &["--pace", "--no-latency"]);
     let fast = replay_json(&p, &["--no-latency"]);
     let wall = |d: &Value| u(&d["runs"][0], "wall_ns");
@@ -1333,19 +1338,7 @@ fn output_problems_are_found_before_the_first_run_and_leave_no_partial_files() {
     // with EFBIG): the sweep still prints its results, says why the files are missing, exits
     // 1 and leaves no temporary file.
     let small = d.path().join("small.trace.zst");
-    let mut w = TraceWriter::create(&small, &Header::for_this_process("replay test")).unwrap();
-    for i in 0..50u64 {
-        w.append(
-            0,
-            1_000 + i * 10,
-            Event::Malloc {
-                size: 64,
-                ptr: 0x1000 + i * 64,
-            },
-        )
-        .unwrap();
-    }
-    w.finish(0).unwrap();
+    write_mallocs(&small, 50, 10);
     let out = d.path().join("full");
     let mut cmd = Command::new(replay_bin());
     cmd.args(["-q", "--json", "--retained-wait", "0", "-r", "2", "-o"])

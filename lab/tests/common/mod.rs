@@ -161,3 +161,24 @@ pub fn analyze_bin() -> PathBuf {
     );
     p
 }
+
+/// A preloadable malloc that crashes the program (SIGSEGV) on its 3000th call, compiled with
+/// gcc into `dir/libcrash.so`: an allocator under which a real run fails.
+pub fn crashing_allocator(dir: &Path) -> PathBuf {
+    let src = dir.join("crash.c");
+    std::fs::write(
+        &src,
+        "#include <stddef.h>\nextern void *__libc_malloc(size_t);\nstatic long n;\n\
+         void *malloc(size_t s) { if (++n == 3000) *(volatile int *)0 = 1; return __libc_malloc(s); }\n",
+    )
+    .unwrap();
+    let lib = dir.join("libcrash.so");
+    let o = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("gcc is missing: `apt-get install gcc`");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lib
+}
