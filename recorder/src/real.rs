@@ -230,14 +230,10 @@ unsafe impl GlobalAlloc for LibcAllocator {
             // SAFETY: ptr came from glibc with malloc alignment; a failed realloc leaves it
             // valid, so it may be retried.
             let once = || unsafe { realloc(ptr as *mut c_void, new_size) as *mut u8 };
-            let p = once();
-            if !p.is_null() || PROBING.with(|p| p.get()) {
-                return p;
-            }
             let new_layout =
                 // SAFETY: the caller's contract: new_size rounded up to align fits isize.
                 unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-            let p = or_else_wait(p, new_layout, once);
+            let p = or_else_wait(once(), new_layout, once);
             if !p.is_null() && RESERVE.holds(p) {
                 // SAFETY: `ptr` is still valid (its realloc failed) and holds layout.size()
                 // bytes; the new block holds new_size; they do not overlap.
