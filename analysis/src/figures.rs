@@ -200,6 +200,8 @@ pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
         ));
         out.figs.extend(throughput_vs_system(a, &colors, n));
     }
+    out.figs
+        .extend(throughput_vs_threads_by_workload(a, &colors));
     let memory = "Memory overhead";
     for &n in &threads {
         out.figs.extend(bars_by_trace(
@@ -543,6 +545,130 @@ fn p99_by_trace(
                 caption: &caption,
             },
         ));
+    }
+    out
+}
+
+/// The parameters of a synthetic trace without its thread count (`threads=`, and
+/// `total_ops=`, which is derived from it): traces of one workload with equal keys differ in
+/// their thread count only.
+fn params_but_threads(params: &str) -> String {
+    params
+        .split_whitespace()
+        .filter(|kv| !kv.starts_with("threads=") && !kv.starts_with("total_ops="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Throughput vs threads per synthetic workload, over traces that differ only in their thread
+/// count (the lab's `t{n}/…` variants, the AllocatorBench study's `…-t{n}` traces): one
+/// figure per (workload, other parameters) with at least two thread counts. A point is one
+/// trace's configuration; a figure is left out when two traces would share a point (as
+/// larson's variants, which all replay with the threads the workload makes itself), so no
+/// point pools different traces.
+fn throughput_vs_threads_by_workload(
+    a: &Analysis,
+    colors: &BTreeMap<String, usize>,
+) -> Vec<Figure> {
+    let mut families: BTreeMap<(String, String), Vec<&ConfigRow>> = BTreeMap::new();
+    for c in &a.configs {
+        // Without the parameters that made it (older results), a trace's family is unknown.
+        let (results_schema::Workload::Synthetic(w), Some(p)) = (&c.workload, &c.trace_params)
+        else {
+            continue;
+        };
+        if !p.split_whitespace().any(|kv| kv.starts_with("threads=")) {
+            continue;
+        }
+        families
+            .entry((w.clone(), params_but_threads(p)))
+            .or_default()
+            .push(c);
+    }
+    let several = families.keys().map(|(w, _)| w).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for ((workload, params), rows) in &families {
+        let traces: BTreeSet<&str> = rows.iter().map(|r| r.key.trace.as_str()).collect();
+        let threads: BTreeSet<u32> = rows.iter().map(|r| r.key.threads).collect();
+        if traces.len() < 2 || threads.len() < 2 {
+            continue; // one trace: throughput_vs_threads draws it, if replayed at several counts
+        }
+        let mut points: BTreeSet<(&str, u32)> = BTreeSet::new();
+        if !rows
+            .iter()
+            .all(|r| points.insert((r.key.allocator.as_str(), r.key.threads)))
+        {
+            continue;
+        }
+        let x = |r: &ConfigRow| f64::from(r.key.threads.max(1)).log2();
+        let mut lines = Vec::new();
+        for al in allocator_order(a) {
+            let mut mine: Vec<&ConfigRow> = rows
+                .iter()
+                .copied()
+                .filter(|r| r.key.allocator == al)
+                .collect();
+            mine.sort_by_key(|r| r.key.threads);
+            let pts: Vec<(f64, f64)> = mine
+                .iter()
+                .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let whiskers = mine
+                .iter()
+                .filter_map(|r| match (r.ops_per_sec_min, r.ops_per_sec_max) {
+                    (Some(lo), Some(hi)) => Some((x(r), lo, hi)),
+                    _ => None,
+                })
+                .collect();
+            lines.push(Line {
+                label: al.clone(),
+                color: colors[&al],
+                points: pts,
+                whiskers,
+                dashed: false,
+                markers: true,
+            });
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        // Two families of one workload (different sizes, seeds, …) need their parameters in
+        // the name to be told apart.
+        let alone = several.iter().filter(|w| **w == workload).count() == 1;
+        let name = if alone {
+            workload.clone()
+        } else {
+            format!("{workload} ({params})")
+        };
+        out.push(Figure {
+            stem: format!("throughput_vs_threads_workload_{}", slug(&name)),
+            title: format!("Throughput vs threads, workload {name}"),
+            caption: format!(
+                "Median ops/s per allocator over {} traces of workload `{workload}` that differ \
+                 only in their thread count ({}), each replayed with its own threads (log2 \
+                 axis); vertical bars span the slowest and fastest repetition. Flat or falling \
+                 lines are allocators that stop scaling; thread counts above the machine's \
+                 cores are oversubscribed.",
+                traces.len(),
+                traces.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+            group: Group::Overview("Scaling by workload".to_owned()),
+            chart: Chart::Line(LineChart {
+                x_desc: "threads (log2 scale)".into(),
+                y_desc: "throughput (ops/s, median)".into(),
+                x_axis: XAxis::Log2,
+                y_unit: YUnit::OpsPerSec,
+                y_log: false,
+                y_from_zero: true,
+                y_clip: None,
+                reference: None,
+                lines,
+                legend: Vec::new(),
+            }),
+        });
     }
     out
 }

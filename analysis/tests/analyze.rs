@@ -1704,3 +1704,97 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
         .count();
     assert_eq!(per_machine, 2, "{names:?}");
 }
+
+/// A workload synthesized at several thread counts (the lab's `t{n}` variants, the
+/// AllocatorBench study's `…-t{n}` traces): one throughput-vs-threads figure over the traces
+/// that differ only in `threads=`, a point per trace; none where the traces share a point.
+#[test]
+fn a_workload_at_several_thread_counts_gets_one_scaling_figure_of_its_traces() {
+    let d = tmp();
+    let mut r = Results {
+        sweep: "scaling".into(),
+        ..Default::default()
+    };
+    // rl_small at 1, 2 and 4 threads: system 10, 20, 30 M ops/s (median of 9/10/11 M …),
+    // fancy 2× that; larson's variants all replay with 80 threads (a shared point).
+    for t in [1u32, 2, 4] {
+        let trace = format!("rl_small-t{t}");
+        for (alloc, base) in [("system", 10e6), ("fancy", 20e6)] {
+            for (rep, f) in [0.9, 1.0, 1.1].into_iter().enumerate() {
+                let mut run = RunRow::ok(&trace, alloc, t, rep as u32, base * f64::from(t) * f);
+                run.workload = "rl_small".into();
+                run.trace_params = format!(
+                    "workload=rl_small seed=1 threads={t} ops=4000000 scale=0.25 total_ops={}",
+                    4_000_000 * t
+                );
+                r.runs.push(run);
+            }
+        }
+        let trace = format!("larson-t{t}");
+        for alloc in ["system", "fancy"] {
+            let mut run = RunRow::ok(&trace, alloc, 80, 0, 5e6);
+            run.workload = "larson".into();
+            run.trace_params = format!("workload=larson seed=1 threads={t}");
+            r.runs.push(run);
+        }
+    }
+    fixture::write(d.path(), &r);
+    let a = analyze_dirs(&[d.path().to_owned()]);
+    let figs = analysis::figures::figures(&a, &analysis::figures::FigureOptions::default());
+    let scaling: Vec<&analysis::plots::Figure> = figs
+        .figs
+        .iter()
+        .filter(|f| f.stem.starts_with("throughput_vs_threads_workload_"))
+        .collect();
+    assert_eq!(
+        scaling.iter().map(|f| f.stem.as_str()).collect::<Vec<_>>(),
+        ["throughput_vs_threads_workload_rl_small"],
+        "larson's variants share the point (80 threads): no figure"
+    );
+    let f = scaling[0];
+    assert!(
+        f.caption.contains("rl_small-t1, rl_small-t2, rl_small-t4"),
+        "{}",
+        f.caption
+    );
+    let analysis::plots::Chart::Line(c) = &f.chart else {
+        panic!("a line chart: {:?}", f.chart);
+    };
+    let line = |al: &str| {
+        c.lines
+            .iter()
+            .find(|l| l.label == al)
+            .unwrap_or_else(|| panic!("no {al} line"))
+    };
+    for (al, base) in [("system", 10e6), ("fancy", 20e6)] {
+        let l = line(al);
+        let want: Vec<(f64, f64)> = [1u32, 2, 4]
+            .iter()
+            .map(|&t| (f64::from(t).log2(), base * f64::from(t)))
+            .collect();
+        assert_eq!(l.points.len(), 3, "{al}: {:?}", l.points);
+        for (p, w) in l.points.iter().zip(&want) {
+            assert!(
+                close(p.0, w.0) && close(p.1, w.1),
+                "{al}: {:?} vs {want:?}",
+                l.points
+            );
+        }
+        // The whiskers span each trace's slowest and fastest repetition.
+        assert!(
+            close(l.whiskers[2].1, base * 4.0 * 0.9) && close(l.whiskers[2].2, base * 4.0 * 1.1)
+        );
+    }
+    // The figure is drawn by `analyze`, in the overview.
+    let out = tmp();
+    let opts = analysis::Options::new(vec![d.path().display().to_string()], out.path());
+    analysis::run(&opts).unwrap();
+    let svg = std::fs::read_to_string(
+        out.path()
+            .join("plots/throughput_vs_threads_workload_rl_small.svg"),
+    )
+    .unwrap();
+    assert!(svg.contains("Throughput vs threads, workload rl_small"));
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("Scaling by workload"));
+}
