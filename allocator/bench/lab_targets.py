@@ -49,8 +49,25 @@ def over_lowest_peer(fancy: float, low: float) -> float:
     return 1.0 if fancy <= 0 else math.inf
 
 
-def fmt_ratio(r: float) -> str:
-    return "∞" if math.isinf(r) else f"{r:.2f}×"
+def fmt_ratio(r: float, target: float | None = None) -> str:
+    """A ratio with two decimals, or as many more as it takes (up to 6) to show on which side
+    of `target` it is: 1.1503 against 1.15 prints 1.1503×, never 1.15×."""
+    if math.isinf(r):
+        return "∞"
+    d = 2
+    while target is not None and d < 6:
+        shown = round(r, d)
+        if (shown > target) == (r > target) and (shown < target) == (r < target):
+            break
+        d += 1
+    return f"{r:.{d}f}×"
+
+
+def judged(r: float, target: float, at_least: bool) -> str:
+    """`r` against its target, judged at full precision: '1.0042× (target ≥ 1: met)'."""
+    ok = r >= target if at_least else r <= target
+    sign = "≥" if at_least else "≤"
+    return f"{fmt_ratio(r, target)} (target {sign} {target:g}: {'met' if ok else 'missed'})"
 
 
 def table(rows, head):
@@ -113,12 +130,12 @@ def main() -> None:
     geo = {a: math.exp(sum(v) / len(v)) for a, v in logs.items() if v}
     print(f"\nGeometric mean over {len(rows)} trace × threads: "
           + ", ".join(f"{a} {g / 1e6:.2f}M" for a, g in geo.items()))
-    print(f"**fancy / mimalloc = {geo['fancy'] / geo['mimalloc']:.2f}** (target ≥ 1)\n")
+    print(f"**fancy / mimalloc = {judged(geo['fancy'] / geo['mimalloc'], 1.0, True)}**\n")
 
     ring = t.filter((pl.col("trace_label") == "ring-buffer") & (pl.col("replay_threads") > 1))
     for r in ring.iter_rows(named=True):
         print(f"ring-buffer, {r['replay_threads']} threads: fancy / glibc = "
-              f"**{r['fancy'] / r['system']:.2f}×** (target ≥ 2)")
+              f"**{judged(r['fancy'] / r['system'], 2.0, True)}**")
 
     m = wide(df, "peak_heap_rss_bytes")
     worst = []
@@ -133,7 +150,7 @@ def main() -> None:
     over = [w for w in worst if w[0] > 1.15]
     print(f"\n### Peak heap RSS, fancy over the lowest of {', '.join(PEERS)} (target ≤ 1.15)\n")
     print(f"{len(worst) - len(over)} of {len(worst)} trace × threads within 1.15×; the highest:\n")
-    print(table([[w[1], w[2], f"{w[3] / 2**20:.2f}", f"{w[4] / 2**20:.2f}", fmt_ratio(w[0])]
+    print(table([[w[1], w[2], f"{w[3] / 2**20:.2f}", f"{w[4] / 2**20:.2f}", fmt_ratio(w[0], 1.15)]
                  for w in worst[:12]],
                 ["trace", "threads", "fancy MiB", "lowest peer MiB", "ratio"]))
 

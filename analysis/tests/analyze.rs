@@ -1548,6 +1548,11 @@ fn lab_targets_counts_a_peer_at_zero_bytes_and_only_ok_runs_latency() {
         text.contains("| ring-buffer | 1 | 2 | 2 | 2 | 2 | 1.00× | 1.00× |"),
         "{text}"
     );
+    // A target is judged at full precision, printed with the digits that show it.
+    assert!(
+        text.contains("**fancy / mimalloc = 1.00× (target ≥ 1: met)**"),
+        "{text}"
+    );
 }
 
 /// analysis/README.md's two column tables of the section "summary.parquet", against the row
