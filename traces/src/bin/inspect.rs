@@ -211,16 +211,18 @@ fn print_text(
                 c.failed,
                 human_bytes(c.bytes)
             )?;
-        }
-        for (advice, c) in &os.madvise_by_advice {
-            writeln!(
-                out,
-                "    {:<12}{:>9} {:>9}  {}",
-                advice,
-                c.calls,
-                c.failed,
-                human_bytes(c.bytes)
-            )?;
+            if *name == "madvise" {
+                for (advice, c) in &os.madvise_by_advice {
+                    writeln!(
+                        out,
+                        "    {:<12}{:>9} {:>9}  {}",
+                        advice,
+                        c.calls,
+                        c.failed,
+                        human_bytes(c.bytes)
+                    )?;
+                }
+            }
         }
     }
     writeln!(out, "\nevents by kind")?;
