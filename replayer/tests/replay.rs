@@ -1647,3 +1647,38 @@ fn every_adapter_reports_the_overhead_ratio_on_a_one_thread_trace() {
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("usable/req"), "{table}");
 }
+
+/// OS call events (trace format 1.2, `record --os-calls`) are not replayed and change nothing
+/// the replay measures: the same ops, the same peak as inspect's, status ok.
+#[test]
+fn os_call_events_in_a_trace_are_skipped() {
+    let d = tmp();
+    let p = d.path().join("os.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    let mut ts = 1_000;
+    for i in 0..2_000u64 {
+        let ptr = 0x10_0000 + (i % 100) * 4096;
+        let os = Event::Os {
+            call: traces::OsCall::ALL[(i % 5) as usize],
+            prot: 3,
+            err: 0,
+            arg: 4,
+            addr: ptr,
+            len: 4096,
+            result: ptr,
+        };
+        for e in [Event::Malloc { size: 64, ptr }, os, Event::Free { ptr }] {
+            w.append(0, ts, e).unwrap();
+            ts += 100;
+        }
+    }
+    w.finish(0).unwrap();
+    let r = inspect(&p);
+    assert_eq!(r.ops, 4_000);
+    assert_eq!(r.by_kind["os"], 2_000);
+    assert_eq!(r.peak_live_bytes, 64);
+    let doc = replay_json(&p, &["-a", "system", "--no-latency"]);
+    for run in doc["runs"].as_array().unwrap() {
+        assert_replays_the_trace(run, &r);
+    }
+}
