@@ -14,7 +14,7 @@
 #   HEAPTRACK=0                leave heaptrack out (it takes most of the time)
 #   MODES_EXTRA="name:VAR=v …" more `record` modes with extra environment, e.g.
 #                              "mono:ALLOCLAB_CLOCK=monotonic" (space-separated list)
-#   WORKLOADS="py churn mt"    the workloads to run (default all three)
+#   WORKLOADS="py churn mt"    the workloads to run (default these three; `osc` is opt-in)
 #   MT_THREADS="1 2 4"         mt's thread counts; MT_N=1000000 its iterations per thread
 #
 # py:    PYTHONMALLOC=malloc /usr/bin/python3 recorder/bench/py_dict.py  (a 2M-entry dict of
@@ -25,6 +25,10 @@
 #        each: 2 MT_N + 8192 events per thread); it prints the sum of its threads' CPU times. With
 #        several recording threads every stamp is an ordered `rdtscp` (recorder/README.md, Clock).
 #        The machine this was written on has 2 cores: 4 threads (+ the writer) oversubscribe it.
+# osc:   recorder/bench/os_churn.c, OSC_N (200000) rounds of mmap + madvise + munmap (3 OSC_N OS
+#        calls, no malloc): the OS call hooks, with MODES_EXTRA="os:ALLOCLAB_OS_CALLS=1"
+#        (recorded) against `record` (the hooks only forward) and bare. Its app ns/ev is per OS
+#        call made (3 OSC_N), in every mode; its wrt ns/ev and bytes/event per recorded event.
 # app ns/ev: extra CPU time of the program's own threads per recorded event (churn: its main
 #   thread's CPU time; mt: the sum of its worker threads'; py: the run's user+sys time minus the writer thread's, both single-
 #   threaded programs). writer ns/ev: the writer thread's CPU time (recorder.writer_cpu_ns) per
@@ -51,6 +55,7 @@ WORK=$(mktemp -d /tmp/bench-recorder.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 gcc -O2 -fno-builtin recorder/bench/churn.c -o "$WORK/churn"
 gcc -O2 -fno-builtin recorder/bench/mt_churn.c -o "$WORK/mt_churn" -lpthread
+gcc -O2 recorder/bench/os_churn.c -o "$WORK/os_churn"
 WORKLOADS=${WORKLOADS:-py churn mt}
 MT_THREADS=${MT_THREADS:-1 2 4}
 MT_N=${MT_N:-1000000}
@@ -61,6 +66,8 @@ has() { case " $WORKLOADS " in *" $1 "*) return 0 ;; esac; return 1; }
 export PYTHONMALLOC=malloc
 py=(/usr/bin/python3 "$ROOT/recorder/bench/py_dict.py")
 churn=("$WORK/churn")
+OSC_N=${OSC_N:-200000}
+osc=("$WORK/os_churn" "$OSC_N")
 
 now() { date +%s.%N; }
 # CPU time (user + sys, s) of this shell's finished children so far (`times` runs in this
@@ -98,7 +105,7 @@ import json, sys
 d = json.load(sys.stdin); e = dict(d["trailer"]["extra"])
 print(d["events"], int(e["recorder.writer_cpu_ns"]) / 1e6, int(e["recorder.app_wait_ns"]) / 1e6)')
     fi
-    cpu=$(sed -n 's/^\(churn: main thread\|mt_churn: worker threads\) cpu \([0-9]*\) ms/\2/p' "$err")
+    cpu=$(sed -n 's/^\(churn: main thread\|mt_churn: worker threads\|os_churn: main thread\) cpu \([0-9]*\) ms/\2/p' "$err")
     echo "$(echo "$t1 - $t0" | bc) $(echo "$c1 - $c0" | bc) ${cpu:-0} $bytes $events $writer $wait" >> "$WORK/$name.$mode"
 }
 
@@ -106,6 +113,7 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq "$ROUNDS"); do
     if has py; then for mode in "${MODES[@]}"; do run py "$mode" "${py[@]}"; done; fi
     if has churn; then for mode in "${MODES[@]}"; do run churn "$mode" "${churn[@]}"; done; fi
+    if has osc; then for mode in "${MODES[@]}"; do run osc "$mode" "${osc[@]}"; done; fi
     if has mt; then
         for t in $MT_THREADS; do
             for mode in "${MODES[@]}"; do
@@ -138,6 +146,7 @@ printf '\n%-6s %-10s %9s %8s %12s %10s %10s %9s %12s\n' workload mode "wall s" r
 names=()
 has py && names+=(py)
 has churn && names+=(churn)
+has osc && names+=(osc)
 if has mt; then for t in $MT_THREADS; do names+=("mt$t"); done; fi
 for name in "${names[@]}"; do
     bare=$(col 1 "$WORK/$name.bare")
@@ -151,14 +160,19 @@ for name in "${names[@]}"; do
         ratio=$(calc "$wall / $bare")
         bpe=-; appns=-; wns=-; waits=-; ev=$events; bpe_full=; appns_full=
         if [ "$mode" != bare ]; then
-            bpe_full=$(calc "$(col 4 "$f") / $events")
+            den=$events
+            # osc records few events without --os-calls: per its own recorded events.
+            [ "$name" = osc ] && [ "$mode" != heaptrack ] && den=$(col 5 "$f")
+            bpe_full=$(calc "$(col 4 "$f") / $den")
             bpe=$(printf '%.2f' "$bpe_full")
         fi
         if [ "$mode" != bare ] && [ "$mode" != heaptrack ]; then
             ev=$(col 5 "$f")
             wns=$(printf '%.1f' "$(calc "$(col 6 "$f") * 1000000 / $ev")")
             waits=$(printf '%.0f' "$(col 7 "$f")")
-            if [ "$name" != py ]; then
+            if [ "$name" = osc ]; then
+                appns_full=$(calc "($(col 3 "$f") - $bare_app) * 1000000 / (3 * $OSC_N)")
+            elif [ "$name" != py ]; then
                 appns_full=$(calc "($(col 3 "$f") - $bare_app) * 1000000 / $ev")
             else
                 # Per run: user+sys minus the writer's CPU, then the median.
@@ -179,7 +193,7 @@ for name in "${names[@]}"; do
                 verdict "churn wall / bare" "$ratio" "<=" 2
                 verdict "churn bytes/event" "$bpe_full" "<=" 3.5
             fi
-            verdict "$name app ns/event" "$appns_full" "<=" 25
+            [ "$name" = osc ] || verdict "$name app ns/event" "$appns_full" "<=" 25
         fi
     done
 done

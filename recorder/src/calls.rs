@@ -1,13 +1,13 @@
 //! The bodies of the hooks: forward to glibc, record one event. See [`crate::hooks`].
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicU64, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
 
 use crate::clock;
 use crate::local::{HOT, LOCAL, Local, OUT};
 use crate::real;
 use crate::ring::Ring;
-use crate::ring::{kind, word0};
+use crate::ring::{self, kind, word0};
 use crate::session;
 
 /// Records one event of the calling thread: the hot path. No lock, no syscall, no
@@ -277,4 +277,124 @@ pub fn exit_now(status: c_int) -> ! {
         // SAFETY: exit_group ends the process; it does not return.
         unsafe { libc::syscall(libc::SYS_exit_group, status) };
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OS memory calls (`--os-calls`, `ALLOCLAB_OS_CALLS=1`).
+
+/// Whether OS calls are recorded: set by the library's constructor from `ALLOCLAB_OS_CALLS`.
+/// Off, each OS hook is this relaxed load and a call of the real function.
+pub static OS_CALLS: AtomicBool = AtomicBool::new(false);
+
+/// Records an OS call (stamped after it returned), leaving the caller's errno as the call set
+/// it (recording may wait on a futex).
+#[inline(always)]
+fn record_os(k: u64, a: u64, b: u64, c: u64) {
+    let e = errno();
+    record(k, a, b, c);
+    set_errno(e);
+}
+
+#[inline(always)]
+pub unsafe fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: libc::off_t,
+) -> *mut c_void {
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { real::os::mmap(addr, len, prot, flags, fd, off) };
+    if OS_CALLS.load(Ordering::Relaxed) {
+        let err = if p == libc::MAP_FAILED {
+            ring::err_byte(errno())
+        } else {
+            0
+        };
+        let c = flags as u32 as u64 | (prot as u8 as u64) << 32 | err << 40;
+        record_os(kind::OS_MMAP, p as u64, len as u64, c);
+    }
+    p
+}
+
+#[inline(always)]
+pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { real::os::munmap(addr, len) };
+    if OS_CALLS.load(Ordering::Relaxed) {
+        let err = if r != 0 { ring::err_byte(errno()) } else { 0 };
+        record_os(kind::OS_MUNMAP, addr as u64, len as u64, err);
+    }
+    r
+}
+
+#[inline(always)]
+pub unsafe fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { real::os::mremap(old, old_len, new_len, flags, new_addr) };
+    if OS_CALLS.load(Ordering::Relaxed) {
+        let c = if p == libc::MAP_FAILED {
+            ring::FAILED | ring::err_byte(errno())
+        } else {
+            p as u64
+        };
+        let b = (new_len as u64 & ((1 << ring::MREMAP_FLAGS_SHIFT) - 1))
+            | (flags as u8 as u64) << ring::MREMAP_FLAGS_SHIFT;
+        record_os(kind::OS_MREMAP, old as u64, b, c);
+    }
+    p
+}
+
+#[inline(always)]
+pub unsafe fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { real::os::madvise(addr, len, advice) };
+    if OS_CALLS.load(Ordering::Relaxed) {
+        let err = if r != 0 { ring::err_byte(errno()) } else { 0 };
+        record_os(
+            kind::OS_MADVISE,
+            addr as u64,
+            len as u64,
+            advice as u32 as u64 | err << 32,
+        );
+    }
+    r
+}
+
+/// brk and sbrk: the break before and after the call (glibc's `sbrk(0)`, which only reads its
+/// cached break, around it).
+#[inline(always)]
+fn moving_break<R>(call: impl FnOnce() -> R, failed: impl Fn(&R) -> bool) -> R {
+    if !OS_CALLS.load(Ordering::Relaxed) {
+        return call();
+    }
+    let before = real::os::sbrk(0);
+    let r = call();
+    let err = if failed(&r) {
+        ring::err_byte(errno())
+    } else {
+        0
+    };
+    let e = errno();
+    let after = real::os::sbrk(0);
+    set_errno(e);
+    record_os(kind::OS_BRK, before as u64, after as u64, err);
+    r
+}
+
+#[inline(always)]
+pub fn brk(addr: *mut c_void) -> c_int {
+    moving_break(|| real::os::brk(addr), |&r| r != 0)
+}
+
+#[inline(always)]
+pub fn sbrk(increment: isize) -> *mut c_void {
+    moving_break(|| real::os::sbrk(increment), |&r| r as isize == -1)
 }

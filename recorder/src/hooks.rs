@@ -122,3 +122,64 @@ pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
     // SAFETY: as _exit.
     calls::exit_now(status)
 }
+
+// OS memory calls: always exported (a cdylib's exports are fixed at link time); they only
+// forward unless `ALLOCLAB_OS_CALLS=1` (README.md: "OS calls").
+
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: libc::off_t,
+) -> *mut c_void {
+    // SAFETY: the caller's arguments (mmap's contract), forwarded untouched.
+    unsafe { calls::mmap(addr, len, prot, flags, fd, off) }
+}
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: libc::off_t,
+) -> *mut c_void {
+    // SAFETY: as mmap (the same function on 64-bit Linux: glibc's mmap64 is its mmap).
+    unsafe { calls::mmap(addr, len, prot, flags, fd, off) }
+}
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    // SAFETY: the caller's arguments (munmap's contract), forwarded untouched.
+    unsafe { calls::munmap(addr, len) }
+}
+/// The C function is variadic (`new_addr` only with `MREMAP_FIXED`); on x86-64 and aarch64 a
+/// variadic integer argument travels where a fixed one would, so five fixed arguments read it
+/// where the caller put it (and pass on an unused register otherwise, which glibc ignores as
+/// the kernel does).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    // SAFETY: the caller's arguments (mremap's contract), forwarded untouched.
+    unsafe { calls::mremap(old, old_len, new_len, flags, new_addr) }
+}
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    // SAFETY: the caller's arguments (madvise's contract), forwarded untouched.
+    unsafe { calls::madvise(addr, len, advice) }
+}
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
+    calls::brk(addr)
+}
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sbrk(increment: isize) -> *mut c_void {
+    calls::sbrk(increment)
+}

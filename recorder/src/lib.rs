@@ -4,7 +4,9 @@
 //! How it works, in one paragraph (README.md has the long version):
 //! * [`hooks`] exports `malloc`, `free`, `calloc`, `realloc`, `reallocarray`, `memalign`,
 //!   `posix_memalign`, `aligned_alloc`, `valloc`, `pvalloc` (plus `fork`, the exec family and
-//!   `_exit`); each forwards to glibc's `__libc_*` function and records one event.
+//!   `_exit`); each forwards to glibc's `__libc_*` function and records one event. It also
+//!   exports `mmap`, `mmap64`, `munmap`, `mremap`, `madvise`, `brk` and `sbrk`, which forward
+//!   to glibc's (`dlsym(RTLD_NEXT)`) and record an OS call event only with `--os-calls`.
 //! * Recording is a clock read ([`clock`]: the TSC, turned into CLOCK_MONOTONIC ns later by
 //!   the writer, or the vDSO) and a store of 32 bytes into the calling thread's [`ring`] (a
 //!   single-producer single-consumer ring in `mmap`ed memory, found through a

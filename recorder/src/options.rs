@@ -45,6 +45,12 @@ pub const TABLE: &[(&str, &str, &str)] = &[
         "0: a forked child stops recording instead of writing its own trace",
     ),
     (
+        "ALLOCLAB_OS_CALLS",
+        "0",
+        "1: also record the program's mmap, munmap, mremap, madvise and brk/sbrk calls as OS \
+         call events (format 1.2; record --os-calls sets it)",
+    ),
+    (
         "ALLOCLAB_DISABLE",
         "0",
         "1: record nothing (the hooks only forward to glibc)",
@@ -67,6 +73,7 @@ pub struct Options {
     /// [`crate::clock::AUTO`], [`crate::clock::TSC`] or [`crate::clock::MONOTONIC`].
     pub clock: u8,
     pub follow_fork: bool,
+    pub os_calls: bool,
     pub disable: bool,
     pub verbose: bool,
 }
@@ -142,6 +149,7 @@ pub fn read(env: impl Fn(&str) -> Option<String>) -> Options {
         frame_events: num("ALLOCLAB_FRAME_EVENTS", 1024, 1 << 20) as usize,
         zstd_level: num("ALLOCLAB_ZSTD_LEVEL", -7, 19) as i32,
         follow_fork: flag("ALLOCLAB_FOLLOW_FORK"),
+        os_calls: flag("ALLOCLAB_OS_CALLS"),
         disable: flag("ALLOCLAB_DISABLE"),
         verbose: flag("ALLOCLAB_VERBOSE"),
     }
@@ -153,7 +161,8 @@ impl Options {
         format!(
             "ALLOCLAB_OUTPUT={} ALLOCLAB_FLUSH_MS={} ALLOCLAB_RING_EVENTS={} \
              ALLOCLAB_FRAME_EVENTS={} ALLOCLAB_ZSTD_LEVEL={} ALLOCLAB_CLOCK={} \
-             ALLOCLAB_FOLLOW_FORK={} ALLOCLAB_DISABLE={} ALLOCLAB_VERBOSE={}",
+             ALLOCLAB_FOLLOW_FORK={} ALLOCLAB_OS_CALLS={} ALLOCLAB_DISABLE={} \
+             ALLOCLAB_VERBOSE={}",
             self.output,
             self.flush_ms,
             self.ring_events,
@@ -161,6 +170,7 @@ impl Options {
             self.zstd_level,
             ["auto", "monotonic", "tsc"][self.clock as usize],
             self.follow_fork as u8,
+            self.os_calls as u8,
             self.disable as u8,
             self.verbose as u8
         )
@@ -179,7 +189,8 @@ mod tests {
             (o.flush_ms, o.ring_events, o.frame_events),
             (100, 262144, 262144)
         );
-        assert!(o.follow_fork && !o.disable && !o.verbose);
+        assert!(o.follow_fork && !o.disable && !o.verbose && !o.os_calls);
+        assert!(read(|n| (n == "ALLOCLAB_OS_CALLS").then(|| "1".into())).os_calls);
         assert_eq!(o.clock, crate::clock::AUTO);
         let o = read(|n| match n {
             "ALLOCLAB_FLUSH_MS" => Some("0".into()),

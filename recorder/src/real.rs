@@ -6,8 +6,10 @@
 //! There is no `__libc_posix_memalign` or `__libc_aligned_alloc`: both are memalign with
 //! checks, done in [`crate::hooks`] exactly as glibc 2.36 does them.
 //!
-//! `fork` and the exec family are found with `dlsym(RTLD_NEXT, …)`, resolved once at load with
-//! the guard set (dlsym may allocate).
+//! `fork`, the exec family and the OS memory calls (`mmap`, `munmap`, `mremap`, `madvise`,
+//! `brk`, `sbrk`) are found with `dlsym(RTLD_NEXT, …)`, resolved once at load with the guard
+//! set (dlsym may allocate). An OS call made before that (another library's constructor) goes
+//! straight to the kernel instead ([`os`]): never a `dlsym` from inside a hook.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_char, c_int, c_void};
@@ -132,18 +134,9 @@ impl Reserve {
         if self.base.load(Ordering::Acquire) != 0 {
             return;
         }
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RESERVE_BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p != libc::MAP_FAILED {
+        // Not through libc's mmap: the library's own `mmap` export would see it.
+        let p = crate::sys::map_anon(RESERVE_BYTES);
+        if !p.is_null() {
             self.next.store(p as usize, Ordering::Release);
             self.base.store(p as usize, Ordering::Release);
         }
@@ -278,6 +271,12 @@ impl Next {
         }
     }
 
+    /// The function's address if it was resolved (0 before [`resolve_all`], or if there is no
+    /// such function).
+    pub fn resolved(&self) -> usize {
+        self.addr.load(Ordering::Acquire)
+    }
+
     /// The function's address (resolving it now if needed, with the guard set); 0 if glibc
     /// has no such function.
     pub fn get(&self) -> usize {
@@ -300,10 +299,147 @@ pub static EXECVP: Next = Next::new(c"execvp");
 pub static EXECVPE: Next = Next::new(c"execvpe");
 pub static FEXECVE: Next = Next::new(c"fexecve");
 
+pub static MMAP: Next = Next::new(c"mmap");
+pub static MUNMAP: Next = Next::new(c"munmap");
+pub static MREMAP: Next = Next::new(c"mremap");
+pub static MADVISE: Next = Next::new(c"madvise");
+pub static BRK: Next = Next::new(c"brk");
+pub static SBRK: Next = Next::new(c"sbrk");
+
 /// Resolves every `dlsym` function now (at load time, before the program runs).
 pub fn resolve_all() {
     for n in [&FORK, &EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE] {
         n.get();
+    }
+    resolve_os();
+}
+
+/// Resolves the OS memory calls the hooks forward to (done first at load, even when recording
+/// is disabled: the hooks are exported either way).
+pub fn resolve_os() {
+    for n in [&MMAP, &MUNMAP, &MREMAP, &MADVISE, &BRK, &SBRK] {
+        n.get();
+    }
+}
+
+/// The real OS memory calls: glibc's functions (or the next library's, `RTLD_NEXT`) once
+/// resolved; before that, the system call itself, which is what glibc's `mmap`, `munmap`,
+/// `mremap` and `madvise` do (`syscall` sets errno as they do). `brk` and `sbrk` keep glibc's
+/// cached program break: before resolution they go through glibc's public `__sbrk`.
+pub mod os {
+    use std::ffi::{c_int, c_void};
+
+    use super::{BRK, MADVISE, MMAP, MREMAP, MUNMAP, SBRK};
+
+    type MmapFn =
+        unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, libc::off_t) -> *mut c_void;
+    type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;
+    type MremapFn = unsafe extern "C" fn(*mut c_void, usize, usize, c_int, ...) -> *mut c_void;
+    type MadviseFn = unsafe extern "C" fn(*mut c_void, usize, c_int) -> c_int;
+    type BrkFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type SbrkFn = unsafe extern "C" fn(isize) -> *mut c_void;
+
+    unsafe extern "C" {
+        /// glibc's sbrk (a public symbol, GLIBC_2.2.5), which keeps glibc's cached break.
+        fn __sbrk(increment: isize) -> *mut c_void;
+    }
+
+    /// # Safety
+    /// As `mmap(2)`.
+    #[inline(always)]
+    pub unsafe fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        off: libc::off_t,
+    ) -> *mut c_void {
+        let f = MMAP.resolved();
+        if f == 0 {
+            // SAFETY: the caller's arguments, passed on to the system call they ask for.
+            return unsafe { libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, off) }
+                as *mut c_void;
+        }
+        // SAFETY: f is the next `mmap` (dlsym); the caller's arguments.
+        unsafe { std::mem::transmute::<usize, MmapFn>(f)(addr, len, prot, flags, fd, off) }
+    }
+
+    /// # Safety
+    /// As `munmap(2)`.
+    #[inline(always)]
+    pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
+        let f = MUNMAP.resolved();
+        if f == 0 {
+            // SAFETY: as mmap.
+            return unsafe { libc::syscall(libc::SYS_munmap, addr, len) } as c_int;
+        }
+        // SAFETY: f is the next `munmap` (dlsym); the caller's arguments.
+        unsafe { std::mem::transmute::<usize, MunmapFn>(f)(addr, len) }
+    }
+
+    /// # Safety
+    /// As `mremap(2)` (`new_addr` is read by the kernel only with `MREMAP_FIXED`).
+    #[inline(always)]
+    pub unsafe fn mremap(
+        old: *mut c_void,
+        old_len: usize,
+        new_len: usize,
+        flags: c_int,
+        new_addr: *mut c_void,
+    ) -> *mut c_void {
+        let f = MREMAP.resolved();
+        if f == 0 {
+            // SAFETY: as mmap.
+            return unsafe {
+                libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr)
+            } as *mut c_void;
+        }
+        // SAFETY: f is the next `mremap` (dlsym), called as the variadic function it is.
+        unsafe { std::mem::transmute::<usize, MremapFn>(f)(old, old_len, new_len, flags, new_addr) }
+    }
+
+    /// # Safety
+    /// As `madvise(2)`.
+    #[inline(always)]
+    pub unsafe fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+        let f = MADVISE.resolved();
+        if f == 0 {
+            // SAFETY: as mmap.
+            return unsafe { libc::syscall(libc::SYS_madvise, addr, len, advice) } as c_int;
+        }
+        // SAFETY: f is the next `madvise` (dlsym); the caller's arguments.
+        unsafe { std::mem::transmute::<usize, MadviseFn>(f)(addr, len, advice) }
+    }
+
+    /// `sbrk(3)`.
+    #[inline(always)]
+    pub fn sbrk(increment: isize) -> *mut c_void {
+        let f = SBRK.resolved();
+        if f == 0 {
+            // SAFETY: glibc's own sbrk; any increment is valid input (it fails cleanly).
+            return unsafe { __sbrk(increment) };
+        }
+        // SAFETY: f is the next `sbrk` (dlsym).
+        unsafe { std::mem::transmute::<usize, SbrkFn>(f)(increment) }
+    }
+
+    /// `brk(2)`.
+    #[inline(always)]
+    pub fn brk(addr: *mut c_void) -> c_int {
+        let f = BRK.resolved();
+        if f == 0 {
+            // Through __sbrk, by the difference from the current break (as glibc's brk, it
+            // fails with ENOMEM, leaving the break where it was).
+            let cur = sbrk(0);
+            if cur as isize == -1 {
+                return -1;
+            }
+            let r = sbrk((addr as isize).wrapping_sub(cur as isize));
+            return if r as isize == -1 { -1 } else { 0 };
+        }
+        // SAFETY: f is the next `brk` (dlsym).
+        unsafe { std::mem::transmute::<usize, BrkFn>(f)(addr) }
     }
 }
 

@@ -18,7 +18,7 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use traces::{AlignedFn, Event};
+use traces::{AlignedFn, Event, OsCall};
 
 /// Raw event kinds (4 bits, stored at the top of a slot's first word).
 pub mod kind {
@@ -32,7 +32,25 @@ pub mod kind {
     pub const VALLOC: u64 = 7;
     pub const PVALLOC: u64 = 8;
     pub const FORK: u64 = 11;
+    /// OS calls (`--os-calls`), packed into three words: see [`super::decode`].
+    pub const OS_BRK: u64 = 9;
+    pub const OS_MMAP: u64 = 12;
+    pub const OS_MUNMAP: u64 = 13;
+    pub const OS_MREMAP: u64 = 14;
+    pub const OS_MADVISE: u64 = 15;
 }
+
+/// A failed call's errno as stored: at most 255 (what the format holds).
+pub fn err_byte(errno: i32) -> u64 {
+    errno.clamp(0, 255) as u64
+}
+
+/// mremap's flags go in the top byte of its new length (a length of 2^56 or more is refused by
+/// the kernel anyway; such a failed call records the length modulo 2^56).
+pub const MREMAP_FLAGS_SHIFT: u32 = 56;
+/// Bit 63 of a word holding an address says the call failed (no user-space address has it);
+/// the low byte then holds the errno.
+pub const FAILED: u64 = 1 << 63;
 
 const KIND_SHIFT: u32 = crate::clock::STAMP_BITS;
 const STAMP_MASK: u64 = (1 << KIND_SHIFT) - 1;
@@ -48,6 +66,13 @@ pub type Slot = [u64; 4];
 
 /// Turns a slot into its stamp (the process clock's raw 60 bits: see [`crate::clock`]) and
 /// event.
+///
+/// OS calls are packed as (`a`, `b`, `c`):
+/// * mmap: the result (`MAP_FAILED` as is), the length, `flags | prot << 32 | errno << 40`;
+/// * munmap: address, length, errno;
+/// * mremap: old address, `new length | flags << 56`, the new address or `FAILED | errno`;
+/// * madvise: address, length, `advice | errno << 32`;
+/// * brk and sbrk: the break before, the break after, errno.
 pub fn decode(s: &Slot) -> (u64, Event) {
     let stamp = s[0] & STAMP_MASK;
     let (a, b, c) = (s[1], s[2], s[3]);
@@ -77,6 +102,51 @@ pub fn decode(s: &Slot) -> (u64, Event) {
         kind::PVALLOC => aligned(AlignedFn::Pvalloc),
         kind::FORK => Event::Fork {
             child_pid: a as u32,
+        },
+        kind::OS_MMAP => Event::Os {
+            call: OsCall::Mmap,
+            addr: if a == libc::MAP_FAILED as u64 { 0 } else { a },
+            len: b,
+            result: 0,
+            arg: c as u32,
+            prot: (c >> 32) as u8,
+            err: (c >> 40) as u8,
+        },
+        kind::OS_MUNMAP => Event::Os {
+            call: OsCall::Munmap,
+            addr: a,
+            len: b,
+            result: 0,
+            arg: 0,
+            prot: 0,
+            err: c as u8,
+        },
+        kind::OS_MREMAP => Event::Os {
+            call: OsCall::Mremap,
+            addr: a,
+            len: b & ((1 << MREMAP_FLAGS_SHIFT) - 1),
+            result: if c & FAILED != 0 { 0 } else { c },
+            arg: (b >> MREMAP_FLAGS_SHIFT) as u32,
+            prot: 0,
+            err: if c & FAILED != 0 { c as u8 } else { 0 },
+        },
+        kind::OS_MADVISE => Event::Os {
+            call: OsCall::Madvise,
+            addr: a,
+            len: b,
+            result: 0,
+            arg: c as u32,
+            prot: 0,
+            err: (c >> 32) as u8,
+        },
+        kind::OS_BRK => Event::Os {
+            call: OsCall::Brk,
+            addr: a,
+            len: a.abs_diff(b),
+            result: b,
+            arg: 0,
+            prot: 0,
+            err: c as u8,
         },
         // Not stored by producers (the consumer adds ThreadExit), kept for completeness.
         _ => Event::ThreadExit,

@@ -982,6 +982,11 @@ fn open_output(s: &Session, sink: &mut Sink) -> Result<Output, RecorderError> {
     h.extra.push(("recorder.origin".into(), origin.into()));
     h.extra.push(("recorder.clock".into(), clock::describe()));
     h.extra.push(("recorder.options".into(), opts.describe()));
+    // Whether OS calls were recorded: a trace without OS call events says so here.
+    h.extra.push((
+        "recorder.os_calls".into(),
+        if opts.os_calls { "recorded" } else { "off" }.into(),
+    ));
     let w = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &path, &h)
         .and_then(|w| w.with_zstd_level(opts.zstd_level))
         .map_err(|source| RecorderError::Write {
@@ -1151,9 +1156,12 @@ extern "C" fn on_load(argc: c_int, argv: *const *const c_char, _envp: *const *co
     ARGC.store(argc.max(0) as u32, Ordering::Release);
     ARGV.store(argv as *mut *const c_char, Ordering::Release);
     let _g = InternalScope::enter();
+    // The OS call hooks forward to what these resolve to, recording or not.
+    crate::real::resolve_os();
     PID.store(sys::getpid(), Ordering::Release);
     crate::diag::init();
     let o = options::get();
+    crate::calls::OS_CALLS.store(o.os_calls && !o.disable, Ordering::Release);
     if o.disable {
         RECORDING.store(false, Ordering::Release);
         return;
@@ -1261,7 +1269,7 @@ fn map_token() {
         return;
     }
     // SAFETY: page is a fresh private anonymous mapping of one page.
-    if unsafe { libc::madvise(page.cast(), 4096, libc::MADV_WIPEONFORK) } != 0 {
+    if unsafe { sys::madvise(page.cast(), 4096, libc::MADV_WIPEONFORK) } != 0 {
         return;
     }
     let token = page.cast::<AtomicU32>();

@@ -47,12 +47,15 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
-/// `len` bytes of zeroed anonymous memory, or null.
+/// `len` bytes of zeroed anonymous memory, or null. A system call, not libc's `mmap`: the
+/// library exports `mmap` itself (the OS call hooks), and the recorder's own mappings must not
+/// go through them.
 pub fn map_anon(len: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping has no preconditions; failure returns MAP_FAILED.
+    // SAFETY: an anonymous private mapping has no preconditions; failure returns -1.
     let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
+        libc::syscall(
+            libc::SYS_mmap,
+            std::ptr::null_mut::<libc::c_void>(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
@@ -60,11 +63,20 @@ pub fn map_anon(len: usize) -> *mut u8 {
             0,
         )
     };
-    if p == libc::MAP_FAILED {
+    if p == -1 {
         std::ptr::null_mut()
     } else {
         p as *mut u8
     }
+}
+
+/// `madvise(2)` as a system call (for the same reason as [`map_anon`]); 0 or -1 (errno set).
+///
+/// # Safety
+/// `addr..addr + len` is a mapping of the caller's.
+pub unsafe fn madvise(addr: *mut libc::c_void, len: usize, advice: c_int) -> c_int {
+    // SAFETY: the caller's contract; madvise touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_madvise, addr, len, advice) as c_int }
 }
 
 /// A close-on-exec duplicate of `fd` numbered 900 or above when possible (programs that reuse

@@ -22,37 +22,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-/// The calls counted, in [`Totals`]' order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
-    Mmap = 0,
-    Munmap = 1,
-    Mremap = 2,
-    Brk = 3,
-    Madvise = 4,
-}
-
-impl Call {
-    /// Every call, in order.
-    pub const ALL: [Call; 5] = [
-        Call::Mmap,
-        Call::Munmap,
-        Call::Mremap,
-        Call::Brk,
-        Call::Madvise,
-    ];
-
-    /// The libc name (`brk` stands for `brk` and `sbrk`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Call::Mmap => "mmap",
-            Call::Munmap => "munmap",
-            Call::Mremap => "mremap",
-            Call::Brk => "brk",
-            Call::Madvise => "madvise",
-        }
-    }
-}
+/// The calls counted, in [`Totals`]' order: the trace format's own list (the recorder records
+/// the same calls into traces).
+pub use traces::OsCall as Call;
 
 /// Advice values counted one by one (`MADV_*` up to 31); any other lands in the last bucket.
 const ADVICE_BUCKETS: usize = 32;
@@ -186,35 +158,13 @@ impl Totals {
     }
 }
 
-/// The name of an `MADV_*` value, lowercase without the prefix (`advice31+` for the last
-/// bucket).
+/// The name of an `MADV_*` value, lowercase without the prefix, as the trace format names it
+/// (`advice31+` for the last bucket).
 pub fn advice_name(a: u32) -> String {
-    match a as i32 {
-        libc::MADV_NORMAL => "normal".into(),
-        libc::MADV_RANDOM => "random".into(),
-        libc::MADV_SEQUENTIAL => "sequential".into(),
-        libc::MADV_WILLNEED => "willneed".into(),
-        libc::MADV_DONTNEED => "dontneed".into(),
-        libc::MADV_FREE => "free".into(),
-        libc::MADV_REMOVE => "remove".into(),
-        libc::MADV_DONTFORK => "dontfork".into(),
-        libc::MADV_DOFORK => "dofork".into(),
-        libc::MADV_MERGEABLE => "mergeable".into(),
-        libc::MADV_UNMERGEABLE => "unmergeable".into(),
-        libc::MADV_HUGEPAGE => "hugepage".into(),
-        libc::MADV_NOHUGEPAGE => "nohugepage".into(),
-        libc::MADV_DONTDUMP => "dontdump".into(),
-        libc::MADV_DODUMP => "dodump".into(),
-        libc::MADV_WIPEONFORK => "wipeonfork".into(),
-        libc::MADV_KEEPONFORK => "keeponfork".into(),
-        20 => "cold".into(),
-        21 => "pageout".into(),
-        22 => "populate_read".into(),
-        23 => "populate_write".into(),
-        24 => "dontneed_locked".into(),
-        25 => "collapse".into(),
-        x if x as usize >= ADVICE_BUCKETS - 1 => format!("advice{}+", ADVICE_BUCKETS - 1),
-        x => format!("advice{x}"),
+    if a as usize >= ADVICE_BUCKETS - 1 {
+        format!("advice{}+", ADVICE_BUCKETS - 1)
+    } else {
+        traces::advice_name(a)
     }
 }
 

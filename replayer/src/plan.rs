@@ -266,7 +266,7 @@ pub struct PlanMeta {
     pub free_null_ops: u64,
     /// Events read from the trace.
     pub events: u64,
-    /// Thread start/exit and fork markers (not replayed).
+    /// Thread start/exit and fork markers, and OS calls (format 1.2): not replayed.
     pub markers: u64,
     /// Traced threads.
     pub trace_threads: u32,

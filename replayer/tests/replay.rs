@@ -238,15 +238,20 @@ fn a_recorded_python_trace_replays_exactly() {
 }
 
 #[test]
-fn the_shipped_sample_trace_replays() {
-    let t = Path::new(env!("CARGO_MANIFEST_DIR")).join("../traces/samples/python-json.trace.zst");
-    let r = inspect(&t);
-    let doc = replay_json(&t, &["-a", "mimalloc", "--threads", "1", "--touch", "full"]);
-    let run = &doc["runs"][0];
-    assert_eq!(run["status"], "ok", "{run}");
-    assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes);
-    assert_eq!(u(run, "replay_threads"), 1);
-    assert_eq!(run["touch"], "full");
+fn the_shipped_sample_traces_replay() {
+    // python-os-calls (format 1.2) holds recorded OS call events, which are not replayed.
+    for name in ["python-json", "python-os-calls"] {
+        let t = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../traces/samples/{name}.trace.zst"));
+        let r = inspect(&t);
+        let doc = replay_json(&t, &["-a", "mimalloc", "--threads", "1", "--touch", "full"]);
+        let run = &doc["runs"][0];
+        assert_eq!(run["status"], "ok", "{name}: {run}");
+        assert_eq!(u(run, "peak_live_bytes"), r.peak_live_bytes, "{name}");
+        assert_eq!(u(run, "ops"), r.ops - r.failed_allocations, "{name}");
+        assert_eq!(u(run, "replay_threads"), 1);
+        assert_eq!(run["touch"], "full");
+    }
 }
 
 #[test]
@@ -1646,4 +1651,39 @@ fn every_adapter_reports_the_overhead_ratio_on_a_one_thread_trace() {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("usable/req"), "{table}");
+}
+
+/// OS call events (trace format 1.2, `record --os-calls`) are not replayed and change nothing
+/// the replay measures: the same ops, the same peak as inspect's, status ok.
+#[test]
+fn os_call_events_in_a_trace_are_skipped() {
+    let d = tmp();
+    let p = d.path().join("os.trace.zst");
+    let mut w = TraceWriter::create(&p, &Header::for_this_process("replay test")).unwrap();
+    let mut ts = 1_000;
+    for i in 0..2_000u64 {
+        let ptr = 0x10_0000 + (i % 100) * 4096;
+        let os = Event::Os {
+            call: traces::OsCall::ALL[(i % 5) as usize],
+            prot: 3,
+            err: 0,
+            arg: 4,
+            addr: ptr,
+            len: 4096,
+            result: ptr,
+        };
+        for e in [Event::Malloc { size: 64, ptr }, os, Event::Free { ptr }] {
+            w.append(0, ts, e).unwrap();
+            ts += 100;
+        }
+    }
+    w.finish(0).unwrap();
+    let r = inspect(&p);
+    assert_eq!(r.ops, 4_000);
+    assert_eq!(r.by_kind["os"], 2_000);
+    assert_eq!(r.peak_live_bytes, 64);
+    let doc = replay_json(&p, &["-a", "system", "--no-latency"]);
+    for run in doc["runs"].as_array().unwrap() {
+        assert_replays_the_trace(run, &r);
+    }
 }

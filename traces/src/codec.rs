@@ -5,12 +5,12 @@
 //!
 //! | stream  | holds                                                               |
 //! |---------|---------------------------------------------------------------------|
-//! | `ops`   | one byte per event: kind (high nibble) and pointer mode (low)       |
+//! | `ops`   | one byte per event: kind (high nibble) and pointer mode (low; for an OS call, the call) |
 //! | `ts`    | LEB128 quantum, then per event LEB128 (delta from previous) / quantum |
 //! | `sizes` | LEB128 requested size (element size for calloc)                     |
 //! | `refs`  | LEB128 back-references: "the object allocated *d* allocations ago"  |
 //! | `ptrs`  | LEB128 zigzag delta of a pointer from the last raw pointer          |
-//! | `aux`   | LEB128 calloc nmemb, alignment, tid, child pid, realloc's old mode  |
+//! | `aux`   | LEB128 calloc nmemb, alignment, tid, child pid, realloc's old mode, an OS call's six fields |
 //! | `idx`   | one byte per deep bin hit: its depth                                |
 //!
 //! Pointers are what make traces big, so each is coded by the cheapest of:
@@ -44,6 +44,7 @@
 use std::mem::MaybeUninit;
 
 use crate::event::{AlignedFn, Event, Kind, Timed};
+use crate::os::OsCall;
 
 /// Pointer mode (low nibble of an op byte): the pointer is NULL.
 pub(crate) const MODE_NULL: u8 = 0;
@@ -480,7 +481,7 @@ impl Predictor {
 }
 
 /// The most bytes one event adds to each stream (`ptrs`: a realloc's two raw pointers).
-const MAX_EVENT_BYTES: [usize; STREAMS] = [1, 10, 10, 10, 20, 10, 1];
+const MAX_EVENT_BYTES: [usize; STREAMS] = [1, 10, 10, 10, 20, 60, 1];
 /// Events encoded between two checks that every stream has room for them.
 const BLOCK: usize = 256;
 /// How many events ahead the encoder prefetches the pointer-table slots of an event's pointers
@@ -736,6 +737,21 @@ impl Encoding<'_> {
                 self.aux.varint(child_pid as u64);
                 (Kind::Fork, MODE_NULL)
             }
+            // Rare (an OS call costs microseconds): plain varints, no pointer state.
+            Event::Os {
+                call,
+                prot,
+                err,
+                arg,
+                addr,
+                len,
+                result,
+            } => {
+                for v in [addr, len, result, arg as u64, prot as u64, err as u64] {
+                    self.aux.varint(v);
+                }
+                (Kind::Os, call as u8)
+            }
         };
         (kind as u8) << 4 | mode
     }
@@ -838,6 +854,8 @@ pub(crate) enum Bad {
     Mode { kind: Kind, mode: u8 },
     OldMode(u64),
     KindCode(u8),
+    OsCall(u8),
+    OsField(&'static str, u64),
     TsOverflow,
     ZeroQuantum,
     SameOfNull,
@@ -870,6 +888,8 @@ impl Bad {
             }
             Bad::OldMode(m) => format!("realloc old-pointer mode {m} is invalid"),
             Bad::KindCode(k) => format!("unknown event kind code {k}"),
+            Bad::OsCall(c) => format!("unknown OS call code {c}"),
+            Bad::OsField(f, v) => format!("OS call field {f} = {v} is out of range"),
             Bad::TsOverflow => "timestamp overflows 64 bits".into(),
             Bad::ZeroQuantum => "timestamp quantum is 0".into(),
             Bad::SameOfNull => "pointer mode 'same' for realloc(NULL)".into(),
@@ -1199,6 +1219,21 @@ impl PayloadDecoder {
                         child_pid: u32::try_from(p).map_err(|_| Bad::Pid(p))?,
                     }
                 }),
+                12 => {
+                    let call = OsCall::from_code(mode).ok_or(Bad::OsCall(mode))?;
+                    let (addr, len, result) = (aux.varint()?, aux.varint()?, aux.varint()?);
+                    let arg = aux.varint()?;
+                    let (prot, err) = (aux.varint()?, aux.varint()?);
+                    Event::Os {
+                        call,
+                        arg: u32::try_from(arg).map_err(|_| Bad::OsField("arg", arg))?,
+                        prot: u8::try_from(prot).map_err(|_| Bad::OsField("prot", prot))?,
+                        err: u8::try_from(err).map_err(|_| Bad::OsField("err", err))?,
+                        addr,
+                        len,
+                        result,
+                    }
+                }
                 k => return Err(Bad::KindCode(k)),
             };
             slot.write(Timed { ts, event });
@@ -1371,6 +1406,93 @@ mod tests {
         assert_eq!(size_class(2040), 66);
         assert_eq!(size_class(2041), 67);
         assert_eq!(size_class(u64::MAX), 119);
+    }
+
+    #[test]
+    fn os_calls_round_trip_and_bad_ones_are_refused() {
+        let t = |ts, event| Timed { ts, event };
+        let os = |call, err, arg, addr, len, result| Event::Os {
+            call,
+            prot: 3,
+            err,
+            arg,
+            addr,
+            len,
+            result,
+        };
+        let events = vec![
+            t(
+                1,
+                Event::Malloc {
+                    size: 24,
+                    ptr: 0x5000,
+                },
+            ),
+            t(2, os(OsCall::Mmap, 0, 0x22, 0x7f00_0000_0000, 1 << 20, 0)),
+            t(3, os(OsCall::Munmap, 22, 0, 0x7f00_0000_0000, 4096, 0)),
+            t(3, Event::Free { ptr: 0x5000 }),
+            t(4, os(OsCall::Mremap, 0, 1, 1 << 40, u64::MAX, 1 << 41)),
+            t(5, os(OsCall::Brk, 0, 0, 0x55_0000, 0x2_1000, 0x57_1000)),
+            t(6, os(OsCall::Madvise, 255, u32::MAX, 0x1000, 8192, 0)),
+            t(
+                7,
+                Event::Malloc {
+                    size: 24,
+                    ptr: 0x5000,
+                },
+            ),
+        ];
+        assert_eq!(roundtrip(&events), events);
+        // The pointer coding around OS calls is the same as without them (they touch neither
+        // `last` nor the bins): the last malloc is still a bin hit.
+        let mut buf = Vec::new();
+        PayloadEncoder::new().encode(&events, &mut buf).unwrap();
+        assert_eq!(buf[TABLE_LEN + 7] & 0x0f, MODE_BIN);
+
+        // A payload of one OS event with the given op byte and aux varints.
+        let payload = |op: u8, aux: &[u64]| {
+            let mut a = Vec::new();
+            for v in aux {
+                a.extend(reference_varint(*v));
+            }
+            let streams: [Vec<u8>; STREAMS] =
+                [vec![op], vec![1, 0], vec![], vec![], vec![], a, vec![]];
+            let mut p = Vec::new();
+            for s in &streams {
+                p.extend((s.len() as u32).to_le_bytes());
+            }
+            for s in &streams {
+                p.extend(s);
+            }
+            p
+        };
+        let decode = |p: &[u8]| {
+            let mut out = Vec::new();
+            PayloadDecoder::new().decode(p, 1, 0, &mut out).map(|_| out)
+        };
+        assert_eq!(
+            decode(&payload(0xc4, &[1, 2, 3, 4, 5, 6])).unwrap()[0].event,
+            Event::Os {
+                call: OsCall::Madvise,
+                addr: 1,
+                len: 2,
+                result: 3,
+                arg: 4,
+                prot: 5,
+                err: 6
+            }
+        );
+        for (op, aux, want) in [
+            (0xc5, vec![0; 6], "unknown OS call code 5"),
+            (0xc0, vec![0, 0, 0, 1 << 32, 0, 0], "arg = 4294967296"),
+            (0xc0, vec![0, 0, 0, 0, 256, 0], "prot = 256"),
+            (0xc0, vec![0, 0, 0, 0, 0, 300], "err = 300"),
+            (0xc0, vec![0; 5], "aux"),
+            (0xd0, vec![], "unknown event kind code 13"),
+        ] {
+            let e = decode(&payload(op, &aux)).unwrap_err();
+            assert!(e.contains(want), "{op:#x} {aux:?}: {e}");
+        }
     }
 
     #[test]

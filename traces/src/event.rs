@@ -1,10 +1,13 @@
-//! The events of a trace: one allocator call each, plus thread and fork markers.
+//! The events of a trace: one allocator call each, plus thread and fork markers, and (format
+//! 1.2) the OS memory calls the recorder saw with `--os-calls`.
 //!
 //! Every pointer is a `u64` (the format is for 64-bit programs); `0` is NULL, so a failed
 //! allocation is an allocation whose `ptr` is 0. Sizes are the sizes the program asked for,
 //! never rounded.
 
 use serde::{Deserialize, Serialize};
+
+use crate::os::OsCall;
 
 /// A thread's small id inside one trace: 0, 1, 2, … in the order the recorder first saw the
 /// threads. The OS thread id is carried by the thread's [`Event::ThreadStart`].
@@ -76,6 +79,29 @@ pub enum Event {
     ThreadExit,
     /// The process forked here; the child (pid `child_pid`) records into its own trace.
     Fork { child_pid: u32 },
+    /// An OS memory call (format 1.2). Not an allocator call: the live set, the replayer and
+    /// `synth` ignore it. Fields per call (FORMAT.md has the table):
+    ///
+    /// | call | `addr` | `len` | `result` | `arg` | `prot` |
+    /// |---|---|---|---|---|---|
+    /// | mmap | the new mapping (0 if it failed) | length asked | 0 | flags | prot |
+    /// | munmap | address | length | 0 | 0 | 0 |
+    /// | mremap | old address | new length | new address (0 if it failed) | flags | 0 |
+    /// | brk | the break before | bytes it moved | the break after | 0 | 0 |
+    /// | madvise | address | length | 0 | advice | 0 |
+    ///
+    /// `err` is 0 when the call succeeded, else its errno (at most 255). mmap's address hint,
+    /// fd and offset and mremap's old length are not recorded (an event is 32 bytes in
+    /// memory).
+    Os {
+        call: OsCall,
+        prot: u8,
+        err: u8,
+        arg: u32,
+        addr: u64,
+        len: u64,
+        result: u64,
+    },
 }
 
 /// The kind of an event, without its data: what tables count by.
@@ -94,11 +120,13 @@ pub enum Kind {
     ThreadStart = 9,
     ThreadExit = 10,
     Fork = 11,
+    /// An OS memory call (format 1.2).
+    Os = 12,
 }
 
 impl Kind {
     /// Number of kinds.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// All kinds, in code order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -114,6 +142,7 @@ impl Kind {
         Kind::ThreadStart,
         Kind::ThreadExit,
         Kind::Fork,
+        Kind::Os,
     ];
 
     /// The kind's name as used in reports and JSON (the C function name for calls).
@@ -131,10 +160,11 @@ impl Kind {
             Kind::ThreadStart => "thread_start",
             Kind::ThreadExit => "thread_exit",
             Kind::Fork => "fork",
+            Kind::Os => "os",
         }
     }
 
-    /// Whether events of this kind are allocator calls (ops), not markers.
+    /// Whether events of this kind are allocator calls (ops), not markers or OS calls.
     pub fn is_op(self) -> bool {
         (self as u8) < Kind::ThreadStart as u8
     }
@@ -163,6 +193,7 @@ impl Event {
             Event::ThreadStart { .. } => Kind::ThreadStart,
             Event::ThreadExit => Kind::ThreadExit,
             Event::Fork { .. } => Kind::Fork,
+            Event::Os { .. } => Kind::Os,
         }
     }
 
@@ -189,6 +220,10 @@ impl Event {
         }
     }
 }
+
+// The decoders and the recorder hold events by the million: an OS call must not make every
+// event larger.
+const _: () = assert!(std::mem::size_of::<Event>() == 32);
 
 /// An event with its timestamp: the unit of a frame, whose thread is the frame's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,8 +16,10 @@ pub const MAGIC: [u8; 8] = *b"ALCLTRC\0";
 pub const FOOTER_MAGIC: [u8; 8] = *b"ALCLEND\0";
 /// Format major version: a reader refuses any other major version.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Format minor version: a newer minor only adds frame kinds an older reader may skip.
-pub const FORMAT_MINOR: u16 = 1;
+/// Format minor version: 1.1 added the process samples frame (which a 1.0 reader skips), 1.2
+/// the OS call events (which a 1.1 reader cannot decode). A reader refuses a file of a newer
+/// minor than its own.
+pub const FORMAT_MINOR: u16 = 2;
 /// Largest header a reader accepts, in bytes.
 pub const MAX_HEADER_BYTES: u32 = 1 << 20;
 

@@ -1,6 +1,6 @@
 //! What `inspect` reports about a trace, computed in one pass over the merged (global-order)
 //! events: counts per kind and thread, live bytes over time, sizes, cross-thread frees, and
-//! the inconsistencies a replayer has to skip.
+//! the inconsistencies a replayer has to skip, and (format 1.2) the OS memory calls recorded.
 //!
 //! Live bytes, failures and inconsistencies follow [`crate::live`], the definition the
 //! replayer shares. Memory use is one hash entry per live object plus one per freed address
@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::event::{Event, Kind, Record, ThreadId};
 pub use crate::live::Inconsistencies;
 use crate::live::{Addr, AddrTable, LiveSet, Transition};
+use crate::os::{OsCall, advice_name};
 
 /// Size buckets of the histogram: bucket 0 counts zero-byte requests, bucket `i ≥ 1` requests of
 /// `(2^(i-2), 2^(i-1)]` bytes, and the last bucket everything above 2^39 bytes as well.
@@ -39,6 +40,27 @@ pub struct SizeBucket {
     pub min_exclusive: u64,
     pub max: u64,
     pub count: u64,
+}
+
+/// The figures of one OS call (or one madvise advice).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OsCallCount {
+    /// Calls, failed ones included.
+    pub calls: u64,
+    /// Calls that failed (their bytes are not counted).
+    pub failed: u64,
+    /// Bytes of the calls that succeeded: mmap mapped, munmap unmapped, mremap's new length,
+    /// brk's move of the break (either way), madvise advised.
+    pub bytes: u64,
+}
+
+/// The OS memory calls of a trace (format 1.2; all zero when none were recorded).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OsReport {
+    /// Every call (`mmap`, `munmap`, `mremap`, `brk`, `madvise`), zero or not.
+    pub calls: BTreeMap<&'static str, OsCallCount>,
+    /// madvise by advice (`dontneed`, `free`, …): advice that occurred only.
+    pub madvise_by_advice: BTreeMap<String, OsCallCount>,
 }
 
 /// Everything `inspect` says about the events of a trace.
@@ -68,6 +90,8 @@ pub struct Report {
     pub cross_thread_frees: u64,
     pub sizes: Vec<SizeBucket>,
     pub inconsistencies: Inconsistencies,
+    /// OS memory calls (format 1.2).
+    pub os_calls: OsReport,
 }
 
 #[derive(Clone, Copy)]
@@ -145,6 +169,8 @@ pub struct Inspector {
     total_requested: u64,
     cross_thread: u64,
     sizes: [u64; SIZE_BUCKETS],
+    os: [OsCallCount; OsCall::COUNT],
+    advice: BTreeMap<u32, OsCallCount>,
 }
 
 impl Default for Inspector {
@@ -176,6 +202,8 @@ impl Inspector {
             total_requested: 0,
             cross_thread: 0,
             sizes: [0; SIZE_BUCKETS],
+            os: [OsCallCount::default(); OsCall::COUNT],
+            advice: BTreeMap::new(),
         }
     }
 
@@ -208,8 +236,29 @@ impl Inspector {
             self.ops += 1;
             t.ops += 1;
         }
-        if let Event::ThreadStart { os_tid } = r.event {
-            t.os_tid = os_tid;
+        match r.event {
+            Event::ThreadStart { os_tid } => t.os_tid = os_tid,
+            Event::Os {
+                call,
+                err,
+                arg,
+                len,
+                ..
+            } => {
+                let add = |c: &mut OsCallCount| {
+                    c.calls += 1;
+                    if err == 0 {
+                        c.bytes = c.bytes.saturating_add(len);
+                    } else {
+                        c.failed += 1;
+                    }
+                };
+                add(&mut self.os[call as usize]);
+                if call == OsCall::Madvise {
+                    add(self.advice.entry(arg).or_default());
+                }
+            }
+            _ => {}
         }
         if let Some(size) = r.event.requested_bytes() {
             self.total_requested = self.total_requested.saturating_add(size);
@@ -270,6 +319,17 @@ impl Inspector {
                 })
                 .collect(),
             inconsistencies: self.live.bad.clone(),
+            os_calls: OsReport {
+                calls: OsCall::ALL
+                    .iter()
+                    .map(|c| (c.name(), self.os[*c as usize]))
+                    .collect(),
+                madvise_by_advice: self
+                    .advice
+                    .iter()
+                    .map(|(a, c)| (advice_name(*a), *c))
+                    .collect(),
+            },
         }
     }
 }

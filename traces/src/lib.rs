@@ -26,6 +26,7 @@ mod frame;
 mod header;
 pub mod inspect;
 pub mod live;
+pub mod os;
 mod reader;
 mod samples;
 pub mod synth;
@@ -41,6 +42,7 @@ pub use frame::{
 pub use header::{
     Clock, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, ThreadSummary, Trailer,
 };
+pub use os::{OsCall, advice_name};
 pub use reader::{Frame, FrameInfo, MergedReader, Records, ThreadFrames, TraceReader};
 pub use samples::{ProcessSample, RssSummary, SAMPLE_BYTES};
 pub use writer::TraceWriter;

@@ -22,7 +22,9 @@
 //!   that address's free, or two threads' events are out of order): the old object is gone
 //!   first, then the new one is made;
 //! * the peak is the largest live-bytes value after any event; the objects "at the peak" are
-//!   the live objects right then.
+//!   the live objects right then;
+//! * an OS memory call (`mmap`, `madvise`, …, format 1.2) is not an allocator call: it changes
+//!   nothing here (a [`Transition::Marker`]), whatever addresses it names.
 
 use serde::Serialize;
 
@@ -81,7 +83,7 @@ pub enum Skip {
 /// What one event did to the live set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition<O> {
-    /// A thread start or exit, or a fork: no allocator call.
+    /// A thread start or exit, a fork, or an OS memory call: no allocator call.
     Marker,
     /// `free(NULL)`.
     FreeNull,
@@ -296,9 +298,10 @@ impl LiveSet {
                     }
                 }
             }
-            Event::ThreadStart { .. } | Event::ThreadExit | Event::Fork { .. } => {
-                Transition::Marker
-            }
+            Event::ThreadStart { .. }
+            | Event::ThreadExit
+            | Event::Fork { .. }
+            | Event::Os { .. } => Transition::Marker,
         };
         self.peaked = self.bytes > self.peak_bytes;
         if self.peaked {

@@ -18,11 +18,14 @@ use crate::frame::{
     FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, FrameReader, KIND_EVENTS, KIND_TRAILER, Next,
     read_full,
 };
-use crate::header::{FOOTER_MAGIC, FORMAT_MAJOR, Header, MAGIC, MAX_HEADER_BYTES, Trailer};
+use crate::header::{
+    FOOTER_MAGIC, FORMAT_MAJOR, FORMAT_MINOR, Header, MAGIC, MAX_HEADER_BYTES, Trailer,
+};
 use crate::samples::{KIND_SAMPLES, ProcessSample};
 
-/// Reads and checks the file header; returns it and the offset of the first frame.
-fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u64)> {
+/// Reads and checks the file header; returns it, the file's format minor version and the offset
+/// of the first frame.
+fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u16, u64)> {
     let err = |off: u64, kind| TraceError::new(path, off, kind);
     let io = |off: u64| move |e| TraceError::new(path, off, ErrorKind::Io(e));
     let mut fixed = [0u8; 20];
@@ -45,7 +48,9 @@ fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u64)> {
     }
     let major = u16::from_le_bytes([fixed[8], fixed[9]]);
     let minor = u16::from_le_bytes([fixed[10], fixed[11]]);
-    if major != FORMAT_MAJOR {
+    // A newer minor may hold event kinds this reader cannot decode (1.2 added OS calls): it is
+    // refused here, before anything is read, rather than in the middle of the stream.
+    if major != FORMAT_MAJOR || minor > FORMAT_MINOR {
         return Err(err(8, ErrorKind::UnsupportedVersion { major, minor }));
     }
     if n < 20 {
@@ -76,7 +81,7 @@ fn read_header(src: &mut impl Read, path: &str) -> Result<(Header, u64)> {
             ErrorKind::BadHeader(format!("{} bytes left over", body.len() - used)),
         ));
     }
-    Ok((header, 20 + len as u64))
+    Ok((header, minor, 20 + len as u64))
 }
 
 /// After the trailer frame: the optional footer, then nothing.
@@ -124,6 +129,8 @@ pub struct TraceReader<R: Read> {
     path: String,
     offset: u64,
     header: Header,
+    /// The file's format minor version.
+    minor: u16,
     frames: FrameReader,
     trailer: Option<Trailer>,
     warnings: Vec<Warning>,
@@ -146,9 +153,10 @@ impl<R: Read> TraceReader<R> {
     /// Reads the header from `src`; `name` is used in error messages.
     pub fn new(mut src: R, name: impl Into<String>) -> Result<Self> {
         let path = name.into();
-        let (header, offset) = read_header(&mut src, &path)?;
+        let (header, minor, offset) = read_header(&mut src, &path)?;
         Ok(TraceReader {
             src,
+            minor,
             frames: FrameReader::new().map_err(|e| TraceError::new(&path, 0, ErrorKind::Io(e)))?,
             path,
             offset,
@@ -163,6 +171,11 @@ impl<R: Read> TraceReader<R> {
     /// The trace's header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The file's format version (major, minor): what wrote it, not this reader's.
+    pub fn format_version(&self) -> (u16, u16) {
+        (FORMAT_MAJOR, self.minor)
     }
 
     /// The name used in messages (the path for files).
@@ -818,6 +831,8 @@ struct Cursor {
 pub struct MergedReader<R: Read + Seek = File> {
     path: String,
     header: Header,
+    /// The file's format minor version.
+    minor: u16,
     trailer: Option<Trailer>,
     warnings: Vec<Warning>,
     threads: Vec<ThreadFrames>,
@@ -865,7 +880,7 @@ impl<R: Read + Seek> MergedReader<R> {
             move |e| TraceError::new(path, off, ErrorKind::Io(e))
         };
         let mut at = At::new(src, 1 << 16);
-        let (header, first) = read_header(&mut at.reader(0), &path)?;
+        let (header, minor, first) = read_header(&mut at.reader(0), &path)?;
         at.pos = None;
         let file_len = at.src.seek(SeekFrom::End(0)).map_err(io(0))?;
         let mut frames = FrameReader::new().map_err(io(0))?;
@@ -884,6 +899,7 @@ impl<R: Read + Seek> MergedReader<R> {
                 .collect(),
             path,
             header,
+            minor,
             trailer: scan.trailer,
             warnings: scan.warnings,
             samples: scan.samples,
@@ -903,6 +919,11 @@ impl<R: Read + Seek> MergedReader<R> {
     /// The trace's header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The file's format version (major, minor): what wrote it, not this reader's.
+    pub fn format_version(&self) -> (u16, u16) {
+        (FORMAT_MAJOR, self.minor)
     }
 
     /// The name used in messages (the path for files).

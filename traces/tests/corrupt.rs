@@ -215,24 +215,49 @@ fn newer_format_version() {
     bytes[10..12].copy_from_slice(&3u16.to_le_bytes());
     let e = read_err(dir.path(), "v2.zst", &bytes);
     assert!(
-        e.contains("byte 8: trace format version 2.3 is not supported by this reader (format 1.1)"),
+        e.contains(&format!(
+            "byte 8: trace format version 2.3 is not supported by this reader (format 1.{})",
+            traces::FORMAT_MINOR
+        )),
         "{e}"
     );
     assert_inspect_fails(dir.path(), "v2.zst", "version 2.3");
 }
 
+/// A file of a newer minor may hold events this reader cannot decode (1.2 added OS calls, which
+/// a 1.1 reader cannot): it is refused at its header, by both readers and `inspect`, with one
+/// line naming the versions. Older minors are read.
 #[test]
-fn newer_minor_version_is_read() {
+fn newer_minor_version_is_refused_and_older_ones_read() {
     let dir = tempfile::tempdir().unwrap();
     let (_, mut bytes, all) = sample(dir.path());
-    bytes[10..12].copy_from_slice(&7u16.to_le_bytes());
-    let path = dir.path().join("v1.7.zst");
-    std::fs::write(&path, &bytes).unwrap();
-    let got: Vec<Record> = MergedReader::open(&path)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got, all);
+    let newer = traces::FORMAT_MINOR + 1;
+    bytes[10..12].copy_from_slice(&newer.to_le_bytes());
+    let want = format!(
+        "byte 8: trace format version 1.{newer} is not supported by this reader (format 1.{}); \
+         use the alloclab version that wrote it",
+        traces::FORMAT_MINOR
+    );
+    let e = read_err(dir.path(), "newer.zst", &bytes);
+    assert!(e.contains(&want), "{e}");
+    let path = dir.path().join("newer.zst");
+    let seq = TraceReader::open(&path).err().expect("refused").to_string();
+    assert!(seq.contains(&want), "{seq}");
+    let (code, out, err) = inspect(&path);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&want), "{err}");
+    for older in 0..=traces::FORMAT_MINOR {
+        bytes[10..12].copy_from_slice(&older.to_le_bytes());
+        let path = dir.path().join(format!("v1.{older}.zst"));
+        std::fs::write(&path, &bytes).unwrap();
+        let got: Vec<Record> = MergedReader::open(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, all, "1.{older}");
+    }
 }
 
 #[test]
@@ -669,8 +694,8 @@ fn a_stored_length_past_the_end_with_frames_after_it_is_corruption() {
 /// headers of an events frame at the start, middle and end and of the trailer frame, and of
 /// the footer, damaged three ways (low bit, high bit, all bits). Each damaged file is either
 /// refused by both readers and by `inspect` with one line naming the file and the byte (exit
-/// 2), or — only where the damage is harmless by the format's rules (the minor version) — read
-/// exactly as the original.
+/// 2), or — only where the damage is harmless by the format's rules (an older minor version)
+/// — read exactly as the original.
 #[test]
 fn every_header_field_of_the_file_and_its_frames_corrupted() {
     let dir = tempfile::tempdir().unwrap();
@@ -702,8 +727,9 @@ fn every_header_field_of_the_file_and_its_frames_corrupted() {
                     .and_then(|r| r.records().collect::<Result<Vec<_>, _>>());
                 let (code, _, err) = inspect(&path);
                 cases += 1;
-                if (10..12).contains(&i) {
-                    // The minor version: newer minors are read (they only add frame kinds).
+                let minor = u16::from_le_bytes([b[10], b[11]]);
+                if (10..12).contains(&i) && minor <= traces::FORMAT_MINOR {
+                    // An older minor version: read (the file holds nothing it lacks).
                     assert_eq!(merged.unwrap(), all, "{what} byte {i}");
                     assert_eq!(code, 0, "{what} byte {i}: {err}");
                     continue;

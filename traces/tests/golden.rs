@@ -271,8 +271,8 @@ fn writing_the_golden_events_gives_the_golden_bytes() {
         std::fs::read(golden_path()).unwrap(),
         std::fs::read(&fresh).unwrap(),
     );
-    // The golden file is a 1.0 trace; later minors only add frame kinds (none of which the
-    // golden events make), so a writer of a later minor writes the same bytes but the minor.
+    // The golden file is a 1.0 trace; later minors only add frame and event kinds (none of which
+    // the golden events make), so a writer of a later minor writes the same bytes but the minor.
     assert_eq!(
         &want[10..12],
         &0u16.to_le_bytes(),

@@ -2,8 +2,8 @@
 //!
 //! `reference` below decodes an events payload the way FORMAT.md describes it, written from
 //! that page alone: plain loops, byte-at-a-time varints, bins as lists. The test takes every
-//! frame of the committed traces (`tests/data/golden.zst`, `samples/python-json.trace.zst`)
-//! and of synthetic traces of several workloads, mutates each payload many times (bit flips,
+//! frame of the committed traces (`tests/data/golden.zst`, `samples/python-json.trace.zst`,
+//! `samples/python-os-calls.trace.zst` with OS call events) and of synthetic traces of several workloads, mutates each payload many times (bit flips,
 //! random bytes, insertions, deletions, cuts, stream-length edits, swapped op codes) and
 //! requires the crate's decoder to accept exactly the payloads the reference accepts, with the
 //! same events. Whole files are mutated too (with their checksums recomputed, so the mutation
@@ -21,7 +21,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use traces::synth::{Config, Params, generate};
-use traces::{AlignedFn, Event, MergedReader, Record, Timed, TraceReader};
+use traces::{AlignedFn, Event, MergedReader, OsCall, Record, Timed, TraceReader};
 
 struct Counting;
 
@@ -219,6 +219,23 @@ mod reference {
                     }
                     e
                 }
+                // An OS call (1.2): the call in the low nibble, six varints in aux.
+                12 => {
+                    let call = OsCall::from_code(mode)?;
+                    let mut f = [0u64; 6];
+                    for v in &mut f {
+                        *v = s[5].varint()?;
+                    }
+                    Event::Os {
+                        call,
+                        addr: f[0],
+                        len: f[1],
+                        result: f[2],
+                        arg: u32::try_from(f[3]).ok()?,
+                        prot: u8::try_from(f[4]).ok()?,
+                        err: u8::try_from(f[5]).ok()?,
+                    }
+                }
                 _ => return None,
             };
             out.push(Timed { ts, event });
@@ -412,6 +429,10 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         (
             "samples/python-json.trace.zst".to_string(),
             std::fs::read(dir.join("samples/python-json.trace.zst")).unwrap(),
+        ),
+        (
+            "samples/python-os-calls.trace.zst".to_string(),
+            std::fs::read(dir.join("samples/python-os-calls.trace.zst")).unwrap(),
         ),
     ];
     // Synthetic workloads reach the kinds and modes a recorded trace may lack (calloc, aligned,

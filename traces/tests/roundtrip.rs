@@ -1,7 +1,10 @@
 //! Writer → readers round trips, including proptest over random event sequences.
 
 use proptest::prelude::*;
-use traces::{AlignedFn, Event, Header, MergedReader, Record, Timed, TraceReader, TraceWriter};
+use traces::inspect::Inspector;
+use traces::{
+    AlignedFn, Event, Header, MergedReader, OsCall, Record, Timed, TraceReader, TraceWriter,
+};
 
 fn header() -> Header {
     let mut h = Header::for_this_process("roundtrip-test 1");
@@ -60,7 +63,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
             ptr: old_ptr
         }),
         3 => ptr.clone().prop_map(|ptr| Event::Free { ptr }),
-        1 => (0usize..5, any::<u64>(), size, ptr).prop_map(|(f, align, size, ptr)| Event::Aligned {
+        1 => (0usize..5, any::<u64>(), size.clone(), ptr.clone()).prop_map(|(f, align, size, ptr)| Event::Aligned {
             func: AlignedFn::ALL[f],
             align,
             size,
@@ -69,6 +72,19 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => any::<u32>().prop_map(|os_tid| Event::ThreadStart { os_tid }),
         1 => Just(Event::ThreadExit),
         1 => any::<u32>().prop_map(|child_pid| Event::Fork { child_pid }),
+        // OS calls (format 1.2): any field values, between allocations that must still code
+        // their pointers against each other as if the OS calls were not there.
+        2 => (0usize..OsCall::COUNT, any::<u8>(), any::<u8>(), any::<u32>(), ptr.clone(),
+              size, ptr)
+            .prop_map(|(c, prot, err, arg, addr, len, result)| Event::Os {
+                call: OsCall::ALL[c],
+                prot,
+                err,
+                arg,
+                addr,
+                len,
+                result,
+            }),
     ]
 }
 
@@ -120,6 +136,9 @@ enum Op {
     Free(usize),
     Realloc(usize, u64, bool),
     Calloc(u64, u64),
+    /// An OS call naming a live block's address (or NULL): it must change neither the
+    /// pointer coding around it nor the live set.
+    Os(usize, usize, u64, u8),
 }
 
 fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
@@ -130,6 +149,8 @@ fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
             3 => any::<usize>().prop_map(Op::Free),
             2 => (any::<usize>(), size, any::<bool>()).prop_map(|(i, s, m)| Op::Realloc(i, s, m)),
             1 => (1u64..8, 1u64..100).prop_map(|(n, s)| Op::Calloc(n, s)),
+            1 => (0..OsCall::COUNT, any::<usize>(), 0u64..1 << 30, prop_oneof![Just(0u8), 1u8..=255])
+                .prop_map(|(c, i, len, err)| Op::Os(c, i, len, err)),
         ],
         1..2000,
     )
@@ -204,6 +225,22 @@ fn simulate(ops: &[Op]) -> Vec<Timed> {
                     }
                 }
             }
+            Op::Os(c, i, len, err) => {
+                let addr = if live.is_empty() {
+                    0
+                } else {
+                    live[i % live.len()]
+                };
+                Event::Os {
+                    call: OsCall::ALL[c],
+                    prot: 3,
+                    err,
+                    arg: i as u32,
+                    addr,
+                    len,
+                    result: addr.wrapping_add(len),
+                }
+            }
             _ => Event::Free { ptr: 0 },
         };
         out.push(Timed { ts, event });
@@ -221,5 +258,53 @@ proptest! {
         write(&path, std::slice::from_ref(&evs), frame);
         let got: Vec<Record> = MergedReader::open(&path).unwrap().map(|r| r.unwrap()).collect();
         prop_assert_eq!(&got, &merged(&[evs]));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// One definition of live (traces::live): OS calls in a trace change no live-set figure
+    /// `inspect` (and the replayer) derive, and `inspect` counts them exactly.
+    #[test]
+    fn os_calls_change_no_live_accounting(ops in arb_ops()) {
+        let with = simulate(&ops);
+        let without: Vec<Timed> = with
+            .iter()
+            .filter(|e| !matches!(e.event, Event::Os { .. }))
+            .copied()
+            .collect();
+        let report = |evs: &[Timed]| {
+            let mut i = Inspector::new();
+            for e in evs {
+                i.feed(&Record { ts: e.ts, thread: 0, event: e.event });
+            }
+            i.report()
+        };
+        let (a, b) = (report(&with), report(&without));
+        prop_assert_eq!(
+            (a.ops, a.peak_live_bytes, a.peak_live_objects, a.final_live_bytes, a.final_live_objects),
+            (b.ops, b.peak_live_bytes, b.peak_live_objects, b.final_live_bytes, b.final_live_objects)
+        );
+        prop_assert_eq!(a.failed_allocations, b.failed_allocations);
+        prop_assert_eq!(a.total_requested_bytes, b.total_requested_bytes);
+        prop_assert_eq!(&a.inconsistencies, &b.inconsistencies);
+        prop_assert_eq!(&a.sizes, &b.sizes);
+        for c in OsCall::ALL {
+            let mine: Vec<&Timed> = with
+                .iter()
+                .filter(|e| matches!(e.event, Event::Os { call, .. } if call == c))
+                .collect();
+            let ok = |e: &&&Timed| matches!(e.event, Event::Os { err: 0, .. });
+            let bytes: u64 = mine
+                .iter()
+                .filter(ok)
+                .map(|e| match e.event { Event::Os { len, .. } => len, _ => 0 })
+                .sum();
+            let got = a.os_calls.calls[c.name()];
+            prop_assert_eq!(got.calls, mine.len() as u64);
+            prop_assert_eq!(got.failed, mine.iter().filter(|e| !ok(e)).count() as u64);
+            prop_assert_eq!(got.bytes, bytes);
+        }
+        prop_assert!(b.os_calls.calls.values().all(|c| c.calls == 0));
     }
 }

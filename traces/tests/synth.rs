@@ -223,6 +223,7 @@ fn read(bytes: &[u8]) -> Facts {
                 release(ptr, r.thread, &mut f);
             }
             Event::Fork { .. } | Event::ThreadStart { .. } => {}
+            Event::Os { .. } => panic!("synth never emits OS calls: {r:?}"),
         }
         f.max_live = f.max_live.max(live.len() as u64);
     }

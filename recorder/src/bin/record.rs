@@ -39,6 +39,11 @@ struct Args {
     /// `bytes`, `dropped`, `incomplete`, `exit_code` or `signal` of the program).
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
     json: Option<PathBuf>,
+    /// Also record the program's mmap, munmap, mremap, madvise and brk/sbrk calls (those made
+    /// through the dynamic symbols, not glibc malloc's own) as OS call events (trace format
+    /// 1.2). Sets ALLOCLAB_OS_CALLS=1 for the program.
+    #[arg(long)]
+    os_calls: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -245,6 +250,9 @@ fn run(args: Args) -> Result<ExitCode> {
     cmd.args(&args.command[1..])
         .env("LD_PRELOAD", &preload)
         .env("ALLOCLAB_OUTPUT", &output);
+    if args.os_calls {
+        cmd.env("ALLOCLAB_OS_CALLS", "1");
+    }
     // SAFETY: the closure only calls pthread_sigmask, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -1,7 +1,7 @@
 //! Builds the fuzz corpora from real traces (not a fuzz target; a plain program):
 //!
 //! ```sh
-//! cargo +nightly run --release --example seeds -- ../tests/data/golden.zst ../samples/python-json.trace.zst
+//! cargo +nightly run --release --example seeds -- ../tests/data/golden.zst ../samples/python-json.trace.zst ../samples/python-os-calls.trace.zst
 //! ```
 //!
 //! * `corpus/read_trace/`: each trace as is, plus small re-encodings of its first events (small

@@ -1,5 +1,6 @@
 //! `inspect trace.zst`: what a trace holds — header, duration, events per kind and thread, live
-//! bytes, sizes, cross-thread frees, inconsistencies. `--json` for scripts.
+//! bytes, sizes, cross-thread frees, inconsistencies, OS memory calls (format 1.2). `--json`
+//! for scripts.
 //!
 //! Exit codes: 0 the trace reads cleanly (warnings, like a cut file, are printed to stderr),
 //! 2 the trace (or an argument) is bad: one line on stderr says which file, where and what.
@@ -99,13 +100,8 @@ fn print_text(
     let h = r.header();
     let (clock, res) = clock_name(h);
     writeln!(out, "trace        {file}")?;
-    writeln!(
-        out,
-        "format       {}.{} written by {}",
-        traces::FORMAT_MAJOR,
-        traces::FORMAT_MINOR,
-        h.writer
-    )?;
+    let (major, minor) = r.format_version();
+    writeln!(out, "format       {major}.{minor} written by {}", h.writer)?;
     let quoted: Vec<String> = h
         .command_line
         .iter()
@@ -199,6 +195,36 @@ fn print_text(
         bad.double_free,
         bad.alloc_of_live_address
     )?;
+    let os = &report.os_calls;
+    if os.calls.values().all(|c| c.calls == 0) {
+        writeln!(
+            out,
+            "os calls     none recorded (record --os-calls records them)"
+        )?;
+    } else {
+        writeln!(out, "\nos calls           calls    failed  bytes")?;
+        for (name, c) in &os.calls {
+            writeln!(
+                out,
+                "  {name:<14}{:>9} {:>9}  {}",
+                c.calls,
+                c.failed,
+                human_bytes(c.bytes)
+            )?;
+            if *name == "madvise" {
+                for (advice, c) in &os.madvise_by_advice {
+                    writeln!(
+                        out,
+                        "    {:<12}{:>9} {:>9}  {}",
+                        advice,
+                        c.calls,
+                        c.failed,
+                        human_bytes(c.bytes)
+                    )?;
+                }
+            }
+        }
+    }
     writeln!(out, "\nevents by kind")?;
     for (k, n) in &report.by_kind {
         writeln!(
@@ -278,7 +304,10 @@ fn run(args: &Args) -> Result<(), traces::TraceError> {
             file_bytes,
             bytes_per_event: file_bytes as f64 / report.events.max(1) as f64,
             header: JsonHeader {
-                format_version: format!("{}.{}", traces::FORMAT_MAJOR, traces::FORMAT_MINOR),
+                format_version: {
+                    let (major, minor) = reader.format_version();
+                    format!("{major}.{minor}")
+                },
                 writer: &h.writer,
                 command_line: &h.command_line,
                 pid: h.pid,
