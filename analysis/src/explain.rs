@@ -82,6 +82,9 @@ pub struct RunFacts {
     pub os_bytes: [Option<f64>; 5],
     /// madvise by advice (`advice=calls/bytes …`).
     pub madvise_advice: Option<String>,
+    /// The kernel's count of each [`OS_CALLS`] system call (the whole child, glibc's internal
+    /// calls included).
+    pub kernel_calls: [Option<f64>; 5],
     /// Per [`COUNTERS`] entry.
     pub counters: [Option<f64>; 10],
     /// Why perf counters could not count.
@@ -132,6 +135,10 @@ pub fn facts(loaded: &Loaded) -> Result<Facts, Error> {
         .iter()
         .map(|(c, _)| f(c))
         .collect::<Result<_, _>>()?;
+    let kernel: Vec<Vec<Option<f64>>> = OS_CALLS
+        .iter()
+        .map(|c| f(&format!("kernel_{c}_calls")))
+        .collect::<Result<_, _>>()?;
     let advice = strs(df, "os_madvise_advice")?;
     let unavailable = strs(df, "perf_unavailable")?;
     let mut runs = Vec::new();
@@ -158,6 +165,7 @@ pub fn facts(loaded: &Loaded) -> Result<Facts, Error> {
             os_calls: std::array::from_fn(|k| calls[k][i]),
             os_bytes: std::array::from_fn(|k| bytes[k][i]),
             madvise_advice: advice[i].clone().filter(|s| !s.is_empty()),
+            kernel_calls: std::array::from_fn(|k| kernel[k][i]),
             counters: std::array::from_fn(|k| counters[k][i]),
             perf_unavailable: unavailable[i].clone().filter(|s| !s.is_empty()),
         });
@@ -200,6 +208,8 @@ pub struct AllocMedians {
     pub os_calls: [Option<f64>; 5],
     /// Median bytes per OS call kind.
     pub os_bytes: [Option<f64>; 5],
+    /// Median kernel-counted calls per OS call kind.
+    pub kernel_calls: [Option<f64>; 5],
     /// Median counter per op, per [`COUNTERS`] entry.
     pub per_op: [Option<f64>; 10],
     /// The madvise advice of its first run.
@@ -210,6 +220,12 @@ impl AllocMedians {
     /// Median OS calls of every kind together.
     pub fn os_total(&self) -> Option<f64> {
         let v: Vec<f64> = self.os_calls.iter().flatten().copied().collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    }
+
+    /// Median kernel-counted OS calls of every kind together.
+    pub fn kernel_total(&self) -> Option<f64> {
+        let v: Vec<f64> = self.kernel_calls.iter().flatten().copied().collect();
         (!v.is_empty()).then(|| v.iter().sum())
     }
 
@@ -266,6 +282,7 @@ pub fn workloads(facts: &Facts) -> Vec<Workload> {
                     peak_live: m(&|r| r.peak_live),
                     os_calls: std::array::from_fn(|k| m(&|r| r.os_calls[k])),
                     os_bytes: std::array::from_fn(|k| m(&|r| r.os_bytes[k])),
+                    kernel_calls: std::array::from_fn(|k| m(&|r| r.kernel_calls[k])),
                     per_op: std::array::from_fn(|k| {
                         m(&|r| Some(r.counters[k]? / r.ops.filter(|o| *o > 0.0)?))
                     }),
@@ -616,6 +633,40 @@ fn part(
     } else {
         text.push("OS memory calls were not counted in these runs (no `os_*` columns).".into());
     }
+    let ktotals: Vec<(usize, f64)> = w
+        .allocs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| Some((i, a.kernel_total()?)))
+        .collect();
+    if let (Some(hi), Some(lo)) = (
+        ktotals.iter().max_by(|a, b| a.1.total_cmp(&b.1)),
+        ktotals.iter().min_by(|a, b| a.1.total_cmp(&b.1)),
+    ) {
+        let kdescribe = |i: usize| {
+            let parts: Vec<String> = OS_CALLS
+                .iter()
+                .zip(&w.allocs[i].kernel_calls)
+                .filter_map(|(c, v)| v.filter(|v| *v > 0.0).map(|v| format!("{} {c}", n(v))))
+                .collect();
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            }
+        };
+        text.push(format!(
+            "The kernel's syscall tracepoints, which see every such call of the replay child \
+             (glibc malloc's calls inside libc, which the symbol counts above miss, and the \
+             harness's own): {} {}{} vs {} {}{}.",
+            name(hi.0),
+            n(hi.1),
+            kdescribe(hi.0),
+            name(lo.0),
+            n(lo.1),
+            kdescribe(lo.0)
+        ));
+    }
     let faults: Vec<(usize, f64, &str)> = w
         .allocs
         .iter()
@@ -673,8 +724,9 @@ fn part(
         ));
     }
     let mut figs: Vec<Figure> = vec![
-        os_figure(w, &slug, false),
-        os_figure(w, &slug, true),
+        os_figure(w, &slug, OsWhat::Calls),
+        os_figure(w, &slug, OsWhat::Bytes),
+        os_figure(w, &slug, OsWhat::Kernel),
         counters_figure(w, &slug, &missing, &unavailable),
     ];
     match os_over_time(facts, w, &slug)? {
@@ -752,7 +804,12 @@ fn part(
         }
     }
     Ok(Part {
-        title: format!("{} — {} threads", w.trace, w.threads),
+        title: format!(
+            "{} — {} thread{}",
+            w.trace,
+            w.threads,
+            if w.threads == 1 { "" } else { "s" }
+        ),
         text,
         pictures,
     })
@@ -807,30 +864,70 @@ fn series(w: &Workload) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// What an OS-call chart shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OsWhat {
+    /// Calls through the exported symbols (`os_*_calls`).
+    Calls,
+    /// Their bytes (`os_*_bytes`).
+    Bytes,
+    /// The kernel's count (`kernel_*_calls`).
+    Kernel,
+}
+
 /// OS calls (or bytes) per call kind, allocators side by side.
-fn os_figure(w: &Workload, slug: &str, bytes: bool) -> Figure {
+fn os_figure(w: &Workload, slug: &str, what: OsWhat) -> Figure {
+    let bytes = what == OsWhat::Bytes;
     let values: Vec<Vec<Option<Bar>>> = (0..OS_CALLS.len())
         .map(|k| {
             w.allocs
                 .iter()
                 .map(|a| {
-                    let v = if bytes { a.os_bytes[k] } else { a.os_calls[k] };
-                    v.map(one)
+                    match what {
+                        OsWhat::Calls => a.os_calls[k],
+                        OsWhat::Bytes => a.os_bytes[k],
+                        OsWhat::Kernel => a.kernel_calls[k],
+                    }
+                    .map(one)
                 })
                 .collect()
         })
         .collect();
     let log = plots::wide_span(values.iter().flatten().flatten().map(|b| b.value));
-    let what = if bytes { "bytes" } else { "calls" };
-    Figure {
-        stem: format!("os_{what}_{slug}"),
-        title: format!("OS memory {what}: {} (t{})", w.trace, w.threads),
-        caption: format!(
-            "Per allocator (colour), the OS memory {what} it made through mmap, munmap, mremap, \
-             brk and madvise during the timed loop (median over its runs; `os_*_{what}` of the \
-             runs table){}.",
-            if log { "; log axis" } else { "" }
+    let log_note = if log { "; log axis" } else { "" };
+    let (stem, title, caption) = match what {
+        OsWhat::Kernel => (
+            "os_kernel",
+            "OS memory calls, kernel count",
+            format!(
+                "Per allocator (colour), the mmap, munmap, mremap, brk and madvise system calls \
+                 the kernel's tracepoints counted in the replay child during the timed loop \
+                 (median over its runs; `kernel_*_calls`): glibc malloc's own calls included, \
+                 and the harness's thread stacks{log_note}."
+            ),
         ),
+        _ => {
+            let what = if bytes { "bytes" } else { "calls" };
+            (
+                if bytes { "os_bytes" } else { "os_calls" },
+                if bytes {
+                    "OS memory bytes"
+                } else {
+                    "OS memory calls"
+                },
+                format!(
+                    "Per allocator (colour), the OS memory {what} it made through the exported \
+                     mmap, munmap, mremap, brk and madvise during the timed loop (median over \
+                     its runs; `os_*_{what}` of the runs table; glibc malloc calls the kernel \
+                     inside libc, which this does not see){log_note}."
+                ),
+            )
+        }
+    };
+    Figure {
+        stem: format!("{stem}_{slug}"),
+        title: format!("{title}: {} (t{})", w.trace, w.threads),
+        caption,
         group: Group::Trace(w.trace.clone()),
         chart: Chart::Bar(BarChart {
             value_desc: if bytes {

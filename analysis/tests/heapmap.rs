@@ -385,6 +385,7 @@ fn the_report_on_the_real_replay_explains_it_with_pictures_and_measured_numbers(
         "sizes_rl_small_t2",
         "os_calls_rl_small_t2",
         "os_bytes_rl_small_t2",
+        "os_kernel_rl_small_t2",
         "counters_rl_small_t2",
         "os_over_time_rl_small_t2",
     ] {
@@ -443,6 +444,19 @@ fn the_report_on_the_real_replay_explains_it_with_pictures_and_measured_numbers(
     let most = totals.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     let mmaps = per_kind[0].iter().find(|(a, _)| *a == most.0).unwrap().1;
     let want = format!("`{}` made {} ({} mmap", most.0, most.1, mmaps);
+    assert!(md.contains(&want), "{want:?} not in:\n{md}");
+    // The same by the kernel's count (glibc's own calls included).
+    let kernel: Vec<Vec<(String, f64)>> = kinds
+        .iter()
+        .map(|k| medians(&format!("kernel_{k}_calls")))
+        .collect();
+    let ktotals: Vec<(String, f64)> = kernel[0]
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| (a.clone(), kernel.iter().map(|k| k[i].1).sum()))
+        .collect();
+    let kmost = ktotals.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    let want = format!("harness's own): `{}` {} (", kmost.0, kmost.1);
     assert!(md.contains(&want), "{want:?} not in:\n{md}");
     // This VM exposes no PMU: the page says which counters were unavailable, and why.
     assert!(md.contains("Unavailable on this machine:"), "{md}");
