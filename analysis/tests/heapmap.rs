@@ -473,24 +473,66 @@ fn the_report_on_the_real_replay_explains_it_with_pictures_and_measured_numbers(
         classes.iter().map(|c| c.count).sum::<u64>(),
         alone.sizes.requests()
     );
+}
 
-    // Without the trace directory (and with the trace_path's file absent or not the trace),
-    // the page says why there is no heap map instead of drawing nothing.
-    let out2 = dir.path().join("report2");
-    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
-        .arg(fixture())
-        .arg("-o")
-        .arg(&out2)
-        .arg("--traces")
-        .arg(dir.path().join("elsewhere"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let md2 = std::fs::read_to_string(out2.join("explain.md")).unwrap();
-    if !Path::new("/tmp/rl_small.trace.zst").is_file() {
-        assert!(
-            md2.contains("No heap map or size classes of the trace"),
-            "{md2}"
-        );
+/// The fixture copied into `dir` with every run's `trace_path` set to `trace_path`.
+fn fixture_with_trace_path(dir: &Path, trace_path: &str) -> PathBuf {
+    use polars::prelude::*;
+    let out = dir.join("results");
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["latency.parquet", "timeseries.parquet"] {
+        std::fs::copy(fixture().join(f), out.join(f)).unwrap();
     }
+    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
+    let mut df = ParquetReader::new(f).finish().unwrap();
+    let n = df.height();
+    df.with_column(Column::new("trace_path".into(), vec![trace_path; n]))
+        .unwrap();
+    let w = std::fs::File::create(out.join("runs.parquet")).unwrap();
+    ParquetWriter::new(w).finish(&mut df).unwrap();
+    out
+}
+
+#[test]
+fn the_page_says_why_there_is_no_heap_map_when_the_trace_is_missing_or_another() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another trace at the recorded path: its hash is not the runs' trace_hash.
+    let other = hand_made_trace(dir.path());
+    let results = fixture_with_trace_path(dir.path(), other.to_str().unwrap());
+    let run = |results: &Path, out: &str| {
+        let out = dir.path().join(out);
+        let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+            .arg(results)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            std::fs::read_to_string(out.join("explain.md")).unwrap(),
+            out,
+        )
+    };
+    let (md, out) = run(&results, "changed");
+    assert!(
+        md.contains(&format!(
+            "No heap map or size classes of the trace: {} is not the trace that was replayed",
+            other.display()
+        )),
+        "{md}"
+    );
+    assert!(!out.join("plots/heapmap_rl_small_t2.png").exists());
+    // The runs' other pictures are still there.
+    assert!(out.join("plots/os_calls_rl_small_t2.png").is_file());
+    // A path where nothing is.
+    let gone = dir.path().join("nowhere/rl_small.trace.zst");
+    let results = fixture_with_trace_path(&dir.path().join("b"), gone.to_str().unwrap());
+    let (md, _) = run(&results, "missing");
+    assert!(
+        md.contains(&format!(
+            "trace file {} not found (pass --traces DIR",
+            gone.display()
+        )),
+        "{md}"
+    );
 }
