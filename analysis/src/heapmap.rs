@@ -774,6 +774,13 @@ impl HeapMap {
         if let Some(s) = self.axis.segments.last() {
             labels.push((y_of(s.row0 + s.rows), format!("{:#x}", s.end)));
         }
+        // Addresses inside the segments, every 80 rows.
+        for s in &self.axis.segments {
+            for r in (80..s.rows.saturating_sub(20)).step_by(80) {
+                let addr = s.start + r as u64 * self.axis.bytes_per_row;
+                labels.push((y_of(s.row0 + r), format!("{addr:#x}")));
+            }
+        }
         let mut placed: Vec<i32> = Vec::new();
         for (y, l) in labels {
             if placed.iter().any(|p| (p - y).abs() < 14) {
