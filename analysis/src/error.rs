@@ -41,6 +41,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A trace (for a heap map) could not be read.
+    #[error("trace {path}: {reason}")]
+    Trace {
+        /// The trace file.
+        path: PathBuf,
+        /// What the reader said.
+        reason: String,
+    },
     /// Drawing a plot failed.
     #[error("plot {path}: {reason}")]
     Plot {
@@ -54,7 +62,10 @@ pub enum Error {
 impl Error {
     /// True when the error is the user's input (exit status 2), not a failure of the machine.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Error::NoRuns { .. } | Error::BadArgument { .. })
+        matches!(
+            self,
+            Error::NoRuns { .. } | Error::BadArgument { .. } | Error::Trace { .. }
+        )
     }
 }
 

@@ -13,8 +13,10 @@
 
 pub mod compute;
 pub mod error;
+pub mod explain;
 pub mod fidelity;
 pub mod figures;
+pub mod heapmap;
 pub mod load;
 pub mod plots;
 pub mod reference;
@@ -47,6 +49,10 @@ pub struct Options {
     pub plot_threads: usize,
     /// A `lab fidelity` output directory whose tables join the report.
     pub fidelity: Option<PathBuf>,
+    /// Where the explanation page looks for trace files, besides each run's `trace_path`.
+    pub trace_dirs: Vec<PathBuf>,
+    /// The heap maps' time axis.
+    pub heap_map_time: heapmap::TimeAxis,
 }
 
 impl Options {
@@ -61,6 +67,8 @@ impl Options {
             bar_scale: Default::default(),
             plot_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fidelity: None,
+            trace_dirs: Vec::new(),
+            heap_map_time: Default::default(),
         }
     }
 }
@@ -90,6 +98,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let mut problems = Vec::new();
     let dirs = load::discover(&opts.inputs, &mut problems)?;
     let loaded = load::load(&dirs, problems)?;
+    let explain_facts = explain::facts(&loaded)?;
     let mut analysis = compute::compute(loaded, &opts.compute)?;
     let fidelity = match &opts.fidelity {
         Some(d) => fidelity::load(d, &mut analysis.problems)?,
@@ -113,15 +122,28 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         opts.plot_threads,
         &mut analysis.problems,
     )?;
+    let explain_opts = explain::ExplainOptions {
+        trace_dirs: opts.trace_dirs.clone(),
+        time: opts.heap_map_time,
+        plots: opts.plots,
+    };
+    let explained = explain::page(
+        &explain_facts,
+        &explain_opts,
+        &opts.out_dir.join("plots"),
+        &mut analysis.problems,
+    )?;
     let plot_time = t1.elapsed();
-    let written = report::write_all(
+    let mut written = report::write_all(
         &opts.out_dir,
         &analysis,
         &tables,
         &figs,
         &rendered,
         &fidelity,
+        &explained,
     )?;
+    written.plots.extend(explained.rendered());
     Ok(Report {
         written,
         runs_total: analysis.runs_total,

@@ -14,7 +14,7 @@ use clap::Parser;
 struct Args {
     /// Result directories (searched recursively for runs.parquet, latency.parquet,
     /// timeseries.parquet), result files, or glob patterns of them (quote the pattern).
-    #[arg(required = true, value_name = "DIR_OR_GLOB")]
+    #[arg(required_unless_present = "heap_map", value_name = "DIR_OR_GLOB")]
     inputs: Vec<String>,
     /// Where to write report.html, tables.md, tables/ and plots/.
     #[arg(short, long, value_name = "REPORT_DIR", default_value = "report")]
@@ -49,6 +49,18 @@ struct Args {
     /// join the report.
     #[arg(long, value_name = "DIR")]
     fidelity: Option<PathBuf>,
+    /// Only draw a heap map (address × time, coloured by allocation state) and the size
+    /// classes of this trace into REPORT_DIR (no result directories needed).
+    #[arg(long, value_name = "TRACE")]
+    heap_map: Option<PathBuf>,
+    /// The heap map's time axis: `ops` (allocator calls in order) or `time` (the trace's
+    /// timestamps).
+    #[arg(long, default_value = "ops", value_name = "ops|time")]
+    heap_map_time: analysis::heapmap::TimeAxis,
+    /// Directories where the report looks for the traces the runs replayed (by file name and
+    /// content hash), besides each run's `trace_path`.
+    #[arg(long, value_name = "DIR")]
+    traces: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +78,31 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(trace) = &args.heap_map {
+        let opts = analysis::heapmap::HeapMapOptions {
+            time: args.heap_map_time,
+        };
+        let (map, files) = analysis::heapmap::write_for_trace(trace, &args.out, &opts)?;
+        println!(
+            "{}: {} ops, {} address segment{}, 1 row = {} B, peak live {} B; wrote {}",
+            trace.display(),
+            map.ops,
+            map.axis.segments.len(),
+            if map.axis.segments.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            map.axis.bytes_per_row,
+            map.peak_live_bytes,
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
     let mut opts = analysis::Options::new(args.inputs, &args.out);
     opts.seeds.scaling_workload = args.scaling_workload;
     opts.seeds.fancy_workload = args.fancy_workload;
@@ -74,6 +111,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     opts.plots = !args.no_plots;
     opts.bar_scale = args.bar_scale;
     opts.fidelity = args.fidelity;
+    opts.trace_dirs = args.traces;
+    opts.heap_map_time = args.heap_map_time;
     if let Some(n) = args.plot_threads {
         opts.plot_threads = n;
     }

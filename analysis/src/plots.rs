@@ -647,7 +647,8 @@ pub fn fmt_value(unit: YUnit, v: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Figure layout: title on top, legend column on the right.
 
-fn font(size: u32) -> TextStyle<'static> {
+/// The figures' font at `size` px.
+pub(crate) fn font(size: u32) -> TextStyle<'static> {
     TextStyle::from((FONT, size).into_font())
 }
 

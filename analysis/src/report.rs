@@ -99,6 +99,7 @@ pub fn write_all(
     figs: &Figures,
     rendered: &[Option<Rendered>],
     fidelity: &[results_schema::fidelity::ProgramSummary],
+    explained: &crate::explain::Page,
 ) -> Result<Written, Error> {
     mkdir(out)?;
     let tdir = out.join("tables");
@@ -119,8 +120,15 @@ pub fn write_all(
             &results_schema::fidelity::markdown(fidelity),
         )?;
     }
+    write(
+        &out.join("explain.md"),
+        &crate::explain::markdown(out, explained),
+    )?;
     let html = out.join("report.html");
-    write(&html, &html_page(out, a, tables, figs, rendered, fidelity))?;
+    write(
+        &html,
+        &html_page(out, a, tables, figs, rendered, fidelity, explained),
+    )?;
     let summary = crate::summary::write(out, a)?;
     Ok(Written {
         tables: written,
@@ -173,7 +181,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Markdown-ish inline text (`code`, **bold**) to HTML.
-fn inline(s: &str) -> String {
+pub(crate) fn inline(s: &str) -> String {
     let e = esc(s);
     let mut out = String::new();
     let mut code = false;
@@ -283,6 +291,7 @@ fn html_page(
     figs: &Figures,
     rendered: &[Option<Rendered>],
     fidelity: &[results_schema::fidelity::ProgramSummary],
+    explained: &crate::explain::Page,
 ) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -361,6 +370,7 @@ fn html_page(
     if !fidelity.is_empty() {
         h.push_str("<a href=\"#fidelity\">Real programs</a>");
     }
+    h.push_str("<a href=\"#explain\">Why they differ</a>");
     h.push_str("</nav>\n");
     if !a.problems.is_empty() {
         h.push_str("<h2 id=\"problems\">Input problems</h2>\n<ul class=\"problems\">\n");
@@ -391,6 +401,7 @@ fn html_page(
         _ => h.push_str("<p class=\"ok\">None: every run finished <code>ok</code>.</p>\n"),
     }
     crate::fidelity::html(&mut h, fidelity);
+    crate::explain::html(&mut h, out, explained);
     h.push_str("<h2 id=\"facts\">Machine and build</h2>\n");
     for t in tables.iter().filter(is_fact) {
         table_html(&mut h, t);

@@ -155,21 +155,8 @@ pub fn params_of(h: &traces::Header) -> String {
         .join(" ")
 }
 
-/// `trace_hash`: XXH64 of the file's bytes, as hex (one sequential read of the file).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    use std::hash::Hasher as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = twox_hash::XxHash64::with_seed(0);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.write(&buf[..n]);
-    }
-    Ok(results_schema::trace_hash_hex(h.finish()))
-}
+/// `trace_hash`: XXH64 of the file's bytes, as hex (results-schema's definition).
+pub use results_schema::trace_hash_of_file as hash_file;
 
 fn bar(progress: bool, len: u64, template: &str) -> ProgressBar {
     if !progress {

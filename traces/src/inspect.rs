@@ -179,12 +179,25 @@ impl Default for Inspector {
     }
 }
 
-fn bucket(size: u64) -> usize {
+/// The histogram bucket of a request of `size` bytes (see [`SIZE_BUCKETS`]).
+pub fn bucket(size: u64) -> usize {
     if size == 0 {
         0
     } else {
         ((64 - (size - 1).leading_zeros()) as usize + 1).min(SIZE_BUCKETS - 1)
     }
+}
+
+/// The sizes bucket `i` holds: `(min_exclusive, max)` (requests `> min_exclusive` and `<= max`
+/// bytes; bucket 0 is `(0, 0)`, zero-byte requests).
+pub fn bucket_bounds(i: usize) -> (u64, u64) {
+    let min_exclusive = if i <= 1 { 0 } else { 1u64 << (i - 2) };
+    let max = match i {
+        0 => 0,
+        i if i >= SIZE_BUCKETS - 1 => u64::MAX,
+        i => 1u64 << (i - 1),
+    };
+    (min_exclusive, max)
 }
 
 impl Inspector {
@@ -308,14 +321,13 @@ impl Inspector {
             total_requested_bytes: self.total_requested,
             cross_thread_frees: self.cross_thread,
             sizes: (0..top)
-                .map(|i| SizeBucket {
-                    min_exclusive: if i <= 1 { 0 } else { 1u64 << (i - 2) },
-                    max: match i {
-                        0 => 0,
-                        i if i == SIZE_BUCKETS - 1 => u64::MAX,
-                        i => 1u64 << (i - 1),
-                    },
-                    count: self.sizes[i],
+                .map(|i| {
+                    let (min_exclusive, max) = bucket_bounds(i);
+                    SizeBucket {
+                        min_exclusive,
+                        max,
+                        count: self.sizes[i],
+                    }
                 })
                 .collect(),
             inconsistencies: self.live.bad.clone(),

@@ -166,6 +166,24 @@ pub fn trace_hash_hex(xxh64: u64) -> String {
     format!("{xxh64:016x}")
 }
 
+/// `trace_hash` of the file at `path`: XXH64 of its bytes, as [`trace_hash_hex`] (one
+/// sequential read of the file).
+pub fn trace_hash_of_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::hash::Hasher as _;
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.write(&buf[..n]);
+    }
+    Ok(trace_hash_hex(h.finish()))
+}
+
 /// The three files of a result directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum File {
