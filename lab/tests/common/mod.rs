@@ -2,6 +2,8 @@
 //! sweep, and reading back the runs it wrote (shard and Slurm tests).
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
