@@ -144,6 +144,10 @@ struct Args {
     /// RSS sampler period in ms (0: no time series).
     #[arg(long, default_value_t = 10)]
     sample_ms: u64,
+    /// Period of the allocator's own statistics in ms (introspection.parquet; 0: none). Each
+    /// reading may hold the allocator's locks briefly (glibc's malloc_info walks its free lists).
+    #[arg(long, default_value_t = replayer::engine::DEFAULT_INTROSPECT_MS)]
+    introspect_ms: u64,
     /// Seconds to watch retained RSS after the last op (points at 0.1, 1 and 5 s).
     #[arg(long, default_value = "1", value_parser = parse_secs)]
     retained_wait: f64,
@@ -247,6 +251,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         pin: a.pin,
         latency: !a.no_latency,
         sample_ms: a.sample_ms,
+        introspect_ms: a.introspect_ms,
         retained_wait: a.retained_wait,
         timeout: Duration::from_secs_f64(a.timeout),
         sweep: a.sweep,
@@ -270,6 +275,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
             "timer_overhead_ns": results.timer_overhead_ns,
             "runs": results.runs,
             "latency": results.latency,
+            "introspection": results.introspection,
             "notes": notes,
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
