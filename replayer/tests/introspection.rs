@@ -115,9 +115,11 @@ fn every_allocators_statistics_are_read_over_time_and_are_plausible() {
         let mut sorted = numbers.clone();
         sorted.sort();
         assert_eq!(sorted, (0..numbers.len() as u64).collect::<Vec<_>>(), "{a}");
-        // Every probe with a resident figure gives one at every reading.
+        // Every probe gives a resident figure at every reading.
         for (k, m) in &r {
             assert!(get(m, "resident_bytes") > 0, "{a} {k:?}");
+            // Each reading says how long it took (a call into the allocator: not free).
+            assert!(get(m, "read_ns") > 0, "{a} {k:?}");
         }
     }
 

@@ -32,6 +32,9 @@ use crate::engine::Phase;
 pub const IN_USE: &str = "in_use_bytes";
 /// Memory the allocator holds from the OS, as it counts it (common to every probe that can).
 pub const RESIDENT: &str = "resident_bytes";
+/// How long the reading took on the sampler thread, ns (added to every reading by
+/// [`Readings::read`]): what the probe's call cost, locks held included.
+pub const READ_NS: &str = "read_ns";
 
 /// Points the buffer holds (about 1.3 MiB, prefaulted with the harness's other buffers).
 pub const POINTS_CAP: usize = 1 << 15;
@@ -154,7 +157,11 @@ impl Readings {
             reading: self.next,
             dropped: 0,
         };
+        let t0 = std::time::Instant::now();
         probe.read(&mut sink);
+        let took = t0.elapsed().as_nanos() as u64;
+        sink.room += 1;
+        sink.put_u(READ_NS, None, took);
         self.dropped += sink.dropped;
         self.next += 1;
     }
@@ -217,8 +224,10 @@ mod tests {
         }
         r.thin();
         let pts = r.points();
-        // Readings 1, 3, 5 kept (values 2, 4, 6), two points each, numbered 0, 1, 2.
-        assert_eq!(pts.len(), 6);
+        // Readings 1, 3, 5 kept (values 2, 4, 6), three points each (a, b and the reading's
+        // own time), numbered 0, 1, 2.
+        assert_eq!(pts.len(), 9);
+        assert_eq!(pts.iter().filter(|p| p.metric == READ_NS).count(), 3);
         let a: Vec<(u32, i64)> = pts
             .iter()
             .filter(|p| p.metric == "a")
@@ -234,7 +243,8 @@ mod tests {
         let mut p = Counting(0);
         r.read(&mut p, Phase::Replay, 0);
         r.read(&mut p, Phase::Replay, 1);
+        // The first reading fills it (a, b, read_ns); the second is dropped whole.
         assert_eq!(r.points().len(), 3);
-        assert_eq!(r.dropped, 1);
+        assert_eq!(r.dropped, 3);
     }
 }
