@@ -71,7 +71,11 @@ fn wall_ns(trace: &Path, alloc: &str, off: bool, introspect_ms: u64) -> (f64, f6
     (
         v["runs"][0]["wall_ns"].as_f64().expect("wall_ns"),
         during.len() as f64,
-        during.iter().filter_map(|p| p["value"].as_f64()).sum(),
+        during
+            .iter()
+            .filter_map(|p| p["value"].as_f64())
+            .sum::<f64>()
+            .max(0.0),
     )
 }
 
