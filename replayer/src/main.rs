@@ -154,7 +154,8 @@ struct Args {
     /// Seconds one child may run before it is killed and its run reported as timed out.
     #[arg(long, default_value = "600", value_parser = parse_secs)]
     timeout: f64,
-    /// Write runs.parquet, latency.parquet and timeseries.parquet here (SCHEMA.md).
+    /// Write runs.parquet, latency.parquet, timeseries.parquet and introspection.parquet here
+    /// (SCHEMA.md).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Sweep name in the results (default: the output directory's name).
