@@ -6,7 +6,7 @@ use crate::fatal::StackWriter;
 use crate::heap;
 use crate::huge;
 use crate::os;
-use crate::small::{CLASS_SIZES, NUM_CLASSES};
+use crate::small::{CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
 use core::fmt::Write;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -59,6 +59,10 @@ pub struct Stats {
     pub class_live_blocks: [u64; NUM_CLASSES],
     /// 64 KiB pages assigned per small class, count.
     pub class_pages: [u64; NUM_CLASSES],
+    /// Blocks the pages of each small class can hold: `class_pages × (64 KiB / class size)`, an
+    /// upper bound (an arena's first page shares its 64 KiB with the arena header), count. The
+    /// class's fill level is `class_live_blocks / class_capacity_blocks`.
+    pub class_capacity_blocks: [u64; NUM_CLASSES],
     /// Live medium blocks, count.
     pub medium_live_blocks: u64,
     /// Blocks freed by a thread other than their owner and not yet taken back by the owner,
@@ -122,6 +126,14 @@ pub fn stats() -> Stats {
         if s.class_live_blocks[c] > i64::MAX as u64 {
             s.class_live_blocks[c] = 0;
         }
+    }
+    for ((cap, &pages), &size) in s
+        .class_capacity_blocks
+        .iter_mut()
+        .zip(&s.class_pages)
+        .zip(&CLASS_SIZES)
+    {
+        *cap = pages * (PAGE_SIZE / size as usize) as u64;
     }
     if s.small_bytes_in_use > i64::MAX as u64 {
         s.small_bytes_in_use = 0;

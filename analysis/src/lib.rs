@@ -8,6 +8,8 @@
 //! → [`report`] writes every file, and [`summary`] the aggregated rows as Parquet
 //! (`summary.parquet`, `summary_latency.parquet`). The generic tables are in [`tables`], the
 //! seed documents' own in [`reference`]. The schema is `results_schema`'s ([`schema`]).
+//! [`introspection`] reads the allocators' own statistics beside the runs and adds its table
+//! and plots to the report.
 
 #![deny(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod explain;
 pub mod fidelity;
 pub mod figures;
 pub mod heapmap;
+pub mod introspection;
 pub mod load;
 pub mod plots;
 pub mod reference;
@@ -99,14 +102,17 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let dirs = load::discover(&opts.inputs, &mut problems)?;
     let loaded = load::load(&dirs, problems)?;
     let explain_facts = explain::facts(&loaded)?;
+    let mut intro = introspection::load(&loaded);
     let mut analysis = compute::compute(loaded, &opts.compute)?;
+    analysis.problems.append(&mut intro.problems);
     let fidelity = match &opts.fidelity {
         Some(d) => fidelity::load(d, &mut analysis.problems)?,
         None => Vec::new(),
     };
     let compute_time = t0.elapsed();
-    let tables = tables::all_tables(&analysis, &opts.seeds);
-    let figs = if opts.plots {
+    let mut tables = tables::all_tables(&analysis, &opts.seeds);
+    tables.extend(introspection::table(&intro));
+    let mut figs = if opts.plots {
         let fopts = figures::FigureOptions {
             max_series_groups: opts.compute.max_series_groups,
             bar_scale: opts.bar_scale,
@@ -115,6 +121,10 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     } else {
         Default::default()
     };
+    if opts.plots {
+        let colors = figures::allocator_colors(&analysis);
+        figs.figs.extend(introspection::figures(&intro, &colors));
+    }
     let t1 = std::time::Instant::now();
     let rendered = report::render_all(
         &figs.figs,

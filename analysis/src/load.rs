@@ -158,7 +158,7 @@ fn walk(dir: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
 
 /// Opens one file lazily and conforms it to the schema; `None` (with a problem) when it cannot
 /// be used.
-fn conform(
+pub(crate) fn conform(
     path: &Path,
     kind: FileKind,
     source: u32,

@@ -547,6 +547,7 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
                 runs: Vec::new(),
                 latency: Vec::new(),
                 samples: Vec::new(),
+                introspection: Vec::new(),
                 unwritten: None,
             };
             for l in results.latency.iter().filter(|l| l.run_id == old) {
@@ -560,6 +561,12 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
                 s.run_id = row.run_id.clone();
                 s.repetition = r.repetition;
                 one.samples.push(s);
+            }
+            for p in results.introspection.iter().filter(|p| p.run_id == old) {
+                let mut p = p.clone();
+                p.run_id = row.run_id.clone();
+                p.repetition = r.repetition;
+                one.introspection.push(p);
             }
             let rd = RunDone {
                 id: r.id.clone(),

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{AllocStats, Allocator};
 use crate::error::ReplayError;
+use crate::introspect::{Probe, Readings};
 use crate::mem::{self, Mapping};
 #[cfg(doc)]
 use crate::plan::StartAfter;
@@ -130,6 +131,11 @@ pub struct PassOptions {
     pub thp: Thp,
     /// Sampler period, ms (0: no samples).
     pub sample_ms: u64,
+    /// Period of the allocator's own statistics (introspection.parquet), ms: read by the
+    /// sampler after its first RSS sample at least this long after the last reading (0, or
+    /// `sample_ms` 0: none; see [`crate::introspect`]).
+    #[serde(default = "default_introspect_ms")]
+    pub introspect_ms: u64,
     /// Seconds to keep reading retained RSS after the last op (points at 0.1, 1 and 5 s that
     /// fit are read).
     pub retained_wait: f64,
@@ -146,9 +152,17 @@ impl Default for PassOptions {
             timed: false,
             thp: Thp::System,
             sample_ms: 10,
+            introspect_ms: DEFAULT_INTROSPECT_MS,
             retained_wait: 0.0,
         }
     }
+}
+
+/// The default period of the allocator's statistics, ms.
+pub const DEFAULT_INTROSPECT_MS: u64 = 100;
+
+fn default_introspect_ms() -> u64 {
+    DEFAULT_INTROSPECT_MS
 }
 
 /// When a sample was taken.
@@ -265,6 +279,13 @@ pub struct PassResult {
     /// The allocator's OS memory calls during the loop (set by the child).
     #[serde(default)]
     pub os_calls: Option<crate::oscalls::Totals>,
+    /// The allocator's own statistics over time ([`crate::introspect`]): readings while the
+    /// ops ran and one after the last op (empty: the allocator has none, or it was off).
+    #[serde(default)]
+    pub introspection: Vec<crate::introspect::Point>,
+    /// Introspection points that did not fit the buffer.
+    #[serde(default)]
+    pub introspection_dropped: u64,
 }
 
 /// The allocator's space overhead at the trace's peak live op, measured in the untimed pass.
@@ -912,9 +933,25 @@ fn live_at(plan: &PlanView<'_>, progress: &[Padded]) -> (u64, u64) {
     (ops, live.max(0) as u64)
 }
 
+/// The allocator's statistics the sampler reads ([`crate::introspect`]): the probe, the
+/// buffer, the period.
+struct Introspection<'a> {
+    probe: &'a mut dyn Probe,
+    readings: &'a mut Readings,
+    period: Duration,
+}
+
 /// The sampler: every `period`, RSS, progress and live bytes, into a buffer sized up front
-/// (when it fills, every other sample is dropped and the period doubles: no allocation).
-fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut Vec<Sample>) {
+/// (when it fills, every other sample is dropped and the period doubles: no allocation); after
+/// a sample, the allocator's statistics if `intro.period` has passed since the last reading
+/// (the same rule for its own buffer).
+fn sampler(
+    plan: &PlanView<'_>,
+    sh: &Shared<'_>,
+    mut period: Duration,
+    buf: &mut Vec<Sample>,
+    mut intro: Option<Introspection<'_>>,
+) {
     crate::oscalls::harness_thread();
     // Counted with the replay threads: the go is given once this thread has started, so what
     // its start allocates is never counted against the loop.
@@ -927,6 +964,7 @@ fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut
     }
     let start = *sh.start.get().expect("set before go");
     let n = plan.threads.len();
+    let mut last_reading = Duration::ZERO;
     buf.push(Sample {
         phase: Phase::Replay,
         t_ns: start.elapsed().as_nanos() as u64,
@@ -960,6 +998,18 @@ fn sampler(plan: &PlanView<'_>, sh: &Shared<'_>, mut period: Duration, buf: &mut
             rss_bytes: sh.statm.rss_bytes(),
             os: crate::oscalls::point(),
         });
+        if let Some(i) = intro.as_mut() {
+            let now = start.elapsed();
+            if now.saturating_sub(last_reading) >= i.period {
+                if i.readings.nearly_full() {
+                    i.readings.thin();
+                    i.period *= 2;
+                }
+                last_reading = now;
+                i.readings
+                    .read(i.probe, Phase::Replay, now.as_nanos() as u64);
+            }
+        }
     }
 }
 
@@ -1048,6 +1098,17 @@ pub fn run<A: Allocator>(
     let outs: Vec<Mutex<ThreadOut>> = (0..n).map(|_| Mutex::default()).collect();
     let mut samples: Vec<Sample> =
         Vec::with_capacity(if opts.sample_ms > 0 { SAMPLE_CAP } else { 1 });
+    // Made now, so nothing is set up (or allocated) once the replay runs.
+    let mut probe = if opts.sample_ms > 0 && opts.introspect_ms > 0 {
+        a.probe()
+    } else {
+        None
+    };
+    let mut readings = Readings::with_capacity(if probe.is_some() {
+        crate::introspect::POINTS_CAP
+    } else {
+        0
+    });
     let mark = meta.peak_at;
     let ncpu = sys::cpus();
     let (timed, pace, ordered, pin) = (opts.timed, opts.pace, opts.order != Order::Deps, opts.pin);
@@ -1131,7 +1192,12 @@ pub fn run<A: Allocator>(
         let sampler_h = (opts.sample_ms > 0).then(|| {
             let samples = &mut samples;
             let period = Duration::from_millis(opts.sample_ms);
-            s.spawn(move || sampler(plan, sh, period, samples))
+            let intro = probe.as_deref_mut().map(|probe| Introspection {
+                probe,
+                readings: &mut readings,
+                period: Duration::from_millis(opts.introspect_ms),
+            });
+            s.spawn(move || sampler(plan, sh, period, samples, intro))
         });
         for (k, &me) in initial.iter().enumerate() {
             set_of[me] = k;
@@ -1237,6 +1303,12 @@ pub fn run<A: Allocator>(
         .saturating_sub(overhead.map_or(0, |o| o.walk_ns));
     result.overhead_at_peak = overhead;
     result.usage = usage;
+    if let Some(p) = probe.as_deref_mut() {
+        readings.read(p, Phase::After, start.elapsed().as_nanos() as u64);
+    }
+    result.introspection = readings.points();
+    result.introspection_dropped = readings.dropped;
+    drop(probe);
     result.alloc_stats = a.stats();
     let peak_sampled = samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
     let at_peak = sh.rss_at_peak.load(Ordering::Relaxed);

@@ -27,6 +27,7 @@ pub mod env;
 pub mod error;
 pub mod human;
 pub mod inside;
+pub mod introspect;
 pub mod mem;
 pub mod oscalls;
 pub mod parquet;

@@ -144,13 +144,18 @@ struct Args {
     /// RSS sampler period in ms (0: no time series).
     #[arg(long, default_value_t = 10)]
     sample_ms: u64,
+    /// Period of the allocator's own statistics in ms (introspection.parquet; 0: none). Each
+    /// reading may hold the allocator's locks briefly (glibc's malloc_info walks its free lists).
+    #[arg(long, default_value_t = replayer::engine::DEFAULT_INTROSPECT_MS)]
+    introspect_ms: u64,
     /// Seconds to watch retained RSS after the last op (points at 0.1, 1 and 5 s).
     #[arg(long, default_value = "1", value_parser = parse_secs)]
     retained_wait: f64,
     /// Seconds one child may run before it is killed and its run reported as timed out.
     #[arg(long, default_value = "600", value_parser = parse_secs)]
     timeout: f64,
-    /// Write runs.parquet, latency.parquet and timeseries.parquet here (SCHEMA.md).
+    /// Write runs.parquet, latency.parquet, timeseries.parquet and introspection.parquet here
+    /// (SCHEMA.md).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Sweep name in the results (default: the output directory's name).
@@ -247,6 +252,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         pin: a.pin,
         latency: !a.no_latency,
         sample_ms: a.sample_ms,
+        introspect_ms: a.introspect_ms,
         retained_wait: a.retained_wait,
         timeout: Duration::from_secs_f64(a.timeout),
         sweep: a.sweep,
@@ -270,6 +276,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
             "timer_overhead_ns": results.timer_overhead_ns,
             "runs": results.runs,
             "latency": results.latency,
+            "introspection": results.introspection,
             "notes": notes,
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"

@@ -1,5 +1,5 @@
-//! Writes the three result files of replayer/SCHEMA.md (`runs.parquet`, `latency.parquet`,
-//! `timeseries.parquet`) with the `parquet` crate (arrow arrays, zstd pages) — polars stays out
+//! Writes the result files of replayer/SCHEMA.md (`runs.parquet`, `latency.parquet`,
+//! `timeseries.parquet`, `introspection.parquet`) with the `parquet` crate (arrow arrays, zstd pages) — polars stays out
 //! of the replayer's build.
 //!
 //! The columns are the row structs' own (`results_schema::Row`: name, type, nullability, in
@@ -120,12 +120,14 @@ pub fn write_file<T: Row>(path: &Path, rows: &[T]) -> Result<(), ReplayError> {
     written
 }
 
-/// Writes runs.parquet, latency.parquet and timeseries.parquet into `dir` (created).
+/// Writes runs.parquet, latency.parquet, timeseries.parquet and introspection.parquet into
+/// `dir` (created).
 pub fn write_dir(dir: &Path, r: &Results) -> Result<(), ReplayError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| ReplayError::io(format!("creating {}", dir.display()), e))?;
     write_file(&dir.join("runs.parquet"), &r.runs)?;
     write_file(&dir.join("latency.parquet"), &r.latency)?;
     write_file(&dir.join("timeseries.parquet"), &r.samples)?;
+    write_file(&dir.join("introspection.parquet"), &r.introspection)?;
     Ok(())
 }

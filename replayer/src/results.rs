@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use results_schema::{LatencyRow, RunRow, SCHEMA_VERSION, SampleRow, Status, Workload};
+pub use results_schema::{
+    IntrospectionRow, LatencyRow, RunRow, SCHEMA_VERSION, SampleRow, Status, Workload,
+};
 
 use crate::adapter::AllocSpec;
 use crate::engine::{PassResult, Phase};
@@ -71,6 +73,9 @@ pub struct Results {
     pub runs: Vec<RunRow>,
     pub latency: Vec<LatencyRow>,
     pub samples: Vec<SampleRow>,
+    /// The allocators' own statistics over time (untimed pass).
+    #[serde(default)]
+    pub introspection: Vec<IntrospectionRow>,
     /// Why the results could not be written to `--out`, if they could not.
     #[serde(skip)]
     pub unwritten: Option<String>,
@@ -374,6 +379,29 @@ impl Results {
                 });
             }
         }
+        if let Some(u) = u {
+            for p in &u.introspection {
+                self.introspection.push(IntrospectionRow {
+                    schema_version: SCHEMA_VERSION,
+                    run_id: run_id.clone(),
+                    allocator: allocator.clone(),
+                    trace_name: trace.name.clone(),
+                    workload: trace.workload.clone(),
+                    replay_threads,
+                    repetition,
+                    phase: match p.phase {
+                        Phase::Replay => "replay",
+                        Phase::After => "after",
+                    }
+                    .to_string(),
+                    sample: p.sample,
+                    t_ns: p.t_ns,
+                    metric: p.metric.clone(),
+                    key: p.key.map(i64::from),
+                    value: p.value,
+                });
+            }
+        }
         self.runs.push(row);
         self.runs.last().expect("just pushed")
     }
@@ -383,5 +411,6 @@ impl Results {
         self.runs.extend(other.runs);
         self.latency.extend(other.latency);
         self.samples.extend(other.samples);
+        self.introspection.extend(other.introspection);
     }
 }

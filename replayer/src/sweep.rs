@@ -58,6 +58,8 @@ pub struct SweepOptions {
     pub latency: bool,
     /// Sampler period, ms.
     pub sample_ms: u64,
+    /// Period of the allocator's own statistics, ms (0: none).
+    pub introspect_ms: u64,
     /// Seconds to keep reading retained RSS after the last op (0.1, 1 and 5 s points that fit).
     pub retained_wait: f64,
     /// Per child.
@@ -94,6 +96,7 @@ impl SweepOptions {
             pin: false,
             latency: true,
             sample_ms: 10,
+            introspect_ms: crate::engine::DEFAULT_INTROSPECT_MS,
             retained_wait: 1.0,
             timeout: Duration::from_secs(600),
             sweep: None,
@@ -472,6 +475,7 @@ impl Sweep {
                     timed,
                     thp: o.thp,
                     sample_ms: if timed { 0 } else { o.sample_ms },
+                    introspect_ms: o.introspect_ms,
                     retained_wait: if timed { 0.0 } else { o.retained_wait },
                 };
                 let untimed = self.child(spec, pass(false), pb, done_ops);

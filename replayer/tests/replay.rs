@@ -364,7 +364,7 @@ fn preloaded_jemalloc_really_replaces_malloc_in_the_child() {
 const READ_PARQUET: &str = r#"
 import sys, polars as pl
 d = sys.argv[1]
-for f in ["runs", "latency", "timeseries"]:
+for f in ["runs", "latency", "timeseries", "introspection"]:
     df = pl.read_parquet(f"{d}/{f}.parquet")
     print(f, df.height, ",".join(f"{c}:{t}" for c, t in df.schema.items()))
 runs = pl.read_parquet(f"{d}/runs.parquet")
@@ -444,7 +444,12 @@ fn parquet_files_open_with_polars_and_have_the_documented_columns() {
         "Boolean" => "Boolean",
         other => panic!("SCHEMA.md type {other}"),
     };
-    for (file, min_rows) in [("runs", 4), ("latency", 4 * 2 * 17), ("timeseries", 4 * 3)] {
+    for (file, min_rows) in [
+        ("runs", 4),
+        ("latency", 4 * 2 * 17),
+        ("timeseries", 4 * 3),
+        ("introspection", 4 * 10),
+    ] {
         let line = text
             .lines()
             .find(|l| l.starts_with(&format!("{file} ")))

@@ -1,4 +1,4 @@
-//! The replay results schema (replayer/SCHEMA.md), in one place: the schema version, the three
+//! The replay results schema (replayer/SCHEMA.md), in one place: the schema version, the four
 //! files' row structs and column tables (name, type, nullability, doc), the run [`Status`], the
 //! [`Workload`] and trace identity ([`TraceId`]), the latency quantile grid, and the
 //! [`summary`] rule (median per trace × threads × allocator and its ratios).
@@ -184,7 +184,7 @@ pub fn trace_hash_of_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(trace_hash_hex(h.finish()))
 }
 
-/// The three files of a result directory.
+/// The files of a result directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum File {
     /// `runs.parquet`: one row per run.
@@ -193,11 +193,18 @@ pub enum File {
     Latency,
     /// `timeseries.parquet`: samples over time.
     Timeseries,
+    /// `introspection.parquet`: the allocator's own statistics over time.
+    Introspection,
 }
 
 impl File {
     /// All files, in the order they are read.
-    pub const ALL: [File; 3] = [File::Runs, File::Latency, File::Timeseries];
+    pub const ALL: [File; 4] = [
+        File::Runs,
+        File::Latency,
+        File::Timeseries,
+        File::Introspection,
+    ];
 
     /// The file name inside a result directory.
     pub fn file_name(self) -> &'static str {
@@ -205,6 +212,7 @@ impl File {
             File::Runs => "runs.parquet",
             File::Latency => "latency.parquet",
             File::Timeseries => "timeseries.parquet",
+            File::Introspection => "introspection.parquet",
         }
     }
 
@@ -214,6 +222,7 @@ impl File {
             File::Runs => RunRow::COLUMNS,
             File::Latency => LatencyRow::COLUMNS,
             File::Timeseries => SampleRow::COLUMNS,
+            File::Introspection => IntrospectionRow::COLUMNS,
         }
     }
 
@@ -229,6 +238,7 @@ impl File {
             ],
             File::Latency => &["run_id", "op", "quantile", "latency_ns"],
             File::Timeseries => &["run_id", "t_ns"],
+            File::Introspection => &["run_id", "t_ns", "metric", "value"],
         }
     }
 }
@@ -552,6 +562,40 @@ rows! {
         pub os_net_mapped_bytes: i64,
         /// bytes advised (madvise) so far
         pub os_advised_bytes: u64,
+    }
+}
+
+rows! {
+    /// One row of introspection.parquet: one figure of one reading of the allocator's own
+    /// statistics (long format: allocators report different figures, and arenas or size classes
+    /// come and go).
+    pub struct IntrospectionRow {
+        /// 1
+        pub schema_version: u32,
+        /// as in runs
+        pub run_id: String,
+        /// as in runs
+        pub allocator: String,
+        /// as in runs
+        pub trace_name: String,
+        /// as in runs
+        pub workload: Workload,
+        /// as in runs
+        pub replay_threads: u32,
+        /// as in runs
+        pub repetition: u32,
+        /// `replay` during the ops, `after` once the last op is done (every replay thread joined)
+        pub phase: String,
+        /// the reading's number within the run (0, 1, … in time order)
+        pub sample: u32,
+        /// time since the first op
+        pub t_ns: u64,
+        /// the figure's name, unit in the name (`_bytes`; plain counts otherwise)
+        pub metric: String,
+        /// what the figure is for: arena number, size-class block size or size bucket (see the metric); null for the whole allocator
+        pub key: Option<i64>,
+        /// the figure
+        pub value: i64,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::{AdapterContext, AllocSpec, AllocStats, Allocator};
 use crate::error::ReplayError;
+use crate::introspect::{IN_USE, Probe, RESIDENT, Sink};
 
 /// fancy, with or without reclamation.
 pub struct Fancy;
@@ -91,6 +92,9 @@ unsafe impl Allocator for Fancy {
         s.put("reclaim", st.reclaim);
         s
     }
+    fn probe(&self) -> Option<Box<dyn Probe>> {
+        Some(Box::new(FancyProbe))
+    }
     fn thread_detach(&self) {
         fancy::thread_detach();
     }
@@ -100,5 +104,46 @@ unsafe impl Allocator for Fancy {
             env!("CARGO_PKG_VERSION"),
             crate::env::build_info().commit
         )
+    }
+}
+
+/// fancy's [`fancy::stats`]: a `Copy` snapshot summed from per-heap atomics (relaxed loads, no
+/// lock, no allocation). Per small class (key: the class's block size): live blocks and the
+/// blocks its pages can hold (the fill level is their ratio); the cross-thread frees not yet
+/// taken back by their owners (the queue depth, all heaps together: fancy counts them per
+/// freeing heap, not per queue).
+struct FancyProbe;
+
+impl Probe for FancyProbe {
+    fn read(&mut self, out: &mut Sink<'_>) {
+        let st = fancy::stats();
+        out.put_u(IN_USE, None, st.bytes_in_use);
+        out.put_u(RESIDENT, None, st.bytes_mapped);
+        for (k, v) in [
+            ("small_bytes_in_use", st.small_bytes_in_use),
+            ("medium_bytes_in_use", st.medium_bytes_in_use),
+            ("huge_bytes_in_use", st.huge_bytes_in_use),
+            ("cached_bytes", st.bytes_cached),
+            ("returned_bytes", st.bytes_returned),
+            ("medium_free_bytes", st.medium_bytes_free),
+            ("medium_parked_bytes", st.medium_bytes_parked),
+            ("small_carved_bytes", st.small_bytes_carved),
+            ("medium_touched_bytes", st.medium_bytes_touched),
+            ("arenas", st.arenas),
+            ("arenas_cached", st.arenas_cached),
+            ("heaps", st.heaps),
+            ("heaps_abandoned", st.heaps_abandoned),
+            ("medium_live_blocks", st.medium_live_blocks),
+            ("huge_blocks", st.huge_blocks),
+            ("cross_thread_frees_pending", st.cross_thread_frees_pending),
+            ("cross_thread_frees_total", st.cross_thread_frees_total),
+        ] {
+            out.put_u(k, None, v);
+        }
+        for c in 0..st.class_size.len() {
+            let key = Some(st.class_size[c]);
+            out.put_u("class_live_blocks", key, st.class_live_blocks[c]);
+            out.put_u("class_capacity_blocks", key, st.class_capacity_blocks[c]);
+        }
     }
 }

@@ -83,6 +83,9 @@ unsafe impl Allocator for Mempool {
         s.put("variant", self.0.name());
         s
     }
+    fn probe(&self) -> Option<Box<dyn crate::introspect::Probe>> {
+        Some(Box::new(PoolProbe(self.0)))
+    }
     fn thread_detach(&self) {
         global::thread_detach();
     }
@@ -93,5 +96,38 @@ unsafe impl Allocator for Mempool {
             self.0.name(),
             crate::env::build_info().commit
         )
+    }
+}
+
+/// The pool's counters: per-thread records and lock counters summed with relaxed loads, and
+/// the reservation's footprint (atomics): no lock, no allocation. (`free_class_blocks` is left
+/// out: it takes every class lock, which would both perturb and count as contention.)
+struct PoolProbe(Variant);
+
+impl crate::introspect::Probe for PoolProbe {
+    fn read(&mut self, out: &mut crate::introspect::Sink<'_>) {
+        let st = global::stats(self.0);
+        let lk = global::lock_counts(self.0);
+        let (mapped, returned) = ::mempool::footprint();
+        out.put_u(
+            crate::introspect::RESIDENT,
+            None,
+            mapped.saturating_sub(returned) as u64,
+        );
+        for (k, v) in [
+            ("live_blocks", st.live()),
+            ("allocs", st.allocs),
+            ("frees", st.frees),
+            ("threads", st.threads),
+            ("mapped_bytes", mapped as u64),
+            ("returned_bytes", returned as u64),
+            ("class_locks", lk.class_locks),
+            ("class_lock_contended", lk.class_contended),
+            ("global_locks", lk.global_locks),
+            ("global_lock_contended", lk.global_contended),
+            ("replenishes", lk.replenishes),
+        ] {
+            out.put_u(k, None, v);
+        }
     }
 }

@@ -92,9 +92,115 @@ unsafe impl Allocator for Mimalloc {
         }
         s
     }
+    fn probe(&self) -> Option<Box<dyn crate::introspect::Probe>> {
+        Some(Box::new(MiProbe(Box::new(MiStats::new()))))
+    }
     fn version(&self) -> String {
         // SAFETY: no arguments; returns e.g. 332 for 3.3.2.
         let v = unsafe { mi::mi_version() };
         format!("mimalloc {}.{}.{}", v / 100, v / 10 % 10, v % 10)
+    }
+}
+
+/// `mi_stats_t` of mimalloc 3.3 (`include/mimalloc-stats.h`, `MI_STAT_VERSION` 5): a size and
+/// a version, then 544 `int64_t`s — each `mi_stat_count_t` is (total, peak, current), each
+/// `mi_stat_counter_t` one total. `mi_stats_get` checks the size and version and refuses a
+/// mismatch (another mimalloc), so a wrong layout reads nothing rather than garbage.
+#[repr(C)]
+struct MiStats {
+    size: usize,
+    version: usize,
+    v: [i64; 544],
+}
+
+/// `MI_STAT_VERSION` of the layout above.
+const MI_STAT_VERSION: usize = 5;
+
+impl MiStats {
+    fn new() -> MiStats {
+        MiStats {
+            size: std::mem::size_of::<MiStats>(),
+            version: MI_STAT_VERSION,
+            v: [0; 544],
+        }
+    }
+}
+
+unsafe extern "C" {
+    /// The subprocess's statistics with every heap's added (mimalloc-stats.h).
+    fn mi_stats_get(stats: *mut MiStats) -> bool;
+}
+
+/// Indices into [`MiStats::v`] of the `current` member of counts and of counters (offsets
+/// from mimalloc-stats.h: `pages` at 0, `reserved` at 3, …, checked by the size test).
+const MI_COUNTS: [(&str, usize); 6] = [
+    ("pages", 2),
+    ("reserved_bytes", 5),
+    ("committed_bytes", 8),
+    ("page_committed_bytes", 13),
+    ("pages_abandoned", 16),
+    ("threads", 19),
+];
+const MI_COUNTERS: [(&str, usize); 7] = [
+    ("reset_bytes", 9),
+    ("purged_bytes", 10),
+    ("mmap_calls", 29),
+    ("commit_calls", 30),
+    ("reset_calls", 31),
+    ("purge_calls", 32),
+    ("arena_count", 33),
+];
+
+/// mimalloc's statistics (`mi_stats_get`, into a struct of ours made before the replay: it
+/// copies and adds counters under the heap-list lock, allocating nothing) and its process
+/// info (`mi_process_info`: getrusage and its commit counters). mimalloc's release build
+/// keeps only its "essential" statistics (`MI_STAT` 0): the OS-level ones (reserved,
+/// committed, purged, calls) are exact and current; per-page ones are merged from thread
+/// heaps as they go, so they lag while threads run. It has no figure of bytes in use in this
+/// build, so it writes no `in_use_bytes`.
+struct MiProbe(Box<MiStats>);
+
+// SAFETY: the statistics buffer is plain data, owned by the probe.
+unsafe impl Send for MiProbe {}
+
+impl crate::introspect::Probe for MiProbe {
+    fn read(&mut self, out: &mut crate::introspect::Sink<'_>) {
+        let s = &mut *self.0;
+        *s = MiStats::new();
+        // SAFETY: `s` is a mi_stats_t of the size and version written in its header.
+        if unsafe { mi_stats_get(s) } {
+            for (k, i) in MI_COUNTS {
+                out.put(k, None, s.v[i]);
+            }
+            for (k, i) in MI_COUNTERS {
+                out.put(k, None, s.v[i]);
+            }
+        }
+        let mut v = [0usize; 8];
+        // SAFETY: every pointer is to a distinct local usize.
+        unsafe {
+            let [a, b, c, d, e, f, g, h] = &mut v;
+            mi::mi_process_info(a, b, c, d, e, f, g, h);
+        }
+        out.put_u(crate::introspect::RESIDENT, None, v[5] as u64);
+        out.put_u("process_rss_bytes", None, v[3] as u64);
+        out.put_u("process_commit_bytes", None, v[5] as u64);
+        out.put_u("page_faults", None, v[7] as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_layout_is_the_linked_mimallocs() {
+        // mimalloc refuses a struct of another size or version: this reading proves the layout.
+        let mut s = Box::new(MiStats::new());
+        // SAFETY: as in MiProbe::read.
+        let read = unsafe { mi_stats_get(&mut *s) };
+        assert!(read, "mi_stats_get refused our mi_stats_t");
+        assert_eq!(std::mem::size_of::<MiStats>(), 4368);
+        assert!(s.v[8] > 0, "mimalloc has committed memory");
     }
 }

@@ -89,6 +89,11 @@ pub unsafe trait Allocator: Sync {
     }
     /// What the allocator reports (called with every replay thread gone).
     fn stats(&self) -> AllocStats;
+    /// A reader of the allocator's statistics while it runs ([`crate::introspect`]), made
+    /// before the barrier; None when the allocator has none to give (`bump`, `preload:`).
+    fn probe(&self) -> Option<Box<dyn crate::introspect::Probe>> {
+        None
+    }
     /// Called by each replay thread before its first op.
     fn thread_attach(&self) {}
     /// Called by each replay thread after its last op.

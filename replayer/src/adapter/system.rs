@@ -153,6 +153,15 @@ unsafe impl Allocator for System {
             AllocStats::default()
         }
     }
+    fn probe(&self) -> Option<Box<dyn crate::introspect::Probe>> {
+        // A preloaded library's statistics are its own business (glibc's would describe
+        // glibc's unused heap).
+        if self.preload.is_some() {
+            return None;
+        }
+        crate::introspect::glibc::MallocInfo::open()
+            .map(|p| Box::new(p) as Box<dyn crate::introspect::Probe>)
+    }
     fn version(&self) -> String {
         match &self.preload {
             None => format!("glibc {}", glibc_version()),

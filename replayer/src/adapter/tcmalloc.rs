@@ -193,6 +193,10 @@ unsafe impl Allocator for Tcmalloc {
         }
         s
     }
+    fn probe(&self) -> Option<Box<dyn crate::introspect::Probe>> {
+        self.property
+            .map(|f| Box::new(TcProbe(f)) as Box<dyn crate::introspect::Probe>)
+    }
     fn version(&self) -> String {
         let file = self
             .path
@@ -211,5 +215,66 @@ unsafe impl Allocator for Tcmalloc {
         // SAFETY: a static NUL-terminated string.
         let v = unsafe { CStr::from_ptr(v) }.to_string_lossy();
         format!("{v}{file}")
+    }
+}
+
+/// gperftools' numeric properties through its C API (`MallocExtension_GetNumericProperty`):
+/// each compares the name and reads its counters under the page-heap lock; none allocates.
+struct TcProbe(PropertyFn);
+
+/// Properties read at each sample (metric, tcmalloc's name).
+const PROPERTIES: [(&str, &CStr); 9] = [
+    (
+        crate::introspect::IN_USE,
+        c"generic.current_allocated_bytes",
+    ),
+    (
+        "current_allocated_bytes",
+        c"generic.current_allocated_bytes",
+    ),
+    ("heap_size_bytes", c"generic.heap_size"),
+    ("physical_bytes", c"generic.total_physical_bytes"),
+    ("pageheap_free_bytes", c"tcmalloc.pageheap_free_bytes"),
+    (
+        "pageheap_unmapped_bytes",
+        c"tcmalloc.pageheap_unmapped_bytes",
+    ),
+    (
+        "central_cache_free_bytes",
+        c"tcmalloc.central_cache_free_bytes",
+    ),
+    (
+        "transfer_cache_free_bytes",
+        c"tcmalloc.transfer_cache_free_bytes",
+    ),
+    (
+        "thread_cache_free_bytes",
+        c"tcmalloc.current_total_thread_cache_bytes",
+    ),
+];
+
+impl crate::introspect::Probe for TcProbe {
+    fn read(&mut self, out: &mut crate::introspect::Sink<'_>) {
+        let get = |name: &CStr| {
+            let mut v = 0usize;
+            // SAFETY: a NUL-terminated property name and a pointer to a local.
+            (unsafe { (self.0)(name.as_ptr(), &mut v) } != 0).then_some(v as u64)
+        };
+        for (metric, name) in PROPERTIES {
+            if let Some(v) = get(name) {
+                out.put_u(metric, None, v);
+            }
+        }
+        // Resident: the heap minus what tcmalloc has returned to the OS.
+        if let (Some(heap), Some(unmapped)) = (
+            get(c"generic.heap_size"),
+            get(c"tcmalloc.pageheap_unmapped_bytes"),
+        ) {
+            out.put_u(
+                crate::introspect::RESIDENT,
+                None,
+                heap.saturating_sub(unmapped),
+            );
+        }
     }
 }
