@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
 pub use results_schema::BASELINE_ALLOCATOR;
-use results_schema::summary::{self, median};
+use results_schema::summary::{self, SummaryRow, median};
 use results_schema::{Status, TraceId, Workload};
 
 use crate::error::{Error, PolarsContext};
@@ -37,62 +37,16 @@ pub struct ConfigKey {
     pub allocator: String,
 }
 
-/// Throughput and memory figures of one configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigRow {
-    /// Which configuration.
-    pub key: ConfigKey,
-    /// The trace's short name (`trace_name`).
-    pub trace_name: String,
-    /// The trace's hash (`trace_hash`; None in results written before it existed).
-    pub trace_hash: Option<String>,
-    /// The parameters that made the trace (`trace_params`), where known.
-    pub trace_params: Option<String>,
-    /// The trace's workload.
-    pub workload: Workload,
-    /// `ok` runs.
-    pub runs_ok: u32,
-    /// `ok` runs with a throughput figure.
-    pub runs_throughput: u32,
-    /// Median ops/s.
-    pub ops_per_sec_median: Option<f64>,
-    /// Smallest ops/s.
-    pub ops_per_sec_min: Option<f64>,
-    /// Largest ops/s.
-    pub ops_per_sec_max: Option<f64>,
-    /// Coefficient of variation of ops/s (sample std / mean); None with fewer than 2 runs.
-    pub ops_per_sec_cv: Option<f64>,
-    /// Median throughput over the `system` allocator's median in the same trace and threads.
-    pub vs_system: Option<f64>,
-    /// Median throughput over the best allocator's median in the same trace and threads.
-    pub vs_best: Option<f64>,
-    /// Median of peak live bytes.
-    pub peak_live_bytes: Option<f64>,
-    /// Median peak heap RSS (bytes).
-    pub peak_heap_rss_bytes: Option<f64>,
-    /// Median peak RSS (bytes).
-    pub peak_rss_bytes: Option<f64>,
-    /// Median heap RSS at peak live (bytes).
-    pub heap_rss_at_peak_live_bytes: Option<f64>,
-    /// Median fragmentation ratio at peak live.
-    pub frag_ratio_at_peak: Option<f64>,
-    /// Smallest fragmentation ratio at peak live.
-    pub frag_ratio_at_peak_min: Option<f64>,
-    /// Largest fragmentation ratio at peak live.
-    pub frag_ratio_at_peak_max: Option<f64>,
-    /// Median overhead ratio: the allocator's usable bytes over the requested bytes of the
-    /// blocks live at the peak (`overhead_ratio`; null where the replay could not measure it).
-    pub overhead_ratio: Option<f64>,
-    /// Median retained heap RSS right after the last op (bytes).
-    pub retained_heap_rss_bytes: Option<f64>,
-    /// Median retained heap RSS 0.1 s after the last op (bytes).
-    pub retained_heap_rss_100ms_bytes: Option<f64>,
-    /// Median retained heap RSS 1 s after the last op (bytes).
-    pub retained_heap_rss_1s_bytes: Option<f64>,
-    /// Median minor page faults.
-    pub minor_faults: Option<f64>,
-    /// Median major page faults.
-    pub major_faults: Option<f64>,
+impl ConfigKey {
+    /// The configuration of a summary row.
+    pub fn of(r: &SummaryRow) -> ConfigKey {
+        ConfigKey {
+            machine: r.machine.clone(),
+            trace: r.trace_label.clone(),
+            threads: r.replay_threads,
+            allocator: r.allocator.clone(),
+        }
+    }
 }
 
 /// Latency of one op kind in one configuration.
@@ -206,8 +160,9 @@ pub struct Analysis {
     pub runs_total: usize,
     /// Runs with status `ok`.
     pub runs_ok: usize,
-    /// Throughput and memory per configuration, sorted by key.
-    pub configs: Vec<ConfigRow>,
+    /// Throughput and memory per configuration (`summary.parquet`'s rows), sorted by
+    /// [`ConfigKey`].
+    pub configs: Vec<SummaryRow>,
     /// Latency per configuration and op kind, sorted.
     pub latency: Vec<LatencyRow>,
     /// Memory over time per configuration, for the configurations chosen for plots.
@@ -311,27 +266,18 @@ const KEY: [&str; 5] = [
     "allocator",
 ];
 
-/// The machine-type column the analysis adds to the runs: CPU model and CPU count (`<cpu_model>
-/// ×<cpus>`). Hosts of one type pool their runs (a cluster's identical nodes); runs of
-/// different types are separate configurations, so no ratio or median crosses them.
+/// The machine-type column the analysis adds to the runs
+/// (`results_schema::summary::machine_type`: CPU model and CPU count).
 pub const MACHINE: &str = "machine";
 
-/// `runs` with the [`MACHINE`] column.
+/// `runs` with the [`MACHINE`] column (`results_schema::summary::machine_type`).
 fn with_machine(mut runs: DataFrame) -> Result<DataFrame, Error> {
     let cpu = strs(&runs, "cpu_model")?;
     let n = u32s(&runs, "cpus")?;
     let v: Vec<String> = cpu
         .iter()
         .zip(&n)
-        .map(|(c, n)| {
-            format!(
-                "{} ×{}",
-                c.as_deref()
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or("unknown CPU"),
-                n.map_or_else(|| "?".to_string(), |n| n.to_string())
-            )
-        })
+        .map(|(c, n)| summary::machine_type(c.as_deref(), *n))
         .collect();
     runs.with_column(Column::new(MACHINE.into(), v))
         .ctx("adding the machine type")?;
@@ -489,7 +435,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
     })
 }
 
-fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
+fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<SummaryRow>, Error> {
     let tp = throughput_expr();
     let med = |name: &str| f64col(name).median().alias(name);
     let df = ok_runs(runs)
@@ -552,27 +498,31 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         f("minor_faults")?,
         f("major_faults")?,
     );
-    let mut rows: Vec<ConfigRow> = (0..df.height())
+    let mut rows: Vec<SummaryRow> = (0..df.height())
         .map(|i| {
             let n = runs_tp[i].unwrap_or(0);
             let cv = match (tp_mean[i], tp_std[i]) {
                 (Some(m), Some(s)) if n >= 2 && m != 0.0 => Some(s / m),
                 _ => None,
             };
-            ConfigRow {
-                key: keys.at(labels, i),
+            let key = keys.at(labels, i);
+            SummaryRow {
+                machine: key.machine,
                 trace_name: keys.tr[i].clone().unwrap_or_default(),
                 trace_hash: keys.hs[i].clone(),
+                trace_label: key.trace,
                 trace_params: params[i].clone(),
                 workload: Workload::parse(workload[i].as_deref().unwrap_or_default()),
+                replay_threads: key.threads,
+                allocator: key.allocator,
                 runs_ok: runs_ok[i].unwrap_or(0),
                 runs_throughput: n,
                 ops_per_sec_median: tp_median[i],
                 ops_per_sec_min: tp_min[i],
                 ops_per_sec_max: tp_max[i],
                 ops_per_sec_cv: cv,
-                vs_system: None,
-                vs_best: None,
+                ratio_to_system: None,
+                ratio_to_best: None,
                 peak_live_bytes: peak_live[i],
                 peak_heap_rss_bytes: peak_heap[i],
                 peak_rss_bytes: peak_rss[i],
@@ -589,7 +539,7 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
             }
         })
         .collect();
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by_cached_key(ConfigKey::of);
 
     // Ratios within each (machine type, trace, threads): the summary rule's own function.
     type Group<'a> = (&'a str, &'a str, u32);
@@ -597,16 +547,16 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         .iter()
         .map(|r| {
             (
-                (r.key.machine.as_str(), r.key.trace.as_str(), r.key.threads),
-                r.key.allocator.as_str(),
+                (r.machine.as_str(), r.trace_label.as_str(), r.replay_threads),
+                r.allocator.as_str(),
                 r.ops_per_sec_median,
             )
         })
         .collect();
     let ratios = summary::ratios(&groups);
     for (r, x) in rows.iter_mut().zip(ratios) {
-        r.vs_system = x.vs_system;
-        r.vs_best = x.vs_best;
+        r.ratio_to_system = x.vs_system;
+        r.ratio_to_best = x.vs_best;
     }
     Ok(rows)
 }
@@ -712,12 +662,12 @@ pub fn op_rank(op: &str) -> (usize, String) {
 /// all of them when there are few, else each trace's largest thread count, up to the limit —
 /// recorded traces (workload `recorded:…`, real programs) first, then by name.
 pub fn series_groups(
-    configs: &[ConfigRow],
+    configs: &[SummaryRow],
     max: usize,
 ) -> (Vec<(String, u32)>, usize /* left out */) {
     let all: BTreeSet<(String, u32)> = configs
         .iter()
-        .map(|c| (c.key.trace.clone(), c.key.threads))
+        .map(|c| (c.trace_label.clone(), c.replay_threads))
         .collect();
     if all.len() <= max {
         return (all.into_iter().collect(), 0);
@@ -726,10 +676,10 @@ pub fn series_groups(
     for c in configs {
         let synthetic = !c.workload.is_recorded();
         let e = top
-            .entry(c.key.trace.clone())
-            .or_insert((synthetic, c.key.threads));
+            .entry(c.trace_label.clone())
+            .or_insert((synthetic, c.replay_threads));
         e.0 &= synthetic;
-        e.1 = e.1.max(c.key.threads);
+        e.1 = e.1.max(c.replay_threads);
     }
     let mut order: Vec<(bool, String, u32)> =
         top.into_iter().map(|(t, (syn, n))| (syn, t, n)).collect();
