@@ -179,6 +179,43 @@ pub struct Analysis {
     pub problems: Vec<Problem>,
 }
 
+/// How the large tables (time series, latency) are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Polars' streaming engine: the files are read in batches, so memory is bounded by what
+    /// the aggregations keep (the plotted runs' samples, narrowed to their bucket and three
+    /// values), not by the rows read. The time series are read twice (each run's length and
+    /// sample count first, then the buckets).
+    #[default]
+    Streaming,
+    /// Polars' in-memory engine: the plotted runs' samples are collected once, whole.
+    InMemory,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "streaming" => Ok(Engine::Streaming),
+            "in-memory" => Ok(Engine::InMemory),
+            _ => Err(format!("{s:?}: expected streaming or in-memory")),
+        }
+    }
+}
+
+impl Engine {
+    /// Runs `lf` on this engine.
+    fn collect(self, lf: LazyFrame, what: &str) -> Result<DataFrame, Error> {
+        let engine = match self {
+            Engine::Streaming => polars::prelude::Engine::Streaming,
+            Engine::InMemory => polars::prelude::Engine::InMemory,
+        };
+        lf.collect_with_engine(engine)
+            .map(|r| r.unwrap_single())
+            .ctx(what)
+    }
+}
+
 /// Options of the aggregation.
 #[derive(Debug, Clone)]
 pub struct ComputeOptions {
@@ -187,6 +224,8 @@ pub struct ComputeOptions {
     pub time_buckets: u32,
     /// Most (trace, threads) pairs given over-time series.
     pub max_series_groups: usize,
+    /// The engine of the time-series and latency aggregations.
+    pub engine: Engine,
 }
 
 impl Default for ComputeOptions {
@@ -194,6 +233,7 @@ impl Default for ComputeOptions {
         ComputeOptions {
             time_buckets: 200,
             max_series_groups: 12,
+            engine: Engine::default(),
         }
     }
 }
@@ -394,7 +434,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         ));
     }
     let latency = match latency {
-        Some(lf) => match latency_rows(&runs, lf, &labels) {
+        Some(lf) => match latency_rows(&runs, lf, &labels, opts.engine) {
             Ok(rows) => rows,
             Err(e) => {
                 problems.push(Problem::new(
@@ -578,9 +618,10 @@ fn latency_rows(
     runs: &DataFrame,
     lf: LazyFrame,
     labels: &Labels,
+    engine: Engine,
 ) -> Result<Vec<LatencyRow>, Error> {
     let on = [col(SOURCE), col("run_id")];
-    let df = lf
+    let lf = lf
         .select([
             col(SOURCE),
             col("run_id"),
@@ -613,9 +654,8 @@ fn latency_rows(
             f64col("count").median().alias("count"),
             col("mean_ns").median().alias("mean_ns"),
             col("run_id").n_unique().alias("runs"),
-        ])
-        .collect()
-        .ctx("latency per configuration")?;
+        ]);
+    let df = engine.collect(lf, "latency per configuration")?;
     let keys = Keys::of(&df)?;
     let op = strs(&df, "op")?;
     let q = u32s(&df, "q")?;
@@ -763,10 +803,11 @@ fn series(
     ])
     .ctx("time-series plan")?;
 
-    // The one scan: replay-phase samples of those runs.
+    // Replay-phase samples of those runs: collected once (in memory), or a scan the streaming
+    // engine reads twice.
     let on = [col(SOURCE), col("run_id")];
     let replay_phase = col("phase").is_null().or(col("phase").eq(lit("replay")));
-    let samples = lf
+    let scan = lf
         .filter(replay_phase)
         .select([
             col(SOURCE),
@@ -783,21 +824,22 @@ fn series(
             col("live_bytes"),
             col("heap_rss_bytes"),
             col("frag_ratio"),
-        ])
-        .collect()
-        .ctx("time-series samples")?;
+        ]);
+    let samples = match opts.engine {
+        Engine::InMemory => Engine::InMemory
+            .collect(scan, "time-series samples")?
+            .lazy(),
+        Engine::Streaming => scan,
+    };
 
     // Each run's samples and last sample.
-    let per_run = samples
-        .clone()
-        .lazy()
-        .group_by([col("ri")])
-        .agg([
+    let per_run = opts.engine.collect(
+        samples.clone().group_by([col("ri")]).agg([
             col("t_ns").max().alias("t_max"),
             col("t_ns").count().alias("samples"),
-        ])
-        .collect()
-        .ctx("time-series per run")?;
+        ]),
+        "time-series per run",
+    )?;
     let ri = u32s(&per_run, "ri")?;
     let tmax = u64s(&per_run, "t_max")?;
     let nsamples = u64s(&per_run, "samples")?;
@@ -860,7 +902,6 @@ fn series(
         + lit(1e-6))
     .cast(DataType::UInt32);
     let df = samples
-        .lazy()
         .join(
             runs_plan.lazy(),
             [col("ri")],
@@ -871,14 +912,20 @@ fn series(
             .then(col("nb") - lit(1u32))
             .otherwise(b)
             .alias("b")])
+        .select([
+            col("k"),
+            col("b"),
+            col("heap_rss_bytes"),
+            col("live_bytes"),
+            col("frag_ratio"),
+        ])
         .group_by([col("k"), col("b")])
         .agg([
             f64col("heap_rss_bytes").median().alias("heap"),
             f64col("live_bytes").median().alias("live"),
             col("frag_ratio").median().alias("frag"),
-        ])
-        .collect()
-        .ctx("time series per configuration")?;
+        ]);
+    let df = opts.engine.collect(df, "time series per configuration")?;
     let k = u32s(&df, "k")?;
     let b = u32s(&df, "b")?;
     let heap = f64s(&df, "heap")?;

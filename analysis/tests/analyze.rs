@@ -362,6 +362,35 @@ fn sweep(root: &Path) -> Vec<PathBuf> {
     vec![root.join("d000"), root.join("d001")]
 }
 
+/// The streaming engine (the default) and the in-memory one give the same latency rows and the
+/// same over-time points on a sweep of two directories with crashed runs.
+#[test]
+fn both_engines_aggregate_the_same() {
+    let d = tmp();
+    let dirs = sweep(d.path());
+    let with = |engine| {
+        let opts = ComputeOptions {
+            engine,
+            time_buckets: 7,
+            ..Default::default()
+        };
+        analyze_dirs_with(&dirs, &opts)
+    };
+    let (s, m) = (
+        with(compute::Engine::Streaming),
+        with(compute::Engine::InMemory),
+    );
+    assert_eq!(s.configs, m.configs);
+    assert!(!s.latency.is_empty());
+    assert_eq!(s.latency, m.latency);
+    assert!(
+        s.series.iter().any(|x| x.points.len() == 7),
+        "{:?}",
+        s.series
+    );
+    assert_eq!(s.series, m.series);
+}
+
 fn palette() -> Vec<[u8; 3]> {
     (0..10)
         .map(|i| {
