@@ -350,7 +350,9 @@ pub fn summarize(runs: &[RunRow]) -> Vec<SummaryRow> {
             }
         })
         .collect();
-    let groups: Vec<((&str, &TraceId, u32), &str, Option<f64>)> = by
+    // Ratios within one machine type, trace and thread count.
+    type Group<'a> = (&'a str, &'a TraceId, u32);
+    let groups: Vec<(Group, &str, Option<f64>)> = by
         .keys()
         .zip(&rows)
         .map(|(k, r)| {
