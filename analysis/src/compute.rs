@@ -226,6 +226,9 @@ pub struct ComputeOptions {
     pub max_series_groups: usize,
     /// The engine of the time-series and latency aggregations.
     pub engine: Engine,
+    /// Streaming engine: most time-series samples whose medians are taken in one group-by
+    /// (a batch of configurations; one configuration is never split).
+    pub median_batch_rows: u64,
 }
 
 impl Default for ComputeOptions {
@@ -234,6 +237,7 @@ impl Default for ComputeOptions {
             time_buckets: 200,
             max_series_groups: 12,
             engine: Engine::default(),
+            median_batch_rows: 2_000_000,
         }
     }
 }
@@ -903,7 +907,7 @@ fn series(
     let b = (col("t_ns").cast(DataType::Float64) / col("dur") * col("nb").cast(DataType::Float64)
         + lit(1e-6))
     .cast(DataType::UInt32);
-    let df = samples
+    let narrow = samples
         .join(runs_plan.lazy(), [col("ri")], [col("ri")], small_right())
         .with_columns([when(b.clone().gt_eq(col("nb")))
             .then(col("nb") - lit(1u32))
@@ -912,17 +916,60 @@ fn series(
         .select([
             col("k"),
             col("b"),
-            col("heap_rss_bytes"),
-            col("live_bytes"),
-            col("frag_ratio"),
-        ])
-        .group_by([col("k"), col("b")])
-        .agg([
-            f64col("heap_rss_bytes").median().alias("heap"),
-            f64col("live_bytes").median().alias("live"),
-            col("frag_ratio").median().alias("frag"),
+            f64col("heap_rss_bytes").alias("heap"),
+            f64col("live_bytes").alias("live"),
+            col("frag_ratio").alias("frag"),
         ]);
-    let df = opts.engine.collect(df, "time series per configuration")?;
+    let medians = |lf: LazyFrame| {
+        lf.group_by([col("k"), col("b")]).agg([
+            col("heap").median(),
+            col("live").median(),
+            col("frag").median(),
+        ])
+    };
+    let df = match opts.engine {
+        Engine::InMemory => {
+            Engine::InMemory.collect(medians(narrow), "time series per configuration")?
+        }
+        // A median needs all of its group's values at once: the streaming engine collects
+        // the narrowed rows (key, bucket, three values: 32 bytes a sample), and the medians
+        // are taken a batch of configurations at a time, so the group-by's own memory is one
+        // batch's, not every plotted sample's again.
+        Engine::Streaming => {
+            let narrow = Engine::Streaming.collect(narrow, "time-series samples")?;
+            let mut per_key = vec![0u64; keys.len()];
+            for i in 0..per_run.height() {
+                if let Some(r) = ri[i] {
+                    per_key[run_key[r as usize] as usize] += nsamples[i].unwrap_or(0);
+                }
+            }
+            let mut out: Option<DataFrame> = None;
+            let mut lo = 0usize;
+            while lo < keys.len() {
+                let (mut hi, mut rows) = (lo, 0u64);
+                while hi < keys.len() && (hi == lo || rows + per_key[hi] <= opts.median_batch_rows)
+                {
+                    rows += per_key[hi];
+                    hi += 1;
+                }
+                let batch = narrow.clone().lazy().filter(
+                    col("k")
+                        .gt_eq(lit(lo as u32))
+                        .and(col("k").lt(lit(hi as u32))),
+                );
+                let part =
+                    Engine::InMemory.collect(medians(batch), "time series per configuration")?;
+                match &mut out {
+                    Some(o) => {
+                        o.vstack_mut(&part).ctx("time series per configuration")?;
+                    }
+                    None => out = Some(part),
+                }
+                lo = hi;
+            }
+            out.expect("at least one configuration")
+        }
+    };
     let k = u32s(&df, "k")?;
     let b = u32s(&df, "b")?;
     let heap = f64s(&df, "heap")?;
