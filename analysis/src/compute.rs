@@ -229,6 +229,8 @@ pub struct ComputeOptions {
     /// Streaming engine: most time-series samples whose medians are taken in one group-by
     /// (a batch of configurations; one configuration is never split).
     pub median_batch_rows: u64,
+    /// Streaming engine: time-series files read at once.
+    pub files_at_once: usize,
 }
 
 impl Default for ComputeOptions {
@@ -238,6 +240,7 @@ impl Default for ComputeOptions {
             max_series_groups: 12,
             engine: Engine::default(),
             median_batch_rows: 2_000_000,
+            files_at_once: 4,
         }
     }
 }
@@ -408,7 +411,8 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         sources,
         runs,
         latency,
-        timeseries,
+        timeseries: _,
+        timeseries_files,
         mut problems,
     } = loaded;
     let runs = with_machine(runs)?;
@@ -450,8 +454,8 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         },
         None => Vec::new(),
     };
-    let series = match timeseries {
-        Some(lf) => match series(&runs, lf, &groups, opts, &labels) {
+    let series = match (!timeseries_files.is_empty()).then_some(timeseries_files) {
+        Some(parts) => match series(&runs, parts, &groups, opts, &labels) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(Problem::new(
@@ -605,6 +609,14 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<SummaryRow>, Error> 
     Ok(rows)
 }
 
+/// The frames, concatenated.
+fn concat_lazy(frames: Vec<LazyFrame>) -> Result<LazyFrame, Error> {
+    if frames.len() == 1 {
+        return Ok(frames.into_iter().next().expect("one"));
+    }
+    concat(frames, UnionArgs::default()).ctx("concatenating result files")
+}
+
 /// An inner join whose right side is the small one (the runs): the streaming engine builds its
 /// hash table from it at once, instead of buffering the large side while it samples both to
 /// choose (7.5M of 10M time-series rows buffered on the benchmark).
@@ -754,7 +766,7 @@ pub fn series_groups(
 /// sample counts and the buckets are then computed on that frame.
 fn series(
     runs: &DataFrame,
-    lf: LazyFrame,
+    parts: Vec<LazyFrame>,
     groups: &[(String, u32)],
     opts: &ComputeOptions,
     labels: &Labels,
@@ -809,41 +821,67 @@ fn series(
     ])
     .ctx("time-series plan")?;
 
-    // Replay-phase samples of those runs: collected once (in memory), or a scan the streaming
-    // engine reads twice.
+    // Replay-phase samples of those runs: collected once (in memory), or scanned twice by the
+    // streaming engine, a few files at a time (it would open every file of a union at once,
+    // each decoding a whole row group: 4.9 GB on 200 files of 500k rows).
     let on = [col(SOURCE), col("run_id")];
     let replay_phase = col("phase").is_null().or(col("phase").eq(lit("replay")));
-    let scan = lf
-        .filter(replay_phase)
-        .select([
-            col(SOURCE),
-            col("run_id"),
-            col("t_ns"),
-            col("live_bytes"),
-            col("heap_rss_bytes"),
-            col("frag_ratio"),
-        ])
-        .join(plan.lazy(), on.clone(), on, small_right())
-        .select([
-            col("ri"),
-            col("t_ns"),
-            col("live_bytes"),
-            col("heap_rss_bytes"),
-            col("frag_ratio"),
-        ]);
-    let samples = match opts.engine {
-        Engine::InMemory => Engine::InMemory
-            .collect(scan, "time-series samples")?
-            .lazy(),
-        Engine::Streaming => scan,
+    let scan = |lf: LazyFrame| {
+        lf.filter(replay_phase.clone())
+            .select([
+                col(SOURCE),
+                col("run_id"),
+                col("t_ns"),
+                col("live_bytes"),
+                col("heap_rss_bytes"),
+                col("frag_ratio"),
+            ])
+            .join(plan.clone().lazy(), on.clone(), on.clone(), small_right())
+            .select([
+                col("ri"),
+                col("t_ns"),
+                col("live_bytes"),
+                col("heap_rss_bytes"),
+                col("frag_ratio"),
+            ])
+    };
+    let samples: Vec<LazyFrame> = match opts.engine {
+        Engine::InMemory => {
+            let all = concat_lazy(parts)?;
+            vec![
+                Engine::InMemory
+                    .collect(scan(all), "time-series samples")?
+                    .lazy(),
+            ]
+        }
+        Engine::Streaming => parts
+            .chunks(opts.files_at_once.max(1))
+            .map(|c| Ok(scan(concat_lazy(c.to_vec())?)))
+            .collect::<Result<_, Error>>()?,
+    };
+    // Rows of each part, collected and stacked (a run's rows are all in one file).
+    let stacked = |f: &dyn Fn(LazyFrame) -> LazyFrame, what: &str| -> Result<DataFrame, Error> {
+        let mut out: Option<DataFrame> = None;
+        for part in &samples {
+            let df = opts.engine.collect(f(part.clone()), what)?;
+            match &mut out {
+                Some(o) => {
+                    o.vstack_mut(&df).ctx(what)?;
+                }
+                None => out = Some(df),
+            }
+        }
+        Ok(out.unwrap_or_default())
     };
 
     // Each run's samples and last sample.
-    let per_run = opts.engine.collect(
-        samples.clone().group_by([col("ri")]).agg([
-            col("t_ns").max().alias("t_max"),
-            col("t_ns").count().alias("samples"),
-        ]),
+    let per_run = stacked(
+        &|lf| {
+            lf.group_by([col("ri")]).agg([
+                col("t_ns").max().alias("t_max"),
+                col("t_ns").count().alias("samples"),
+            ])
+        },
         "time-series per run",
     )?;
     let ri = u32s(&per_run, "ri")?;
@@ -907,11 +945,16 @@ fn series(
     let b = (col("t_ns").cast(DataType::Float64) / col("dur") * col("nb").cast(DataType::Float64)
         + lit(1e-6))
     .cast(DataType::UInt32);
-    let narrow = samples
-        .join(runs_plan.lazy(), [col("ri")], [col("ri")], small_right())
+    let narrow = |lf: LazyFrame| {
+        lf.join(
+            runs_plan.clone().lazy(),
+            [col("ri")],
+            [col("ri")],
+            small_right(),
+        )
         .with_columns([when(b.clone().gt_eq(col("nb")))
             .then(col("nb") - lit(1u32))
-            .otherwise(b)
+            .otherwise(b.clone())
             .alias("b")])
         .select([
             col("k"),
@@ -919,7 +962,8 @@ fn series(
             f64col("heap_rss_bytes").alias("heap"),
             f64col("live_bytes").alias("live"),
             col("frag_ratio").alias("frag"),
-        ]);
+        ])
+    };
     let medians = |lf: LazyFrame| {
         lf.group_by([col("k"), col("b")]).agg([
             col("heap").median(),
@@ -928,15 +972,16 @@ fn series(
         ])
     };
     let df = match opts.engine {
-        Engine::InMemory => {
-            Engine::InMemory.collect(medians(narrow), "time series per configuration")?
-        }
+        Engine::InMemory => Engine::InMemory.collect(
+            medians(narrow(samples[0].clone())),
+            "time series per configuration",
+        )?,
         // A median needs all of its group's values at once: the streaming engine collects
         // the narrowed rows (key, bucket, three values: 32 bytes a sample), and the medians
         // are taken a batch of configurations at a time, so the group-by's own memory is one
         // batch's, not every plotted sample's again.
         Engine::Streaming => {
-            let narrow = Engine::Streaming.collect(narrow, "time-series samples")?;
+            let narrow = stacked(&narrow, "time-series samples")?;
             let mut per_key = vec![0u64; keys.len()];
             for i in 0..per_run.height() {
                 if let Some(r) = ri[i] {

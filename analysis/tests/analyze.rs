@@ -368,12 +368,14 @@ fn sweep(root: &Path) -> Vec<PathBuf> {
 fn both_engines_aggregate_the_same() {
     let d = tmp();
     let dirs = sweep(d.path());
-    // Batches of a few configurations' samples (60 a run) for the streaming engine's medians.
+    // Batches of a few configurations' samples (60 a run) for the streaming engine's medians,
+    // and one file at a time.
     let with = |engine| {
         let opts = ComputeOptions {
             engine,
             time_buckets: 7,
             median_batch_rows: 500,
+            files_at_once: 1,
             ..Default::default()
         };
         analyze_dirs_with(&dirs, &opts)
