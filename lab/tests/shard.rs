@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use common::{lab, plan, result_keys, run_files};
 
+/// `lab run -q --manifest M --shard SHARD`.
+fn run_shard(m: &std::path::Path, shard: &str) -> std::process::Output {
+    lab(&[
+        "run",
+        "-q",
+        "--manifest",
+        m.to_str().unwrap(),
+        "--shard",
+        shard,
+    ])
+}
+
 #[test]
 fn shards_together_make_every_run_of_the_manifest_once() {
     let d = tempfile::tempdir().unwrap();
@@ -127,14 +139,7 @@ fn a_killed_shard_is_redone_without_losing_or_doubling_a_run() {
         "{out}"
     );
 
-    let o = lab(&[
-        "run",
-        "-q",
-        "--manifest",
-        m.to_str().unwrap(),
-        "--shard",
-        "0/1",
-    ]);
+    let o = run_shard(&m, "0/1");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -258,14 +263,7 @@ fn a_preload_library_is_staged_with_the_manifest_and_loaded_from_there() {
         format!("preload:{}", dir.join(rel).display())
     );
 
-    let o = lab(&[
-        "run",
-        "-q",
-        "--manifest",
-        m.to_str().unwrap(),
-        "--shard",
-        "0/1",
-    ]);
+    let o = run_shard(&m, "0/1");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let keys = result_keys(&run_files(&dir.join("shards")));
     assert_eq!(keys.len(), man.runs.len());
