@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
 pub use results_schema::BASELINE_ALLOCATOR;
-use results_schema::summary::{self, median};
+use results_schema::summary::{self, SummaryRow, median};
 use results_schema::{Status, TraceId, Workload};
 
 use crate::error::{Error, PolarsContext};
@@ -37,62 +37,16 @@ pub struct ConfigKey {
     pub allocator: String,
 }
 
-/// Throughput and memory figures of one configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigRow {
-    /// Which configuration.
-    pub key: ConfigKey,
-    /// The trace's short name (`trace_name`).
-    pub trace_name: String,
-    /// The trace's hash (`trace_hash`; None in results written before it existed).
-    pub trace_hash: Option<String>,
-    /// The parameters that made the trace (`trace_params`), where known.
-    pub trace_params: Option<String>,
-    /// The trace's workload.
-    pub workload: Workload,
-    /// `ok` runs.
-    pub runs_ok: u32,
-    /// `ok` runs with a throughput figure.
-    pub runs_throughput: u32,
-    /// Median ops/s.
-    pub ops_per_sec_median: Option<f64>,
-    /// Smallest ops/s.
-    pub ops_per_sec_min: Option<f64>,
-    /// Largest ops/s.
-    pub ops_per_sec_max: Option<f64>,
-    /// Coefficient of variation of ops/s (sample std / mean); None with fewer than 2 runs.
-    pub ops_per_sec_cv: Option<f64>,
-    /// Median throughput over the `system` allocator's median in the same trace and threads.
-    pub vs_system: Option<f64>,
-    /// Median throughput over the best allocator's median in the same trace and threads.
-    pub vs_best: Option<f64>,
-    /// Median of peak live bytes.
-    pub peak_live_bytes: Option<f64>,
-    /// Median peak heap RSS (bytes).
-    pub peak_heap_rss_bytes: Option<f64>,
-    /// Median peak RSS (bytes).
-    pub peak_rss_bytes: Option<f64>,
-    /// Median heap RSS at peak live (bytes).
-    pub heap_rss_at_peak_live_bytes: Option<f64>,
-    /// Median fragmentation ratio at peak live.
-    pub frag_ratio_at_peak: Option<f64>,
-    /// Smallest fragmentation ratio at peak live.
-    pub frag_ratio_at_peak_min: Option<f64>,
-    /// Largest fragmentation ratio at peak live.
-    pub frag_ratio_at_peak_max: Option<f64>,
-    /// Median overhead ratio: the allocator's usable bytes over the requested bytes of the
-    /// blocks live at the peak (`overhead_ratio`; null where the replay could not measure it).
-    pub overhead_ratio: Option<f64>,
-    /// Median retained heap RSS right after the last op (bytes).
-    pub retained_heap_rss_bytes: Option<f64>,
-    /// Median retained heap RSS 0.1 s after the last op (bytes).
-    pub retained_heap_rss_100ms_bytes: Option<f64>,
-    /// Median retained heap RSS 1 s after the last op (bytes).
-    pub retained_heap_rss_1s_bytes: Option<f64>,
-    /// Median minor page faults.
-    pub minor_faults: Option<f64>,
-    /// Median major page faults.
-    pub major_faults: Option<f64>,
+impl ConfigKey {
+    /// The configuration of a summary row.
+    pub fn of(r: &SummaryRow) -> ConfigKey {
+        ConfigKey {
+            machine: r.machine.clone(),
+            trace: r.trace_label.clone(),
+            threads: r.replay_threads,
+            allocator: r.allocator.clone(),
+        }
+    }
 }
 
 /// Latency of one op kind in one configuration.
@@ -206,8 +160,9 @@ pub struct Analysis {
     pub runs_total: usize,
     /// Runs with status `ok`.
     pub runs_ok: usize,
-    /// Throughput and memory per configuration, sorted by key.
-    pub configs: Vec<ConfigRow>,
+    /// Throughput and memory per configuration (`summary.parquet`'s rows), sorted by
+    /// [`ConfigKey`].
+    pub configs: Vec<SummaryRow>,
     /// Latency per configuration and op kind, sorted.
     pub latency: Vec<LatencyRow>,
     /// Memory over time per configuration, for the configurations chosen for plots.
@@ -224,6 +179,43 @@ pub struct Analysis {
     pub problems: Vec<Problem>,
 }
 
+/// How the large tables (time series, latency) are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Polars' streaming engine: the files are read in batches, so memory is bounded by what
+    /// the aggregations keep (the plotted runs' samples, narrowed to their bucket and three
+    /// values), not by the rows read. The time series are read twice (each run's length and
+    /// sample count first, then the buckets).
+    #[default]
+    Streaming,
+    /// Polars' in-memory engine: the plotted runs' samples are collected once, whole.
+    InMemory,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "streaming" => Ok(Engine::Streaming),
+            "in-memory" => Ok(Engine::InMemory),
+            _ => Err(format!("{s:?}: expected streaming or in-memory")),
+        }
+    }
+}
+
+impl Engine {
+    /// Runs `lf` on this engine.
+    fn collect(self, lf: LazyFrame, what: &str) -> Result<DataFrame, Error> {
+        let engine = match self {
+            Engine::Streaming => polars::prelude::Engine::Streaming,
+            Engine::InMemory => polars::prelude::Engine::InMemory,
+        };
+        lf.collect_with_engine(engine)
+            .map(|r| r.unwrap_single())
+            .ctx(what)
+    }
+}
+
 /// Options of the aggregation.
 #[derive(Debug, Clone)]
 pub struct ComputeOptions {
@@ -232,6 +224,13 @@ pub struct ComputeOptions {
     pub time_buckets: u32,
     /// Most (trace, threads) pairs given over-time series.
     pub max_series_groups: usize,
+    /// The engine of the time-series and latency aggregations.
+    pub engine: Engine,
+    /// Streaming engine: most time-series samples whose medians are taken in one group-by
+    /// (a batch of configurations; one configuration is never split).
+    pub median_batch_rows: u64,
+    /// Streaming engine: time-series files read at once.
+    pub files_at_once: usize,
 }
 
 impl Default for ComputeOptions {
@@ -239,6 +238,9 @@ impl Default for ComputeOptions {
         ComputeOptions {
             time_buckets: 200,
             max_series_groups: 12,
+            engine: Engine::default(),
+            median_batch_rows: 2_000_000,
+            files_at_once: 4,
         }
     }
 }
@@ -311,27 +313,18 @@ const KEY: [&str; 5] = [
     "allocator",
 ];
 
-/// The machine-type column the analysis adds to the runs: CPU model and CPU count (`<cpu_model>
-/// ×<cpus>`). Hosts of one type pool their runs (a cluster's identical nodes); runs of
-/// different types are separate configurations, so no ratio or median crosses them.
+/// The machine-type column the analysis adds to the runs
+/// (`results_schema::summary::machine_type`: CPU model and CPU count).
 pub const MACHINE: &str = "machine";
 
-/// `runs` with the [`MACHINE`] column.
+/// `runs` with the [`MACHINE`] column (`results_schema::summary::machine_type`).
 fn with_machine(mut runs: DataFrame) -> Result<DataFrame, Error> {
     let cpu = strs(&runs, "cpu_model")?;
     let n = u32s(&runs, "cpus")?;
     let v: Vec<String> = cpu
         .iter()
         .zip(&n)
-        .map(|(c, n)| {
-            format!(
-                "{} ×{}",
-                c.as_deref()
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or("unknown CPU"),
-                n.map_or_else(|| "?".to_string(), |n| n.to_string())
-            )
-        })
+        .map(|(c, n)| summary::machine_type(c.as_deref(), *n))
         .collect();
     runs.with_column(Column::new(MACHINE.into(), v))
         .ctx("adding the machine type")?;
@@ -418,7 +411,8 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         sources,
         runs,
         latency,
-        timeseries,
+        timeseries: _,
+        timeseries_files,
         mut problems,
     } = loaded;
     let runs = with_machine(runs)?;
@@ -448,7 +442,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         ));
     }
     let latency = match latency {
-        Some(lf) => match latency_rows(&runs, lf, &labels) {
+        Some(lf) => match latency_rows(&runs, lf, &labels, opts.engine) {
             Ok(rows) => rows,
             Err(e) => {
                 problems.push(Problem::new(
@@ -460,8 +454,8 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
         },
         None => Vec::new(),
     };
-    let series = match timeseries {
-        Some(lf) => match series(&runs, lf, &groups, opts, &labels) {
+    let series = match (!timeseries_files.is_empty()).then_some(timeseries_files) {
+        Some(parts) => match series(&runs, parts, &groups, opts, &labels) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(Problem::new(
@@ -489,7 +483,7 @@ pub fn compute(loaded: Loaded, opts: &ComputeOptions) -> Result<Analysis, Error>
     })
 }
 
-fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
+fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<SummaryRow>, Error> {
     let tp = throughput_expr();
     let med = |name: &str| f64col(name).median().alias(name);
     let df = ok_runs(runs)
@@ -552,27 +546,31 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         f("minor_faults")?,
         f("major_faults")?,
     );
-    let mut rows: Vec<ConfigRow> = (0..df.height())
+    let mut rows: Vec<SummaryRow> = (0..df.height())
         .map(|i| {
             let n = runs_tp[i].unwrap_or(0);
             let cv = match (tp_mean[i], tp_std[i]) {
                 (Some(m), Some(s)) if n >= 2 && m != 0.0 => Some(s / m),
                 _ => None,
             };
-            ConfigRow {
-                key: keys.at(labels, i),
+            let key = keys.at(labels, i);
+            SummaryRow {
+                machine: key.machine,
                 trace_name: keys.tr[i].clone().unwrap_or_default(),
                 trace_hash: keys.hs[i].clone(),
+                trace_label: key.trace,
                 trace_params: params[i].clone(),
                 workload: Workload::parse(workload[i].as_deref().unwrap_or_default()),
+                replay_threads: key.threads,
+                allocator: key.allocator,
                 runs_ok: runs_ok[i].unwrap_or(0),
                 runs_throughput: n,
                 ops_per_sec_median: tp_median[i],
                 ops_per_sec_min: tp_min[i],
                 ops_per_sec_max: tp_max[i],
                 ops_per_sec_cv: cv,
-                vs_system: None,
-                vs_best: None,
+                ratio_to_system: None,
+                ratio_to_best: None,
                 peak_live_bytes: peak_live[i],
                 peak_heap_rss_bytes: peak_heap[i],
                 peak_rss_bytes: peak_rss[i],
@@ -589,7 +587,7 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
             }
         })
         .collect();
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by_cached_key(ConfigKey::of);
 
     // Ratios within each (machine type, trace, threads): the summary rule's own function.
     type Group<'a> = (&'a str, &'a str, u32);
@@ -597,18 +595,33 @@ fn configs(runs: &DataFrame, labels: &Labels) -> Result<Vec<ConfigRow>, Error> {
         .iter()
         .map(|r| {
             (
-                (r.key.machine.as_str(), r.key.trace.as_str(), r.key.threads),
-                r.key.allocator.as_str(),
+                (r.machine.as_str(), r.trace_label.as_str(), r.replay_threads),
+                r.allocator.as_str(),
                 r.ops_per_sec_median,
             )
         })
         .collect();
     let ratios = summary::ratios(&groups);
     for (r, x) in rows.iter_mut().zip(ratios) {
-        r.vs_system = x.vs_system;
-        r.vs_best = x.vs_best;
+        r.ratio_to_system = x.vs_system;
+        r.ratio_to_best = x.vs_best;
     }
     Ok(rows)
+}
+
+/// The frames, concatenated.
+fn concat_lazy(frames: Vec<LazyFrame>) -> Result<LazyFrame, Error> {
+    if frames.len() == 1 {
+        return Ok(frames.into_iter().next().expect("one"));
+    }
+    concat(frames, UnionArgs::default()).ctx("concatenating result files")
+}
+
+/// An inner join whose right side is the small one (the runs): the streaming engine builds its
+/// hash table from it at once, instead of buffering the large side while it samples both to
+/// choose (7.5M of 10M time-series rows buffered on the benchmark).
+fn small_right() -> JoinArgs {
+    JoinArgs::new(JoinType::Inner).with_build_side(Some(JoinBuildSide::ForceRight))
 }
 
 /// The `ok` runs' identity, to join the latency and time-series rows to.
@@ -628,9 +641,10 @@ fn latency_rows(
     runs: &DataFrame,
     lf: LazyFrame,
     labels: &Labels,
+    engine: Engine,
 ) -> Result<Vec<LatencyRow>, Error> {
     let on = [col(SOURCE), col("run_id")];
-    let df = lf
+    let lf = lf
         .select([
             col(SOURCE),
             col("run_id"),
@@ -640,12 +654,7 @@ fn latency_rows(
             col("quantile"),
             col("latency_ns"),
         ])
-        .join(
-            ok_identity(runs),
-            on.clone(),
-            on,
-            JoinArgs::new(JoinType::Inner),
-        )
+        .join(ok_identity(runs), on.clone(), on, small_right())
         .with_columns([(col("quantile") * lit(100_000.0) + lit(0.5))
             .cast(DataType::UInt32)
             .alias("q")])
@@ -663,9 +672,8 @@ fn latency_rows(
             f64col("count").median().alias("count"),
             col("mean_ns").median().alias("mean_ns"),
             col("run_id").n_unique().alias("runs"),
-        ])
-        .collect()
-        .ctx("latency per configuration")?;
+        ]);
+    let df = engine.collect(lf, "latency per configuration")?;
     let keys = Keys::of(&df)?;
     let op = strs(&df, "op")?;
     let q = u32s(&df, "q")?;
@@ -712,12 +720,12 @@ pub fn op_rank(op: &str) -> (usize, String) {
 /// all of them when there are few, else each trace's largest thread count, up to the limit —
 /// recorded traces (workload `recorded:…`, real programs) first, then by name.
 pub fn series_groups(
-    configs: &[ConfigRow],
+    configs: &[SummaryRow],
     max: usize,
 ) -> (Vec<(String, u32)>, usize /* left out */) {
     let all: BTreeSet<(String, u32)> = configs
         .iter()
-        .map(|c| (c.key.trace.clone(), c.key.threads))
+        .map(|c| (c.trace_label.clone(), c.replay_threads))
         .collect();
     if all.len() <= max {
         return (all.into_iter().collect(), 0);
@@ -726,10 +734,10 @@ pub fn series_groups(
     for c in configs {
         let synthetic = !c.workload.is_recorded();
         let e = top
-            .entry(c.key.trace.clone())
-            .or_insert((synthetic, c.key.threads));
+            .entry(c.trace_label.clone())
+            .or_insert((synthetic, c.replay_threads));
         e.0 &= synthetic;
-        e.1 = e.1.max(c.key.threads);
+        e.1 = e.1.max(c.replay_threads);
     }
     let mut order: Vec<(bool, String, u32)> =
         top.into_iter().map(|(t, (syn, n))| (syn, t, n)).collect();
@@ -758,7 +766,7 @@ pub fn series_groups(
 /// sample counts and the buckets are then computed on that frame.
 fn series(
     runs: &DataFrame,
-    lf: LazyFrame,
+    parts: Vec<LazyFrame>,
     groups: &[(String, u32)],
     opts: &ComputeOptions,
     labels: &Labels,
@@ -813,41 +821,69 @@ fn series(
     ])
     .ctx("time-series plan")?;
 
-    // The one scan: replay-phase samples of those runs.
+    // Replay-phase samples of those runs: collected once (in memory), or scanned twice by the
+    // streaming engine, a few files at a time (it would open every file of a union at once,
+    // each decoding a whole row group: 4.9 GB on 200 files of 500k rows).
     let on = [col(SOURCE), col("run_id")];
     let replay_phase = col("phase").is_null().or(col("phase").eq(lit("replay")));
-    let samples = lf
-        .filter(replay_phase)
-        .select([
-            col(SOURCE),
-            col("run_id"),
-            col("t_ns"),
-            col("live_bytes"),
-            col("heap_rss_bytes"),
-            col("frag_ratio"),
-        ])
-        .join(plan.lazy(), on.clone(), on, JoinArgs::new(JoinType::Inner))
-        .select([
-            col("ri"),
-            col("t_ns"),
-            col("live_bytes"),
-            col("heap_rss_bytes"),
-            col("frag_ratio"),
-        ])
-        .collect()
-        .ctx("time-series samples")?;
+    let scan = |lf: LazyFrame| {
+        lf.filter(replay_phase.clone())
+            .select([
+                col(SOURCE),
+                col("run_id"),
+                col("t_ns"),
+                col("live_bytes"),
+                col("heap_rss_bytes"),
+                col("frag_ratio"),
+            ])
+            .join(plan.clone().lazy(), on.clone(), on.clone(), small_right())
+            .select([
+                col("ri"),
+                col("t_ns"),
+                col("live_bytes"),
+                col("heap_rss_bytes"),
+                col("frag_ratio"),
+            ])
+    };
+    let samples: Vec<LazyFrame> = match opts.engine {
+        Engine::InMemory => {
+            let all = concat_lazy(parts)?;
+            vec![
+                Engine::InMemory
+                    .collect(scan(all), "time-series samples")?
+                    .lazy(),
+            ]
+        }
+        Engine::Streaming => parts
+            .chunks(opts.files_at_once.max(1))
+            .map(|c| Ok(scan(concat_lazy(c.to_vec())?)))
+            .collect::<Result<_, Error>>()?,
+    };
+    // Rows of each part, collected and stacked (a run's rows are all in one file).
+    let stacked = |f: &dyn Fn(LazyFrame) -> LazyFrame, what: &str| -> Result<DataFrame, Error> {
+        let mut out: Option<DataFrame> = None;
+        for part in &samples {
+            let df = opts.engine.collect(f(part.clone()), what)?;
+            match &mut out {
+                Some(o) => {
+                    o.vstack_mut(&df).ctx(what)?;
+                }
+                None => out = Some(df),
+            }
+        }
+        Ok(out.unwrap_or_default())
+    };
 
     // Each run's samples and last sample.
-    let per_run = samples
-        .clone()
-        .lazy()
-        .group_by([col("ri")])
-        .agg([
-            col("t_ns").max().alias("t_max"),
-            col("t_ns").count().alias("samples"),
-        ])
-        .collect()
-        .ctx("time-series per run")?;
+    let per_run = stacked(
+        &|lf| {
+            lf.group_by([col("ri")]).agg([
+                col("t_ns").max().alias("t_max"),
+                col("t_ns").count().alias("samples"),
+            ])
+        },
+        "time-series per run",
+    )?;
     let ri = u32s(&per_run, "ri")?;
     let tmax = u64s(&per_run, "t_max")?;
     let nsamples = u64s(&per_run, "samples")?;
@@ -909,26 +945,76 @@ fn series(
     let b = (col("t_ns").cast(DataType::Float64) / col("dur") * col("nb").cast(DataType::Float64)
         + lit(1e-6))
     .cast(DataType::UInt32);
-    let df = samples
-        .lazy()
-        .join(
-            runs_plan.lazy(),
+    let narrow = |lf: LazyFrame| {
+        lf.join(
+            runs_plan.clone().lazy(),
             [col("ri")],
             [col("ri")],
-            JoinArgs::new(JoinType::Inner),
+            small_right(),
         )
         .with_columns([when(b.clone().gt_eq(col("nb")))
             .then(col("nb") - lit(1u32))
-            .otherwise(b)
+            .otherwise(b.clone())
             .alias("b")])
-        .group_by([col("k"), col("b")])
-        .agg([
-            f64col("heap_rss_bytes").median().alias("heap"),
-            f64col("live_bytes").median().alias("live"),
-            col("frag_ratio").median().alias("frag"),
+        .select([
+            col("k"),
+            col("b"),
+            f64col("heap_rss_bytes").alias("heap"),
+            f64col("live_bytes").alias("live"),
+            col("frag_ratio").alias("frag"),
         ])
-        .collect()
-        .ctx("time series per configuration")?;
+    };
+    let medians = |lf: LazyFrame| {
+        lf.group_by([col("k"), col("b")]).agg([
+            col("heap").median(),
+            col("live").median(),
+            col("frag").median(),
+        ])
+    };
+    let df = match opts.engine {
+        Engine::InMemory => Engine::InMemory.collect(
+            medians(narrow(samples[0].clone())),
+            "time series per configuration",
+        )?,
+        // A median needs all of its group's values at once: the streaming engine collects
+        // the narrowed rows (key, bucket, three values: 32 bytes a sample), and the medians
+        // are taken a batch of configurations at a time, so the group-by's own memory is one
+        // batch's, not every plotted sample's again.
+        Engine::Streaming => {
+            let narrow = stacked(&narrow, "time-series samples")?;
+            let mut per_key = vec![0u64; keys.len()];
+            for i in 0..per_run.height() {
+                if let Some(r) = ri[i] {
+                    per_key[run_key[r as usize] as usize] += nsamples[i].unwrap_or(0);
+                }
+            }
+            let mut out: Option<DataFrame> = None;
+            let mut lo = 0usize;
+            while lo < keys.len() {
+                let (mut hi, mut rows) = (lo, 0u64);
+                while hi < keys.len() && (hi == lo || rows + per_key[hi] <= opts.median_batch_rows)
+                {
+                    rows += per_key[hi];
+                    hi += 1;
+                }
+                let batch = narrow.clone().lazy().filter(
+                    col("k")
+                        .gt_eq(lit(lo as u32))
+                        .and(col("k").lt(lit(hi as u32))),
+                );
+                let part =
+                    Engine::InMemory.collect(medians(batch), "time series per configuration")?;
+                match &mut out {
+                    Some(o) => {
+                        o.vstack_mut(&part).ctx("time series per configuration")?;
+                    }
+                    None => out = Some(part),
+                }
+                lo = hi;
+            }
+            out.expect("at least one configuration")
+        }
+    };
     let k = u32s(&df, "k")?;
     let b = u32s(&df, "b")?;
     let heap = f64s(&df, "heap")?;

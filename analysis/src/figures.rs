@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigKey, ConfigRow, op_rank, series_groups};
+use crate::compute::{Analysis, BASELINE_ALLOCATOR, LatencyRow, op_rank, series_groups};
 use crate::plots::{
     Bar, BarChart, Chart, Figure, Group, LegendEntry, Line, LineChart, Swatch, XAxis, YUnit,
     wide_span,
 };
+use results_schema::summary::SummaryRow;
 
 /// A file-name-safe form of a name.
 pub fn slug(s: &str) -> String {
@@ -41,7 +42,7 @@ pub fn allocator_colors(a: &Analysis) -> BTreeMap<String, usize> {
 
 /// Allocators in legend order: `system` first, then by name.
 fn allocator_order(a: &Analysis) -> Vec<String> {
-    let mut names: BTreeSet<&str> = a.configs.iter().map(|c| c.key.allocator.as_str()).collect();
+    let mut names: BTreeSet<&str> = a.configs.iter().map(|c| c.allocator.as_str()).collect();
     let mut order = Vec::new();
     if names.remove(BASELINE_ALLOCATOR) {
         order.push(BASELINE_ALLOCATOR.to_owned());
@@ -102,63 +103,87 @@ pub struct Figures {
     pub notes: Vec<String>,
 }
 
-/// Every figure, in report order.
+/// Every figure, in report order. With several machine types each figure shows one (named in
+/// its title and file name; its overview section is per machine type), never a mix: the
+/// overview sections of each type in turn, then per trace each type's figures.
 pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
-    // The plots set allocators side by side per trace: with several machine types they show
-    // the one with the most configurations (the tables keep every type apart).
-    let machines: BTreeMap<&str, usize> = a.configs.iter().fold(BTreeMap::new(), |mut m, c| {
-        *m.entry(c.key.machine.as_str()).or_default() += 1;
-        m
-    });
-    let mut machine_note = None;
-    let one;
-    let a = if machines.len() > 1 {
-        let (pick, _) = machines
-            .iter()
-            .max_by_key(|(m, n)| (**n, std::cmp::Reverse(**m)))
-            .expect("several");
-        let pick = pick.to_string();
-        machine_note = Some(format!(
-            "{} machine types: the plots show {pick} only; the tables keep every machine type \
-             apart, and `ranking_across_machines` compares their rankings",
-            machines.len()
-        ));
-        one = Analysis {
-            sources: a.sources.clone(),
-            runs_total: a.runs_total,
-            runs_ok: a.runs_ok,
-            configs: a
-                .configs
-                .iter()
-                .filter(|c| c.key.machine == pick)
-                .cloned()
-                .collect(),
-            latency: a
-                .latency
-                .iter()
-                .filter(|c| c.key.machine == pick)
-                .cloned()
-                .collect(),
-            series: a
-                .series
-                .iter()
-                .filter(|c| c.key.machine == pick)
-                .cloned()
-                .collect(),
-            failed: a.failed.clone(),
-            beyond_peak: a.beyond_peak.clone(),
-            machines: a.machines.clone(),
-            allocators: a.allocators.clone(),
-            problems: Vec::new(),
-        };
-        &one
-    } else {
-        a
-    };
+    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.machine.as_str()).collect();
     let colors = allocator_colors(a);
+    if machines.len() <= 1 {
+        return figures_of(a, &colors, opts);
+    }
+    let mut overview = Vec::new();
+    let mut per_trace = Vec::new();
+    let mut notes = vec![format!(
+        "{} machine types: each plot shows one (named in its title and file name), with the \
+         overview plots grouped by machine type; the tables keep every machine type apart, and \
+         `ranking_across_machines` compares their rankings.",
+        machines.len()
+    )];
+    for m in machines {
+        let mine = figures_of(&for_machine(a, m), &colors, opts);
+        for mut f in mine.figs {
+            f.stem = format!("{}_{}", f.stem, slug(m));
+            f.title = format!("{} — {m}", f.title);
+            match &mut f.group {
+                Group::Overview(section) => {
+                    *section = format!("{section} — {m}");
+                    overview.push(f);
+                }
+                Group::Trace(_) => per_trace.push(f),
+            }
+        }
+        notes.extend(mine.notes.into_iter().map(|n| format!("{m}: {n}")));
+    }
+    // Per trace in name order, each machine type's figures together (a stable sort).
+    per_trace.sort_by(|x, y| match (&x.group, &y.group) {
+        (Group::Trace(a), Group::Trace(b)) => a.cmp(b),
+        _ => std::cmp::Ordering::Equal,
+    });
+    overview.extend(per_trace);
+    Figures {
+        figs: overview,
+        notes,
+    }
+}
+
+/// The part of an analysis made on machine type `m`.
+fn for_machine(a: &Analysis, m: &str) -> Analysis {
+    Analysis {
+        sources: a.sources.clone(),
+        runs_total: a.runs_total,
+        runs_ok: a.runs_ok,
+        configs: a
+            .configs
+            .iter()
+            .filter(|c| c.machine == m)
+            .cloned()
+            .collect(),
+        latency: a
+            .latency
+            .iter()
+            .filter(|l| l.key.machine == m)
+            .cloned()
+            .collect(),
+        series: a
+            .series
+            .iter()
+            .filter(|s| s.key.machine == m)
+            .cloned()
+            .collect(),
+        failed: a.failed.clone(),
+        beyond_peak: a.beyond_peak.clone(),
+        machines: a.machines.clone(),
+        allocators: a.allocators.clone(),
+        problems: Vec::new(),
+    }
+}
+
+/// The figures of one machine type's analysis, in report order.
+fn figures_of(a: &Analysis, colors: &BTreeMap<String, usize>, opts: &FigureOptions) -> Figures {
+    let colors = colors.clone();
     let mut out = Figures::default();
-    out.notes.extend(machine_note);
-    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.key.threads).collect();
+    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.replay_threads).collect();
     let bar_log = |values: &[Option<Bar>]| match opts.bar_scale {
         BarScale::Log => Some("`--bar-scale log`"),
         BarScale::Linear => None,
@@ -246,7 +271,7 @@ pub fn figures(a: &Analysis, opts: &FigureOptions) -> Figures {
             opts.max_series_groups
         ));
     }
-    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.key.trace.as_str()).collect();
+    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.trace_label.as_str()).collect();
     let mut sparse = Vec::new();
     let mut no_frag = Vec::new();
     for trace in &traces {
@@ -319,23 +344,33 @@ fn bars_by_trace(
     threads: u32,
     log: &dyn Fn(&[Option<Bar>]) -> Option<&'static str>,
     spec: BarSpec<'_>,
-    value: impl Fn(&ConfigRow) -> Option<Bar>,
+    value: impl Fn(&SummaryRow) -> Option<Bar>,
 ) -> Option<Figure> {
-    let rows: Vec<&ConfigRow> = a
+    let rows: Vec<&SummaryRow> = a
         .configs
         .iter()
-        .filter(|c| c.key.threads == threads)
+        .filter(|c| c.replay_threads == threads)
         .collect();
-    let groups = traces_of(&rows, |r| &r.key);
-    let series = present_series(colors, &rows, |r| &r.key);
-    let values = bar_grid(&groups, &series, &rows, |r| &r.key, |r, _| value(r));
+    let groups = traces_of(&rows, config_id);
+    let series = present_series(colors, &rows, config_id);
+    let values = bar_grid(&groups, &series, &rows, config_id, |r, _| value(r));
     bar_figure(groups, series, values, log, spec)
 }
 
+/// A configuration's (trace label, allocator): its bar's group and series.
+fn config_id(r: &SummaryRow) -> (&str, &str) {
+    (&r.trace_label, &r.allocator)
+}
+
+/// A latency row's (trace label, allocator).
+fn latency_id(l: &LatencyRow) -> (&str, &str) {
+    (&l.key.trace, &l.key.allocator)
+}
+
 /// The traces `rows` cover, by name: a bar chart's groups.
-fn traces_of<R>(rows: &[&R], key: impl Fn(&R) -> &ConfigKey) -> Vec<String> {
+fn traces_of<R>(rows: &[&R], key: impl Fn(&R) -> (&str, &str)) -> Vec<String> {
     rows.iter()
-        .map(|r| key(r).trace.clone())
+        .map(|r| key(r).0.to_owned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
@@ -346,11 +381,11 @@ fn traces_of<R>(rows: &[&R], key: impl Fn(&R) -> &ConfigKey) -> Vec<String> {
 fn present_series<R>(
     colors: &BTreeMap<String, usize>,
     rows: &[&R],
-    key: impl Fn(&R) -> &ConfigKey,
+    key: impl Fn(&R) -> (&str, &str),
 ) -> Vec<(String, usize)> {
     let mut series: Vec<(String, usize)> = colors
         .iter()
-        .filter(|(n, _)| rows.iter().any(|r| &key(r).allocator == *n))
+        .filter(|(n, _)| rows.iter().any(|r| key(r).1 == n.as_str()))
         .map(|(n, &c)| (n.clone(), c))
         .collect();
     series.sort_by_key(|s| s.1);
@@ -363,7 +398,7 @@ fn bar_grid<R>(
     groups: &[String],
     series: &[(String, usize)],
     rows: &[&R],
-    key: impl Fn(&R) -> &ConfigKey,
+    key: impl Fn(&R) -> (&str, &str),
     value: impl Fn(&R, &str) -> Option<Bar>,
 ) -> Vec<Vec<Option<Bar>>> {
     groups
@@ -372,9 +407,7 @@ fn bar_grid<R>(
             series
                 .iter()
                 .map(|(al, _)| {
-                    let r = rows
-                        .iter()
-                        .find(|r| &key(r).trace == g && &key(r).allocator == al)?;
+                    let r = rows.iter().find(|r| key(r) == (g.as_str(), al.as_str()))?;
                     value(r, g)
                 })
                 .collect()
@@ -432,44 +465,38 @@ fn throughput_vs_system(
     colors: &BTreeMap<String, usize>,
     threads: u32,
 ) -> Option<Figure> {
-    let rows: Vec<&ConfigRow> = a
+    let rows: Vec<&SummaryRow> = a
         .configs
         .iter()
-        .filter(|c| c.key.threads == threads)
+        .filter(|c| c.replay_threads == threads)
         .collect();
     let base: BTreeMap<&str, f64> = rows
         .iter()
-        .filter(|r| r.key.allocator == BASELINE_ALLOCATOR)
+        .filter(|r| r.allocator == BASELINE_ALLOCATOR)
         .filter_map(|r| {
             r.ops_per_sec_median
                 .filter(|v| *v > 0.0)
-                .map(|v| (r.key.trace.as_str(), v))
+                .map(|v| (r.trace_label.as_str(), v))
         })
         .collect();
     if base.is_empty() {
         return None;
     }
     let groups: Vec<String> = base.keys().map(|t| (*t).to_owned()).collect();
-    let mut series = present_series(colors, &rows, |r| &r.key);
+    let mut series = present_series(colors, &rows, config_id);
     series.retain(|(n, _)| n.as_str() != BASELINE_ALLOCATOR);
     if series.is_empty() {
         return None;
     }
-    let values = bar_grid(
-        &groups,
-        &series,
-        &rows,
-        |r| &r.key,
-        |r, g| {
-            let sys = base[g];
-            let v = r.ops_per_sec_median?;
-            Some(Bar {
-                value: v / sys,
-                low: r.ops_per_sec_min.unwrap_or(v) / sys,
-                high: r.ops_per_sec_max.unwrap_or(v) / sys,
-            })
-        },
-    );
+    let values = bar_grid(&groups, &series, &rows, config_id, |r, g| {
+        let sys = base[g];
+        let v = r.ops_per_sec_median?;
+        Some(Bar {
+            value: v / sys,
+            low: r.ops_per_sec_min.unwrap_or(v) / sys,
+            high: r.ops_per_sec_max.unwrap_or(v) / sys,
+        })
+    });
     bar_figure(
         groups,
         series,
@@ -508,22 +535,16 @@ fn p99_by_trace(
     let mut out = Vec::new();
     for (_, op) in ops {
         let mine: Vec<_> = rows.iter().filter(|l| l.op == op).copied().collect();
-        let groups = traces_of(&mine, |l| &l.key);
-        let series = present_series(colors, &mine, |l| &l.key);
-        let values = bar_grid(
-            &groups,
-            &series,
-            &mine,
-            |l| &l.key,
-            |l, _| {
-                let v = *l.quantiles.get(&99_000)?;
-                Some(Bar {
-                    value: v,
-                    low: v,
-                    high: v,
-                })
-            },
-        );
+        let groups = traces_of(&mine, latency_id);
+        let series = present_series(colors, &mine, latency_id);
+        let values = bar_grid(&groups, &series, &mine, latency_id, |l, _| {
+            let v = *l.quantiles.get(&99_000)?;
+            Some(Bar {
+                value: v,
+                low: v,
+                high: v,
+            })
+        });
         let caption = format!(
             "The 99th percentile of `{op}` latency in the timed pass (median over \
              repetitions), per trace and allocator: lower is better; the per-trace latency curves show the whole \
@@ -678,16 +699,20 @@ fn throughput_vs_threads(
     colors: &BTreeMap<String, usize>,
     trace: &str,
 ) -> Option<Figure> {
-    let rows: Vec<&ConfigRow> = a.configs.iter().filter(|c| c.key.trace == trace).collect();
-    let nthreads: BTreeSet<u32> = rows.iter().map(|r| r.key.threads).collect();
+    let rows: Vec<&SummaryRow> = a
+        .configs
+        .iter()
+        .filter(|c| c.trace_label == trace)
+        .collect();
+    let nthreads: BTreeSet<u32> = rows.iter().map(|r| r.replay_threads).collect();
     if nthreads.len() < 2 {
         return None;
     }
     let mut lines = Vec::new();
     for al in allocator_order(a) {
         let ci = colors[&al];
-        let mine: Vec<&&ConfigRow> = rows.iter().filter(|r| r.key.allocator == al).collect();
-        let x = |r: &ConfigRow| (r.key.threads.max(1) as f64).log2();
+        let mine: Vec<&&SummaryRow> = rows.iter().filter(|r| r.allocator == al).collect();
+        let x = |r: &SummaryRow| (r.replay_threads.max(1) as f64).log2();
         let points: Vec<(f64, f64)> = mine
             .iter()
             .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))

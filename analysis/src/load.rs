@@ -54,6 +54,8 @@ pub struct Loaded {
     pub latency: Option<LazyFrame>,
     /// Time-series rows of all directories that have them, lazily.
     pub timeseries: Option<LazyFrame>,
+    /// The same, one frame per file (the streaming engine reads a few files at a time).
+    pub timeseries_files: Vec<LazyFrame>,
     /// What was wrong on the way.
     pub problems: Vec<Problem>,
 }
@@ -339,7 +341,8 @@ pub fn load(dirs: &[PathBuf], mut problems: Vec<Problem>) -> Result<Loaded, Erro
         sources,
         runs,
         latency: concat_all(latency)?,
-        timeseries: concat_all(timeseries)?,
+        timeseries: concat_all(timeseries.clone())?,
+        timeseries_files: timeseries,
         problems,
     })
 }

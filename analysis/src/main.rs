@@ -32,6 +32,11 @@ struct Args {
     /// Most progress buckets of the over-time plots (fewer when no run has that many samples).
     #[arg(long, default_value_t = 200)]
     time_buckets: u32,
+    /// Engine of the time-series and latency aggregations: `streaming` reads the files in
+    /// batches (memory bounded by what is aggregated, not by the rows read), `in-memory`
+    /// collects the plotted runs' samples whole.
+    #[arg(long, default_value = "streaming", value_name = "streaming|in-memory")]
+    engine: analysis::compute::Engine,
     /// Value axis of the overview bar charts (throughput, overhead, p99 by workload): `auto`
     /// is log when the values span more than 30×, else linear.
     #[arg(long, default_value = "auto", value_name = "auto|linear|log")]
@@ -108,6 +113,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     opts.seeds.fancy_workload = args.fancy_workload;
     opts.compute.max_series_groups = args.max_series;
     opts.compute.time_buckets = args.time_buckets;
+    opts.compute.engine = args.engine;
     opts.plots = !args.no_plots;
     opts.bar_scale = args.bar_scale;
     opts.fidelity = args.fidelity;

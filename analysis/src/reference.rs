@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigRow, LatencyRow};
+use crate::compute::{Analysis, BASELINE_ALLOCATOR, ConfigKey, LatencyRow};
 use crate::tables::{Cell, Table, fmt_bytes, fmt_mops, fmt_ns, fmt_pct, fmt_ratio, raw_num};
+use results_schema::summary::SummaryRow;
 
 /// Options that choose the seed tables' workloads.
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ impl Default for SeedOptions {
 
 /// The reference tables, in report order.
 pub fn tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
-    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.key.machine.as_str()).collect();
+    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.machine.as_str()).collect();
     if machines.len() < 2 {
         let mut t = vec![
             allocatorbench_scaling(&a.configs, &seeds.scaling_workload),
@@ -39,10 +40,10 @@ pub fn tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
     // One set per machine type: a ratio never takes its two figures from different ones.
     let mut t = Vec::new();
     for m in machines {
-        let configs: Vec<ConfigRow> = a
+        let configs: Vec<SummaryRow> = a
             .configs
             .iter()
-            .filter(|c| c.key.machine == m)
+            .filter(|c| c.machine == m)
             .cloned()
             .collect();
         let latency: Vec<LatencyRow> = a
@@ -66,11 +67,11 @@ pub fn tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
 }
 
 /// The configurations of one workload (or the fallback workload), and the workload used.
-fn pick_workload<'a>(configs: &'a [ConfigRow], want: &str) -> (Vec<&'a ConfigRow>, String, bool) {
-    let of = |w: &str| -> Vec<&ConfigRow> {
+fn pick_workload<'a>(configs: &'a [SummaryRow], want: &str) -> (Vec<&'a SummaryRow>, String, bool) {
+    let of = |w: &str| -> Vec<&SummaryRow> {
         configs
             .iter()
-            .filter(|c| c.workload.to_string() == w || c.key.trace == w)
+            .filter(|c| c.workload.to_string() == w || c.trace_label == w)
             .collect()
     };
     let rows = of(want);
@@ -81,7 +82,7 @@ fn pick_workload<'a>(configs: &'a [ConfigRow], want: &str) -> (Vec<&'a ConfigRow
     let mut by: BTreeMap<String, (BTreeSet<u32>, usize)> = BTreeMap::new();
     for c in configs {
         let e = by.entry(c.workload.to_string()).or_default();
-        e.0.insert(c.key.threads);
+        e.0.insert(c.replay_threads);
         e.1 += 1;
     }
     match by.into_iter().max_by(|a, b| {
@@ -94,8 +95,8 @@ fn pick_workload<'a>(configs: &'a [ConfigRow], want: &str) -> (Vec<&'a ConfigRow
     }
 }
 
-fn allocator_order(rows: &[&ConfigRow]) -> Vec<String> {
-    let mut names: BTreeSet<&str> = rows.iter().map(|r| r.key.allocator.as_str()).collect();
+fn allocator_order(rows: &[&SummaryRow]) -> Vec<String> {
+    let mut names: BTreeSet<&str> = rows.iter().map(|r| r.allocator.as_str()).collect();
     let mut out = Vec::new();
     if names.remove(BASELINE_ALLOCATOR) {
         out.push(BASELINE_ALLOCATOR.to_owned());
@@ -116,7 +117,7 @@ fn fallback_note(want: &str, used: &str, fell_back: bool) -> String {
 }
 
 /// AllocatorBench's Table 1: throughput vs thread count, one column per allocator.
-pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
+pub fn allocatorbench_scaling(configs: &[SummaryRow], want: &str) -> Table {
     let (rows, used, fell_back) = pick_workload(configs, want);
     let mut t = Table::new(
         "allocatorbench_scaling",
@@ -130,7 +131,7 @@ pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
         ),
     );
     let allocs = allocator_order(&rows);
-    let traces: BTreeSet<&str> = rows.iter().map(|r| r.key.trace.as_str()).collect();
+    let traces: BTreeSet<&str> = rows.iter().map(|r| r.trace_label.as_str()).collect();
     let multi = traces.len() > 1;
     if multi {
         t.col("trace", "trace_name");
@@ -140,11 +141,11 @@ pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
         t.col(a, &format!("{a}_ops_per_sec"));
     }
     t.col("best vs system", "best_ratio_to_system");
-    let mut grid: BTreeMap<(&str, u32), BTreeMap<&str, &ConfigRow>> = BTreeMap::new();
+    let mut grid: BTreeMap<(&str, u32), BTreeMap<&str, &SummaryRow>> = BTreeMap::new();
     for r in &rows {
-        grid.entry((&r.key.trace, r.key.threads))
+        grid.entry((&r.trace_label, r.replay_threads))
             .or_default()
-            .insert(&r.key.allocator, r);
+            .insert(&r.allocator, r);
     }
     for ((trace, threads), by) in grid {
         let mut row = Vec::new();
@@ -158,7 +159,7 @@ pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
             .max_by(|a, b| a.0.total_cmp(&b.0));
         for a in &allocs {
             let v = by.get(a.as_str()).and_then(|r| r.ops_per_sec_median);
-            let is_best = best.is_some_and(|b| b.1.key.allocator == *a);
+            let is_best = best.is_some_and(|b| b.1.allocator == *a);
             let mut c = Cell::num(v, fmt_mops);
             if is_best && by.len() > 1 {
                 c.text = format!("**{}**", c.text);
@@ -166,13 +167,13 @@ pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
             row.push(c);
         }
         row.push(match best {
-            Some((_, r)) if r.vs_system.is_some() => Cell {
+            Some((_, r)) if r.ratio_to_system.is_some() => Cell {
                 text: format!(
                     "{} {}",
-                    r.key.allocator,
-                    fmt_signed_pct(r.vs_system.unwrap_or(1.0))
+                    r.allocator,
+                    fmt_signed_pct(r.ratio_to_system.unwrap_or(1.0))
                 ),
-                raw: raw_num(r.vs_system.unwrap_or(1.0)),
+                raw: raw_num(r.ratio_to_system.unwrap_or(1.0)),
             },
             _ => Cell::num(None, fmt_ratio),
         });
@@ -184,7 +185,7 @@ pub fn allocatorbench_scaling(configs: &[ConfigRow], want: &str) -> Table {
 /// AllocatorBench's Table 4.4: the overhead ratio the report used (usable ÷ requested bytes at
 /// the peak) beside the lab's heap-RSS ÷ live bytes, per trace and allocator — for the
 /// one-thread traces where some allocator has the former.
-pub fn allocatorbench_overhead(configs: &[ConfigRow]) -> Table {
+pub fn allocatorbench_overhead(configs: &[SummaryRow]) -> Table {
     let mut t = Table::new(
         "allocatorbench_overhead",
         "AllocatorBench Table 4.4: overhead ratio per workload",
@@ -206,27 +207,27 @@ pub fn allocatorbench_overhead(configs: &[ConfigRow]) -> Table {
     t.col("heap RSS ÷ live", "frag_ratio_at_peak");
     let traces: BTreeSet<(&str, u32)> = configs
         .iter()
-        .filter(|c| c.overhead_ratio.is_some() && c.key.threads == 1)
-        .map(|c| (c.key.trace.as_str(), c.key.threads))
+        .filter(|c| c.overhead_ratio.is_some() && c.replay_threads == 1)
+        .map(|c| (c.trace_label.as_str(), c.replay_threads))
         .collect();
-    let mut rows: Vec<&ConfigRow> = configs
+    let mut rows: Vec<&SummaryRow> = configs
         .iter()
-        .filter(|c| traces.contains(&(c.key.trace.as_str(), c.key.threads)))
+        .filter(|c| traces.contains(&(c.trace_label.as_str(), c.replay_threads)))
         .collect();
     rows.sort_by(|a, b| {
-        (a.workload.to_string(), &a.key.trace, a.key.threads)
-            .cmp(&(b.workload.to_string(), &b.key.trace, b.key.threads))
+        (a.workload.to_string(), &a.trace_label, a.replay_threads)
+            .cmp(&(b.workload.to_string(), &b.trace_label, b.replay_threads))
             .then_with(|| {
-                (a.key.allocator != BASELINE_ALLOCATOR, &a.key.allocator)
-                    .cmp(&(b.key.allocator != BASELINE_ALLOCATOR, &b.key.allocator))
+                (a.allocator != BASELINE_ALLOCATOR, &a.allocator)
+                    .cmp(&(b.allocator != BASELINE_ALLOCATOR, &b.allocator))
             })
     });
     for r in rows {
         t.rows.push(vec![
             Cell::text(r.workload.to_string()),
-            Cell::text(&r.key.trace),
-            Cell::text(r.key.threads.to_string()),
-            Cell::text(&r.key.allocator),
+            Cell::text(&r.trace_label),
+            Cell::text(r.replay_threads.to_string()),
+            Cell::text(&r.allocator),
             Cell::num(r.overhead_ratio, |v| format!("{v:.3}×")),
             Cell::num(r.frag_ratio_at_peak, fmt_ratio),
         ]);
@@ -245,23 +246,23 @@ fn fmt_signed_pct(ratio: f64) -> String {
 
 /// FancyAllocator's README tables: throughput at the most threads, malloc P99/P99.9, thread
 /// scaling, peak RSS.
-pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Vec<Table> {
+pub fn fancy_tables(configs: &[SummaryRow], lat: &[LatencyRow], want: &str) -> Vec<Table> {
     let (rows, used, fell_back) = pick_workload(configs, want);
     let note_tail = fallback_note(want, &used, fell_back);
     // Most threads of the workload (per trace: a workload can have several traces; the first
     // trace by name is used and named).
-    let trace = rows.iter().map(|r| r.key.trace.clone()).min();
-    let rows: Vec<&ConfigRow> = rows
+    let trace = rows.iter().map(|r| r.trace_label.clone()).min();
+    let rows: Vec<&SummaryRow> = rows
         .into_iter()
-        .filter(|r| Some(&r.key.trace) == trace.as_ref())
+        .filter(|r| Some(&r.trace_label) == trace.as_ref())
         .collect();
     let trace = trace.unwrap_or_else(|| used.clone());
-    let top = rows.iter().map(|r| r.key.threads).max().unwrap_or(0);
-    let at_top: Vec<&ConfigRow> = {
-        let mut v: Vec<&ConfigRow> = rows
+    let top = rows.iter().map(|r| r.replay_threads).max().unwrap_or(0);
+    let at_top: Vec<&SummaryRow> = {
+        let mut v: Vec<&SummaryRow> = rows
             .iter()
             .copied()
-            .filter(|r| r.key.threads == top)
+            .filter(|r| r.replay_threads == top)
             .collect();
         v.sort_by(|a, b| {
             b.ops_per_sec_median
@@ -285,7 +286,7 @@ pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Ve
     tp.col("CV", "ops_per_sec_cv");
     for r in &at_top {
         tp.rows.push(vec![
-            Cell::text(&r.key.allocator),
+            Cell::text(&r.allocator),
             Cell {
                 text: r
                     .ops_per_sec_median
@@ -293,7 +294,7 @@ pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Ve
                     .unwrap_or_else(|| "—".into()),
                 raw: r.ops_per_sec_median.map(raw_num).unwrap_or_default(),
             },
-            Cell::num(r.vs_system, |v| format!("{v:.1}x")),
+            Cell::num(r.ratio_to_system, |v| format!("{v:.1}x")),
             Cell::num(r.ops_per_sec_cv, fmt_pct),
         ]);
     }
@@ -316,11 +317,11 @@ pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Ve
     for r in &at_top {
         let get = |op: &str, q: u32| {
             lat.iter()
-                .find(|l| l.key == r.key && l.op == op)
+                .find(|l| l.key == ConfigKey::of(r) && l.op == op)
                 .and_then(|l| l.quantiles.get(&q).copied())
         };
         lrows.push((
-            &r.key.allocator,
+            &r.allocator,
             get("malloc", 99_000),
             get("malloc", 99_900),
             get("free", 99_000),
@@ -351,16 +352,16 @@ pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Ve
     for a in &allocs {
         sc.col(a, &format!("{a}_ops_per_sec"));
     }
-    let mut grid: BTreeMap<u32, BTreeMap<&str, &ConfigRow>> = BTreeMap::new();
+    let mut grid: BTreeMap<u32, BTreeMap<&str, &SummaryRow>> = BTreeMap::new();
     for r in &rows {
-        grid.entry(r.key.threads)
+        grid.entry(r.replay_threads)
             .or_default()
-            .insert(&r.key.allocator, r);
+            .insert(&r.allocator, r);
     }
     for (threads, by) in &grid {
         let best = by
             .values()
-            .filter_map(|r| r.ops_per_sec_median.map(|m| (m, r.key.allocator.as_str())))
+            .filter_map(|r| r.ops_per_sec_median.map(|m| (m, r.allocator.as_str())))
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|b| b.1);
         let mut row = vec![Cell::text(threads.to_string())];
@@ -396,7 +397,7 @@ pub fn fancy_tables(configs: &[ConfigRow], lat: &[LatencyRow], want: &str) -> Ve
     });
     for r in by_rss {
         rss.rows.push(vec![
-            Cell::text(&r.key.allocator),
+            Cell::text(&r.allocator),
             Cell::num(r.peak_rss_bytes, fmt_bytes),
             Cell::num(r.peak_heap_rss_bytes, fmt_bytes),
         ]);

@@ -301,9 +301,9 @@ fn html_page(
          <title>alloclab analysis</title><style>{CSS}</style></head><body>\n"
     );
     h.push_str("<h1>alloclab analysis</h1>\n");
-    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.key.trace.as_str()).collect();
-    let allocators: BTreeSet<&str> = a.configs.iter().map(|c| c.key.allocator.as_str()).collect();
-    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.key.threads).collect();
+    let traces: BTreeSet<&str> = a.configs.iter().map(|c| c.trace_label.as_str()).collect();
+    let allocators: BTreeSet<&str> = a.configs.iter().map(|c| c.allocator.as_str()).collect();
+    let threads: BTreeSet<u32> = a.configs.iter().map(|c| c.replay_threads).collect();
     let sources = a
         .sources
         .iter()
@@ -486,14 +486,14 @@ fn html_page(
         let workload = a
             .configs
             .iter()
-            .find(|c| c.key.trace == *t)
+            .find(|c| c.trace_label == *t)
             .map(|c| c.workload.to_string())
             .unwrap_or_default();
         let nthreads: BTreeSet<u32> = a
             .configs
             .iter()
-            .filter(|c| c.key.trace == *t)
-            .map(|c| c.key.threads)
+            .filter(|c| c.trace_label == *t)
+            .map(|c| c.replay_threads)
             .collect();
         let _ = writeln!(
             h,

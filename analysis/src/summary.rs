@@ -14,48 +14,15 @@ use polars::prelude::*;
 use results_schema::summary::{SummaryLatencyRow, SummaryRow};
 use results_schema::{Cell, Row, Ty};
 
-use crate::compute::{Analysis, ConfigRow};
+use crate::compute::Analysis;
 use crate::error::{Error, PolarsContext};
 
 /// The file names, in the report directory.
 pub const FILES: [&str; 2] = ["summary.parquet", "summary_latency.parquet"];
 
-/// A configuration's summary row.
-pub fn summary_row(c: &ConfigRow) -> SummaryRow {
-    SummaryRow {
-        trace_name: c.trace_name.clone(),
-        trace_hash: c.trace_hash.clone(),
-        trace_label: c.key.trace.clone(),
-        trace_params: c.trace_params.clone(),
-        workload: c.workload.clone(),
-        replay_threads: c.key.threads,
-        allocator: c.key.allocator.clone(),
-        runs_ok: c.runs_ok,
-        runs_throughput: c.runs_throughput,
-        ops_per_sec_median: c.ops_per_sec_median,
-        ops_per_sec_min: c.ops_per_sec_min,
-        ops_per_sec_max: c.ops_per_sec_max,
-        ops_per_sec_cv: c.ops_per_sec_cv,
-        ratio_to_system: c.vs_system,
-        ratio_to_best: c.vs_best,
-        peak_live_bytes: c.peak_live_bytes,
-        peak_heap_rss_bytes: c.peak_heap_rss_bytes,
-        peak_rss_bytes: c.peak_rss_bytes,
-        heap_rss_at_peak_live_bytes: c.heap_rss_at_peak_live_bytes,
-        frag_ratio_at_peak: c.frag_ratio_at_peak,
-        frag_ratio_at_peak_min: c.frag_ratio_at_peak_min,
-        frag_ratio_at_peak_max: c.frag_ratio_at_peak_max,
-        retained_heap_rss_bytes: c.retained_heap_rss_bytes,
-        retained_heap_rss_100ms_bytes: c.retained_heap_rss_100ms_bytes,
-        retained_heap_rss_1s_bytes: c.retained_heap_rss_1s_bytes,
-        minor_faults: c.minor_faults,
-        major_faults: c.major_faults,
-    }
-}
-
 /// Every configuration's summary row, in the analysis's order.
 pub fn summary_rows(a: &Analysis) -> Vec<SummaryRow> {
-    a.configs.iter().map(summary_row).collect()
+    a.configs.clone()
 }
 
 /// Every (configuration, op, quantile)'s latency row, in the analysis's order.
@@ -66,7 +33,7 @@ pub fn latency_rows(a: &Analysis) -> Vec<SummaryLatencyRow> {
         .iter()
         .map(|c| {
             (
-                (c.key.trace.as_str(), c.key.threads),
+                (c.trace_label.as_str(), c.replay_threads),
                 (c.trace_name.as_str(), c.trace_hash.as_ref()),
             )
         })
@@ -79,6 +46,7 @@ pub fn latency_rows(a: &Analysis) -> Vec<SummaryLatencyRow> {
             .unwrap_or((l.key.trace.as_str(), None));
         for (&q, &ns) in &l.quantiles {
             out.push(SummaryLatencyRow {
+                machine: l.key.machine.clone(),
                 trace_name: name.to_owned(),
                 trace_hash: hash.cloned(),
                 trace_label: l.key.trace.clone(),

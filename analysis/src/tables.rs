@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::compute::{Analysis, ConfigRow, LatencyRow, TABLE_QUANTILES};
+use crate::compute::{Analysis, LatencyRow, TABLE_QUANTILES};
 use crate::reference::{self, SeedOptions};
+use results_schema::summary::SummaryRow;
 
 /// One cell: what a person reads and what a program reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,13 +244,13 @@ pub fn all_tables(a: &Analysis, seeds: &SeedOptions) -> Vec<Table> {
     t
 }
 
-fn key_cells(r: &ConfigRow) -> Vec<Cell> {
+fn key_cells(r: &SummaryRow) -> Vec<Cell> {
     vec![
-        Cell::text(&r.key.machine),
-        Cell::text(&r.key.trace),
+        Cell::text(&r.machine),
+        Cell::text(&r.trace_label),
         Cell::text(r.workload.to_string()),
-        Cell::text(r.key.threads.to_string()),
-        Cell::text(&r.key.allocator),
+        Cell::text(r.replay_threads.to_string()),
+        Cell::text(&r.allocator),
     ]
 }
 
@@ -262,7 +263,7 @@ fn key_cols(t: &mut Table) {
 }
 
 /// Throughput per allocator × workload × threads.
-pub fn throughput(configs: &[ConfigRow]) -> Table {
+pub fn throughput(configs: &[SummaryRow]) -> Table {
     let mut t = Table::new(
         "throughput",
         "Throughput per allocator, trace and thread count",
@@ -287,8 +288,8 @@ pub fn throughput(configs: &[ConfigRow]) -> Table {
         row.push(Cell::num(r.ops_per_sec_cv, fmt_pct));
         row.push(Cell::num(r.ops_per_sec_min, fmt_mops));
         row.push(Cell::num(r.ops_per_sec_max, fmt_mops));
-        row.push(Cell::num(r.vs_system, fmt_ratio));
-        row.push(Cell::num(r.vs_best, fmt_ratio));
+        row.push(Cell::num(r.ratio_to_system, fmt_ratio));
+        row.push(Cell::num(r.ratio_to_best, fmt_ratio));
         t.rows.push(row);
     }
     t
@@ -296,11 +297,11 @@ pub fn throughput(configs: &[ConfigRow]) -> Table {
 
 /// The allocators of one (trace, threads) on one machine type, fastest first (median ops/s),
 /// among `common`.
-fn ranking<'a>(rows: &[&'a ConfigRow], common: &BTreeSet<&'a str>) -> Vec<&'a str> {
+fn ranking<'a>(rows: &[&'a SummaryRow], common: &BTreeSet<&'a str>) -> Vec<&'a str> {
     let mut v: Vec<(&str, f64)> = rows
         .iter()
-        .filter(|r| common.contains(r.key.allocator.as_str()))
-        .filter_map(|r| Some((r.key.allocator.as_str(), r.ops_per_sec_median?)))
+        .filter(|r| common.contains(r.allocator.as_str()))
+        .filter_map(|r| Some((r.allocator.as_str(), r.ops_per_sec_median?)))
         .collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     v.into_iter().map(|(a, _)| a).collect()
@@ -309,8 +310,8 @@ fn ranking<'a>(rows: &[&'a ConfigRow], common: &BTreeSet<&'a str>) -> Vec<&'a st
 /// With several machine types: per trace and thread count, each machine type's ranking of the
 /// allocators by median ops/s (over the allocators measured on every one of them), and whether
 /// it is the same everywhere. Rankings are compared, never figures across machine types.
-pub fn ranking_across_machines(configs: &[ConfigRow]) -> Option<Table> {
-    let machines: BTreeSet<&str> = configs.iter().map(|c| c.key.machine.as_str()).collect();
+pub fn ranking_across_machines(configs: &[SummaryRow]) -> Option<Table> {
+    let machines: BTreeSet<&str> = configs.iter().map(|c| c.machine.as_str()).collect();
     if machines.len() < 2 {
         return None;
     }
@@ -327,12 +328,12 @@ pub fn ranking_across_machines(configs: &[ConfigRow]) -> Option<Table> {
     t.col("machine", "machine");
     t.col("ranking (fastest first)", "ranking");
     t.col("holds", "ranking_holds");
-    let mut groups: BTreeMap<(&str, u32), BTreeMap<&str, Vec<&ConfigRow>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, u32), BTreeMap<&str, Vec<&SummaryRow>>> = BTreeMap::new();
     for c in configs {
         groups
-            .entry((c.key.trace.as_str(), c.key.threads))
+            .entry((c.trace_label.as_str(), c.replay_threads))
             .or_default()
-            .entry(c.key.machine.as_str())
+            .entry(c.machine.as_str())
             .or_default()
             .push(c);
     }
@@ -345,7 +346,7 @@ pub fn ranking_across_machines(configs: &[ConfigRow]) -> Option<Table> {
             let s: BTreeSet<&str> = rows
                 .iter()
                 .filter(|r| r.ops_per_sec_median.is_some())
-                .map(|r| r.key.allocator.as_str())
+                .map(|r| r.allocator.as_str())
                 .collect();
             common = Some(match common {
                 None => s,
@@ -412,7 +413,7 @@ pub fn latency(rows: &[LatencyRow]) -> Table {
 }
 
 /// Memory per configuration.
-pub fn memory(configs: &[ConfigRow]) -> Table {
+pub fn memory(configs: &[SummaryRow]) -> Table {
     let mut t = Table::new(
         "memory",
         "Memory: peak heap RSS, fragmentation, retained RSS, page faults",

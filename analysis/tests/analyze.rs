@@ -94,7 +94,7 @@ fn medians_and_ratios_equal_hand_computed_values() {
     assert_eq!(a.runs_total, 10);
     assert_eq!(a.runs_ok, 9);
     assert_eq!(a.failed.len(), 1);
-    let get = |al: &str| a.configs.iter().find(|c| c.key.allocator == al).unwrap();
+    let get = |al: &str| a.configs.iter().find(|c| c.allocator == al).unwrap();
     let sys = get("system");
     let fancy = get("fancy");
     let bump = get("bump");
@@ -103,10 +103,10 @@ fn medians_and_ratios_equal_hand_computed_values() {
     assert!(close(sys.ops_per_sec_median.unwrap(), 11e6));
     assert!(close(fancy.ops_per_sec_median.unwrap(), 22e6));
     assert!(close(bump.ops_per_sec_median.unwrap(), 5e6));
-    assert!(close(fancy.vs_system.unwrap(), 2.0));
-    assert!(close(fancy.vs_best.unwrap(), 1.0));
-    assert!(close(sys.vs_best.unwrap(), 0.5));
-    assert!(close(bump.vs_system.unwrap(), 5.0 / 11.0));
+    assert!(close(fancy.ratio_to_system.unwrap(), 2.0));
+    assert!(close(fancy.ratio_to_best.unwrap(), 1.0));
+    assert!(close(sys.ratio_to_best.unwrap(), 0.5));
+    assert!(close(bump.ratio_to_system.unwrap(), 5.0 / 11.0));
     // CV: system mean 11M, sample std 1M.
     assert!(close(sys.ops_per_sec_cv.unwrap(), 1.0 / 11.0));
     assert!(close(sys.ops_per_sec_min.unwrap(), 10e6));
@@ -360,6 +360,39 @@ fn sweep(root: &Path) -> Vec<PathBuf> {
     };
     fixture::write_synthetic(root, &spec);
     vec![root.join("d000"), root.join("d001")]
+}
+
+/// The streaming engine (the default) and the in-memory one give the same latency rows and the
+/// same over-time points on a sweep of two directories with crashed runs.
+#[test]
+fn both_engines_aggregate_the_same() {
+    let d = tmp();
+    let dirs = sweep(d.path());
+    // Batches of a few configurations' samples (60 a run) for the streaming engine's medians,
+    // and one file at a time.
+    let with = |engine| {
+        let opts = ComputeOptions {
+            engine,
+            time_buckets: 7,
+            median_batch_rows: 500,
+            files_at_once: 1,
+            ..Default::default()
+        };
+        analyze_dirs_with(&dirs, &opts)
+    };
+    let (s, m) = (
+        with(compute::Engine::Streaming),
+        with(compute::Engine::InMemory),
+    );
+    assert_eq!(s.configs, m.configs);
+    assert!(!s.latency.is_empty());
+    assert_eq!(s.latency, m.latency);
+    assert!(
+        s.series.iter().any(|x| x.points.len() == 7),
+        "{:?}",
+        s.series
+    );
+    assert_eq!(s.series, m.series);
 }
 
 fn palette() -> Vec<[u8; 3]> {
@@ -833,11 +866,7 @@ fn bad_directories_are_listed_and_the_rest_is_still_reported() {
     assert_eq!(a.sources.len(), 3);
     assert_eq!(a.runs_total, 30);
     assert_eq!(a.failed.len(), 3);
-    let fancy = a
-        .configs
-        .iter()
-        .find(|c| c.key.allocator == "fancy")
-        .unwrap();
+    let fancy = a.configs.iter().find(|c| c.allocator == "fancy").unwrap();
     assert_eq!(fancy.runs_throughput, 9);
     assert!(close(fancy.ops_per_sec_median.unwrap(), 22e6));
     // The frag median ignores the old directory's nulls.
@@ -1113,7 +1142,7 @@ fn report_on_the_real_replay_equals_hand_computed_figures() {
         let c = a
             .configs
             .iter()
-            .find(|c| (&c.key.trace, c.key.threads, &c.key.allocator) == (&k.0, k.1, &k.2))
+            .find(|c| (&c.trace_label, c.replay_threads, &c.allocator) == (&k.0, k.1, &k.2))
             .unwrap_or_else(|| panic!("no configuration {k:?}"));
         let v: Vec<f64> = idx.iter().map(|&i| tp[i].unwrap()).collect();
         let m = tp_median[k];
@@ -1132,14 +1161,14 @@ fn report_on_the_real_replay_equals_hand_computed_figures() {
         }
         let system = tp_median.get(&(k.0.clone(), k.1, "system".to_owned()));
         if let Some(s) = system {
-            assert!(close(c.vs_system.unwrap(), m / s), "{k:?}: {c:?}");
+            assert!(close(c.ratio_to_system.unwrap(), m / s), "{k:?}: {c:?}");
         }
         let best = tp_median
             .iter()
             .filter(|(o, _)| (&o.0, o.1) == (&k.0, k.1))
             .map(|(_, v)| *v)
             .fold(f64::NEG_INFINITY, f64::max);
-        assert!(close(c.vs_best.unwrap(), m / best), "{k:?}: {c:?}");
+        assert!(close(c.ratio_to_best.unwrap(), m / best), "{k:?}: {c:?}");
         assert!(close(c.peak_heap_rss_bytes.unwrap(), med(&peak_heap, idx)));
         assert!(close(c.frag_ratio_at_peak.unwrap(), med(&frag, idx)));
         assert!(close(
@@ -1155,7 +1184,7 @@ fn report_on_the_real_replay_equals_hand_computed_figures() {
     assert!(
         a.configs
             .iter()
-            .any(|c| c.key.allocator == "system" && close(c.vs_system.unwrap(), 1.0))
+            .any(|c| c.allocator == "system" && close(c.ratio_to_system.unwrap(), 1.0))
     );
 
     // Latency: each op kind's p99 is the median over the ok runs of their p99.
@@ -1330,9 +1359,9 @@ fn polars_equals_the_rule(dirs: &[PathBuf], results: &[Results]) {
         latency.extend(b);
     }
     let a = analyze_dirs(dirs);
-    let key = |l: &str, t: u32, al: &str| (l.to_owned(), t, al.to_owned());
+    let key = |m: &str, l: &str, t: u32, al: &str| (m.to_owned(), l.to_owned(), t, al.to_owned());
     let mut want = results_schema::summary::summarize(&runs);
-    want.sort_by_key(|r| key(&r.trace_label, r.replay_threads, &r.allocator));
+    want.sort_by_key(|r| key(&r.machine, &r.trace_label, r.replay_threads, &r.allocator));
     let got = analysis::summary::summary_rows(&a);
     assert_eq!(got.len(), want.len());
     assert!(!got.is_empty());
@@ -1343,12 +1372,12 @@ fn polars_equals_the_rule(dirs: &[PathBuf], results: &[Results]) {
     let rank = |op: &str| compute::op_rank(op);
     want.sort_by(|a, b| {
         (
-            key(&a.trace_label, a.replay_threads, &a.allocator),
+            key(&a.machine, &a.trace_label, a.replay_threads, &a.allocator),
             rank(&a.op),
             a.quantile.to_bits(),
         )
             .cmp(&(
-                key(&b.trace_label, b.replay_threads, &b.allocator),
+                key(&b.machine, &b.trace_label, b.replay_threads, &b.allocator),
                 rank(&b.op),
                 b.quantile.to_bits(),
             ))
@@ -1406,8 +1435,8 @@ fn traces_of_one_name_with_different_hashes_are_never_pooled() {
         .iter()
         .map(|c| {
             (
-                c.key.trace.as_str(),
-                c.key.allocator.as_str(),
+                c.trace_label.as_str(),
+                c.allocator.as_str(),
                 c.ops_per_sec_median.unwrap(),
             )
         })
@@ -1424,8 +1453,8 @@ fn traces_of_one_name_with_different_hashes_are_never_pooled() {
     for c in &a.configs {
         assert_eq!(c.runs_ok, 3, "{c:?}");
         assert!(close(
-            c.vs_system.unwrap(),
-            if c.key.allocator == "fancy" { 2.0 } else { 1.0 }
+            c.ratio_to_system.unwrap(),
+            if c.allocator == "fancy" { 2.0 } else { 1.0 }
         ));
     }
     // Latency: each trace's own runs (p99 of threads=2 is twice that of threads=1).
@@ -1631,7 +1660,10 @@ fn other_machine() -> Results {
         for (rep, tp) in v.into_iter().enumerate() {
             let mut run = RunRow::ok("t", alloc, 2, rep as u32, tp);
             run.workload = "rl_small".into();
+            let i = r.runs.len();
             r.runs.push(run);
+            // Twice the first machine's latency (tests/analyze.rs `known_results`).
+            r.add_latency(i, "malloc", 500_000, |q| (2000.0 * q) as u64);
         }
     }
     r
@@ -1646,7 +1678,7 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
     fixture::write(&a_dir, &known);
     fixture::write(&b_dir, &other_machine());
     let a = analyze_dirs(&[a_dir.clone(), b_dir.clone()]);
-    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.key.machine.as_str()).collect();
+    let machines: BTreeSet<&str> = a.configs.iter().map(|c| c.machine.as_str()).collect();
     assert_eq!(machines.len(), 2, "{machines:?}");
     assert_eq!(
         a.configs.len(),
@@ -1656,7 +1688,7 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
     let get = |m: &str, al: &str| {
         a.configs
             .iter()
-            .find(|c| c.key.machine.starts_with(m) && c.key.allocator == al)
+            .find(|c| c.machine.starts_with(m) && c.allocator == al)
             .unwrap_or_else(|| panic!("no {al} on {m}"))
     };
     // Medians and ratios within each machine type only.
@@ -1664,23 +1696,26 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
         get(&cpu_a, "system").ops_per_sec_median.unwrap(),
         11e6
     ));
-    assert!(close(get(&cpu_a, "fancy").vs_system.unwrap(), 2.0));
+    assert!(close(get(&cpu_a, "fancy").ratio_to_system.unwrap(), 2.0));
     assert!(close(
         get("Other CPU", "system").ops_per_sec_median.unwrap(),
         31e6
     ));
     assert!(close(
-        get("Other CPU", "fancy").vs_system.unwrap(),
+        get("Other CPU", "fancy").ratio_to_system.unwrap(),
         22.0 / 31.0
     ));
-    assert!(close(get("Other CPU", "system").vs_best.unwrap(), 1.0));
+    assert!(close(
+        get("Other CPU", "system").ratio_to_best.unwrap(),
+        1.0
+    ));
 
     let t = analysis::tables::ranking_across_machines(&a.configs).expect("two machine types");
     let csv = t.to_csv();
     assert!(csv.contains("fancy > system > bump,no"), "{csv}");
     assert!(csv.contains("system > fancy > bump,no"), "{csv}");
     // One machine type: no such table.
-    let one = analyze_dirs(&[a_dir]);
+    let one = analyze_dirs(&[a_dir.clone()]);
     assert!(analysis::tables::ranking_across_machines(&one.configs).is_none());
     // The analyze binary writes it, and every table has the machine column.
     let out = d.path().join("report");
@@ -1716,6 +1751,83 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
         .filter(|n| n.starts_with("fancy_throughput_") && n.ends_with(".csv"))
         .count();
     assert_eq!(per_machine, 2, "{names:?}");
+
+    // summary.parquet and summary_latency.parquet: a row per machine type, equal to the rule.
+    let summary = read_parquet(&out.join("summary.parquet"));
+    let m = summary.column("machine").unwrap().str().unwrap().clone();
+    let distinct: BTreeSet<&str> = m.iter().flatten().collect();
+    assert_eq!(distinct.len(), 2, "{distinct:?}");
+    assert_eq!(summary.height(), 6);
+    polars_equals_the_rule(&[a_dir.clone(), b_dir.clone()], &[known, other_machine()]);
+
+    // The plots: each shows one machine type, named in its title and file name; the overview
+    // sections are per machine type; both types have their throughput and p99 bars.
+    let figs = analysis::figures::figures(&a, &Default::default());
+    let names: BTreeSet<&str> = machines.iter().copied().collect();
+    let mut stems = BTreeSet::new();
+    for f in &figs.figs {
+        let on: Vec<&&str> = names.iter().filter(|m| f.title.contains(**m)).collect();
+        assert_eq!(
+            on.len(),
+            1,
+            "{} names not exactly one machine type",
+            f.title
+        );
+        assert!(
+            f.stem.ends_with(&analysis::figures::slug(on[0])),
+            "{}",
+            f.stem
+        );
+        assert!(stems.insert(f.stem.clone()), "two figures {}", f.stem);
+        if let analysis::plots::Group::Overview(s) = &f.group {
+            assert!(s.ends_with(*on[0]), "section {s} of {}", f.title);
+        }
+    }
+    let bars = |m: &str, stem: &str| -> Vec<(String, f64)> {
+        let f = figs
+            .figs
+            .iter()
+            .find(|f| f.stem == format!("{stem}_{}", analysis::figures::slug(m)))
+            .unwrap_or_else(|| panic!("no {stem} for {m}"));
+        let analysis::plots::Chart::Bar(b) = &f.chart else {
+            panic!("{stem} is not a bar chart")
+        };
+        b.series
+            .iter()
+            .zip(&b.values[0])
+            .map(|((name, _), v)| (name.clone(), v.unwrap().value))
+            .collect()
+    };
+    let machine_a = names.iter().find(|m| m.starts_with(&cpu_a)).unwrap();
+    let machine_b = names.iter().find(|m| m.starts_with("Other CPU")).unwrap();
+    let tp_a = bars(machine_a, "throughput_by_workload_t2");
+    let tp_b = bars(machine_b, "throughput_by_workload_t2");
+    assert!(
+        tp_a.iter().any(|(n, v)| n == "system" && close(*v, 11e6)),
+        "{tp_a:?}"
+    );
+    assert!(
+        tp_b.iter().any(|(n, v)| n == "system" && close(*v, 31e6)),
+        "{tp_b:?}"
+    );
+    let p99_a = bars(machine_a, "latency_p99_t2_malloc");
+    let p99_b = bars(machine_b, "latency_p99_t2_malloc");
+    assert!(p99_a.iter().all(|(_, v)| *v < 1100.0), "{p99_a:?}");
+    assert!(p99_b.iter().all(|(_, v)| *v > 1900.0), "{p99_b:?}");
+    // Per trace: both machine types' latency curves, side by side under trace `t`.
+    let curves: Vec<&str> = figs
+        .figs
+        .iter()
+        .filter(|f| f.stem.starts_with("latency_t_t2_malloc"))
+        .map(|f| f.stem.as_str())
+        .collect();
+    assert_eq!(curves.len(), 2, "{curves:?}");
+    for stem in &stems {
+        assert!(
+            out.join(format!("plots/{stem}.png")).is_file(),
+            "{stem}.png"
+        );
+    }
 }
 
 /// A workload synthesized at several thread counts (the lab's `t{n}` variants, the

@@ -91,6 +91,11 @@ pub struct RunSpec {
     pub flags: ReplayFlags,
     /// The run's result directory, relative to a shard's directory.
     pub output: String,
+    /// A `preload:PATH` allocator's library as `lab slurm` staged it beside the manifest
+    /// (relative to its directory): loaded instead of PATH, which a node need not have. The
+    /// allocator keeps its planned name in the results, so the runs are the local lab's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_lib: Option<String>,
 }
 
 /// A manifest read back.
@@ -205,15 +210,29 @@ impl Manifest {
         self.dir().join(&r.trace)
     }
 
-    /// Writes the manifest to `path` (through a temporary name).
-    pub fn write(path: &Path, header: &ManifestHeader, runs: &[RunSpec]) -> Result<(), LabError> {
-        let tmp = path.with_extension("jsonl.tmp");
+    /// The allocator a run loads: its planned one, or `preload:` its staged library.
+    pub fn alloc_spec(&self, r: &RunSpec) -> String {
+        match &r.staged_lib {
+            Some(lib) => format!("preload:{}", self.dir().join(lib).display()),
+            None => r.allocator.clone(),
+        }
+    }
+
+    /// The manifest's text: JSON lines, the header first.
+    pub fn text(header: &ManifestHeader, runs: &[RunSpec]) -> String {
         let mut text = serde_json::to_string(header).expect("plain data");
         text.push('\n');
         for r in runs {
             text += &serde_json::to_string(r).expect("plain data");
             text.push('\n');
         }
+        text
+    }
+
+    /// Writes the manifest to `path` (through a temporary name).
+    pub fn write(path: &Path, header: &ManifestHeader, runs: &[RunSpec]) -> Result<(), LabError> {
+        let tmp = path.with_extension("jsonl.tmp");
+        let text = Self::text(header, runs);
         std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
         std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
     }
@@ -269,6 +288,7 @@ pub fn plan(opts: &LabOptions) -> Result<(PathBuf, Manifest, Vec<String>), LabEr
                         ..flags.clone()
                     },
                     output: format!("{}/{}-r{rep}", job.name, suite::file_stem_safe(&name)),
+                    staged_lib: None,
                 });
             }
         }
@@ -462,7 +482,7 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
     for &k in &pending {
         let r = &m.runs[k];
         if !specs.contains_key(&r.allocator) {
-            let s = AllocSpec::parse(&r.allocator).map_err(|e| {
+            let s = AllocSpec::parse(&m.alloc_spec(r)).map_err(|e| {
                 bad(format!(
                     "{}: run {}: allocator: {e}",
                     m.path.display(),
@@ -530,12 +550,15 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
         let results = sweep.run()?;
         for (r, row) in group.iter().zip(results.runs.iter()) {
             let mut row = row.clone();
-            if row.allocator != r.allocator {
+            let loaded = specs[&r.allocator].name();
+            if row.allocator != loaded {
                 return Err(bad(format!(
-                    "run {}: the sweep reported allocator {} where {} was expected",
-                    r.id, row.allocator, r.allocator
+                    "run {}: the sweep reported allocator {} where {loaded} was expected",
+                    r.id, row.allocator
                 )));
             }
+            // A staged library's runs keep the planned allocator name (the local lab's rows).
+            row.allocator = r.allocator.clone();
             let old = row.run_id.clone();
             row.repetition = r.repetition;
             row.run_id = format!(
@@ -553,12 +576,14 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
             for l in results.latency.iter().filter(|l| l.run_id == old) {
                 let mut l = l.clone();
                 l.run_id = row.run_id.clone();
+                l.allocator = row.allocator.clone();
                 l.repetition = r.repetition;
                 one.latency.push(l);
             }
             for s in results.samples.iter().filter(|s| s.run_id == old) {
                 let mut s = s.clone();
                 s.run_id = row.run_id.clone();
+                s.allocator = row.allocator.clone();
                 s.repetition = r.repetition;
                 one.samples.push(s);
             }
@@ -712,6 +737,7 @@ mod tests {
                             pin: false,
                         },
                         output: format!("{job}/{a}-r{rep}"),
+                        staged_lib: None,
                     });
                 }
             }

@@ -1,8 +1,10 @@
 //! `lab slurm`: a manifest's shards as a Slurm job array, and `analyze` after them.
 //!
 //! Staging: the manifest, its traces (same relative paths, checked by content hash, copied only
-//! when missing or different) and the programs (`lab`, `replay`, `libfancy_preload.so`,
-//! `analyze`) go into the shared directory, which every node must see at the same path. Then
+//! when missing or different), the libraries of `preload:PATH` allocators (under
+//! `lib/<hash>/`, the staged manifest's runs pointing there: [`plan_preloads`]) and the
+//! programs (`lab`, `replay`, `libfancy_preload.so`, `analyze`) go into the shared directory,
+//! which every node must see at the same path. Then
 //! `sbatch --array=0-(N-1)` runs `bin/lab run --manifest manifest.jsonl --shard
 //! $SLURM_ARRAY_TASK_ID/N` (one task per shard, `--exclusive` unless asked otherwise: a
 //! benchmark shares its node with nothing), and a second job, `--dependency=afterany:<array>`
@@ -14,6 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use replayer::adapter::AllocSpec;
 
 use crate::error::{LabError, bad};
 use crate::shard::{MANIFEST_FILE, Manifest, run_limit, shard_of};
@@ -85,6 +89,50 @@ fn copy_into(from: &Path, to: &Path) -> Result<(), LabError> {
     std::fs::rename(&tmp, to).map_err(io(format!("writing {}", to.display())))
 }
 
+fn hash_of(p: &Path) -> Result<String, LabError> {
+    replayer::sweep::hash_file(p).map_err(io(format!("reading {} to hash it", p.display())))
+}
+
+/// Where each `preload:PATH` allocator's library goes in the shared directory,
+/// `lib/<XXH64 of the file>/<file name>` (two libraries of one name stay apart; a changed
+/// library is a new place, so a resubmission never loads a half-copied file), written into
+/// the runs' `staged_lib`. Returns (library, place) to copy. A library that cannot be read is
+/// bad input, named.
+pub fn plan_preloads(m: &mut Manifest) -> Result<Vec<(PathBuf, String)>, LabError> {
+    let mut places: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    let mut copies = Vec::new();
+    for r in &mut m.runs {
+        if !places.contains_key(&r.allocator) {
+            let place = match AllocSpec::parse(&r.allocator) {
+                Ok(AllocSpec::Preload(lib)) => {
+                    let lib = std::path::absolute(&lib).unwrap_or(lib);
+                    let hash = replayer::sweep::hash_file(&lib).map_err(|e| {
+                        bad(format!(
+                            "{}: run {}: allocator {}: cannot read the library to stage it: {e}",
+                            m.path.display(),
+                            r.id,
+                            r.allocator
+                        ))
+                    })?;
+                    let name = lib.file_name().map_or_else(
+                        || "lib.so".to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    let rel = format!("lib/{hash}/{name}");
+                    copies.push((lib, rel.clone()));
+                    Some(rel)
+                }
+                // Built-in allocators travel inside `replay`; a bad name is reported by the
+                // shard that runs it, as without staging.
+                _ => None,
+            };
+            places.insert(r.allocator.clone(), place);
+        }
+        r.staged_lib = places[&r.allocator].clone();
+    }
+    Ok(copies)
+}
+
 /// The array's time limit, minutes: the largest shard's worst case (see the module).
 pub fn time_limit(m: &Manifest, shards: usize) -> u64 {
     let of = shard_of(&m.runs, shards);
@@ -126,10 +174,16 @@ pub fn submit(o: &SlurmOptions) -> Result<Submitted, LabError> {
         std::path::absolute(&o.shared).map_err(io(format!("resolving {}", o.shared.display())))?;
     std::fs::create_dir_all(&shared).map_err(io(format!("creating {}", shared.display())))?;
 
-    // 1. The manifest: a shared directory holds one sweep.
+    // 1. The manifest: a shared directory holds one sweep. With `preload:PATH` allocators it
+    // is staged with their libraries' places (a node need not have PATH).
     let dest = shared.join(MANIFEST_FILE);
-    let text =
-        std::fs::read(&o.manifest).map_err(io(format!("reading {}", o.manifest.display())))?;
+    let mut m = m;
+    let libs = plan_preloads(&mut m)?;
+    let text = if libs.is_empty() {
+        std::fs::read(&o.manifest).map_err(io(format!("reading {}", o.manifest.display())))?
+    } else {
+        Manifest::text(&m.header, &m.runs).into_bytes()
+    };
     match std::fs::read(&dest) {
         Ok(old) if old == text => {}
         Ok(_) => {
@@ -164,6 +218,13 @@ pub fn submit(o: &SlurmOptions) -> Result<Submitted, LabError> {
         let same = to.is_file() && replayer::sweep::hash_file(&to).is_ok_and(|h| h == r.trace_hash);
         if !same {
             copy_into(&m.trace_path(r), &to)?;
+        }
+    }
+    // The preload libraries, under lib/<content hash>/.
+    for (from, rel) in &libs {
+        let to = shared.join(rel);
+        if !(to.is_file() && hash_of(&to)? == hash_of(from)?) {
+            copy_into(from, &to)?;
         }
     }
     // 3. The programs.

@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use common::{lab, plan, result_keys, run_files};
 
+/// `lab run -q --manifest M --shard SHARD`.
+fn run_shard(m: &std::path::Path, shard: &str) -> std::process::Output {
+    lab(&[
+        "run",
+        "-q",
+        "--manifest",
+        m.to_str().unwrap(),
+        "--shard",
+        shard,
+    ])
+}
+
 #[test]
 fn shards_together_make_every_run_of_the_manifest_once() {
     let d = tempfile::tempdir().unwrap();
@@ -127,14 +139,7 @@ fn a_killed_shard_is_redone_without_losing_or_doubling_a_run() {
         "{out}"
     );
 
-    let o = lab(&[
-        "run",
-        "-q",
-        "--manifest",
-        m.to_str().unwrap(),
-        "--shard",
-        "0/1",
-    ]);
+    let o = run_shard(&m, "0/1");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -203,4 +208,69 @@ fn bad_manifests_and_shards_get_one_clear_line() {
     bytes[last] ^= 0xff;
     std::fs::write(&trace, bytes).unwrap();
     check(&["run", "--manifest", ms], "content hash");
+}
+
+/// `lab slurm`'s staging of a `preload:PATH` allocator (`lab::slurm::plan_preloads`, which
+/// `submit` runs before copying): the library goes to `lib/<hash>/<name>` beside the manifest
+/// and the runs point there; a shard then replays with the staged copy although PATH is gone
+/// (a node that never had it), and its rows keep the planned allocator name and run ids.
+/// (tests/slurm.rs submits through a real Slurm.)
+#[test]
+fn a_preload_library_is_staged_with_the_manifest_and_loaded_from_there() {
+    use lab::shard::Manifest;
+    let d = tempfile::tempdir().unwrap();
+    let m = plan(&d.path().join("p"), &["-w", "small", "-r", "1"]);
+    // Debian's jemalloc, copied to a place that disappears before the shard runs.
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let lib = src.join("libjemalloc.so.2");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", &lib).unwrap();
+    let spec = format!("preload:{}", lib.display());
+    let mut man = Manifest::read(&m).unwrap();
+    for r in &mut man.runs {
+        if r.allocator == "jemalloc" {
+            r.allocator = spec.clone();
+        }
+    }
+    Manifest::write(&m, &man.header, &man.runs).unwrap();
+
+    let mut man = Manifest::read(&m).unwrap();
+    let copies = lab::slurm::plan_preloads(&mut man).unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let (from, rel) = &copies[0];
+    assert_eq!(from, &lib);
+    let parts: Vec<&str> = rel.split('/').collect();
+    assert_eq!(parts.len(), 3, "{rel}");
+    assert_eq!((parts[0], parts[2]), ("lib", "libjemalloc.so.2"));
+    assert!(parts[1].len() == 16 && parts[1].chars().all(|c| c.is_ascii_hexdigit()));
+    let preload = man.runs.iter().filter(|r| r.allocator == spec).count();
+    assert!(preload > 0);
+    for r in &man.runs {
+        let want = (r.allocator == spec).then(|| rel.clone());
+        assert_eq!(r.staged_lib, want, "{}", r.id);
+    }
+    // Planning again gives the same place (a resubmission's manifest is the same text).
+    let again = lab::slurm::plan_preloads(&mut Manifest::read(&m).unwrap()).unwrap();
+    assert_eq!(again, copies);
+    // Stage as `submit` does, and take the original away.
+    let dir = m.parent().unwrap();
+    std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+    std::fs::copy(from, dir.join(rel)).unwrap();
+    Manifest::write(&m, &man.header, &man.runs).unwrap();
+    std::fs::remove_dir_all(&src).unwrap();
+    assert_eq!(
+        man.alloc_spec(&man.runs[1]),
+        format!("preload:{}", dir.join(rel).display())
+    );
+
+    let o = run_shard(&m, "0/1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let keys = result_keys(&run_files(&dir.join("shards")));
+    assert_eq!(keys.len(), man.runs.len());
+    assert!(keys.iter().all(|k| k.status == "ok"), "{keys:?}");
+    let staged: Vec<_> = keys.iter().filter(|k| k.allocator == spec).collect();
+    assert_eq!(staged.len(), preload, "{keys:?}");
+    for k in staged {
+        assert!(k.id.contains(&format!("/{spec}/")), "{}", k.id);
+    }
 }

@@ -408,7 +408,9 @@ pub struct SynthSpec {
     pub repetitions: u32,
     /// Time-series samples per run (replay phase; 3 `after` samples are added).
     pub samples_per_run: u32,
-    /// Result directories the runs are spread over (round robin by repetition).
+    /// Result directories the runs are spread over (round robin by repetition; by run when
+    /// there are more directories than repetitions). Each is written before the next is made,
+    /// so memory is one directory's rows.
     pub dirs: u32,
     /// Every n-th run crashed (0: none).
     pub crash_every: u32,
@@ -447,7 +449,14 @@ pub fn write_synthetic(root: &Path, spec: &SynthSpec) {
                 for &threads in &spec.threads {
                     for rep in 0..spec.repetitions {
                         i += 1;
-                        if rep % dirs != d {
+                        // By repetition; by run when there are more directories than
+                        // repetitions (many small shards).
+                        let slot = if dirs <= spec.repetitions {
+                            rep % dirs
+                        } else {
+                            ((i - 1) % dirs as u64) as u32
+                        };
+                        if slot != d {
                             continue;
                         }
                         let h = mix(name_hash(trace)

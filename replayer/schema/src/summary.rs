@@ -55,7 +55,8 @@ pub struct Ratios {
     pub vs_best: Option<f64>,
 }
 
-/// The ratios of each `(group, allocator, median)`; a group is one trace and thread count.
+/// The ratios of each `(group, allocator, median)`; a group is one machine type, trace and
+/// thread count.
 pub fn ratios<G: Ord>(rows: &[(G, &str, Option<f64>)]) -> Vec<Ratios> {
     let mut system: BTreeMap<&G, f64> = BTreeMap::new();
     let mut best: BTreeMap<&G, f64> = BTreeMap::new();
@@ -167,9 +168,22 @@ pub fn run_labels(runs: &[RunRow]) -> BTreeMap<TraceId, String> {
     labels(ids.iter().map(|(id, p, t)| (id, *p, *t)))
 }
 
-/// Identifies a configuration (sorts by trace name, hash, threads, allocator).
+/// A run's machine type: its CPU model and CPU count (`<cpu_model> ×<cpus>`). Hosts of one type
+/// pool their runs (a cluster's identical nodes); runs of different types are different
+/// configurations, so no median pools them and no ratio divides one type's figure by another's.
+pub fn machine_type(cpu_model: Option<&str>, cpus: Option<u32>) -> String {
+    format!(
+        "{} ×{}",
+        cpu_model.filter(|c| !c.is_empty()).unwrap_or("unknown CPU"),
+        cpus.map_or_else(|| "?".to_string(), |n| n.to_string())
+    )
+}
+
+/// Identifies a configuration (sorts by machine type, trace name, hash, threads, allocator).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConfigKey {
+    /// The machine type ([`machine_type`]).
+    pub machine: String,
     /// The trace.
     pub trace: TraceId,
     /// Replay threads.
@@ -182,6 +196,7 @@ impl ConfigKey {
     /// The configuration of a run.
     pub fn of(r: &RunRow) -> ConfigKey {
         ConfigKey {
+            machine: machine_type(Some(&r.cpu_model), Some(r.cpus)),
             trace: r.trace_id(),
             replay_threads: r.replay_threads,
             allocator: r.allocator.clone(),
@@ -190,9 +205,11 @@ impl ConfigKey {
 }
 
 rows! {
-    /// One row of `analyze`'s summary.parquet: one configuration (trace × threads × allocator),
-    /// medians over its `ok` runs.
+    /// One row of `analyze`'s summary.parquet: one configuration (machine type × trace × threads
+    /// × allocator), medians over its `ok` runs.
     pub struct SummaryRow {
+        /// the machine type the runs were made on: CPU model and CPU count (`<cpu_model> ×<cpus>`)
+        pub machine: String,
         /// the trace's short name
         pub trace_name: String,
         /// the trace's hash (`trace_hash` of runs; null for results written before it existed)
@@ -237,6 +254,8 @@ rows! {
         pub frag_ratio_at_peak_min: Option<f64>,
         /// largest fragmentation ratio at peak live
         pub frag_ratio_at_peak_max: Option<f64>,
+        /// median usable ÷ requested bytes of the blocks live at the peak (`overhead_ratio`)
+        pub overhead_ratio: Option<f64>,
         /// median retained heap RSS right after the last op
         pub retained_heap_rss_bytes: Option<f64>,
         /// median retained heap RSS 0.1 s later
@@ -254,6 +273,8 @@ rows! {
     /// One row of `analyze`'s summary_latency.parquet: one configuration's latency of one op
     /// kind at one quantile of the grid, the median over its `ok` runs.
     pub struct SummaryLatencyRow {
+        /// as in summary.parquet
+        pub machine: String,
         /// the trace's short name
         pub trace_name: String,
         /// the trace's hash
@@ -297,6 +318,7 @@ pub fn summarize(runs: &[RunRow]) -> Vec<SummaryRow> {
             let frag: Vec<f64> = rs.iter().filter_map(|r| r.frag_ratio_at_peak).collect();
             let u = |v: Option<u64>| v.map(|v| v as f64);
             SummaryRow {
+                machine: k.machine.clone(),
                 trace_name: k.trace.name.clone(),
                 trace_hash: k.trace.hash.clone(),
                 trace_label: labels[&k.trace].clone(),
@@ -319,6 +341,7 @@ pub fn summarize(runs: &[RunRow]) -> Vec<SummaryRow> {
                 frag_ratio_at_peak: median(&mut frag.clone()),
                 frag_ratio_at_peak_min: frag.iter().copied().reduce(f64::min),
                 frag_ratio_at_peak_max: frag.iter().copied().reduce(f64::max),
+                overhead_ratio: med(&|r| r.overhead_ratio),
                 retained_heap_rss_bytes: med(&|r| u(r.retained_heap_rss_bytes)),
                 retained_heap_rss_100ms_bytes: med(&|r| u(r.retained_heap_rss_100ms_bytes)),
                 retained_heap_rss_1s_bytes: med(&|r| u(r.retained_heap_rss_1s_bytes)),
@@ -327,12 +350,14 @@ pub fn summarize(runs: &[RunRow]) -> Vec<SummaryRow> {
             }
         })
         .collect();
-    let groups: Vec<((TraceId, u32), &str, Option<f64>)> = by
+    // Ratios within one machine type, trace and thread count.
+    type Group<'a> = (&'a str, &'a TraceId, u32);
+    let groups: Vec<(Group, &str, Option<f64>)> = by
         .keys()
         .zip(&rows)
         .map(|(k, r)| {
             (
-                (k.trace.clone(), k.replay_threads),
+                (k.machine.as_str(), &k.trace, k.replay_threads),
                 k.allocator.as_str(),
                 r.ops_per_sec_median,
             )
@@ -378,6 +403,7 @@ pub fn summarize_latency(runs: &[RunRow], latency: &[LatencyRow]) -> Vec<Summary
     by.into_iter()
         .map(
             |((k, _, op, q), (mut lat, mut count, mut mean, rs))| SummaryLatencyRow {
+                machine: k.machine,
                 trace_label: labels[&k.trace].clone(),
                 trace_name: k.trace.name,
                 trace_hash: k.trace.hash,
