@@ -591,7 +591,7 @@ fn throughput_vs_threads_by_workload(
     a: &Analysis,
     colors: &BTreeMap<String, usize>,
 ) -> Vec<Figure> {
-    let mut families: BTreeMap<(String, String), Vec<&ConfigRow>> = BTreeMap::new();
+    let mut families: BTreeMap<(String, String), Vec<&SummaryRow>> = BTreeMap::new();
     for c in &a.configs {
         // Without the parameters that made it (older results), a trace's family is unknown.
         let (results_schema::Workload::Synthetic(w), Some(p)) = (&c.workload, &c.trace_params)
@@ -609,27 +609,27 @@ fn throughput_vs_threads_by_workload(
     let several = families.keys().map(|(w, _)| w).collect::<Vec<_>>();
     let mut out = Vec::new();
     for ((workload, params), rows) in &families {
-        let traces: BTreeSet<&str> = rows.iter().map(|r| r.key.trace.as_str()).collect();
-        let threads: BTreeSet<u32> = rows.iter().map(|r| r.key.threads).collect();
+        let traces: BTreeSet<&str> = rows.iter().map(|r| r.trace_label.as_str()).collect();
+        let threads: BTreeSet<u32> = rows.iter().map(|r| r.replay_threads).collect();
         if traces.len() < 2 || threads.len() < 2 {
             continue; // one trace: throughput_vs_threads draws it, if replayed at several counts
         }
         let mut points: BTreeSet<(&str, u32)> = BTreeSet::new();
         if !rows
             .iter()
-            .all(|r| points.insert((r.key.allocator.as_str(), r.key.threads)))
+            .all(|r| points.insert((r.allocator.as_str(), r.replay_threads)))
         {
             continue;
         }
-        let x = |r: &ConfigRow| f64::from(r.key.threads.max(1)).log2();
+        let x = |r: &SummaryRow| f64::from(r.replay_threads.max(1)).log2();
         let mut lines = Vec::new();
         for al in allocator_order(a) {
-            let mut mine: Vec<&ConfigRow> = rows
+            let mut mine: Vec<&SummaryRow> = rows
                 .iter()
                 .copied()
-                .filter(|r| r.key.allocator == al)
+                .filter(|r| r.allocator == al)
                 .collect();
-            mine.sort_by_key(|r| r.key.threads);
+            mine.sort_by_key(|r| r.replay_threads);
             let pts: Vec<(f64, f64)> = mine
                 .iter()
                 .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))
