@@ -112,6 +112,10 @@ def main() -> None:
         sys.exit(__doc__)
     root = Path(sys.argv[1])
     df = load(root, "summary.parquet")
+    if "machine" in df.columns and df["machine"].n_unique() > 1:
+        sys.exit(f"lab_targets: {root}: results from {df['machine'].n_unique()} machine types "
+                 f"({', '.join(sorted(df['machine'].unique()))}); the targets compare allocators "
+                 "on one machine: analyze one machine type's results on their own")
     allocs = [a for a in ["system", "jemalloc", "mimalloc", "tcmalloc", "fancy", "fancy-reclaim"]
               if a in set(df["allocator"])]
     t = wide(df, "ops_per_sec_median")
