@@ -624,11 +624,8 @@ fn throughput_vs_threads_by_workload(
         let x = |r: &SummaryRow| f64::from(r.replay_threads.max(1)).log2();
         let mut lines = Vec::new();
         for al in allocator_order(a) {
-            let mut mine: Vec<&SummaryRow> = rows
-                .iter()
-                .copied()
-                .filter(|r| r.allocator == al)
-                .collect();
+            let mut mine: Vec<&SummaryRow> =
+                rows.iter().copied().filter(|r| r.allocator == al).collect();
             mine.sort_by_key(|r| r.replay_threads);
             let pts: Vec<(f64, f64)> = mine
                 .iter()

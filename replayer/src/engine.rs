@@ -291,11 +291,12 @@ pub struct PassResult {
 /// The allocator's space overhead at the trace's peak live op, measured in the untimed pass.
 ///
 /// Which blocks: every block in the slot table (a non-null pointer) when the op that reaches
-/// the trace's peak live bytes is done. It is measured only when that op's thread is the only
-/// replay thread running ops (a one-thread trace, or every other thread not yet started or
-/// already done): then the slot table is exactly the trace's live blocks at its peak and
-/// `requested_bytes` (the plan's live bytes at that op) is exactly their requested sizes. With
-/// other threads running the walk would race with their frees, so nothing is measured (None).
+/// the trace's peak live bytes is done, in a one-thread replay: then the slot table is exactly
+/// the trace's live blocks at its peak and `requested_bytes` (the plan's live bytes at that
+/// op) is exactly their requested sizes. With several replay threads nothing is measured
+/// (None): the others' share of the plan's live bytes is known only at their checkpoints, not
+/// at the op each stopped at, so the requested figure would not be the walked blocks' (and a
+/// walk while they run would race with their frees).
 ///
 /// Cost: one `usable_size` call per live block plus a read of every slot, on the thread that
 /// reached the peak, after its RSS read; the time it takes (`walk_ns`) is subtracted from the
@@ -711,7 +712,10 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
                     .store(sh.statm.rss_bytes(), Ordering::Relaxed);
                 sh.smaps_at_peak_set.store(true, Ordering::Release);
             }
-            if !TIMED {
+            // One replay thread only: with several, `live` counts the others at their
+            // checkpoints (a parked thread's progress rounded up to the next one), which is not
+            // what the slot table holds — the lab measured "ratios" of 0.27–0.57 that way.
+            if !TIMED && plan.threads.len() == 1 {
                 // SAFETY: called on a replay thread at the peak mark, as it requires.
                 unsafe { overhead_walk(a, sh, live.max(0) as u64) };
             }
