@@ -316,9 +316,13 @@ fn allocations_in_signal_handlers_are_recorded_or_counted_as_dropped() {
         assert!(dropped <= reentries, "{what}");
         // Most handler calls interrupt the recorder (the program's loop is almost all
         // recorder), and nearly all of those are recorded now: at least 99 % of the handler's
-        // events, where ~99 % were dropped before.
+        // events with the default ring, where ~99 % were dropped before. With a 1024-event ring
+        // the program waits for the writer all the time, and a handler more often finds its
+        // buffer being moved into the ring: 0–204 of the 10 000 events were dropped in 27 runs
+        // here (the same before and after the OS-call hooks), so that case is held to 95 %.
         assert!(reentries >= n, "{what}");
-        assert!(mallocs + frees >= 2 * n * 99 / 100, "{what}");
+        let percent = if env.len() == 2 { 95 } else { 99 };
+        assert!(mallocs + frees >= 2 * n * percent / 100, "{what}");
         // In the thread's order: stamps never go back, nothing clamped by the writer, and the
         // trace is consistent (no free of an unknown block, no block allocated twice).
         assert_eq!(t.backwards, None, "{what}");
