@@ -1120,21 +1120,31 @@ fn workers_that_pass_objects_in_rounds_replay_to_the_end() {
             "system",
         ])
         .arg(&t)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        // Into files, not pipes: nobody reads a pipe while the watchdog polls, and the JSON
+        // (with the allocator's statistics over a slow replay) outgrows a pipe's 64 KiB — the
+        // replay then blocks in write(2) and looks hung.
+        .stdout(std::fs::File::create(d.path().join("out.json")).unwrap())
+        .stderr(std::fs::File::create(d.path().join("err.txt")).unwrap())
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
         if t0.elapsed() > std::time::Duration::from_secs(180) {
             child.kill().unwrap();
             panic!("the replay of a rounds trace still runs after 180 s (it takes ~1 s): a hang");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    };
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(d.path().join("err.txt")).unwrap()
+    );
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("out.json")).unwrap()).unwrap();
     let plan = &doc["trace"]["plan"];
     assert_eq!(plan["spawn_order"].as_array().unwrap().len(), 32, "{plan}");
     let run = &doc["runs"][0];
