@@ -621,38 +621,9 @@ fn throughput_vs_threads_by_workload(
         {
             continue;
         }
-        let x = |r: &SummaryRow| f64::from(r.replay_threads.max(1)).log2();
-        let mut lines = Vec::new();
-        for al in allocator_order(a) {
-            let mut mine: Vec<&SummaryRow> =
-                rows.iter().copied().filter(|r| r.allocator == al).collect();
-            mine.sort_by_key(|r| r.replay_threads);
-            let pts: Vec<(f64, f64)> = mine
-                .iter()
-                .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let whiskers = mine
-                .iter()
-                .filter_map(|r| match (r.ops_per_sec_min, r.ops_per_sec_max) {
-                    (Some(lo), Some(hi)) => Some((x(r), lo, hi)),
-                    _ => None,
-                })
-                .collect();
-            lines.push(Line {
-                label: al.clone(),
-                color: colors[&al],
-                points: pts,
-                whiskers,
-                dashed: false,
-                markers: true,
-            });
-        }
-        if lines.is_empty() {
+        let Some(chart) = throughput_threads_chart(a, colors, rows, "threads (log2 scale)") else {
             continue;
-        }
+        };
         // Two families of one workload (different sizes, seeds, …) need their parameters in
         // the name to be told apart.
         let alone = several.iter().filter(|w| **w == workload).count() == 1;
@@ -674,18 +645,7 @@ fn throughput_vs_threads_by_workload(
                 traces.iter().copied().collect::<Vec<_>>().join(", ")
             ),
             group: Group::Overview("Scaling by workload".to_owned()),
-            chart: Chart::Line(LineChart {
-                x_desc: "threads (log2 scale)".into(),
-                y_desc: "throughput (ops/s, median)".into(),
-                x_axis: XAxis::Log2,
-                y_unit: YUnit::OpsPerSec,
-                y_log: false,
-                y_from_zero: true,
-                y_clip: None,
-                reference: None,
-                lines,
-                legend: Vec::new(),
-            }),
+            chart,
         });
     }
     out
@@ -705,11 +665,34 @@ fn throughput_vs_threads(
     if nthreads.len() < 2 {
         return None;
     }
+    let chart = throughput_threads_chart(a, colors, &rows, "replay threads (log2 scale)")?;
+    Some(Figure {
+        stem: format!("throughput_vs_threads_{}", slug(trace)),
+        title: format!("Throughput vs replay threads, {trace}"),
+        caption: "Median ops/s per allocator at each replay thread count (log2 axis), \
+                  higher is better; vertical bars span the slowest and fastest repetition. \
+                  Flat or falling lines are allocators that stop scaling."
+            .into(),
+        group: Group::Trace(trace.to_owned()),
+        chart,
+    })
+}
+
+/// Median ops/s against replay threads (log2 axis), a line per allocator in legend order with
+/// min–max whiskers, over `rows` (one configuration per allocator and thread count); None
+/// when no allocator has a throughput figure.
+fn throughput_threads_chart(
+    a: &Analysis,
+    colors: &BTreeMap<String, usize>,
+    rows: &[&SummaryRow],
+    x_desc: &str,
+) -> Option<Chart> {
+    let x = |r: &SummaryRow| f64::from(r.replay_threads.max(1)).log2();
     let mut lines = Vec::new();
     for al in allocator_order(a) {
-        let ci = colors[&al];
-        let mine: Vec<&&SummaryRow> = rows.iter().filter(|r| r.allocator == al).collect();
-        let x = |r: &SummaryRow| (r.replay_threads.max(1) as f64).log2();
+        let mut mine: Vec<&SummaryRow> =
+            rows.iter().copied().filter(|r| r.allocator == al).collect();
+        mine.sort_by_key(|r| r.replay_threads);
         let points: Vec<(f64, f64)> = mine
             .iter()
             .filter_map(|r| r.ops_per_sec_median.map(|m| (x(r), m)))
@@ -726,26 +709,16 @@ fn throughput_vs_threads(
             .collect();
         lines.push(Line {
             label: al.clone(),
-            color: ci,
+            color: colors[&al],
             points,
             whiskers,
             dashed: false,
             markers: true,
         });
     }
-    if lines.is_empty() {
-        return None;
-    }
-    Some(Figure {
-        stem: format!("throughput_vs_threads_{}", slug(trace)),
-        title: format!("Throughput vs replay threads, {trace}"),
-        caption: "Median ops/s per allocator at each replay thread count (log2 axis), \
-                  higher is better; vertical bars span the slowest and fastest repetition. \
-                  Flat or falling lines are allocators that stop scaling."
-            .into(),
-        group: Group::Trace(trace.to_owned()),
-        chart: Chart::Line(LineChart {
-            x_desc: "replay threads (log2 scale)".into(),
+    (!lines.is_empty()).then(|| {
+        Chart::Line(LineChart {
+            x_desc: x_desc.into(),
             y_desc: "throughput (ops/s, median)".into(),
             x_axis: XAxis::Log2,
             y_unit: YUnit::OpsPerSec,
@@ -755,7 +728,7 @@ fn throughput_vs_threads(
             reference: None,
             lines,
             legend: Vec::new(),
-        }),
+        })
     })
 }
 
