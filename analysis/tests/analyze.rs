@@ -1715,7 +1715,7 @@ fn two_machine_types_are_reported_apart_and_their_rankings_compared() {
     assert!(csv.contains("fancy > system > bump,no"), "{csv}");
     assert!(csv.contains("system > fancy > bump,no"), "{csv}");
     // One machine type: no such table.
-    let one = analyze_dirs(&[a_dir.clone()]);
+    let one = analyze_dirs(std::slice::from_ref(&a_dir));
     assert!(analysis::tables::ranking_across_machines(&one.configs).is_none());
     // The analyze binary writes it, and every table has the machine column.
     let out = d.path().join("report");
