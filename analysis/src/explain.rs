@@ -177,18 +177,10 @@ pub fn facts(loaded: &Loaded) -> Result<Facts, Error> {
     })
 }
 
+/// The median of the finite values (the summary rule's [`results_schema::summary::median`]).
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    results_schema::summary::median(&mut v)
 }
 
 /// One allocator's medians in a workload.
