@@ -231,16 +231,7 @@ pub fn kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
 /// The median (`NaN` for none).
 pub fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    results_schema::summary::median(&mut v).unwrap_or(f64::NAN)
 }
 
 /// What one real run measured.
