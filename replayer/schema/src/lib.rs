@@ -12,6 +12,7 @@
 #[macro_use]
 mod columns;
 pub mod fidelity;
+pub mod heapmap;
 pub mod summary;
 
 use std::fmt;

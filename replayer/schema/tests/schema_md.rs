@@ -63,6 +63,24 @@ fn schema_md_documents_every_column_with_its_type_in_order() {
 }
 
 #[test]
+fn schema_md_documents_the_heap_map_mappings_file() {
+    use results_schema::Row;
+    use results_schema::heapmap::MappingRow;
+    let want: Vec<(String, String, bool)> = MappingRow::COLUMNS
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.ty.schema_name().to_string(),
+                c.nullable,
+            )
+        })
+        .collect();
+    let got = documented(&schema_md(), "<allocator>.maps.parquet");
+    assert_eq!(got, want, "SCHEMA.md against MappingRow");
+}
+
+#[test]
 fn the_parser_sees_a_column_missing_from_schema_md() {
     // The check above is only as good as its parser: drop one documented row and it differs.
     let md = schema_md().replace("| trace_hash |", "| (removed) |");
