@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{AdapterContext, AllocSpec, Allocator, WithAdapter};
+use crate::addrmap::{Capture, Snapshots};
 use crate::engine::{self, PassOptions, PassResult};
 use crate::error::ReplayError;
 use crate::mem::Mapping;
@@ -52,7 +53,24 @@ struct Pass<'a> {
 impl WithAdapter for Pass<'_> {
     type Output = Result<PassResult, ReplayError>;
     fn call<A: Allocator>(self, a: &A, _: &AllocSpec) -> Self::Output {
-        engine::run(a, &self.plan.view(), self.opts, self.progress)
+        let Some(hm) = &self.opts.heap_map else {
+            return engine::run(a, &self.plan.view(), self.opts, self.progress);
+        };
+        // The heap-map pass: the logs and snapshots are made (and their buffers prefaulted)
+        // before the barrier; the files are written after the pass, when nothing is measured.
+        let mut capture = Capture {
+            logs: Vec::new(),
+            snapshots: Snapshots::new()?,
+        };
+        let r = engine::run_capture(
+            a,
+            &self.plan.view(),
+            self.opts,
+            self.progress,
+            Some(&mut capture),
+        )?;
+        capture.write(hm)?;
+        Ok(r)
     }
 }
 

@@ -41,6 +41,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{AllocStats, Allocator};
+use crate::addrmap::{Capture, OpLog, OpRec, Snapshots};
 use crate::error::ReplayError;
 use crate::introspect::{Probe, Readings};
 use crate::mem::{self, Mapping};
@@ -139,6 +140,10 @@ pub struct PassOptions {
     /// Seconds to keep reading retained RSS after the last op (points at 0.1, 1 and 5 s that
     /// fit are read).
     pub retained_wait: f64,
+    /// The heap-map pass ([`crate::addrmap`]): log every op and snapshot the mappings every
+    /// `sample_ms`; the child writes the files after the pass. Never with `timed`.
+    #[serde(default)]
+    pub heap_map: Option<crate::addrmap::HeapMapPass>,
 }
 
 impl Default for PassOptions {
@@ -154,6 +159,7 @@ impl Default for PassOptions {
             sample_ms: 10,
             introspect_ms: DEFAULT_INTROSPECT_MS,
             retained_wait: 0.0,
+            heap_map: None,
         }
     }
 }
@@ -517,7 +523,13 @@ fn pace_until(start: Instant, target_ns: u64) {
 /// Every op's slot is inside `slots` ([`PlanView::check`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER: bool>(
+unsafe fn run_ops<
+    A: Allocator,
+    const TIMED: bool,
+    const PACE: bool,
+    const ORDER: bool,
+    const MAP: bool,
+>(
     a: &A,
     ops: &[Op],
     ts: &[u64],
@@ -529,6 +541,7 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
     hist: &mut [Histogram<u64>],
     start: Instant,
     gate: &mut Gate,
+    log: &mut OpLog,
 ) {
     let how = sh.touch;
     for (j, o) in ops.iter().enumerate() {
@@ -545,6 +558,14 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
             unsafe { a.free(std::ptr::null_mut()) };
             if TIMED {
                 hist[OpClass::Free as usize].saturating_record(sys::ticks() - t0);
+            }
+            if MAP {
+                log.push(OpRec {
+                    t_ns: start.elapsed().as_nanos() as u64,
+                    old: 0,
+                    new: 0,
+                    word: OpRec::word(kind, 0, 0),
+                });
             }
             if ORDER {
                 gate.unpublished += 1;
@@ -575,6 +596,14 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
             big_size(big, next_big)
         };
         let t0 = if TIMED { sys::ticks() } else { 0 };
+        // The heap-map pass stamps a free before the call and an allocation after it, so that
+        // a block freed by one thread and handed out again to another is freed first in the
+        // address trace's time order too.
+        let before = if MAP && kind >= op::FREE {
+            start.elapsed().as_nanos() as u64
+        } else {
+            0
+        };
         // SAFETY: the slot holds the live block this op works on (or NULL), per the plan's
         // generations; sizes and alignments come from the trace.
         let p = unsafe {
@@ -614,6 +643,22 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
         } else {
             0
         };
+        if MAP {
+            log.push(OpRec {
+                t_ns: if kind >= op::FREE {
+                    before
+                } else {
+                    start.elapsed().as_nanos() as u64
+                },
+                old: if kind >= op::REALLOC {
+                    word & PTR_MASK
+                } else {
+                    0
+                },
+                new: if kind <= op::REALLOC { p as u64 } else { 0 },
+                word: OpRec::word(kind, o.align_log2, size),
+            });
+        }
         slot.store(new | next, Ordering::Release);
         if ORDER {
             gate.unpublished += 1;
@@ -627,7 +672,13 @@ unsafe fn run_ops<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER
 /// # Safety
 /// As [`run_ops`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const ORDER: bool>(
+unsafe fn replay_thread<
+    A: Allocator,
+    const TIMED: bool,
+    const PACE: bool,
+    const ORDER: bool,
+    const MAP: bool,
+>(
     a: &A,
     view: ThreadView<'_>,
     mark: Option<usize>,
@@ -637,6 +688,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
     me: usize,
     out: &mut ThreadOut,
     hist: &mut [Histogram<u64>],
+    log: &mut OpLog,
 ) {
     let start = *sh.start.get().expect("set before go");
     let (ops, ts, big, seq) = (view.ops, view.ts, view.big, view.seq);
@@ -668,7 +720,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
         let g = seq.map_or(&[][..], |g| &g[i..end]);
         // SAFETY: forwarded.
         unsafe {
-            run_ops::<A, TIMED, PACE, ORDER>(
+            run_ops::<A, TIMED, PACE, ORDER, MAP>(
                 a,
                 &ops[i..end],
                 t,
@@ -680,6 +732,7 @@ unsafe fn replay_thread<A: Allocator, const TIMED: bool, const PACE: bool, const
                 hist,
                 start,
                 &mut gate,
+                log,
             )
         };
         i = end;
@@ -955,6 +1008,7 @@ fn sampler(
     mut period: Duration,
     buf: &mut Vec<Sample>,
     mut intro: Option<Introspection<'_>>,
+    mut maps: Option<&mut Snapshots>,
 ) {
     crate::oscalls::harness_thread();
     // Counted with the replay threads: the go is given once this thread has started, so what
@@ -969,6 +1023,9 @@ fn sampler(
     let start = *sh.start.get().expect("set before go");
     let n = plan.threads.len();
     let mut last_reading = Duration::ZERO;
+    if let Some(m) = maps.as_deref_mut() {
+        m.take(start.elapsed().as_nanos() as u64);
+    }
     buf.push(Sample {
         phase: Phase::Replay,
         t_ns: start.elapsed().as_nanos() as u64,
@@ -1002,6 +1059,13 @@ fn sampler(
             rss_bytes: sh.statm.rss_bytes(),
             os: crate::oscalls::point(),
         });
+        if let Some(m) = maps.as_deref_mut() {
+            if m.nearly_full() {
+                m.thin();
+                period *= 2;
+            }
+            m.take(start.elapsed().as_nanos() as u64);
+        }
         if let Some(i) = intro.as_mut() {
             let now = start.elapsed();
             if now.saturating_sub(last_reading) >= i.period {
@@ -1027,7 +1091,25 @@ pub fn run<A: Allocator>(
     opts: &PassOptions,
     external: Option<&AtomicU64>,
 ) -> Result<PassResult, ReplayError> {
+    run_capture(a, plan, opts, external, None)
+}
+
+/// [`run`], and with `capture` the heap-map pass: every op into the capture's logs (one per
+/// plan thread, sized to its ops), a mapping snapshot at each sample, one before the first op
+/// and one after the last.
+pub fn run_capture<A: Allocator>(
+    a: &A,
+    plan: &PlanView<'_>,
+    opts: &PassOptions,
+    external: Option<&AtomicU64>,
+    mut capture: Option<&mut Capture>,
+) -> Result<PassResult, ReplayError> {
     plan.check().map_err(ReplayError::BadInput)?;
+    if capture.is_some() && opts.timed {
+        return Err(ReplayError::BadInput(
+            "the heap-map pass cannot be the timed pass (a bug in replay)".into(),
+        ));
+    }
     if opts.pace && plan.threads.iter().any(|t| t.ts.is_none()) {
         return Err(ReplayError::BadInput(
             "--pace needs a plan made with timestamps".into(),
@@ -1100,6 +1182,21 @@ pub fn run<A: Allocator>(
         })
         .collect();
     let outs: Vec<Mutex<ThreadOut>> = (0..n).map(|_| Mutex::default()).collect();
+    // The heap-map pass's logs, one per plan thread (empty, unallocated otherwise).
+    let logs: Vec<Mutex<OpLog>> = match capture.as_deref_mut() {
+        Some(c) => {
+            c.logs = (0..n)
+                .map(|i| OpLog::with_capacity(plan.threads[i].ops.len()))
+                .collect();
+            std::mem::take(&mut c.logs)
+                .into_iter()
+                .map(Mutex::new)
+                .collect()
+        }
+        None => (0..n).map(|_| Mutex::default()).collect(),
+    };
+    let mut snapshots = capture.as_deref_mut().map(|c| &mut c.snapshots);
+    let map = snapshots.is_some();
     let mut samples: Vec<Sample> =
         Vec::with_capacity(if opts.sample_ms > 0 { SAMPLE_CAP } else { 1 });
     // Made now, so nothing is set up (or allocated) once the replay runs.
@@ -1156,22 +1253,30 @@ pub fn run<A: Allocator>(
         let marks = &meta.threads[me].marks[..];
         let mut hist = hists[set].lock().unwrap_or_else(|e| e.into_inner());
         let hist = &mut hist[..];
+        let mut log = logs[me].lock().unwrap_or_else(|e| e.into_inner());
+        let log = &mut *log;
         macro_rules! go {
-            ($t:literal, $p:literal, $o:literal) => {
-                replay_thread::<A, $t, $p, $o>(a, t, my_mark, marks, plan, sh, me, &mut out, hist)
+            ($t:literal, $p:literal, $o:literal, $m:literal) => {
+                replay_thread::<A, $t, $p, $o, $m>(
+                    a, t, my_mark, marks, plan, sh, me, &mut out, hist, log,
+                )
             };
         }
-        // SAFETY: the plan was checked above.
+        // SAFETY: the plan was checked above; `map` never comes with `timed` (checked too).
         unsafe {
-            match (timed, pace, ordered) {
-                (false, false, false) => go!(false, false, false),
-                (true, false, false) => go!(true, false, false),
-                (false, true, false) => go!(false, true, false),
-                (true, true, false) => go!(true, true, false),
-                (false, false, true) => go!(false, false, true),
-                (true, false, true) => go!(true, false, true),
-                (false, true, true) => go!(false, true, true),
-                (true, true, true) => go!(true, true, true),
+            match (timed, pace, ordered, map) {
+                (false, false, false, false) => go!(false, false, false, false),
+                (true, false, false, _) => go!(true, false, false, false),
+                (false, true, false, false) => go!(false, true, false, false),
+                (true, true, false, _) => go!(true, true, false, false),
+                (false, false, true, false) => go!(false, false, true, false),
+                (true, false, true, _) => go!(true, false, true, false),
+                (false, true, true, false) => go!(false, true, true, false),
+                (true, true, true, _) => go!(true, true, true, false),
+                (false, false, false, true) => go!(false, false, false, true),
+                (false, true, false, true) => go!(false, true, false, true),
+                (false, false, true, true) => go!(false, false, true, true),
+                (false, true, true, true) => go!(false, true, true, true),
             }
         }
         sh.running.fetch_sub(1, Ordering::SeqCst);
@@ -1201,7 +1306,8 @@ pub fn run<A: Allocator>(
                 readings: &mut readings,
                 period: Duration::from_millis(opts.introspect_ms),
             });
-            s.spawn(move || sampler(plan, sh, period, samples, intro))
+            let maps = snapshots.as_deref_mut();
+            s.spawn(move || sampler(plan, sh, period, samples, intro, maps))
         });
         for (k, &me) in initial.iter().enumerate() {
             set_of[me] = k;
@@ -1299,6 +1405,12 @@ pub fn run<A: Allocator>(
         os: crate::oscalls::point(),
     });
     result.retained_heap_rss_bytes[0] = Some(heap(rss_after));
+    if let Some(m) = snapshots {
+        if m.nearly_full() {
+            m.thin();
+        }
+        m.take(after_ns);
+    }
     let overhead = *sh.overhead.lock().unwrap_or_else(|e| e.into_inner());
     // The walk happened inside the pass; its time is not the allocator's.
     result.wall_ns = sh
@@ -1407,6 +1519,12 @@ pub fn run<A: Allocator>(
                     .collect(),
             });
         }
+    }
+    if let Some(c) = capture {
+        c.logs = logs
+            .into_iter()
+            .map(|l| l.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
     }
     drop(table);
     Ok(result)

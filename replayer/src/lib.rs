@@ -20,6 +20,7 @@
 //! ```
 
 pub mod adapter;
+pub mod addrmap;
 pub mod child;
 pub mod counters;
 pub mod engine;

@@ -158,6 +158,16 @@ struct Args {
     /// (SCHEMA.md).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Also draw where each allocator put the blocks: one more untimed pass per allocator logs
+    /// every op's address and snapshots the process's mappings (resident or not), into
+    /// DIR/<trace>/<allocator>.heapmap.zst and .maps.parquet (replayer/SCHEMA.md); `analyze
+    /// --heap-map DIR` draws them. Without =DIR: OUT/heapmaps (needs -o).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    heap_map: Option<Option<PathBuf>>,
+    /// Period of the heap-map pass's mapping snapshots, ms (each reads /proc/self/maps and
+    /// asks mincore about every anonymous mapping).
+    #[arg(long, default_value_t = replayer::sweep::DEFAULT_HEAP_MAP_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    heap_map_ms: u64,
     /// Sweep name in the results (default: the output directory's name).
     #[arg(long)]
     sweep: Option<String>,
@@ -235,6 +245,16 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         }
     }
     let trace = a.trace.expect("clap requires it");
+    let heap_map = match (a.heap_map, &a.out) {
+        (Some(Some(d)), _) => Some(d),
+        (Some(None), Some(out)) => Some(out.join(results_schema::heapmap::DIR_NAME)),
+        (Some(None), None) => {
+            return Err(ReplayError::BadInput(
+                "--heap-map without a directory puts the maps under -o OUT (OUT/heapmaps): give -o, or --heap-map=DIR".into(),
+            ));
+        }
+        (None, _) => None,
+    };
     let (repeat, until_stable) = match a.repeat {
         Repeat::Count(n) => (n, a.until_stable),
         Repeat::Auto => (1, Some(a.until_stable.unwrap_or(0.05))),
@@ -261,6 +281,8 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         progress: !a.quiet,
         verbose: !a.quiet,
         exe: None,
+        heap_map,
+        heap_map_ms: a.heap_map_ms,
         ..SweepOptions::new(trace)
     };
     let sweep = Sweep::prepare(opts)?;
@@ -277,6 +299,7 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
             "runs": results.runs,
             "latency": results.latency,
             "introspection": results.introspection,
+            "heap_maps": results.heap_maps,
             "notes": notes,
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
@@ -303,11 +326,24 @@ fn run(a: Args) -> Result<ExitCode, ReplayError> {
         return Ok(ExitCode::from(1));
     }
     let failed = results.runs.iter().filter(|r| !r.status.is_ok()).count();
+    let maps_failed = results
+        .heap_maps
+        .iter()
+        .filter(|h| h.error.is_some())
+        .count();
     if failed > 0 {
         eprintln!(
             "replay: {failed} of {} runs did not finish ok (see the table's last lines)",
             results.runs.len()
         );
+    }
+    if maps_failed > 0 {
+        eprintln!(
+            "replay: {maps_failed} of {} heap-map passes failed (the lines `… heap map: failed` above say why)",
+            results.heap_maps.len()
+        );
+    }
+    if failed + maps_failed > 0 {
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)

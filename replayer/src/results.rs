@@ -76,9 +76,23 @@ pub struct Results {
     /// The allocators' own statistics over time (untimed pass).
     #[serde(default)]
     pub introspection: Vec<IntrospectionRow>,
+    /// The heap-map passes (`--heap-map`), one per allocator.
+    #[serde(default)]
+    pub heap_maps: Vec<HeapMapOutcome>,
     /// Why the results could not be written to `--out`, if they could not.
     #[serde(skip)]
     pub unwritten: Option<String>,
+}
+
+/// What one heap-map pass left: its address trace, or why there is none.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HeapMapOutcome {
+    /// The allocator's name.
+    pub allocator: String,
+    /// The address trace written (the mappings file is beside it).
+    pub trace: Option<String>,
+    /// Why the pass failed.
+    pub error: Option<String>,
 }
 
 fn nonneg(v: i64) -> u64 {

@@ -76,6 +76,11 @@ pub struct SweepOptions {
     pub verbose: bool,
     /// The `replay` executable children run (default: this process's own).
     pub exe: Option<PathBuf>,
+    /// Write the heap maps of one more, untimed pass per allocator into this directory
+    /// ([`crate::addrmap`], `results_schema::heapmap`).
+    pub heap_map: Option<PathBuf>,
+    /// Period of the heap-map pass's mapping snapshots, ms.
+    pub heap_map_ms: u64,
 }
 
 impl SweepOptions {
@@ -105,9 +110,17 @@ impl SweepOptions {
             progress: true,
             verbose: true,
             exe: None,
+            heap_map: None,
+            heap_map_ms: DEFAULT_HEAP_MAP_MS,
         }
     }
 }
+
+/// The default period of the heap-map pass's mapping snapshots, ms.
+pub const DEFAULT_HEAP_MAP_MS: u64 = 2;
+
+/// Bytes the heap-map pass logs per op ([`crate::addrmap::OpRec`]).
+const HEAP_MAP_BYTES_PER_OP: u64 = std::mem::size_of::<crate::addrmap::OpRec>() as u64;
 
 /// A trace preprocessed and ready to replay.
 pub struct Sweep {
@@ -281,6 +294,9 @@ impl Sweep {
         if let Some(dir) = &opts.out {
             check_out_dir(dir)?;
         }
+        if let Some(dir) = &opts.heap_map {
+            crate::addrmap::check_dir(dir)?;
+        }
         for a in &opts.allocators {
             a.check_available()?;
         }
@@ -340,6 +356,20 @@ impl Sweep {
                         crate::human::bytes(plan.meta.state_bytes())
                     ),
                     needed: need,
+                    available: avail,
+                });
+            }
+            // The heap-map pass also holds its op logs (and the snapshot buffers).
+            let logs = plan.meta.total_ops() * HEAP_MAP_BYTES_PER_OP + (64 << 20);
+            if opts.heap_map.is_some() && need + logs > avail {
+                return Err(ReplayError::TooBig {
+                    what: format!(
+                        "{path}: --heap-map logs {HEAP_MAP_BYTES_PER_OP} B per op ({} for its {} ops) besides the replay's {}; leave --heap-map out or cut the trace",
+                        crate::human::bytes(logs),
+                        plan.meta.total_ops(),
+                        crate::human::bytes(need)
+                    ),
+                    needed: need + logs,
                     available: avail,
                 });
             }
@@ -407,9 +437,9 @@ impl Sweep {
     /// unit; a sweep that stabilises early does less).
     pub fn total_ops(&self) -> u64 {
         let passes = if self.opts.latency { 2 } else { 1 };
+        let maps = u64::from(self.opts.heap_map.is_some());
         self.trace.plan.total_ops()
-            * passes
-            * self.max_reps() as u64
+            * (passes * self.max_reps() as u64 + maps)
             * self.opts.allocators.len() as u64
     }
 
@@ -477,6 +507,7 @@ impl Sweep {
                     sample_ms: if timed { 0 } else { o.sample_ms },
                     introspect_ms: o.introspect_ms,
                     retained_wait: if timed { 0.0 } else { o.retained_wait },
+                    heap_map: None,
                 };
                 let untimed = self.child(spec, pass(false), pb, done_ops);
                 done_ops += ops;
@@ -525,6 +556,23 @@ impl Sweep {
                 }
             }
         }
+        if let Some(dir) = &o.heap_map {
+            for spec in &o.allocators {
+                pb.set_message(format!("{label}{} heap map", spec.name()));
+                let r = self.heap_map_pass(dir, spec, pb, done_ops);
+                done_ops += ops;
+                pb.set_position(done_ops);
+                if o.verbose || r.error.is_some() {
+                    let line = match (&r.trace, &r.error) {
+                        (_, Some(e)) => format!("{} heap map: failed: {e}", r.allocator),
+                        (Some(t), None) => format!("{} heap map: {t}", r.allocator),
+                        (None, None) => String::new(),
+                    };
+                    pb.suspend(|| eprintln!("replay: {line}"));
+                }
+                results.heap_maps.push(r);
+            }
+        }
         if o.until_stable.is_some() {
             // A cell still going when the cap was reached did not stabilise.
             for r in &mut results.runs {
@@ -546,6 +594,48 @@ impl Sweep {
             results.unwritten = Some(e.to_string());
         }
         Ok(results)
+    }
+
+    /// The heap-map pass of `spec`: one untimed child that logs every op and snapshots the
+    /// mappings, then writes both under `dir` ([`crate::addrmap`]).
+    fn heap_map_pass(
+        &self,
+        dir: &Path,
+        spec: &AllocSpec,
+        pb: &ProgressBar,
+        base: u64,
+    ) -> crate::results::HeapMapOutcome {
+        let o = &self.opts;
+        let hm = crate::addrmap::HeapMapPass {
+            dir: dir.to_path_buf(),
+            allocator: spec.name(),
+            trace_name: self.trace.name.clone(),
+            trace_hash: self.trace.hash.clone(),
+            snapshot_ms: o.heap_map_ms.max(1),
+        };
+        let pass = PassOptions {
+            touch: self.touch,
+            touch_fraction: self.touch_fraction,
+            pace: o.pace,
+            pin: o.pin,
+            order: o.order,
+            timed: false,
+            thp: o.thp,
+            sample_ms: hm.snapshot_ms,
+            introspect_ms: 0,
+            retained_wait: 0.0,
+            heap_map: Some(hm.clone()),
+        };
+        let file = results_schema::heapmap::trace_file(dir, &hm.trace_name, &hm.allocator);
+        let error = match self.child(spec, pass, pb, base) {
+            Outcome::Done(r) => crate::results::verify(&self.trace.plan, &r),
+            Outcome::NotDone { status, error } => Some(format!("{status}: {error}")),
+        };
+        crate::results::HeapMapOutcome {
+            allocator: hm.allocator,
+            trace: error.is_none().then(|| file.display().to_string()),
+            error,
+        }
     }
 
     /// One child: one pass of `spec`.
