@@ -201,6 +201,12 @@ struct SuiteArgs {
     /// Pin each replay thread to one CPU (thread i on CPU i mod CPUs), as `replay --pin`.
     #[arg(long)]
     pin: bool,
+    /// Also draw heap maps for these sweeps (comma-separated workloads, as
+    /// fragmentation-holes, or sweep names, as larson-t2): one more untimed replay per allocator
+    /// writes runs/<sweep>/heapmaps (replay --heap-map), which the report's "Why the allocators
+    /// differ" page shows. Local labs only.
+    #[arg(long, value_delimiter = ',', conflicts_with = "plan_only")]
+    heap_maps: Vec<String>,
     /// Record this program (after `--`) and add its trace to the sweep.
     #[arg(long)]
     record: bool,
@@ -356,6 +362,7 @@ fn suite(a: SuiteArgs) -> Result<(), LabError> {
         record: a.cmd,
         progress: !a.quiet,
         pin: a.pin,
+        heap_maps: a.heap_maps,
         ..LabOptions::new(profile, a.tools.locate()?)
     };
     let opts = LabOptions {

@@ -571,6 +571,7 @@ pub fn run_shard(o: &ShardOptions) -> Result<ShardReport, LabError> {
                 latency: Vec::new(),
                 samples: Vec::new(),
                 introspection: Vec::new(),
+                heap_maps: Vec::new(),
                 unwritten: None,
             };
             for l in results.latency.iter().filter(|l| l.run_id == old) {

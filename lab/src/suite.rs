@@ -80,6 +80,9 @@ pub struct LabOptions {
     pub fidelity: bool,
     /// Pin replay thread i to CPU i mod CPUs (`replay --pin`).
     pub pin: bool,
+    /// Sweeps (by workload, as `fragmentation-holes`, or by sweep name, as `larson-t2`) whose
+    /// replays also write heap maps (`replay --heap-map`) into `runs/<sweep>/heapmaps`.
+    pub heap_maps: Vec<String>,
 }
 
 /// The resolved parameters of a lab, kept in `lab.json`.
@@ -181,6 +184,7 @@ impl LabOptions {
             progress: true,
             fidelity: profile != Profile::Quick,
             pin: false,
+            heap_maps: Vec::new(),
         }
     }
 
@@ -546,6 +550,31 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     let runs_dir = out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(io(format!("creating {}", runs_dir.display())))?;
 
+    // Heap maps: every name must pick a sweep.
+    let mapped = |job: &Job| {
+        opts.heap_maps.iter().any(|w| {
+            job.name == *w
+                || job
+                    .name
+                    .strip_prefix(w.as_str())
+                    .is_some_and(|t| t.starts_with("-t"))
+        })
+    };
+    for w in &opts.heap_maps {
+        if !jobs
+            .iter()
+            .any(|j| j.name == *w || j.name.starts_with(&format!("{w}-t")))
+        {
+            return Err(bad(format!(
+                "--heap-maps {w}: no sweep of this lab is that workload or sweep (its sweeps: {})",
+                jobs.iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+
     // 2. Work, for the bar: every op of every pass of every run (from the traces' indexes).
     let passes = 2u64;
     let per_trace = trace_events;
@@ -567,6 +596,7 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
         pb.set_message(format!("{label}preprocessing"));
         let sweep = Sweep::prepare(SweepOptions {
             out: Some(dir.clone()),
+            heap_map: mapped(job).then(|| dir.join(results_schema::heapmap::DIR_NAME)),
             ..ReplayFlags {
                 pin: opts.pin,
                 ..ReplayFlags::of(&plan, job.threads, opts.timeout)

@@ -300,3 +300,51 @@ fn each_failing_step_has_its_own_exit_code_and_says_what_to_do() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--scale"), "{err}");
 }
+
+/// `--heap-maps`: the sweeps named (by workload) also write each allocator's heap map, the
+/// others none; a name that picks no sweep is refused before anything runs.
+#[test]
+fn heap_maps_are_written_for_the_sweeps_named_and_a_wrong_name_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("lab");
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["--quick", "-q", "--out"])
+        .arg(&out)
+        .args([
+            "--workloads",
+            "rl_small,fragmentation-holes",
+            "--threads",
+            "1",
+            "--no-python",
+            "--alloc",
+            "system,fancy",
+            "--heap-maps",
+            "fragmentation-holes",
+            "--analyze",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let maps = out.join("runs/fragmentation-holes-t1/heapmaps");
+    for a in ["system", "fancy"] {
+        let t = results_schema::heapmap::trace_file(&maps, "fragmentation-holes", a);
+        assert!(t.is_file(), "{} missing", t.display());
+        let m = results_schema::heapmap::maps_file(&t).unwrap();
+        assert!(m.is_file(), "{} missing", m.display());
+    }
+    assert!(!out.join("runs/rl_small-t1/heapmaps").exists());
+
+    let o = small_lab(
+        &d.path().join("bad"),
+        &["--heap-maps", "no-such-workload", "--analyze", "/bin/true"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--heap-maps no-such-workload") && err.contains("rl_small-t1"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
