@@ -64,7 +64,10 @@ pub const ABANDONED: u8 = 2;
 pub struct HeapShared {
     /// Blocks freed by other threads, waiting for the owner (pushed with CAS, taken with swap).
     pub remote: AtomicPtr<Block>,
-    _pad: [u8; 56],
+    /// Blocks pushed onto `remote`, cumulative (by the pushers, after their CAS, on the line
+    /// the CAS just took): with `remote_collected`, this queue's depth.
+    pub remote_received: AtomicU64,
+    _pad: [u8; 48],
     // Counters below are written by the owner only (relaxed load+store) and read by stats().
     /// Live blocks per class.
     pub class_live: [AtomicU64; NUM_CLASSES],
@@ -120,7 +123,8 @@ impl Heap {
             },
             shared: HeapShared {
                 remote: AtomicPtr::new(ptr::null_mut()),
-                _pad: [0; 56],
+                remote_received: AtomicU64::new(0),
+                _pad: [0; 48],
                 class_live: [const { AtomicU64::new(0) }; NUM_CLASSES],
                 class_pages: [const { AtomicU64::new(0) }; NUM_CLASSES],
                 medium_in_use: AtomicU64::new(0),
@@ -436,6 +440,10 @@ pub unsafe fn remote_free(owner: *mut Heap, me: *mut Heap, p: *mut u8) {
                 Err(x) => old = x,
             }
         }
+        (*owner)
+            .shared
+            .remote_received
+            .fetch_add(1, Ordering::Relaxed);
         if is_real(me) {
             bump(&(*me).shared.remote_issued, 1);
         } else {
@@ -488,6 +496,10 @@ pub(crate) unsafe fn remote_free_chain(
                 Err(x) => old = x,
             }
         }
+        (*owner)
+            .shared
+            .remote_received
+            .fetch_add(n, Ordering::Relaxed);
         if is_real(me) {
             bump(&(*me).shared.remote_issued, n);
         } else {

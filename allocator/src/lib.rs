@@ -44,7 +44,7 @@ pub use capi::*;
 pub use config::{Config, ConfigError, config, configure};
 pub use global::Fancy;
 pub use small::{CLASS_SIZES, NUM_CLASSES, SMALL_MAX};
-pub use stats::{Stats, print_stats_fd, stats};
+pub use stats::{Stats, print_stats_fd, queue_depths, stats};
 pub use tls::{thread_attach, thread_detach};
 pub use validate::{HeapError, validate_heap};
 

@@ -70,6 +70,10 @@ pub struct Stats {
     pub cross_thread_frees_pending: u64,
     /// Blocks freed by a thread other than their owner, cumulative, count.
     pub cross_thread_frees_total: u64,
+    /// The deepest cross-thread free queue (blocks waiting on one heap's queue), count.
+    pub cross_thread_queue_max: u64,
+    /// Heaps whose cross-thread free queue holds at least one block, count.
+    pub cross_thread_queues_nonempty: u64,
     /// mmap calls, cumulative, count.
     pub mmap_calls: u64,
     /// munmap calls, cumulative, count.
@@ -118,6 +122,9 @@ pub fn stats() -> Stats {
         s.arenas_medium += sh.medium_arenas.load(Relaxed);
         issued += sh.remote_issued.load(Relaxed);
         collected += sh.remote_collected.load(Relaxed);
+        let depth = queue_depth(sh);
+        s.cross_thread_queue_max = s.cross_thread_queue_max.max(depth);
+        s.cross_thread_queues_nonempty += u64::from(depth > 0);
         s.heaps += 1;
     });
     // Read while threads run, the sums may catch a keep before the matching allocation: never
@@ -155,6 +162,27 @@ pub fn stats() -> Stats {
     s.reclaim_passes = crate::reclaim::PASSES.load(Relaxed);
     s.reclaim = crate::config::RECLAIM.load(Relaxed);
     s
+}
+
+/// Blocks waiting on one heap's cross-thread free queue: pushed minus collected. A pusher counts
+/// its block just after its CAS, so the owner may collect (and count) it first: the difference
+/// saturates at 0, and while threads run it is approximate, as every figure here.
+fn queue_depth(sh: &heap::HeapShared) -> u64 {
+    let collected = sh.remote_collected.load(Relaxed);
+    sh.remote_received.load(Relaxed).saturating_sub(collected)
+}
+
+/// Calls `f(heap, depth)` for every heap ever created, in creation order from the newest
+/// (`heap` numbers them 0, 1, … in that order): the blocks waiting on its cross-thread free
+/// queue. Allocates nothing.
+pub fn queue_depths(mut f: impl FnMut(u64, u64)) {
+    let mut i = 0;
+    heap::for_each_heap(|h| {
+        // SAFETY: heaps are never freed; the fields read are atomics.
+        let sh = unsafe { &(*h).shared };
+        f(i, queue_depth(sh));
+        i += 1;
+    });
 }
 
 /// Writes the stats as text to `fd`, without allocating.

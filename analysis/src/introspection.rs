@@ -1,7 +1,8 @@
 //! The allocators' own statistics (introspection.parquet, replayer/SCHEMA.md): a table of the
 //! headline figures at their peak and at the end of each configuration's runs, and two plots
 //! per trace — what each allocator holds from the OS against what it counts in use, over time,
-//! and fancy's per-class fill levels over time.
+//! and fancy's per-class fill levels over time — and, where fancy's threads freed each other's
+//! blocks, the depth of each heap's cross-thread free queue over time.
 //!
 //! Read beside the runs (before [`crate::compute`] consumes them): the file's rows are joined
 //! to the `ok` runs of their directory by `run_id`, so a failed run's readings are left out and
@@ -22,7 +23,7 @@ use crate::schema::{FileKind, SOURCE};
 use crate::tables::{Cell, Table, fmt_bytes, fmt_count};
 
 /// The figures the table shows, where an allocator has them (SCHEMA.md lists them all).
-const HEADLINE: [&str; 22] = [
+const HEADLINE: [&str; 23] = [
     "in_use_bytes",
     "resident_bytes",
     // glibc
@@ -47,12 +48,16 @@ const HEADLINE: [&str; 22] = [
     "cached_bytes",
     "medium_free_bytes",
     "cross_thread_frees_pending",
+    "cross_thread_queue_max",
     // mempool
     "class_lock_contended",
     "global_lock_contended",
     // fancy, derived: Σ live bytes / Σ capacity bytes of the small classes
     SMALL_FILL,
 ];
+
+/// fancy's per-heap cross-thread free queue depth (key: the heap's number).
+const QUEUE_DEPTH: &str = "cross_thread_queue_depth";
 
 /// fancy's small-class fill level, derived from `class_live_blocks` and
 /// `class_capacity_blocks` (per mille, so it stays an integer like the other figures).
@@ -69,6 +74,8 @@ pub struct Reading {
     pub values: BTreeMap<String, i64>,
     /// fancy's classes: block size → (live blocks, capacity blocks).
     pub classes: BTreeMap<i64, (i64, i64)>,
+    /// fancy's cross-thread free queues: heap number → blocks waiting.
+    pub queues: BTreeMap<i64, i64>,
 }
 
 /// One run's readings, in time order.
@@ -140,7 +147,8 @@ fn read(runs: &DataFrame, frames: Vec<LazyFrame>) -> Result<Vec<RunReadings>, Er
     let on = [col(SOURCE), col("run_id")];
     let wanted = col("key").is_null().or(col("metric")
         .eq(lit("class_live_blocks"))
-        .or(col("metric").eq(lit("class_capacity_blocks"))));
+        .or(col("metric").eq(lit("class_capacity_blocks")))
+        .or(col("metric").eq(lit(QUEUE_DEPTH))));
     let df = all
         .filter(wanted)
         .join(ok, on.clone(), on, JoinArgs::new(JoinType::Inner))
@@ -194,6 +202,9 @@ fn read(runs: &DataFrame, frames: Vec<LazyFrame>) -> Result<Vec<RunReadings>, Er
             ("class_live_blocks", Some(k)) => reading.classes.entry(k as i64).or_default().0 = v,
             ("class_capacity_blocks", Some(k)) => {
                 reading.classes.entry(k as i64).or_default().1 = v
+            }
+            (QUEUE_DEPTH, Some(k)) => {
+                reading.queues.insert(k as i64, v);
             }
             (_, None) => {
                 reading.values.insert(m.clone(), v);
@@ -445,8 +456,62 @@ pub fn figures(x: &Introspection, colors: &BTreeMap<String, usize>) -> Vec<Figur
                 chart: line_chart("fill level (live / capacity)", YUnit::Plain, lines),
             });
         }
+        for r in runs.iter() {
+            if let Some(f) = queue_figure(r, trace, threads) {
+                out.push(f);
+            }
+        }
     }
     out
+}
+
+/// The depth of each heap's cross-thread free queue over a run's readings: one line per heap
+/// whose queue ever held a block (none when no queue did).
+fn queue_figure(r: &RunReadings, trace: &str, threads: u32) -> Option<Figure> {
+    let heaps: Vec<i64> = {
+        let mut h: Vec<i64> = r
+            .readings
+            .iter()
+            .flat_map(|x| x.queues.iter().filter(|q| *q.1 > 0).map(|q| *q.0))
+            .collect();
+        h.sort();
+        h.dedup();
+        h
+    };
+    if heaps.is_empty() {
+        return None;
+    }
+    let lines = heaps
+        .iter()
+        .enumerate()
+        .map(|(color, heap)| Line {
+            label: format!("heap {heap}"),
+            color,
+            points: r
+                .readings
+                .iter()
+                .filter_map(|x| Some((x.t_ns as f64 / 1e6, *x.queues.get(heap)? as f64)))
+                .collect(),
+            whiskers: Vec::new(),
+            dashed: false,
+            markers: true,
+        })
+        .collect();
+    Some(Figure {
+        stem: format!(
+            "introspection_queues_{}_{}_t{threads}",
+            slug(&r.allocator),
+            slug(trace)
+        ),
+        title: format!(
+            "{} cross-thread free queues, {trace}, {threads} threads",
+            r.allocator
+        ),
+        caption: "Blocks other threads freed into each heap's queue and its owner has not yet                   taken back, per heap (numbered newest first), over the untimed pass of the                   first run. A deep queue is memory the owner cannot reuse until it collects."
+            .into(),
+        group: Group::Trace(trace.to_string()),
+        chart: line_chart("blocks waiting", YUnit::Plain, lines),
+    })
 }
 
 fn line_chart(y_desc: &str, y_unit: YUnit, lines: Vec<Line>) -> Chart {

@@ -111,6 +111,35 @@ fn write_dir(dir: &Path) {
                 200,
             ));
             rows.push(point(run, phase, s, t, "class_live_blocks", Some(512), 1));
+            // Heap 1's queue holds 40 blocks during the ops and none after; heap 0's never any.
+            let depth = if phase == "after" { 0 } else { 40 };
+            rows.push(point(
+                run,
+                phase,
+                s,
+                t,
+                "cross_thread_queue_depth",
+                Some(1),
+                depth,
+            ));
+            rows.push(point(
+                run,
+                phase,
+                s,
+                t,
+                "cross_thread_queue_depth",
+                Some(0),
+                0,
+            ));
+            rows.push(point(
+                run,
+                phase,
+                s,
+                t,
+                "cross_thread_queue_max",
+                None,
+                depth,
+            ));
             rows.push(point(
                 run,
                 phase,
@@ -157,6 +186,14 @@ fn analyze_reads_introspection_into_a_table_and_plots() {
     let fill = get("fancy", "small_fill_permille");
     assert_eq!(fill.peak, (2112 * 1000 / 3712) as f64);
     assert_eq!(fill.runs, 1);
+    let fancy = x.runs.iter().find(|r| r.allocator == "fancy").unwrap();
+    let queues: Vec<Vec<(i64, i64)>> = fancy
+        .readings
+        .iter()
+        .map(|x| x.queues.iter().map(|(h, d)| (*h, *d)).collect())
+        .collect();
+    assert_eq!(queues, vec![vec![(0, 0), (1, 40)], vec![(0, 0), (1, 0)]]);
+    assert_eq!(get("fancy", "cross_thread_queue_max").peak, 40.0);
 
     // The whole report: the table and both plots.
     let out = tempfile::tempdir().unwrap();
@@ -168,6 +205,7 @@ fn analyze_reads_introspection_into_a_table_and_plots() {
     for stem in [
         "introspection_resident_frag_t2",
         "introspection_fill_fancy_frag_t2",
+        "introspection_queues_fancy_frag_t2",
     ] {
         assert!(
             out.path().join(format!("plots/{stem}.svg")).is_file(),

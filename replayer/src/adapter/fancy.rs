@@ -110,8 +110,8 @@ unsafe impl Allocator for Fancy {
 /// fancy's [`fancy::stats`]: a `Copy` snapshot summed from per-heap atomics (relaxed loads, no
 /// lock, no allocation). Per small class (key: the class's block size): live blocks and the
 /// blocks its pages can hold (the fill level is their ratio); the cross-thread frees not yet
-/// taken back by their owners (the queue depth, all heaps together: fancy counts them per
-/// freeing heap, not per queue).
+/// taken back by their owners, all heaps together and per heap's queue (key: the heap's number,
+/// [`fancy::queue_depths`]), with the deepest queue.
 struct FancyProbe;
 
 impl Probe for FancyProbe {
@@ -137,9 +137,17 @@ impl Probe for FancyProbe {
             ("huge_blocks", st.huge_blocks),
             ("cross_thread_frees_pending", st.cross_thread_frees_pending),
             ("cross_thread_frees_total", st.cross_thread_frees_total),
+            ("cross_thread_queue_max", st.cross_thread_queue_max),
+            (
+                "cross_thread_queues_nonempty",
+                st.cross_thread_queues_nonempty,
+            ),
         ] {
             out.put_u(k, None, v);
         }
+        fancy::queue_depths(|heap, depth| {
+            out.put_u("cross_thread_queue_depth", Some(heap as u32), depth)
+        });
         for c in 0..st.class_size.len() {
             let key = Some(st.class_size[c]);
             out.put_u("class_live_blocks", key, st.class_live_blocks[c]);
