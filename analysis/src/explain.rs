@@ -869,7 +869,7 @@ fn heaps(
     let mut text = Vec::new();
     let mut pictures = Vec::new();
     let mut period = None;
-    let mut missing = Vec::new();
+    let (mut missing, mut other) = (Vec::new(), Vec::new());
     for a in &w.allocs {
         let Some(file) = dirs
             .iter()
@@ -898,6 +898,7 @@ fn heaps(
                      {want}): not on the explanation page"
                 ),
             ));
+            other.push(format!("`{}`", a.allocator));
             continue;
         }
         let map = match HeapMap::from_trace(&file, &HeapMapOptions { time }) {
@@ -974,6 +975,13 @@ fn heaps(
     );
     if !missing.is_empty() {
         text.push(format!("No address trace for {}.", missing.join(", ")));
+    }
+    if !other.is_empty() {
+        text.push(format!(
+            "Not shown: {} (its address trace is of another trace: its trace hash is not the \
+             runs').",
+            other.join(", ")
+        ));
     }
     Some(Section {
         title: "The heap under each allocator".into(),
