@@ -120,9 +120,9 @@ fn scan(path: &Path) -> Result<LazyFrame, Error> {
     Ok(lf.select(NEEDED.map(col)))
 }
 
-fn values<'a, T: PolarsNumericType>(
+fn values<T: PolarsNumericType>(
     path: &Path,
-    ca: PolarsResult<&'a ChunkedArray<T>>,
+    ca: PolarsResult<&ChunkedArray<T>>,
     name: &str,
 ) -> Result<Vec<T::Native>, Error> {
     let ca = ca.map_err(|e| err(path, format!("column {name}: {e}")))?;
