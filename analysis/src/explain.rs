@@ -7,7 +7,9 @@
 //! It reads the runs' `os_*`, `perf_*` and rusage columns and the time series' `os_calls` and
 //! `os_net_mapped_bytes` (replayer/SCHEMA.md). The trace of a run is found at its `trace_path`
 //! or, by file name, in the `--traces` directories, and is used only when its content hash is
-//! the run's `trace_hash`.
+//! the run's `trace_hash`. When a result directory holds `heapmaps/<trace>/` (`replay
+//! --heap-map`), "The heap under each allocator" draws each allocator's address trace with its
+//! OS mappings overlaid ([`crate::heapmap`]), if its header's trace hash is the runs'.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -18,6 +18,13 @@
 //! coarsened when it exceeds [`MAX_RANGES`]; the second pass keeps one hash entry per live
 //! block (as any reader of the live set must).
 //!
+//! An **address trace** (`replay --heap-map`: the replayed ops with the addresses one allocator
+//! returned, `results_schema::heapmap`) is drawn the same way, titled with its allocator and
+//! trace ([`AddressTrace`]); when its mappings file is beside it, the cells with nothing live are
+//! coloured by the OS state of their rows' bytes (resident / mapped, not resident / not mapped;
+//! the rule and the bounds of the work are in `overlay`'s documentation), and [`Overlay`] holds
+//! the retained-bytes figure.
+//!
 //! The same first pass counts the **size classes** of the requests (every allocating call's
 //! requested bytes, `inspect`'s log2 buckets), by count and by bytes.
 
