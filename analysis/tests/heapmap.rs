@@ -1010,12 +1010,15 @@ fn the_explanation_page_shows_the_heap_under_each_allocator_when_there_are_heap_
             None,
         );
     }
-    let (md, html, _, out) = run("with");
+    let (md, html, stderr, out) = run("with");
     assert!(md.contains("### The heap under each allocator"), "{md}");
+    // The address traces and mappings files are no input problem.
+    assert!(!stderr.contains("heapmap"), "{stderr}");
     assert!(html.contains("<h4>The heap under each allocator</h4>"));
     // One map per allocator, in the page's order (system first, then by name), each with its
-    // sentence: peak live 10 KiB (X, Y, Z's 2 KiB, … at op 3: 4 + 4 + 2 + 4 = 14 KiB less Z
-    // after op 5; the peak is at op 3: 14 KiB), retained 12 KiB (372 rows of 33 bytes).
+    // sentence: peak live 14 KiB (X, Y, Z and W live after op 3: 4 + 4 + 2 + 4 KiB), 16 KiB
+    // resident at the last snapshot, 12 KiB of it retained (372 rows of 33 bytes: 12 276 B,
+    // 0.86× the peak live bytes).
     let mut order = allocs.clone();
     order.sort_by_key(|a| (a != results_schema::BASELINE_ALLOCATOR, a.clone()));
     let mut at = 0;
