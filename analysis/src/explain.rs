@@ -871,7 +871,7 @@ fn heaps(
     let mut text = Vec::new();
     let mut pictures = Vec::new();
     let mut period = None;
-    let (mut missing, mut other) = (Vec::new(), Vec::new());
+    let (mut missing, mut other, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
     for a in &w.allocs {
         let Some(file) = dirs
             .iter()
@@ -910,6 +910,7 @@ fn heaps(
                     None,
                     format!("{e}: not on the explanation page"),
                 ));
+                unreadable.push(format!("`{}`", a.allocator));
                 continue;
             }
         };
@@ -958,7 +959,7 @@ fn heaps(
             files,
         });
     }
-    if pictures.is_empty() {
+    if pictures.is_empty() && other.is_empty() && unreadable.is_empty() {
         return None;
     }
     text.insert(
@@ -977,6 +978,13 @@ fn heaps(
     );
     if !missing.is_empty() {
         text.push(format!("No address trace for {}.", missing.join(", ")));
+    }
+    if !unreadable.is_empty() {
+        text.push(format!(
+            "Not shown: {} (the address trace or its mappings file could not be read: see the \
+             input problems).",
+            unreadable.join(", ")
+        ));
     }
     if !other.is_empty() {
         text.push(format!(

@@ -1309,17 +1309,19 @@ pub fn address_traces(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(found)
 }
 
-/// `analyze --heap-map DIR`: [`write_for_trace`] for every address trace under `dir`; a stem
-/// already used (the same trace and allocator in two directories) gets `_2`, `_3`…
+/// `analyze --heap-map DIR`: [`write_for_trace`] for every address trace under `dir`, calling
+/// `done` after each (the trace, its map, the files written); a stem already used (the same
+/// trace and allocator in two directories) gets `_2`, `_3`… Stops at the first error.
 pub fn write_for_dir(
     dir: &Path,
     out: &Path,
     opts: &HeapMapOptions,
-) -> Result<Vec<(PathBuf, HeapMap, Vec<PathBuf>)>, Error> {
+    mut done: impl FnMut(&Path, &HeapMap, &[PathBuf]),
+) -> Result<usize, Error> {
     let mut used = std::collections::HashSet::new();
-    let mut done = Vec::new();
-    for trace in address_traces(dir)? {
-        let map = HeapMap::from_trace(&trace, opts)?;
+    let traces = address_traces(dir)?;
+    for trace in &traces {
+        let map = HeapMap::from_trace(trace, opts)?;
         let base = map.stem();
         let mut stem = base.clone();
         let mut k = 1;
@@ -1328,9 +1330,9 @@ pub fn write_for_dir(
             stem = format!("{base}_{k}");
         }
         let files = write_map(&map, out, &stem)?;
-        done.push((trace, map, files));
+        done(trace, &map, &files);
     }
-    Ok(done)
+    Ok(traces.len())
 }
 
 #[cfg(test)]

@@ -130,9 +130,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             time: args.heap_map_time,
         };
         if path.is_dir() {
-            for (trace, map, files) in analysis::heapmap::write_for_dir(path, &args.out, &opts)? {
-                println!("{}", heap_map_line(&trace, &map, &files));
-            }
+            analysis::heapmap::write_for_dir(path, &args.out, &opts, |trace, map, files| {
+                println!("{}", heap_map_line(trace, map, files))
+            })?;
         } else {
             let (map, files) = analysis::heapmap::write_for_trace(path, &args.out, &opts)?;
             println!("{}", heap_map_line(path, &map, &files));

@@ -1054,8 +1054,29 @@ fn the_explanation_page_shows_the_heap_under_each_allocator_when_there_are_heap_
     );
     assert!(!md.contains(&format!("`{other}`: peak live")), "{md}");
     assert!(
-        md.contains(&format!("No address trace for `{other}`"))
-            || md.contains("The heap under each allocator"),
+        md.contains(&format!(
+            "Not shown: `{other}` (its address trace is of another trace"
+        )),
         "{md}"
     );
+    // The other allocators' maps are still there.
+    assert!(md.contains(&format!("`{}`: peak live", order[1])), "{md}");
+    // A damaged mappings file: that allocator left out, the file named in a problem line.
+    let second = &order[1];
+    let t = results_schema::heapmap::trace_file(&hm, &trace, second);
+    let maps = results_schema::heapmap::maps_file(&t).unwrap();
+    let bytes = std::fs::read(&maps).unwrap();
+    std::fs::write(&maps, &bytes[..bytes.len() / 3]).unwrap();
+    let (md, _, stderr, _) = run("damaged");
+    assert!(
+        stderr.contains(&format!("mappings file {}: ", maps.display())),
+        "{stderr}"
+    );
+    assert!(
+        md.contains(&format!(
+            "Not shown: `{second}` (the address trace or its mappings file could not be read"
+        )),
+        "{md}"
+    );
+    assert!(!md.contains(&format!("`{second}`: peak live")), "{md}");
 }

@@ -239,6 +239,9 @@ pub(super) fn apply(
         mapped.fill(0);
         for k in groups.get(&snaps[i].0).cloned().unwrap_or(0..0) {
             let (a, b) = (start[k], end[k]);
+            if a == b {
+                continue;
+            }
             let mut si = segments.partition_point(|s| s.end <= a);
             while let Some(s) = segments.get(si).filter(|s| s.start < b) {
                 let (lo, hi) = (a.max(s.start), b.min(s.end));
