@@ -49,6 +49,14 @@ pub enum Error {
         /// What the reader said.
         reason: String,
     },
+    /// A heap map's mappings file (`<allocator>.maps.parquet`) could not be used.
+    #[error("mappings file {path}: {reason}")]
+    Mappings {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Drawing a plot failed.
     #[error("plot {path}: {reason}")]
     Plot {
@@ -64,7 +72,10 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::NoRuns { .. } | Error::BadArgument { .. } | Error::Trace { .. }
+            Error::NoRuns { .. }
+                | Error::BadArgument { .. }
+                | Error::Trace { .. }
+                | Error::Mappings { .. }
         )
     }
 }

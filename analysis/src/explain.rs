@@ -7,7 +7,9 @@
 //! It reads the runs' `os_*`, `perf_*` and rusage columns and the time series' `os_calls` and
 //! `os_net_mapped_bytes` (replayer/SCHEMA.md). The trace of a run is found at its `trace_path`
 //! or, by file name, in the `--traces` directories, and is used only when its content hash is
-//! the run's `trace_hash`.
+//! the run's `trace_hash`. When a result directory holds `heapmaps/<trace>/` (`replay
+//! --heap-map`), "The heap under each allocator" draws each allocator's address trace with its
+//! OS mappings overlaid ([`crate::heapmap`]), if its header's trace hash is the runs'.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -58,6 +60,8 @@ pub struct RunFacts {
     pub run_id: String,
     /// The trace's label (as in the tables).
     pub trace: String,
+    /// `trace_name` (names the heap maps' directory).
+    pub trace_name: Option<String>,
     /// `trace_hash`.
     pub trace_hash: Option<String>,
     /// `trace_path`.
@@ -150,6 +154,7 @@ pub fn facts(loaded: &Loaded) -> Result<Facts, Error> {
             source: src[i].unwrap_or(0),
             run_id: run_id[i].clone().unwrap_or_default(),
             trace: labels.get(&name[i], &hash[i]),
+            trace_name: name[i].clone(),
             trace_hash: hash[i].clone(),
             trace_path: path[i].clone(),
             workload: workload[i]
@@ -381,6 +386,19 @@ pub struct Part {
     pub text: Vec<String>,
     /// Pictures, in order.
     pub pictures: Vec<Picture>,
+    /// Sub-sections after the pictures ("The heap under each allocator").
+    pub sections: Vec<Section>,
+}
+
+/// A sub-section of a workload's part.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Heading.
+    pub title: String,
+    /// Paragraphs (Markdown inline).
+    pub text: Vec<String>,
+    /// Pictures, in order.
+    pub pictures: Vec<Picture>,
 }
 
 /// The page.
@@ -461,7 +479,11 @@ impl Page {
     pub fn rendered(&self) -> impl Iterator<Item = Rendered> + '_ {
         self.parts
             .iter()
-            .flat_map(|p| &p.pictures)
+            .flat_map(|p| {
+                p.pictures
+                    .iter()
+                    .chain(p.sections.iter().flat_map(|s| &s.pictures))
+            })
             .filter_map(|p| p.files.clone())
     }
 }
@@ -795,6 +817,13 @@ fn part(
             });
         }
     }
+    let sections = if opts.plots {
+        heaps(facts, w, &slug, opts.time, plots_dir, problems)
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Part {
         title: format!(
             "{} — {} thread{}",
@@ -802,6 +831,170 @@ fn part(
             w.threads,
             if w.threads == 1 { "" } else { "s" }
         ),
+        text,
+        pictures,
+        sections,
+    })
+}
+
+/// "The heap under each allocator": the address traces `replay --heap-map` wrote for this
+/// workload's trace into a result directory's `heapmaps/<trace>/` (`results_schema::heapmap`),
+/// one map per allocator in the page's order, each checked against the runs' `trace_hash`;
+/// `None` when there are none.
+fn heaps(
+    facts: &Facts,
+    w: &Workload,
+    slug: &str,
+    time: TimeAxis,
+    plots_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<Section> {
+    use results_schema::heapmap as hm;
+    let first = &facts.runs[w.allocs[0].runs[0]];
+    let trace_name = first.trace_name.as_deref().filter(|t| !t.is_empty())?;
+    let want_hash = first.trace_hash.as_deref();
+    let sources: BTreeSet<u32> = w
+        .allocs
+        .iter()
+        .flat_map(|a| &a.runs)
+        .map(|&i| facts.runs[i].source)
+        .collect();
+    let dirs: Vec<PathBuf> = sources
+        .iter()
+        .filter_map(|&s| facts.sources.get(s as usize))
+        .map(|src| src.join(hm::DIR_NAME))
+        .filter(|d| hm::trace_dir(d, trace_name).is_dir())
+        .collect();
+    if dirs.is_empty() {
+        return None;
+    }
+    let mut text = Vec::new();
+    let mut pictures = Vec::new();
+    let mut period = None;
+    let (mut missing, mut other, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    for a in &w.allocs {
+        let Some(file) = dirs
+            .iter()
+            .map(|d| hm::trace_file(d, trace_name, &a.allocator))
+            .find(|f| f.is_file())
+        else {
+            missing.push(format!("`{}`", a.allocator));
+            continue;
+        };
+        // The header first (cheap): is this the trace the runs replayed?
+        let header = match traces::MergedReader::open(&file) {
+            Ok(r) => r.header().clone(),
+            Err(e) => {
+                problems.push(Problem::new(file.clone(), format!("{e}: skipped")));
+                continue;
+            }
+        };
+        let have = crate::heapmap::AddressTrace::of(&file, &header).and_then(|t| t.trace_hash);
+        if let (Some(want), Some(have)) = (want_hash, have.as_deref())
+            && want != have
+        {
+            problems.push(Problem::new(
+                file.clone(),
+                format!(
+                    "address trace of another trace (its trace hash {have} is not the runs' \
+                     {want}): not on the explanation page"
+                ),
+            ));
+            other.push(format!("`{}`", a.allocator));
+            continue;
+        }
+        let map = match HeapMap::from_trace(&file, &HeapMapOptions { time }) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(Problem::new(
+                    None,
+                    format!("{e}: not on the explanation page"),
+                ));
+                unreadable.push(format!("`{}`", a.allocator));
+                continue;
+            }
+        };
+        period = period.or(map.address.as_ref().and_then(|t| t.snapshot_ms));
+        let peak = map.peak_live_bytes as f64;
+        text.push(
+            match map
+                .overlay
+                .as_ref()
+                .and_then(|o| Some((o, o.retained_bytes?, o.resident_bytes?)))
+            {
+                Some((o, retained, resident)) => format!(
+                    "`{}`: peak live {} in its heap-map pass; at the last of its {} mapping \
+                 snapshots, {} resident in the shown address ranges, of which {} in rows with \
+                 nothing live{}.",
+                    a.allocator,
+                    b(peak),
+                    o.snapshots,
+                    b(resident as f64),
+                    b(retained as f64),
+                    if peak > 0.0 {
+                        format!(" ({} of the peak live bytes)", x(retained as f64 / peak))
+                    } else {
+                        String::new()
+                    }
+                ),
+                None => format!(
+                    "`{}`: peak live {} in its heap-map pass; no mappings file beside its address \
+                 trace, so no OS state.",
+                    a.allocator,
+                    b(peak)
+                ),
+            },
+        );
+        let stem = format!("heapmap_{slug}__{}", crate::figures::slug(&a.allocator));
+        let files = match map.render(&map.title(), plots_dir, &stem) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(Problem::new(None, e.to_string()));
+                None
+            }
+        };
+        pictures.push(Picture {
+            stem,
+            caption: map.caption(),
+            files,
+        });
+    }
+    if pictures.is_empty() && other.is_empty() && unreadable.is_empty() {
+        return None;
+    }
+    text.insert(
+        0,
+        format!(
+            "Each allocator replayed `{trace_name}` once more, untimed, with `replay --heap-map`: \
+             its map shows where that allocator put the blocks and, where nothing is live, what \
+             the OS held there (mapping snapshots {}). Retained = resident bytes in the rows of \
+             the shown address ranges with nothing live at the end (whole rows: a row holding \
+             any live byte counts nothing).",
+            period.map_or("at an unrecorded period".to_owned(), |ms| format!(
+                "every {} ms",
+                fmt_value(YUnit::Plain, ms)
+            ))
+        ),
+    );
+    if !missing.is_empty() {
+        text.push(format!("No address trace for {}.", missing.join(", ")));
+    }
+    if !unreadable.is_empty() {
+        text.push(format!(
+            "Not shown: {} (the address trace or its mappings file could not be read: see the \
+             input problems).",
+            unreadable.join(", ")
+        ));
+    }
+    if !other.is_empty() {
+        text.push(format!(
+            "Not shown: {} (its address trace is of another trace: its trace hash is not the \
+             runs').",
+            other.join(", ")
+        ));
+    }
+    Some(Section {
+        title: "The heap under each allocator".into(),
         text,
         pictures,
     })
@@ -1099,29 +1292,40 @@ pub fn html(h: &mut String, out: &Path, page: &Page) {
         for p in &part.text {
             let _ = writeln!(h, "<p>{}</p>", inline(p));
         }
-        for pic in &part.pictures {
-            let _ = writeln!(h, "<figure id=\"{}\">", esc(&pic.stem));
-            match pic
-                .files
-                .as_ref()
-                .and_then(|r| Some((r, std::fs::read_to_string(&r.svg).ok()?)))
-            {
-                Some((r, svg)) => {
-                    h.push_str(svg.find("<svg").map_or("", |i| &svg[i..]));
-                    let _ = writeln!(
-                        h,
-                        "\n<figcaption>{} <a href=\"{}\">PNG</a> <a href=\"{}\">SVG</a></figcaption>",
-                        inline(&pic.caption),
-                        esc(&rel(out, &r.png)),
-                        esc(&rel(out, &r.svg))
-                    );
-                }
-                None => {
-                    let _ = writeln!(h, "<p>{}: could not be drawn.</p>", esc(&pic.stem));
-                }
+        html_pictures(h, out, &part.pictures);
+        for sec in &part.sections {
+            let _ = writeln!(h, "<h4>{}</h4>", esc(&sec.title));
+            for p in &sec.text {
+                let _ = writeln!(h, "<p>{}</p>", inline(p));
             }
-            h.push_str("</figure>\n");
+            html_pictures(h, out, &sec.pictures);
         }
+    }
+}
+
+fn html_pictures(h: &mut String, out: &Path, pictures: &[Picture]) {
+    for pic in pictures {
+        let _ = writeln!(h, "<figure id=\"{}\">", esc(&pic.stem));
+        match pic
+            .files
+            .as_ref()
+            .and_then(|r| Some((r, std::fs::read_to_string(&r.svg).ok()?)))
+        {
+            Some((r, svg)) => {
+                h.push_str(svg.find("<svg").map_or("", |i| &svg[i..]));
+                let _ = writeln!(
+                    h,
+                    "\n<figcaption>{} <a href=\"{}\">PNG</a> <a href=\"{}\">SVG</a></figcaption>",
+                    inline(&pic.caption),
+                    esc(&rel(out, &r.png)),
+                    esc(&rel(out, &r.svg))
+                );
+            }
+            None => {
+                let _ = writeln!(h, "<p>{}: could not be drawn.</p>", esc(&pic.stem));
+            }
+        }
+        h.push_str("</figure>\n");
     }
 }
 
@@ -1145,17 +1349,28 @@ pub fn markdown(out: &Path, page: &Page) -> String {
         for p in &part.text {
             let _ = writeln!(s, "{p}\n");
         }
-        for pic in &part.pictures {
-            if let Some(r) = &pic.files {
-                let _ = writeln!(
-                    s,
-                    "![{}]({})\n\n{}\n",
-                    pic.stem,
-                    rel(out, &r.png),
-                    pic.caption
-                );
+        md_pictures(&mut s, out, &part.pictures);
+        for sec in &part.sections {
+            let _ = writeln!(s, "### {}\n", sec.title);
+            for p in &sec.text {
+                let _ = writeln!(s, "{p}\n");
             }
+            md_pictures(&mut s, out, &sec.pictures);
         }
     }
     s
+}
+
+fn md_pictures(s: &mut String, out: &Path, pictures: &[Picture]) {
+    for pic in pictures {
+        if let Some(r) = &pic.files {
+            let _ = writeln!(
+                s,
+                "![{}]({})\n\n{}\n",
+                pic.stem,
+                rel(out, &r.png),
+                pic.caption
+            );
+        }
+    }
 }

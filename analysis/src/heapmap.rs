@@ -18,6 +18,13 @@
 //! coarsened when it exceeds [`MAX_RANGES`]; the second pass keeps one hash entry per live
 //! block (as any reader of the live set must).
 //!
+//! An **address trace** (`replay --heap-map`: the replayed ops with the addresses one allocator
+//! returned, `results_schema::heapmap`) is drawn the same way, titled with its allocator and
+//! trace ([`AddressTrace`]); when its mappings file is beside it, the cells with nothing live are
+//! coloured by the OS state of their rows' bytes (resident / mapped, not resident / not mapped;
+//! the rule and the bounds of the work are in `overlay`'s documentation), and [`Overlay`] holds
+//! the retained-bytes figure.
+//!
 //! The same first pass counts the **size classes** of the requests (every allocating call's
 //! requested bytes, `inspect`'s log2 buckets), by count and by bytes.
 
@@ -34,6 +41,9 @@ use traces::live::{Addr, AddrTable, LiveSet, Transition};
 
 use crate::error::Error;
 use crate::plots::{self, Bar, BarChart, Chart, Figure, Group, YUnit, fmt_value, font};
+
+mod overlay;
+pub use overlay::{NEEDED as MAPPING_COLUMNS, Overlay, os_state};
 
 /// Image size of a heap map, in pixels (the report's figure size).
 pub const SIZE: (u32, u32) = plots::SIZE;
@@ -74,6 +84,13 @@ pub const GAP_RGB: RGBColor = RGBColor(150, 150, 150);
 pub const ALLOC_LIGHT_RGB: RGBColor = RGBColor(158, 202, 225);
 /// Allocated, the row's bytes all live.
 pub const ALLOC_FULL_RGB: RGBColor = RGBColor(8, 48, 107);
+/// Overlay (an address trace with its mappings file): nothing live, the row's bytes mostly
+/// resident — memory the allocator retains.
+pub const RETAINED_RGB: RGBColor = RGBColor(215, 48, 39);
+/// Overlay: nothing live, the row's bytes mostly mapped but not resident.
+pub const NOT_RESIDENT_RGB: RGBColor = RGBColor(161, 217, 155);
+/// Overlay: nothing live, the row's bytes mostly not mapped.
+pub const NOT_MAPPED_RGB: RGBColor = RGBColor(255, 255, 255);
 
 /// What the time axis counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +111,90 @@ impl std::str::FromStr for TimeAxis {
             _ => Err(format!("{s:?}: expected ops or time")),
         }
     }
+}
+
+/// What an address trace (`replay --heap-map`: the replayed ops with the addresses one
+/// allocator returned) says about itself, from its header's `extra`
+/// (`results_schema::heapmap`'s keys) or, where a key is missing, its file's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressTrace {
+    /// The allocator ([`HEADER_ALLOCATOR`](results_schema::heapmap::HEADER_ALLOCATOR); else
+    /// the file's name without `.heapmap.zst`).
+    pub allocator: String,
+    /// The replayed trace's name (`HEADER_TRACE`; else the directory's name).
+    pub trace: String,
+    /// The replayed trace's content hash (`HEADER_TRACE_HASH`).
+    pub trace_hash: Option<String>,
+    /// The mapping snapshots' period, ms (`HEADER_SNAPSHOT_MS`).
+    pub snapshot_ms: Option<f64>,
+}
+
+impl AddressTrace {
+    /// `Some` when the file is named as an address trace or its header names an allocator.
+    pub fn of(path: &Path, header: &traces::Header) -> Option<AddressTrace> {
+        use results_schema::heapmap as hm;
+        let get = |key: &str| {
+            header
+                .extra
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(hm::TRACE_SUFFIX))
+            .map(str::to_owned);
+        let allocator = get(hm::HEADER_ALLOCATOR);
+        if allocator.is_none() && named.is_none() {
+            return None;
+        }
+        let dir = path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().into_owned());
+        Some(AddressTrace {
+            allocator: allocator.or(named).unwrap_or_default(),
+            trace: get(hm::HEADER_TRACE).or(dir).unwrap_or_default(),
+            trace_hash: get(hm::HEADER_TRACE_HASH),
+            snapshot_ms: get(hm::HEADER_SNAPSHOT_MS).and_then(|v| v.trim().parse().ok()),
+        })
+    }
+
+    /// `<trace> under <allocator>`.
+    pub fn name(&self) -> String {
+        format!("{} under {}", self.trace, self.allocator)
+    }
+}
+
+/// Each column's end time in ns (the trace's clock): on the ops axis the time of the last op
+/// painted in it or an earlier column; on the time axis the last ns it covers. The last column
+/// ends with the trace (`u64::MAX`). `None`: no op yet.
+fn column_ends(time: TimeAxis, t_range: (u64, u64), last_ts: &[Option<u64>]) -> Vec<Option<u64>> {
+    let mut out: Vec<Option<u64>> = match time {
+        TimeAxis::Ops => {
+            let mut so_far: Option<u64> = None;
+            last_ts
+                .iter()
+                .map(|t| {
+                    if let Some(t) = *t {
+                        so_far = Some(so_far.map_or(t, |s| s.max(t)));
+                    }
+                    so_far
+                })
+                .collect()
+        }
+        TimeAxis::Ns => {
+            let span = (t_range.1 - t_range.0) as u128 + 1;
+            (0..COLS as u128)
+                .map(|c| Some(t_range.0 + (((c + 1) * span).div_ceil(COLS as u128) - 1) as u64))
+                .collect()
+        }
+    };
+    if let Some(l) = out.last_mut().filter(|l| l.is_some()) {
+        *l = Some(u64::MAX);
+    }
+    out
 }
 
 /// One contiguous shown range of addresses and its rows.
@@ -357,6 +458,13 @@ pub enum Cell {
     Freed,
     /// Live bytes at the column's end, as a share of the row's bytes (0, 1].
     Allocated(f32),
+    /// Overlay: nothing live at the column's end, and at least half the row's bytes resident
+    /// at the snapshot that column shows.
+    Retained,
+    /// Overlay: nothing live, less than half the row's bytes resident, at least half mapped.
+    MappedNotResident,
+    /// Overlay: nothing live, less than half the row's bytes mapped.
+    NotMapped,
 }
 
 impl Cell {
@@ -366,6 +474,9 @@ impl Cell {
             Cell::Gap => GAP_RGB,
             Cell::Untouched => UNTOUCHED_RGB,
             Cell::Freed => FREED_RGB,
+            Cell::Retained => RETAINED_RGB,
+            Cell::MappedNotResident => NOT_RESIDENT_RGB,
+            Cell::NotMapped => NOT_MAPPED_RGB,
             Cell::Allocated(f) => {
                 let f = f.clamp(0.0, 1.0) as f64;
                 // sqrt: a few live bytes in a row are visible, full rows are dark.
@@ -411,6 +522,11 @@ pub struct HeapMap {
     pub sizes: SizeHistogram,
     /// `cells[row * COLS + col]`, row 0 at the bottom.
     pub cells: Vec<Cell>,
+    /// What an address trace's header says (`replay --heap-map`); `None` for another trace.
+    pub address: Option<AddressTrace>,
+    /// The OS mappings drawn over the cells with nothing live, when the address trace's
+    /// mappings file exists.
+    pub overlay: Option<Overlay>,
 }
 
 /// A live block: its address and requested size.
@@ -498,6 +614,7 @@ impl HeapMap {
         let mut sizes = SizeHistogram::default();
         let (mut ops, mut t_lo, mut t_hi) = (0u64, u64::MAX, 0u64);
         let mut r = MergedReader::open(path).map_err(&e)?;
+        let address = AddressTrace::of(path, r.header());
         while let Some(rec) = r.next_record().map_err(&e)? {
             if !rec.event.kind().is_op() {
                 continue;
@@ -533,6 +650,8 @@ impl HeapMap {
         let mut live = LiveSet::new();
         let mut table = Blocks::default();
         let mut op = 0u64;
+        // Per column, the time (ns) of the last op painted in it (ops axis).
+        let mut last_ts: Vec<Option<u64>> = vec![None; COLS as usize];
         let mut r = MergedReader::open(path).map_err(&e)?;
         while let Some(rec) = r.next_record().map_err(&e)? {
             let is_op = rec.event.kind().is_op();
@@ -542,6 +661,8 @@ impl HeapMap {
             });
             if is_op {
                 op += 1;
+                let l = &mut last_ts[col as usize];
+                *l = Some(l.map_or(rec.ts, |t| t.max(rec.ts)));
             }
             let gone = |g: traces::live::Gone<Block>, p: &mut Painter| {
                 p.paint(g.obj.addr, g.size, col, -1)
@@ -579,6 +700,7 @@ impl HeapMap {
                 _ => {}
             }
         }
+        let col_end = column_ends(opts.time, t_range, &last_ts);
         // Resolve: live bytes at each column's end, and whether the row was ever used.
         let mut cells = vec![Cell::Gap; n];
         let bpr = axis.bytes_per_row as f64;
@@ -599,8 +721,10 @@ impl HeapMap {
                 }
             }
         }
-        Ok(HeapMap {
-            name: trace_stem(path),
+        let mut map = HeapMap {
+            name: address
+                .as_ref()
+                .map_or_else(|| trace_stem(path), AddressTrace::name),
             axis,
             granularity: used.granularity,
             time: opts.time,
@@ -610,7 +734,13 @@ impl HeapMap {
             inconsistent: live.bad.total(),
             sizes,
             cells,
-        })
+            address,
+            overlay: None,
+        };
+        if let Some(maps) = results_schema::heapmap::maps_file(path).filter(|m| m.exists()) {
+            map.overlay = Some(overlay::apply(&mut map, &maps, &col_end)?);
+        }
+        Ok(map)
     }
 
     /// The cell at `row` (0 at the bottom), `col`.
@@ -649,6 +779,24 @@ impl HeapMap {
         }
     }
 
+    /// The file stem of its pictures: the trace's name, or for an address trace
+    /// `<trace>__<allocator>` (so neither traces nor allocators collide).
+    pub fn stem(&self) -> String {
+        use crate::figures::slug;
+        match &self.address {
+            Some(a) => format!("{}__{}", slug(&a.trace), slug(&a.allocator)),
+            None => slug(&self.name),
+        }
+    }
+
+    /// The picture's title.
+    pub fn title(&self) -> String {
+        match &self.address {
+            Some(a) => format!("Heap map: {} under {}", a.trace, a.allocator),
+            None => format!("Heap map: {}", self.name),
+        }
+    }
+
     /// How to read the picture.
     pub fn caption(&self) -> String {
         let gaps = if self.axis.gaps.is_empty() {
@@ -661,11 +809,24 @@ impl HeapMap {
                 fmt_value(YUnit::Bytes, self.axis.gaps.iter().sum::<u64>() as f64)
             )
         };
+        let who = match &self.address {
+            Some(a) => format!(
+                "Allocator `{}` replaying `{}`: the addresses it returned (the heap-map pass's \
+                 address trace). ",
+                a.allocator, a.trace
+            ),
+            None => String::new(),
+        };
+        let colours = match &self.overlay {
+            Some(o) => self.overlay_caption(o),
+            None => "Blue: bytes live at the end of the column (darker = a larger share of the \
+                     row); orange: allocated earlier, nothing live now; light grey: not \
+                     allocated yet."
+                .to_owned(),
+        };
         format!(
-            "Address (low at the bottom; one pixel row = {}) × {} ({} ops; one column = {}). \
-             Blue: bytes live at the end of the column (darker = a larger share of the row); \
-             orange: allocated earlier, nothing live now; light grey: not allocated yet.{gaps} \
-             Peak live {}.{}",
+            "{who}Address (low at the bottom; one pixel row = {}) × {} ({} ops; one column = {}). \
+             {colours}{gaps} Peak live {}.{}",
             fmt_value(YUnit::Bytes, self.axis.bytes_per_row as f64),
             self.time_desc(),
             self.ops,
@@ -676,6 +837,48 @@ impl HeapMap {
             } else {
                 String::new()
             }
+        )
+    }
+
+    fn snapshot_desc(&self) -> String {
+        match self.address.as_ref().and_then(|a| a.snapshot_ms) {
+            Some(ms) => format!("one every {} ms", fmt_value(YUnit::Plain, ms)),
+            None => "period not recorded".into(),
+        }
+    }
+
+    fn overlay_caption(&self, o: &Overlay) -> String {
+        let before = match o.first_col {
+            Some(0) => String::new(),
+            Some(c) => format!(
+                " The first {c} column{} end before the first snapshot: orange = allocated \
+                 earlier, nothing live; light grey = not allocated yet.",
+                if c == 1 { "" } else { "s" }
+            ),
+            None => " Every column ends before the first snapshot: orange = allocated earlier, \
+                     nothing live; light grey = not allocated yet."
+                .into(),
+        };
+        let fact = match (o.retained_bytes, o.resident_bytes) {
+            (Some(ret), Some(all)) => format!(
+                " At the last snapshot, {} was resident in the shown address ranges in rows with \
+                 nothing live (retained; counted by whole rows, so a row holding any live byte \
+                 counts nothing), of {} resident there in all.",
+                fmt_value(YUnit::Bytes, ret as f64),
+                fmt_value(YUnit::Bytes, all as f64)
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "Blue: bytes live at the end of the column (darker = a larger share of the row). \
+             Where nothing is live, the OS state of the row's bytes at the latest mapping \
+             snapshot taken by the column's end ({} snapshots, {}; the last column shows the \
+             last one, after the last op): red = resident, nothing live (memory the allocator \
+             retains; at least half the row's bytes resident); green = mapped, not resident \
+             (less than half resident, at least half mapped); white = not mapped (less than \
+             half mapped; private anonymous read-write memory and [heap] only).{before}{fact}",
+            o.snapshots,
+            self.snapshot_desc()
         )
     }
 
@@ -834,13 +1037,25 @@ impl HeapMap {
         .map_err(s)?;
         // Legend.
         let lx = x1 + 18;
-        let entries: [(RGBColor, &str); 5] = [
+        let mut entries: Vec<(RGBColor, &str)> = vec![
             (Cell::Allocated(1.0).rgb(), "allocated (row full)"),
             (Cell::Allocated(0.1).rgb(), "allocated (10 % of row)"),
-            (FREED_RGB, "freed"),
-            (UNTOUCHED_RGB, "not allocated yet"),
-            (GAP_RGB, "unused range, collapsed"),
         ];
+        if self.overlay.is_some() {
+            entries.extend([
+                (RETAINED_RGB, "resident, nothing live"),
+                (NOT_RESIDENT_RGB, "mapped, not resident"),
+                (NOT_MAPPED_RGB, "not mapped"),
+            ]);
+        }
+        let before = self
+            .overlay
+            .as_ref()
+            .is_some_and(|o| o.first_col != Some(0));
+        if self.overlay.is_none() || before {
+            entries.extend([(FREED_RGB, "freed"), (UNTOUCHED_RGB, "not allocated yet")]);
+        }
+        entries.push((GAP_RGB, "unused range, collapsed"));
         for (i, (c, l)) in entries.iter().enumerate() {
             let y = y0 + 10 + i as i32 * 22;
             root.draw(&Rectangle::new([(lx, y - 7), (lx + 20, y + 7)], c.filled()))
@@ -857,7 +1072,7 @@ impl HeapMap {
             ))
             .map_err(s)?;
         }
-        let facts = [
+        let mut facts = vec![
             format!(
                 "1 row = {}",
                 fmt_value(YUnit::Bytes, self.axis.bytes_per_row as f64)
@@ -872,10 +1087,20 @@ impl HeapMap {
                 fmt_value(YUnit::Bytes, self.peak_live_bytes as f64)
             ),
         ];
+        if let Some(o) = &self.overlay {
+            facts.push(format!("{} snapshots,", o.snapshots));
+            facts.push(self.snapshot_desc());
+            if let Some(r) = o.retained_bytes {
+                facts.push("retained at the end:".into());
+                facts.push(format!("{} resident,", fmt_value(YUnit::Bytes, r as f64)));
+                facts.push("nothing live (by rows)".into());
+            }
+        }
+        let facts_y = y0 + 30 + entries.len() as i32 * 22;
         for (i, f) in facts.iter().enumerate() {
             root.draw(&Text::new(
                 f.clone(),
-                (lx, y0 + 140 + i as i32 * 20),
+                (lx, facts_y + i as i32 * 20),
                 font(13).pos(Pos::new(HPos::Left, VPos::Center)),
             ))
             .map_err(s)?;
@@ -955,6 +1180,9 @@ pub fn trace_stem(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if let Some(stem) = name.strip_suffix(results_schema::heapmap::TRACE_SUFFIX) {
+        return stem.to_owned();
+    }
     let name = name.strip_suffix(".zst").unwrap_or(&name);
     name.strip_suffix(".trace").unwrap_or(name).to_owned()
 }
@@ -1014,24 +1242,25 @@ fn insert_after_background(svg: &str, element: &str) -> Option<String> {
     Some(out)
 }
 
-/// `analyze --heap-map TRACE`: writes `heapmap_<name>.png|svg`, `sizes_<name>.png|svg` and
-/// `sizes_<name>.csv` into `out`; returns the map and the files written.
+/// `analyze --heap-map TRACE`: writes `heapmap_<stem>.png|svg`, `sizes_<stem>.png|svg` and
+/// `sizes_<stem>.csv` into `out` ([`HeapMap::stem`]: the trace's name, or
+/// `<trace>__<allocator>` for an address trace); returns the map and the files written.
 pub fn write_for_trace(
     trace: &Path,
     out: &Path,
     opts: &HeapMapOptions,
 ) -> Result<(HeapMap, Vec<PathBuf>), Error> {
+    let map = HeapMap::from_trace(trace, opts)?;
+    let files = write_map(&map, out, &map.stem())?;
+    Ok((map, files))
+}
+
+fn write_map(map: &HeapMap, out: &Path, stem: &str) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(out).map_err(|source| Error::Write {
         path: out.to_path_buf(),
         source,
     })?;
-    let map = HeapMap::from_trace(trace, opts)?;
-    let stem = crate::figures::slug(&map.name);
-    let r = map.render(
-        &format!("Heap map: {}", map.name),
-        out,
-        &format!("heapmap_{stem}"),
-    )?;
+    let r = map.render(&map.title(), out, &format!("heapmap_{stem}"))?;
     let fig = map.sizes_figure(&format!("sizes_{stem}"), Group::Trace(map.name.clone()));
     let s = plots::render(&fig, out)?;
     let csv = out.join(format!("sizes_{stem}.csv"));
@@ -1039,7 +1268,71 @@ pub fn write_for_trace(
         path: csv.clone(),
         source,
     })?;
-    Ok((map, vec![r.png, r.svg, s.png, s.svg, csv]))
+    Ok(vec![r.png, r.svg, s.png, s.svg, csv])
+}
+
+/// Every address trace (`*.heapmap.zst`) under `dir`, recursively, sorted.
+pub fn address_traces(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let bad = |reason: String| Error::BadArgument {
+        arg: dir.display().to_string(),
+        reason,
+    };
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| bad(format!("cannot list {}: {e}", d.display())))?;
+        for e in entries {
+            let p = e
+                .map_err(|e| bad(format!("cannot list {}: {e}", d.display())))?
+                .path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(results_schema::heapmap::TRACE_SUFFIX))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(bad(format!(
+            "no address trace (*{}) under it: `replay --heap-map [DIR]` writes them to \
+             DIR/<trace>/ (default OUT/{}/)",
+            results_schema::heapmap::TRACE_SUFFIX,
+            results_schema::heapmap::DIR_NAME
+        )));
+    }
+    Ok(found)
+}
+
+/// `analyze --heap-map DIR`: [`write_for_trace`] for every address trace under `dir`, calling
+/// `done` after each (the trace, its map, the files written); a stem already used (the same
+/// trace and allocator in two directories) gets `_2`, `_3`… Stops at the first error.
+pub fn write_for_dir(
+    dir: &Path,
+    out: &Path,
+    opts: &HeapMapOptions,
+    mut done: impl FnMut(&Path, &HeapMap, &[PathBuf]),
+) -> Result<usize, Error> {
+    let mut used = std::collections::HashSet::new();
+    let traces = address_traces(dir)?;
+    for trace in &traces {
+        let map = HeapMap::from_trace(trace, opts)?;
+        let base = map.stem();
+        let mut stem = base.clone();
+        let mut k = 1;
+        while !used.insert(stem.clone()) {
+            k += 1;
+            stem = format!("{base}_{k}");
+        }
+        let files = write_map(&map, out, &stem)?;
+        done(trace, &map, &files);
+    }
+    Ok(traces.len())
 }
 
 #[cfg(test)]

@@ -55,8 +55,10 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     fidelity: Option<PathBuf>,
     /// Only draw a heap map (address × time, coloured by allocation state) and the size
-    /// classes of this trace into REPORT_DIR (no result directories needed).
-    #[arg(long, value_name = "TRACE")]
+    /// classes of this trace into REPORT_DIR (no result directories needed). A directory:
+    /// every address trace (`*.heapmap.zst`, from `replay --heap-map`) under it, each with its
+    /// OS mappings overlaid when its `.maps.parquet` is beside it.
+    #[arg(long, value_name = "TRACE|DIR")]
     heap_map: Option<PathBuf>,
     /// The heap map's time axis: `ops` (allocator calls in order) or `time` (the trace's
     /// timestamps).
@@ -82,30 +84,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// One printed line per heap map drawn.
+fn heap_map_line(
+    trace: &std::path::Path,
+    map: &analysis::heapmap::HeapMap,
+    files: &[PathBuf],
+) -> String {
+    let overlay = match &map.overlay {
+        Some(o) => format!(
+            ", {} mapping snapshots{}",
+            o.snapshots,
+            o.retained_bytes.map_or(String::new(), |r| format!(
+                ", {r} B resident with nothing live at the last (by rows)"
+            ))
+        ),
+        None => String::new(),
+    };
+    let who = match &map.address {
+        Some(a) => format!(" ({} under {})", a.trace, a.allocator),
+        None => String::new(),
+    };
+    format!(
+        "{}{who}: {} ops, {} address segment{}, 1 row = {} B, peak live {} B{overlay}; wrote {}",
+        trace.display(),
+        map.ops,
+        map.axis.segments.len(),
+        if map.axis.segments.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        map.axis.bytes_per_row,
+        map.peak_live_bytes,
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(trace) = &args.heap_map {
+    if let Some(path) = &args.heap_map {
         let opts = analysis::heapmap::HeapMapOptions {
             time: args.heap_map_time,
         };
-        let (map, files) = analysis::heapmap::write_for_trace(trace, &args.out, &opts)?;
-        println!(
-            "{}: {} ops, {} address segment{}, 1 row = {} B, peak live {} B; wrote {}",
-            trace.display(),
-            map.ops,
-            map.axis.segments.len(),
-            if map.axis.segments.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            map.axis.bytes_per_row,
-            map.peak_live_bytes,
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        if path.is_dir() {
+            analysis::heapmap::write_for_dir(path, &args.out, &opts, |trace, map, files| {
+                println!("{}", heap_map_line(trace, map, files))
+            })?;
+        } else {
+            let (map, files) = analysis::heapmap::write_for_trace(path, &args.out, &opts)?;
+            println!("{}", heap_map_line(path, &map, &files));
+        }
         return Ok(());
     }
     let mut opts = analysis::Options::new(args.inputs, &args.out);

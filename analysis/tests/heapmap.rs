@@ -536,3 +536,547 @@ fn the_page_says_why_there_is_no_heap_map_when_the_trace_is_missing_or_another()
         "{md}"
     );
 }
+
+// ---- Address traces (`replay --heap-map`) and their mappings overlaid ----
+
+use analysis::heapmap::{NOT_MAPPED_RGB, NOT_RESIDENT_RGB, RETAINED_RGB};
+use results_schema::heapmap::{
+    HEADER_ALLOCATOR, HEADER_SNAPSHOT_MS, HEADER_TRACE, HEADER_TRACE_HASH, MappingRow,
+};
+
+const X: u64 = 0x100000;
+const Y: u64 = 0x101000;
+const Z: u64 = 0x102000;
+const W: u64 = 0x103000;
+
+/// An address trace as `replay --heap-map` writes it, at `trace_file(dir, trace, allocator)`:
+/// 100 ops, op k at k µs. X (4 KiB) malloc at op 0, free at 40; Y (4 KiB) at 1, free at 41;
+/// Z (2 KiB) at 2, free at 5; W (4 KiB) at 3, never freed; the other ops free(NULL).
+fn address_trace(dir: &Path, trace: &str, allocator: &str, hash: &str) -> PathBuf {
+    let path = results_schema::heapmap::trace_file(dir, trace, allocator);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut h = Header::for_this_process("heapmap overlay test");
+    h.extra = vec![
+        (HEADER_ALLOCATOR.into(), allocator.into()),
+        (HEADER_TRACE.into(), trace.into()),
+        (HEADER_TRACE_HASH.into(), hash.into()),
+        (HEADER_SNAPSHOT_MS.into(), "10".into()),
+    ];
+    let mut w = TraceWriter::create(&path, &h).unwrap();
+    for k in 0..100u64 {
+        let e = match k {
+            0 => Event::Malloc { size: 4096, ptr: X },
+            1 => Event::Malloc { size: 4096, ptr: Y },
+            2 => Event::Malloc { size: 2048, ptr: Z },
+            3 => Event::Malloc { size: 4096, ptr: W },
+            5 => Event::Free { ptr: Z },
+            40 => Event::Free { ptr: X },
+            41 => Event::Free { ptr: Y },
+            _ => Event::Free { ptr: 0 },
+        };
+        w.append(0, k * 1000, e).unwrap();
+    }
+    w.finish(0).unwrap();
+    path
+}
+
+fn run_row(snapshot: u32, t_ns: u64, start: u64, end: u64, resident: bool) -> MappingRow {
+    MappingRow {
+        schema_version: 1,
+        allocator: "fancy".into(),
+        trace_name: "hand".into(),
+        snapshot,
+        t_ns,
+        start,
+        end,
+        resident,
+        heap: false,
+    }
+}
+
+/// Three snapshots: at 20 µs (op 20) X..W all resident; at 50 µs X resident, Y's first 3 KiB
+/// mapped not resident and its last KiB resident, Z not mapped, W resident; at 99.5 µs (after
+/// the last op) all four pages resident. Every snapshot also holds a far mapping no block used.
+fn mapping_rows() -> Vec<MappingRow> {
+    let far = (0x7f00_0000_0000, 0x7f00_0010_0000);
+    let mut v = vec![
+        run_row(0, 20_000, X, W + 0x1000, true),
+        run_row(0, 20_000, far.0, far.1, true),
+        run_row(1, 50_000, X, Y, true),
+        run_row(1, 50_000, Y, Y + 0xc00, false),
+        run_row(1, 50_000, Y + 0xc00, Z, true),
+        run_row(1, 50_000, W, W + 0x1000, true),
+        run_row(1, 50_000, far.0, far.1, false),
+        run_row(2, 99_500, far.0, far.1, true),
+        run_row(2, 99_500, X, Z, true),
+        run_row(2, 99_500, Z, W + 0x1000, true),
+    ];
+    v.last_mut().unwrap().heap = true;
+    v
+}
+
+/// Writes `rows` as a mappings file with polars, columns named and typed from
+/// `MappingRow::COLUMNS`, leaving out `drop`.
+fn write_maps(path: &Path, rows: &[MappingRow], drop: Option<&str>) {
+    use polars::prelude::*;
+    use results_schema::{Cell as C, Row as _, Ty};
+    let cols: Vec<Column> = MappingRow::COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| Some(c.name) != drop)
+        .map(|(i, c)| {
+            let cells: Vec<C> = rows.iter().map(|r| r.cells()[i].clone()).collect();
+            let name: PlSmallStr = c.name.into();
+            match c.ty {
+                Ty::U32 => Column::new(
+                    name,
+                    cells
+                        .iter()
+                        .map(|x| match x {
+                            C::U32(v) => *v,
+                            _ => unreachable!(),
+                        })
+                        .collect::<Vec<u32>>(),
+                ),
+                Ty::U64 => Column::new(
+                    name,
+                    cells
+                        .iter()
+                        .map(|x| match x {
+                            C::U64(v) => *v,
+                            _ => unreachable!(),
+                        })
+                        .collect::<Vec<u64>>(),
+                ),
+                Ty::Bool => Column::new(
+                    name,
+                    cells
+                        .iter()
+                        .map(|x| match x {
+                            C::Bool(v) => *v,
+                            _ => unreachable!(),
+                        })
+                        .collect::<Vec<bool>>(),
+                ),
+                Ty::Str => Column::new(
+                    name,
+                    cells
+                        .iter()
+                        .map(|x| match x {
+                            C::Str(v) => v.to_string(),
+                            _ => unreachable!(),
+                        })
+                        .collect::<Vec<String>>(),
+                ),
+                t => panic!("no mapping column is {t:?}"),
+            }
+        })
+        .collect();
+    let mut df = DataFrame::new_infer_height(cols).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    ParquetWriter::new(f).finish(&mut df).unwrap();
+}
+
+fn analyze_heap_map(path: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .arg("--heap-map")
+        .arg(path)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_os_mappings_overlay_an_address_trace_region_by_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let hm = dir.path().join("heapmaps");
+    let trace = address_trace(&hm, "hand", "fancy", "abc");
+    // The trace alone first: no mappings file, the trace-only colours.
+    let plain = HeapMap::from_trace(&trace, &HeapMapOptions::default()).unwrap();
+    assert!(plain.overlay.is_none());
+    let maps = results_schema::heapmap::maps_file(&trace).unwrap();
+    write_maps(&maps, &mapping_rows(), None);
+
+    let out = dir.path().join("out");
+    let o = analyze_heap_map(&trace, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("(hand under fancy)"), "{stdout}");
+    assert!(stdout.contains("3 mapping snapshots"), "{stdout}");
+
+    // One segment, [X, W + 4 KiB): 16 KiB over 503 rows → 33 bytes per row.
+    let map = HeapMap::from_trace(&trace, &HeapMapOptions::default()).unwrap();
+    assert_eq!(map.axis.segments.len(), 1);
+    assert_eq!(map.axis.bytes_per_row, 33);
+    let a = map.address.as_ref().unwrap();
+    assert_eq!(
+        (
+            a.allocator.as_str(),
+            a.trace.as_str(),
+            a.trace_hash.as_deref()
+        ),
+        ("fancy", "hand", Some("abc"))
+    );
+    assert_eq!(a.snapshot_ms, Some(10.0));
+    let ov = map.overlay.as_ref().unwrap();
+    assert_eq!(ov.snapshots, 3);
+    // Op k's first column is ⌊6.3 k⌋; op 20 (20 µs, the first snapshot) is the first column
+    // whose end is at or after it.
+    assert_eq!(ov.first_col, Some(126));
+    // Retained at the last snapshot, by hand: only W is live at the end, W's rows start at
+    // byte 0x3000 = 12288 of the segment, inside row 372 ([12276, 12309)); rows 0..372 have
+    // nothing live and are all resident: 372 × 33 bytes. Resident in all: the four pages.
+    assert_eq!(ov.retained_bytes, Some(372 * 33));
+    assert_eq!(ov.resident_bytes, Some(4 * 4096));
+
+    let img = image::open(out.join("heapmap_hand__fancy.png"))
+        .unwrap()
+        .to_rgb8();
+    let row = |addr: u64| ((addr - X) / 33) as u32;
+    let col = |op: u32| (op * heapmap::COLS).div_ceil(100) + 1;
+    // Before the first snapshot: the trace-only colours. X live (blue), Z freed at op 5
+    // (orange), Z's upper half never allocated (light grey).
+    assert!(is_allocated(pixel(&img, row(X + 100), col(10))));
+    assert_eq!(pixel(&img, row(Z + 100), col(10)), FREED_RGB);
+    assert_eq!(pixel(&img, row(Z + 0xc00), col(10)), UNTOUCHED_RGB);
+    assert_eq!(
+        pixel(&img, row(Z + 100), 125),
+        FREED_RGB,
+        "the column before"
+    );
+    // Snapshot 0 (ops 20–49): everything resident. Z, freed, is retained; X still live.
+    assert_eq!(pixel(&img, row(Z + 100), 126), RETAINED_RGB);
+    assert_eq!(pixel(&img, row(Z + 0xc00), col(30)), RETAINED_RGB);
+    assert!(is_allocated(pixel(&img, row(X + 100), col(30))));
+    assert!(is_allocated(pixel(&img, row(W + 100), col(30))));
+    // Snapshot 1 (ops 50–99, all but the last column): X freed and resident; Y freed, its
+    // first 3 KiB mapped not resident, its last KiB resident; Z not mapped; W live.
+    for op in [50, 70, 99] {
+        assert_eq!(
+            pixel(&img, row(X + 100), col(op)),
+            RETAINED_RGB,
+            "X, op {op}"
+        );
+        assert_eq!(
+            pixel(&img, row(Y + 100), col(op)),
+            NOT_RESIDENT_RGB,
+            "Y, op {op}"
+        );
+        assert_eq!(
+            pixel(&img, row(Y + 0xe00), col(op)),
+            RETAINED_RGB,
+            "Y's tail, op {op}"
+        );
+        assert_eq!(
+            pixel(&img, row(Z + 100), col(op)),
+            NOT_MAPPED_RGB,
+            "Z, op {op}"
+        );
+        assert!(
+            is_allocated(pixel(&img, row(W + 100), col(op))),
+            "W, op {op}"
+        );
+    }
+    // The row across Y's resident boundary (Y + 0xc00 = byte 7168, row 217 = [7161, 7194)):
+    // 7 bytes not resident, 26 resident → resident (at least half).
+    assert_eq!(row(Y + 0xc00), 217);
+    assert_eq!(pixel(&img, 217, col(70)), RETAINED_RGB);
+    // The row across Z's start (row 124 = [4092, 4125) holds Y's last 4 bytes (resident) and
+    // Z's first 29 (not mapped) → not mapped.
+    assert_eq!(pixel(&img, row(Z), col(70)), NOT_MAPPED_RGB);
+    // The last column shows the last snapshot (after the last op): all resident.
+    let last = heapmap::COLS - 1;
+    assert_eq!(map.cell(row(Z + 100), last), Cell::Retained);
+    assert_eq!(pixel(&img, row(Y + 100), last), RETAINED_RGB);
+    assert_eq!(pixel(&img, row(Z + 100), last), RETAINED_RGB);
+    assert!(is_allocated(pixel(&img, row(W + 100), last)));
+    // Cells with live bytes are blue whatever the snapshot says.
+    assert!(matches!(map.cell(row(W + 100), 300), Cell::Allocated(_)));
+
+    // Title, legend and caption say who, what, and the figure.
+    let svg = std::fs::read_to_string(out.join("heapmap_hand__fancy.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: String = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("|");
+    for want in [
+        "Heap map: hand under fancy",
+        "resident, nothing live",
+        "mapped, not resident",
+        "not mapped",
+        "freed",
+        "one every 10 ms",
+        "12 KiB resident,",
+    ] {
+        assert!(texts.contains(want), "{want:?} not in {texts}");
+    }
+    let caption = map.caption();
+    for want in [
+        "Allocator `fancy` replaying `hand`",
+        "3 snapshots, one every 10 ms",
+        "at least half the row's bytes resident",
+        "The first 126 columns end before the first snapshot",
+        "12 KiB was resident in the shown address ranges in rows with nothing live",
+        "of 16 KiB resident there in all",
+    ] {
+        assert!(caption.contains(want), "{want:?} not in {caption}");
+    }
+}
+
+#[test]
+fn the_time_axis_overlay_uses_each_columns_last_ns() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = address_trace(&dir.path().join("heapmaps"), "hand", "fancy", "abc");
+    write_maps(
+        &results_schema::heapmap::maps_file(&trace).unwrap(),
+        &mapping_rows(),
+        None,
+    );
+    let map = HeapMap::from_trace(
+        &trace,
+        &HeapMapOptions {
+            time: heapmap::TimeAxis::Ns,
+        },
+    )
+    .unwrap();
+    // 0..=99 000 ns over 630 columns: column c ends at ⌈(c + 1) × 99 001 / 630⌉ − 1 ns; the
+    // first ending at or after 20 000 ns is column 127 (ends at 20 114).
+    let ov = map.overlay.as_ref().unwrap();
+    assert_eq!(ov.first_col, Some(127));
+    assert_eq!(ov.retained_bytes, Some(372 * 33));
+    let z = ((Z + 100 - X) / 33) as u32;
+    assert_eq!(map.cell(z, 126), Cell::Freed);
+    assert_eq!(map.cell(z, 127), Cell::Retained);
+}
+
+#[test]
+fn a_damaged_mappings_file_is_one_line_naming_it_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = address_trace(&dir.path().join("heapmaps"), "hand", "fancy", "abc");
+    let maps = results_schema::heapmap::maps_file(&trace).unwrap();
+    let check = |what: &str, want: &str| {
+        let o = analyze_heap_map(&trace, &dir.path().join("out"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(maps.to_str().unwrap()), "{what}: {err}");
+        assert!(err.contains(want), "{what}: {want:?} not in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+    };
+    // Cut short: the real file, its second half gone.
+    write_maps(&maps, &mapping_rows(), None);
+    let bytes = std::fs::read(&maps).unwrap();
+    std::fs::write(&maps, &bytes[..bytes.len() / 2]).unwrap();
+    check("truncated", "cannot be read as a mappings file");
+    // A column missing.
+    write_maps(&maps, &mapping_rows(), Some("resident"));
+    check("no resident column", "lacks the column(s) resident");
+    // Not Parquet at all.
+    std::fs::write(&maps, b"PAR1 but not really").unwrap();
+    check("garbage", "cannot be read as a mappings file");
+}
+
+#[test]
+fn heap_map_of_a_directory_draws_every_allocators_address_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let hm = dir.path().join("results/heapmaps");
+    let fancy = address_trace(&hm, "hand", "fancy", "abc");
+    write_maps(
+        &results_schema::heapmap::maps_file(&fancy).unwrap(),
+        &mapping_rows(),
+        None,
+    );
+    // An allocator whose name is not file-safe, without a mappings file.
+    let jem = address_trace(&hm, "hand", "preload:/usr/lib/libjemalloc.so.2", "abc");
+    assert!(jem.ends_with("hand/preload__usr_lib_libjemalloc.so.2.heapmap.zst"));
+    let out = dir.path().join("out");
+    let o = analyze_heap_map(&hm, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("hand under fancy") && l.contains("3 mapping snapshots")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("under preload:/usr/lib/libjemalloc.so.2")
+                && !l.contains("snapshots")),
+        "{stdout}"
+    );
+    for stem in ["hand__fancy", "hand__preload__usr_lib_libjemalloc_so_2"] {
+        for f in [
+            format!("heapmap_{stem}.png"),
+            format!("heapmap_{stem}.svg"),
+            format!("sizes_{stem}.csv"),
+        ] {
+            assert!(out.join(&f).is_file(), "{f} missing: {stdout}");
+        }
+    }
+    // Without the overlay: the trace-only colours (Z freed at the end).
+    let img = image::open(out.join("heapmap_hand__preload__usr_lib_libjemalloc_so_2.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(
+        pixel(&img, ((Z + 100 - X) / 33) as u32, heapmap::COLS - 1),
+        FREED_RGB
+    );
+    // One trace's directory works too; a directory without address traces is an error.
+    let o = analyze_heap_map(&hm.join("hand"), &dir.path().join("out2"));
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = analyze_heap_map(&empty, &dir.path().join("out3"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(empty.to_str().unwrap()), "{err}");
+    assert!(err.contains("no address trace"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The fixture's trace name and allocators (from its runs.parquet).
+fn fixture_trace_and_allocators() -> (String, Vec<String>) {
+    use polars::prelude::*;
+    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
+    let df = ParquetReader::new(f).finish().unwrap();
+    let name = df
+        .column("trace_name")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_owned();
+    let mut allocs: Vec<String> = df
+        .column("allocator")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    allocs.sort();
+    allocs.dedup();
+    (name, allocs)
+}
+
+#[test]
+fn the_explanation_page_shows_the_heap_under_each_allocator_when_there_are_heap_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    for f in std::fs::read_dir(fixture()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, results.join(f.file_name().unwrap())).unwrap();
+    }
+    let run = |out: &str| {
+        let out = dir.path().join(out);
+        let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+            .arg(&results)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            std::fs::read_to_string(out.join("explain.md")).unwrap(),
+            std::fs::read_to_string(out.join("report.html")).unwrap(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            out,
+        )
+    };
+    // Without heap maps: no such section.
+    let (md, html, _, _) = run("without");
+    assert!(!md.contains("The heap under each allocator"), "{md}");
+    assert!(!html.contains("The heap under each allocator"));
+
+    let (trace, allocs) = fixture_trace_and_allocators();
+    assert!(allocs.len() >= 2, "{allocs:?}");
+    let hash = fixture_trace_hash();
+    let hm = results.join(results_schema::heapmap::DIR_NAME);
+    for a in &allocs {
+        let t = address_trace(&hm, &trace, a, &hash);
+        write_maps(
+            &results_schema::heapmap::maps_file(&t).unwrap(),
+            &mapping_rows(),
+            None,
+        );
+    }
+    let (md, html, stderr, out) = run("with");
+    assert!(md.contains("### The heap under each allocator"), "{md}");
+    // The address traces and mappings files are no input problem.
+    assert!(!stderr.contains("heapmap"), "{stderr}");
+    assert!(html.contains("<h4>The heap under each allocator</h4>"));
+    // One map per allocator, in the page's order (system first, then by name), each with its
+    // sentence: peak live 14 KiB (X, Y, Z and W live after op 3: 4 + 4 + 2 + 4 KiB), 16 KiB
+    // resident at the last snapshot, 12 KiB of it retained (372 rows of 33 bytes: 12 276 B,
+    // 0.86× the peak live bytes).
+    let mut order = allocs.clone();
+    order.sort_by_key(|a| (a != results_schema::BASELINE_ALLOCATOR, a.clone()));
+    let mut at = 0;
+    for a in &order {
+        let stem = format!(
+            "heapmap_{}_t2__{}",
+            analysis::figures::slug(&trace),
+            analysis::figures::slug(a)
+        );
+        let png = out.join("plots").join(format!("{stem}.png"));
+        assert!(png.is_file(), "{} missing", png.display());
+        let i = md[at..]
+            .find(&format!("![{stem}]"))
+            .unwrap_or_else(|| panic!("{stem} not after the previous one in:\n{md}"));
+        at += i;
+        let sentence = format!(
+            "`{a}`: peak live 14 KiB in its heap-map pass; at the last of its 3 mapping \
+             snapshots, 16 KiB resident in the shown address ranges, of which 12 KiB in rows \
+             with nothing live (0.9× of the peak live bytes)."
+        );
+        assert!(md.contains(&sentence), "{sentence:?} not in:\n{md}");
+        assert!(html.contains(&format!("<figure id=\"{stem}\">")));
+    }
+    assert!(md.contains("mapping snapshots every 10 ms"), "{md}");
+
+    // An address trace of another trace (its hash differs): skipped, with a problem line.
+    let other = &order[0];
+    address_trace(&hm, &trace, other, "0000");
+    let (md, _, stderr, _) = run("mismatch");
+    assert!(
+        stderr.contains("address trace of another trace (its trace hash 0000"),
+        "{stderr}"
+    );
+    assert!(!md.contains(&format!("`{other}`: peak live")), "{md}");
+    assert!(
+        md.contains(&format!(
+            "Not shown: `{other}` (its address trace is of another trace"
+        )),
+        "{md}"
+    );
+    // The other allocators' maps are still there.
+    assert!(md.contains(&format!("`{}`: peak live", order[1])), "{md}");
+    // A damaged mappings file: that allocator left out, the file named in a problem line.
+    let second = &order[1];
+    let t = results_schema::heapmap::trace_file(&hm, &trace, second);
+    let maps = results_schema::heapmap::maps_file(&t).unwrap();
+    let bytes = std::fs::read(&maps).unwrap();
+    std::fs::write(&maps, &bytes[..bytes.len() / 3]).unwrap();
+    let (md, _, stderr, _) = run("damaged");
+    assert!(
+        stderr.contains(&format!("mappings file {}: ", maps.display())),
+        "{stderr}"
+    );
+    assert!(
+        md.contains(&format!(
+            "Not shown: `{second}` (the address trace or its mappings file could not be read"
+        )),
+        "{md}"
+    );
+    assert!(!md.contains(&format!("`{second}`: peak live")), "{md}");
+}
