@@ -335,6 +335,29 @@ fn heap_maps_are_written_for_the_sweeps_named_and_a_wrong_name_is_refused() {
         assert!(m.is_file(), "{} missing", m.display());
     }
     assert!(!out.join("runs/rl_small-t1/heapmaps").exists());
+    // The real `analyze` draws them, with the real mappings overlaid.
+    let pics = d.path().join("pics");
+    let o = Command::new(analyze_bin())
+        .arg("--heap-map")
+        .arg(&maps)
+        .arg("-o")
+        .arg(&pics)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for a in ["system", "fancy"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("under {a})")))
+            .unwrap_or_else(|| panic!("no map of {a}: {text}"));
+        assert!(line.contains("mapping snapshots"), "{line}");
+        assert!(
+            pics.join(format!("heapmap_fragmentation-holes__{a}.png"))
+                .is_file(),
+            "{text}"
+        );
+    }
 
     let o = small_lab(
         &d.path().join("bad"),

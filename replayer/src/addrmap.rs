@@ -407,6 +407,10 @@ impl Capture {
             (hm::HEADER_TRACE.into(), pass.trace_name.clone()),
             (hm::HEADER_TRACE_HASH.into(), pass.trace_hash.clone()),
             (hm::HEADER_SNAPSHOT_MS.into(), pass.snapshot_ms.to_string()),
+            (
+                hm::HEADER_REPLAY_THREADS.into(),
+                self.logs.len().to_string(),
+            ),
         ];
         let tmp = trace.with_extension("zst.tmp");
         let werr = |e: traces::TraceError| {

@@ -226,6 +226,7 @@ fn a_paced_replay_maps_each_allocators_blocks_and_what_it_kept_mapped_and_reside
         assert_eq!(header.extra(hm::HEADER_TRACE), Some("paced"));
         assert_eq!(header.extra(hm::HEADER_TRACE_HASH), Some(hash.as_str()));
         assert_eq!(header.extra(hm::HEADER_SNAPSHOT_MS), Some("2"));
+        assert_eq!(header.extra(hm::HEADER_REPLAY_THREADS), Some("1"));
         assert_eq!(ops.len(), 2 + 2 * SMALL);
         let report = inspect(&trace);
         assert_eq!(report.inconsistencies.total(), 0, "{alloc}");

@@ -7,7 +7,8 @@
 //! * `<allocator>.heapmap.zst`, the **address trace**: a trace in the lab's format whose ops are
 //!   the replayed ops with the addresses *this allocator* returned, timestamped in ns since the
 //!   pass's first op (one trace thread per replay thread). Its header's `extra` holds
-//!   [`HEADER_ALLOCATOR`], [`HEADER_TRACE`], [`HEADER_TRACE_HASH`] and [`HEADER_SNAPSHOT_MS`].
+//!   [`HEADER_ALLOCATOR`], [`HEADER_TRACE`], [`HEADER_TRACE_HASH`], [`HEADER_SNAPSHOT_MS`] and
+//!   [`HEADER_REPLAY_THREADS`].
 //! * `<allocator>.maps.parquet`, the **mappings** ([`MappingRow`]): snapshots of the process's
 //!   private read-write anonymous mappings and `[heap]` from `/proc/self/maps`, each cut into
 //!   runs of resident and not-resident pages (`mincore`), on the address trace's clock.
@@ -34,6 +35,9 @@ pub const HEADER_TRACE: &str = "alloclab.heapmap.trace";
 pub const HEADER_TRACE_HASH: &str = "alloclab.heapmap.trace_hash";
 /// Header key: the period of the mapping snapshots, ms.
 pub const HEADER_SNAPSHOT_MS: &str = "alloclab.heapmap.snapshot_ms";
+/// Header key: the replay threads (as in runs' `replay_threads`; a replay with `--threads` folds
+/// the trace's threads onto fewer).
+pub const HEADER_REPLAY_THREADS: &str = "alloclab.heapmap.replay_threads";
 
 /// `allocator` made safe for a file name: every character outside `[A-Za-z0-9._-]` becomes `_`
 /// (`preload:/usr/lib/libjemalloc.so.2` → `preload__usr_lib_libjemalloc.so.2`).
