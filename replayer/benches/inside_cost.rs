@@ -15,7 +15,7 @@
 //! (issue 17): ≤ 1.05.
 //!
 //! `INSIDE_REPS=5 cargo bench --profile test -p replayer --bench inside_cost` (`INTROSPECT_MS`
-//! sets A's period, default 100).
+//! sets A's period, default 100; `INSIDE_SCALE` multiplies the traces' ops, default 1).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,9 +95,18 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     let dir = tempfile::tempdir().expect("a temporary directory");
+    // INSIDE_SCALE multiplies the traces' ops: longer loops, so one reading's cost and the
+    // machine's jitter are a smaller share of each (at 1 the json-tree loop is ~40 ms, shorter
+    // than the default period: it takes no reading while the ops run).
+    let scale: f64 = std::env::var("INSIDE_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0);
+    let ops = |n: f64| (n * scale).round().max(1.0) as u64;
     let traces = [
-        ("malloc-large", synth(dir.path(), "malloc-large", 1, 300)),
-        ("json-tree", synth(dir.path(), "json-tree", 1, 3_000_000)),
+        ("malloc-large", synth(dir.path(), "malloc-large", 1, ops(300.0))),
+        ("json-tree", synth(dir.path(), "json-tree", 1, ops(3_000_000.0))),
     ];
     // A shorter period than the default multiplies the readings, and so their cost: on a noisy
     // machine that makes it measurable (at 10 ms, ten times the default's).
