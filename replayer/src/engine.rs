@@ -1095,8 +1095,8 @@ pub fn run<A: Allocator>(
 }
 
 /// [`run`], and with `capture` the heap-map pass: every op into the capture's logs (one per
-/// plan thread, sized to its ops), a mapping snapshot at each sample, one before the first op
-/// and one after the last.
+/// plan thread, sized to its ops), a mapping snapshot at each sample, one as the ops start
+/// (the sampler's first act after the barrier) and one after the last op.
 pub fn run_capture<A: Allocator>(
     a: &A,
     plan: &PlanView<'_>,
