@@ -305,11 +305,17 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/replay-small")
 }
 
+/// The fixture's runs.parquet.
+fn fixture_runs() -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
+    ParquetReader::new(f).finish().unwrap()
+}
+
 /// Per allocator, the median over the fixture's runs of `column` (by hand, from the Parquet).
 fn medians(column: &str) -> Vec<(String, f64)> {
     use polars::prelude::*;
-    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
-    let df = ParquetReader::new(f).finish().unwrap();
+    let df = fixture_runs();
     let alloc = df.column("allocator").unwrap().str().unwrap().clone();
     let v = df.column(column).unwrap().cast(&DataType::Float64).unwrap();
     let v = v.f64().unwrap();
@@ -334,9 +340,7 @@ fn medians(column: &str) -> Vec<(String, f64)> {
 }
 
 fn fixture_trace_hash() -> String {
-    use polars::prelude::*;
-    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
-    let df = ParquetReader::new(f).finish().unwrap();
+    let df = fixture_runs();
     df.column("trace_hash")
         .unwrap()
         .str()
@@ -618,63 +622,12 @@ fn mapping_rows() -> Vec<MappingRow> {
 /// Writes `rows` as a mappings file with polars, columns named and typed from
 /// `MappingRow::COLUMNS`, leaving out `drop`.
 fn write_maps(path: &Path, rows: &[MappingRow], drop: Option<&str>) {
-    use polars::prelude::*;
-    use results_schema::{Cell as C, Row as _, Ty};
-    let cols: Vec<Column> = MappingRow::COLUMNS
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| Some(c.name) != drop)
-        .map(|(i, c)| {
-            let cells: Vec<C> = rows.iter().map(|r| r.cells()[i].clone()).collect();
-            let name: PlSmallStr = c.name.into();
-            match c.ty {
-                Ty::U32 => Column::new(
-                    name,
-                    cells
-                        .iter()
-                        .map(|x| match x {
-                            C::U32(v) => *v,
-                            _ => unreachable!(),
-                        })
-                        .collect::<Vec<u32>>(),
-                ),
-                Ty::U64 => Column::new(
-                    name,
-                    cells
-                        .iter()
-                        .map(|x| match x {
-                            C::U64(v) => *v,
-                            _ => unreachable!(),
-                        })
-                        .collect::<Vec<u64>>(),
-                ),
-                Ty::Bool => Column::new(
-                    name,
-                    cells
-                        .iter()
-                        .map(|x| match x {
-                            C::Bool(v) => *v,
-                            _ => unreachable!(),
-                        })
-                        .collect::<Vec<bool>>(),
-                ),
-                Ty::Str => Column::new(
-                    name,
-                    cells
-                        .iter()
-                        .map(|x| match x {
-                            C::Str(v) => v.to_string(),
-                            _ => unreachable!(),
-                        })
-                        .collect::<Vec<String>>(),
-                ),
-                t => panic!("no mapping column is {t:?}"),
-            }
-        })
-        .collect();
-    let mut df = DataFrame::new_infer_height(cols).unwrap();
-    let f = std::fs::File::create(path).unwrap();
-    ParquetWriter::new(f).finish(&mut df).unwrap();
+    // The rows as analyze writes any schema's rows, optionally without one column.
+    let mut df = analysis::summary::frame(rows).unwrap();
+    if let Some(c) = drop {
+        df = df.drop(c).unwrap();
+    }
+    analysis::summary::write_parquet(path, &mut df).unwrap();
 }
 
 fn analyze_heap_map(path: &Path, out: &Path) -> std::process::Output {
@@ -943,9 +896,7 @@ fn heap_map_of_a_directory_draws_every_allocators_address_trace() {
 
 /// The fixture's trace name and allocators (from its runs.parquet).
 fn fixture_trace_and_allocators() -> (String, Vec<String>) {
-    use polars::prelude::*;
-    let f = std::fs::File::open(fixture().join("runs.parquet")).unwrap();
-    let df = ParquetReader::new(f).finish().unwrap();
+    let df = fixture_runs();
     let name = df
         .column("trace_name")
         .unwrap()

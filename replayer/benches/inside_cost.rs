@@ -105,8 +105,14 @@ fn main() {
         .unwrap_or(1.0);
     let ops = |n: f64| (n * scale).round().max(1.0) as u64;
     let traces = [
-        ("malloc-large", synth(dir.path(), "malloc-large", 1, ops(300.0))),
-        ("json-tree", synth(dir.path(), "json-tree", 1, ops(3_000_000.0))),
+        (
+            "malloc-large",
+            synth(dir.path(), "malloc-large", 1, ops(300.0)),
+        ),
+        (
+            "json-tree",
+            synth(dir.path(), "json-tree", 1, ops(3_000_000.0)),
+        ),
     ];
     // A shorter period than the default multiplies the readings, and so their cost: on a noisy
     // machine that makes it measurable (at 10 ms, ten times the default's).
