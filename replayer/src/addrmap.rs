@@ -16,8 +16,6 @@
 //! maps takes the kernel's mapping lock, which the allocator's `mmap` calls wait for — one
 //! reason this pass is not one of the measured ones.
 
-use std::path::Path;
-
 use results_schema::heapmap::{self as hm, MappingRow};
 use traces::{AlignedFn, Event, Header, TraceWriter};
 
@@ -440,19 +438,6 @@ impl Capture {
             &self.snapshots.rows(&pass.allocator, &pass.trace_name),
         )
     }
-}
-
-/// Whether `path` is inside a directory that can be written (made if missing): checked by the
-/// parent before any child runs.
-pub fn check_dir(dir: &Path) -> Result<(), ReplayError> {
-    let bad = |what: &str, e: std::io::Error| {
-        ReplayError::BadInput(format!("--heap-map {}: {what}: {e}", dir.display()))
-    };
-    std::fs::create_dir_all(dir).map_err(|e| bad("cannot create the directory", e))?;
-    let probe = dir.join(format!(".replay-write-check-{}", std::process::id()));
-    let w = std::fs::write(&probe, b"alloclab");
-    let _ = std::fs::remove_file(&probe);
-    w.map_err(|e| bad("cannot write there", e))
 }
 
 #[cfg(test)]

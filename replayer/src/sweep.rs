@@ -292,10 +292,10 @@ impl Sweep {
             ));
         }
         if let Some(dir) = &opts.out {
-            check_out_dir(dir)?;
+            check_writable_dir("-o", dir)?;
         }
         if let Some(dir) = &opts.heap_map {
-            crate::addrmap::check_dir(dir)?;
+            check_writable_dir("--heap-map", dir)?;
         }
         for a in &opts.allocators {
             a.check_available()?;
@@ -791,11 +791,11 @@ fn check_thp(thp: Thp) -> Result<(), ReplayError> {
     )))
 }
 
-/// Checks, before anything runs, that the results can be written into `dir` (made if
-/// missing): a file is created there and removed.
-fn check_out_dir(dir: &Path) -> Result<(), ReplayError> {
+/// Checks, before anything runs, that the directory given to `flag` (`-o`, `--heap-map`) can
+/// be written (made if missing): a file is created there and removed.
+fn check_writable_dir(flag: &str, dir: &Path) -> Result<(), ReplayError> {
     let bad = |what: &str, e: std::io::Error| {
-        ReplayError::BadInput(format!("-o {}: {what}: {e}", dir.display()))
+        ReplayError::BadInput(format!("{flag} {}: {what}: {e}", dir.display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| bad("cannot create the output directory", e))?;
     let probe = dir.join(format!(".replay-write-check-{}", std::process::id()));
