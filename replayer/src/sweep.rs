@@ -494,26 +494,11 @@ impl Sweep {
                     }
                 }
                 pb.set_message(format!("{label}{} r{}/{}", spec.name(), rep + 1, reps));
-                // The untimed pass samples and waits for retained memory; the timed one only
-                // times the calls.
-                let pass = |timed: bool| PassOptions {
-                    touch: self.touch,
-                    touch_fraction: self.touch_fraction,
-                    pace: o.pace,
-                    pin: o.pin,
-                    order: o.order,
-                    timed,
-                    thp: o.thp,
-                    sample_ms: if timed { 0 } else { o.sample_ms },
-                    introspect_ms: o.introspect_ms,
-                    retained_wait: if timed { 0.0 } else { o.retained_wait },
-                    heap_map: None,
-                };
-                let untimed = self.child(spec, pass(false), pb, done_ops);
+                let untimed = self.child(spec, self.pass(false), pb, done_ops);
                 done_ops += ops;
                 pb.set_position(done_ops);
                 let timed = o.latency.then(|| {
-                    let t = self.child(spec, pass(true), pb, done_ops);
+                    let t = self.child(spec, self.pass(true), pb, done_ops);
                     done_ops += ops;
                     pb.set_position(done_ops);
                     t
@@ -596,6 +581,25 @@ impl Sweep {
         Ok(results)
     }
 
+    /// The options of a measured pass: the untimed one samples and waits for retained memory;
+    /// the timed one only times the calls.
+    fn pass(&self, timed: bool) -> PassOptions {
+        let o = &self.opts;
+        PassOptions {
+            touch: self.touch,
+            touch_fraction: self.touch_fraction,
+            pace: o.pace,
+            pin: o.pin,
+            order: o.order,
+            timed,
+            thp: o.thp,
+            sample_ms: if timed { 0 } else { o.sample_ms },
+            introspect_ms: o.introspect_ms,
+            retained_wait: if timed { 0.0 } else { o.retained_wait },
+            heap_map: None,
+        }
+    }
+
     /// The heap-map pass of `spec`: one untimed child that logs every op and snapshots the
     /// mappings, then writes both under `dir` ([`crate::addrmap`]).
     fn heap_map_pass(
@@ -614,17 +618,11 @@ impl Sweep {
             snapshot_ms: o.heap_map_ms.max(1),
         };
         let pass = PassOptions {
-            touch: self.touch,
-            touch_fraction: self.touch_fraction,
-            pace: o.pace,
-            pin: o.pin,
-            order: o.order,
-            timed: false,
-            thp: o.thp,
             sample_ms: hm.snapshot_ms,
             introspect_ms: 0,
             retained_wait: 0.0,
             heap_map: Some(hm.clone()),
+            ..self.pass(false)
         };
         let file = results_schema::heapmap::trace_file(dir, &hm.trace_name, &hm.allocator);
         let error = match self.child(spec, pass, pb, base) {
