@@ -551,20 +551,17 @@ pub fn run(opts: &LabOptions) -> Result<LabReport, LabError> {
     std::fs::create_dir_all(&runs_dir).map_err(io(format!("creating {}", runs_dir.display())))?;
 
     // Heap maps: every name must pick a sweep.
-    let mapped = |job: &Job| {
-        opts.heap_maps.iter().any(|w| {
-            job.name == *w
-                || job
-                    .name
-                    .strip_prefix(w.as_str())
-                    .is_some_and(|t| t.starts_with("-t"))
-        })
+    // A name picks a sweep by its name, or by its workload (`<workload>-t<N>`).
+    let picks = |job: &Job, w: &str| {
+        job.name == w
+            || job
+                .name
+                .strip_prefix(w)
+                .is_some_and(|t| t.starts_with("-t"))
     };
+    let mapped = |job: &Job| opts.heap_maps.iter().any(|w| picks(job, w));
     for w in &opts.heap_maps {
-        if !jobs
-            .iter()
-            .any(|j| j.name == *w || j.name.starts_with(&format!("{w}-t")))
-        {
+        if !jobs.iter().any(|j| picks(j, w)) {
             return Err(bad(format!(
                 "--heap-maps {w}: no sweep of this lab is that workload or sweep (its sweeps: {})",
                 jobs.iter()
